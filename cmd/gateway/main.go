@@ -1,0 +1,130 @@
+// Command gateway runs the public HTTPS edge of Pizza Joint. It calls the order service through the local
+// Connect sidecar's upstream port. Every flag has a GATEWAY_* environment variable; see `gateway --help`.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/ardanlabs/conf/v3"
+	kitprometheus "github.com/go-kit/kit/metrics/prometheus"
+	"github.com/pizzajoint/mesh/gateway"
+	"github.com/pizzajoint/mesh/order"
+	"github.com/pizzajoint/mesh/platform/applog"
+	"github.com/pizzajoint/mesh/platform/httpserver"
+	"github.com/pizzajoint/mesh/platform/kitmw"
+	"github.com/pizzajoint/mesh/platform/reqid"
+	"github.com/pizzajoint/mesh/platform/tlsreload"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+type config struct {
+	conf.Version
+	Log struct {
+		Level string `conf:"default:info"`
+	}
+	HTTP struct {
+		Addr string `conf:"default::8443"`
+		httpserver.Config
+	}
+	TLS struct {
+		CertFile string `conf:"default:certs/server.pem"`
+		KeyFile  string `conf:"default:certs/server-key.pem"`
+	}
+	Order struct {
+		// URL is the order service as the gateway reaches it: the sidecar's local upstream.
+		URL string `conf:"default:http://127.0.0.1:9191"`
+		// Timeout bounds every call to the order service, connecting included.
+		Timeout time.Duration `conf:"default:5s"`
+		// MaxConns bounds connections to the upstream; idle ones are kept for reuse.
+		MaxConns int `conf:"default:64"`
+	}
+}
+
+func main() {
+	if err := run(context.Background(), os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "gateway:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, stderr io.Writer) error {
+	var cfg config
+	cfg.Version.Desc = "Pizza Joint public gateway"
+	help, err := conf.Parse("GATEWAY", &cfg)
+	if errors.Is(err, conf.ErrHelpWanted) {
+		fmt.Fprintln(stderr, help)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	logger, err := applog.New(stderr, "gateway", cfg.Log.Level)
+	if err != nil {
+		return err
+	}
+	if s, err := conf.String(&cfg); err == nil {
+		logger.Info("config", "values", s)
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	certs, err := tlsreload.New(cfg.TLS.CertFile, cfg.TLS.KeyFile, logger)
+	if err != nil {
+		return fmt.Errorf("tls: %w (run 'make certs' for a development certificate)", err)
+	}
+	go certs.Run(ctx)
+
+	orders, err := order.NewHTTPClient(cfg.Order.URL, upstreamClient(cfg.Order.MaxConns, cfg.Order.Timeout))
+	if err != nil {
+		return err
+	}
+	duration := kitprometheus.NewHistogramFrom(prometheus.HistogramOpts{
+		Namespace: "pizza", Subsystem: "gateway", Name: "request_duration_seconds",
+		Help: "Time spent in gateway endpoints, by method and outcome.",
+	}, []string{"method", "outcome"})
+	endpoints := gateway.MakeEndpoints(gateway.NewService(orders),
+		kitmw.Instrumenting(duration, order.Outcome),
+		kitmw.Logging(logger, order.Outcome),
+		kitmw.Deadline(cfg.Order.Timeout),
+	)
+
+	health := httpserver.NewHealth()
+	mux := http.NewServeMux()
+	health.Register(mux)
+	mux.Handle("GET /metrics", promhttp.Handler())
+	gateway.MakeHTTPHandler(mux, endpoints)
+	handler := reqid.Middleware(httpserver.AccessLog(logger, reqid.FromContext, mux))
+
+	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+	if err != nil {
+		return err
+	}
+	health.SetReady(true)
+	srv := httpserver.New(cfg.HTTP.Config, handler, logger)
+	return httpserver.Run(ctx, srv, ln, certs.TLSConfig(), cfg.HTTP.Config, logger, func() { health.SetReady(false) })
+}
+
+// upstreamClient keeps connections to the sidecar alive and bounds how long any step may take. There is no
+// overall Client.Timeout: each call's context carries its deadline.
+func upstreamClient(maxConns int, timeout time.Duration) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: min(timeout, 2*time.Second), KeepAlive: 30 * time.Second}).DialContext,
+		MaxConnsPerHost:       maxConns,
+		MaxIdleConns:          maxConns,
+		MaxIdleConnsPerHost:   maxConns,
+		IdleConnTimeout:       60 * time.Second,
+		ResponseHeaderTimeout: timeout,
+		ForceAttemptHTTP2:     false,
+	}}
+}

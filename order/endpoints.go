@@ -1,0 +1,106 @@
+package order
+
+import (
+	"context"
+
+	"github.com/go-kit/kit/endpoint"
+)
+
+// Endpoints collects the service's endpoints. On the server side each wraps a Service; on the client side
+// each is a go-kit HTTP client, and Endpoints itself implements Service.
+type Endpoints struct {
+	MenuEndpoint         endpoint.Endpoint
+	CreateOrderEndpoint  endpoint.Endpoint
+	GetOrderEndpoint     endpoint.Endpoint
+	ListOrdersEndpoint   endpoint.Endpoint
+	ChangeStatusEndpoint endpoint.Endpoint
+}
+
+var _ Service = Endpoints{}
+
+// MakeServerEndpoints wraps s, applying mw (in order, outermost first) to every endpoint; mw gets the
+// endpoint's name for logs and metrics.
+func MakeServerEndpoints(s Service, mw ...func(name string) endpoint.Middleware) Endpoints {
+	wrap := func(name string, e endpoint.Endpoint) endpoint.Endpoint {
+		for i := len(mw) - 1; i >= 0; i-- {
+			e = mw[i](name)(e)
+		}
+		return e
+	}
+	return Endpoints{
+		MenuEndpoint: wrap("menu", func(ctx context.Context, _ any) (any, error) {
+			return s.Menu(ctx)
+		}),
+		CreateOrderEndpoint: wrap("create_order", func(ctx context.Context, req any) (any, error) {
+			return s.CreateOrder(ctx, req.(NewOrder))
+		}),
+		GetOrderEndpoint: wrap("get_order", func(ctx context.Context, req any) (any, error) {
+			return s.GetOrder(ctx, req.(getOrderRequest).ID)
+		}),
+		ListOrdersEndpoint: wrap("list_orders", func(ctx context.Context, req any) (any, error) {
+			return s.ListOrders(ctx, req.(ListFilter))
+		}),
+		ChangeStatusEndpoint: wrap("change_status", func(ctx context.Context, req any) (any, error) {
+			r := req.(changeStatusRequest)
+			return s.ChangeStatus(ctx, r.ID, r.Status)
+		}),
+	}
+}
+
+type getOrderRequest struct{ ID string }
+
+type changeStatusRequest struct {
+	ID     string `json:"-"`
+	Status Status `json:"status"`
+}
+
+func (e Endpoints) Menu(ctx context.Context) (Menu, error) {
+	resp, err := e.MenuEndpoint(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	return resp.(Menu), nil
+}
+
+func (e Endpoints) CreateOrder(ctx context.Context, n NewOrder) (Created, error) {
+	resp, err := e.CreateOrderEndpoint(ctx, n)
+	if err != nil {
+		return Created{}, err
+	}
+	return resp.(Created), nil
+}
+
+func (e Endpoints) GetOrder(ctx context.Context, id string) (Order, error) {
+	resp, err := e.GetOrderEndpoint(ctx, getOrderRequest{ID: id})
+	if err != nil {
+		return Order{}, err
+	}
+	return resp.(Order), nil
+}
+
+func (e Endpoints) ListOrders(ctx context.Context, f ListFilter) (Page, error) {
+	resp, err := e.ListOrdersEndpoint(ctx, f)
+	if err != nil {
+		return Page{}, err
+	}
+	return resp.(Page), nil
+}
+
+func (e Endpoints) ChangeStatus(ctx context.Context, id string, to Status) (Order, error) {
+	resp, err := e.ChangeStatusEndpoint(ctx, changeStatusRequest{ID: id, Status: to})
+	if err != nil {
+		return Order{}, err
+	}
+	return resp.(Order), nil
+}
+
+// Outcome classifies an endpoint's error for logs and metrics (see kitmw.Classify).
+func Outcome(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	if status, _ := ErrorStatus(err); status < 500 {
+		return "client_error"
+	}
+	return "server_error"
+}

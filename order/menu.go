@@ -1,0 +1,53 @@
+package order
+
+import (
+	"fmt"
+	"slices"
+)
+
+// Size of a pizza.
+type Size string
+
+const (
+	SizeSmall  Size = "S"
+	SizeMedium Size = "M"
+	SizeLarge  Size = "L"
+)
+
+// Valid reports whether z is a size the kitchen makes.
+func (z Size) Valid() bool { return z == SizeSmall || z == SizeMedium || z == SizeLarge }
+
+// MenuItem is a pizza and its price per size, in integer cents.
+type MenuItem struct {
+	Name        string         `json:"name"`
+	Description string         `json:"description"`
+	PriceCents  map[Size]int64 `json:"price_cents"`
+}
+
+// Menu is what the kitchen sells. Prices live here, on the server: a client never sets a price.
+type Menu []MenuItem
+
+// DefaultMenu is the pizza joint's menu.
+var DefaultMenu = Menu{
+	{Name: "margherita", Description: "tomato, mozzarella, basil", PriceCents: map[Size]int64{"S": 900, "M": 1200, "L": 1500}},
+	{Name: "marinara", Description: "tomato, garlic, oregano", PriceCents: map[Size]int64{"S": 800, "M": 1050, "L": 1300}},
+	{Name: "pepperoni", Description: "tomato, mozzarella, pepperoni", PriceCents: map[Size]int64{"S": 1000, "M": 1350, "L": 1700}},
+	{Name: "funghi", Description: "tomato, mozzarella, mushrooms", PriceCents: map[Size]int64{"S": 950, "M": 1250, "L": 1550}},
+	{Name: "quattro-formaggi", Description: "mozzarella, gorgonzola, parmesan, fontina", PriceCents: map[Size]int64{"S": 1100, "M": 1450, "L": 1800}},
+	{Name: "diavola", Description: "tomato, mozzarella, spicy salami, chili", PriceCents: map[Size]int64{"S": 1050, "M": 1400, "L": 1750}},
+}
+
+type priceError struct{ field, reason string }
+
+// Price is the unit price of pizza in size z.
+func (m Menu) Price(pizza string, z Size) (int64, *priceError) {
+	i := slices.IndexFunc(m, func(it MenuItem) bool { return it.Name == pizza })
+	if i < 0 {
+		return 0, &priceError{"pizza", fmt.Sprintf("unknown pizza %q (see GET /menu)", pizza)}
+	}
+	price, ok := m[i].PriceCents[z]
+	if !ok {
+		return 0, &priceError{"size", fmt.Sprintf("%s is not made in size %q", pizza, z)}
+	}
+	return price, nil
+}

@@ -1,0 +1,254 @@
+// Package mysqlstore keeps orders in MySQL 8 or MariaDB 10.11. Every write is one transaction, so an error
+// never leaves a partial order behind.
+package mysqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/pizzajoint/mesh/order"
+)
+
+// Store is an order.OrderStore on MySQL.
+type Store struct {
+	db *sql.DB
+}
+
+var _ order.OrderStore = (*Store)(nil)
+
+// New returns a Store on db. The schema must be migrated (see Migrate).
+func New(db *sql.DB) *Store { return &Store{db: db} }
+
+const orderColumns = `id, status, customer_name, customer_phone, customer_address, total_cents, created_at, updated_at`
+
+// Create stores the order, its items and its CREATED event in one transaction.
+func (s *Store) Create(ctx context.Context, o order.Order, idem order.Idempotency) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO orders (`+orderColumns+`, idempotency_key, request_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			o.ID, o.Status, o.Customer.Name, o.Customer.Phone, o.Customer.Address, o.TotalCents,
+			o.CreatedAt, o.UpdatedAt, nullIfEmpty(idem.Key), idem.RequestHash) // a nil hash is NULL
+		if isDuplicate(err, "orders_idempotency_key") {
+			return order.ErrIdempotencyKeyTaken
+		}
+		if err != nil {
+			return fmt.Errorf("insert order: %w", err)
+		}
+		q := strings.Builder{}
+		q.WriteString(`INSERT INTO order_items (order_id, line, pizza, size, quantity, unit_price_cents) VALUES `)
+		args := make([]any, 0, 6*len(o.Items))
+		for i, it := range o.Items {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(?, ?, ?, ?, ?, ?)")
+			args = append(args, o.ID, i, it.Pizza, it.Size, it.Quantity, it.UnitPriceCents)
+		}
+		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+			return fmt.Errorf("insert items: %w", err)
+		}
+		return appendEvent(ctx, tx, o.ID, o.Status, o.CreatedAt)
+	})
+}
+
+// OrderByIdempotencyKey returns the order created under key and its request hash.
+func (s *Store) OrderByIdempotencyKey(ctx context.Context, key string) (order.Order, []byte, error) {
+	var (
+		id   string
+		hash []byte
+	)
+	err := s.db.QueryRowContext(ctx, `SELECT id, request_hash FROM orders WHERE idempotency_key = ?`, key).Scan(&id, &hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return order.Order{}, nil, order.ErrNotFound
+	}
+	if err != nil {
+		return order.Order{}, nil, fmt.Errorf("find idempotency key: %w", err)
+	}
+	o, err := s.Get(ctx, id)
+	return o, hash, err
+}
+
+// Get returns one order with its items.
+func (s *Store) Get(ctx context.Context, id string) (order.Order, error) {
+	orders, err := s.query(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = ?`, id)
+	if err != nil {
+		return order.Order{}, err
+	}
+	if len(orders) == 0 {
+		return order.Order{}, order.ErrNotFound
+	}
+	return orders[0], nil
+}
+
+// List returns a page of orders, oldest first, after the cursor.
+func (s *Store) List(ctx context.Context, f order.ListFilter) (order.Page, error) {
+	q := `SELECT ` + orderColumns + ` FROM orders WHERE id > ?`
+	args := []any{f.After}
+	if f.Status != "" {
+		q += ` AND status = ?`
+		args = append(args, f.Status)
+	}
+	q += ` ORDER BY id LIMIT ?`
+	args = append(args, f.Limit+1) // one more tells whether there is a next page
+	orders, err := s.query(ctx, q, args...)
+	if err != nil {
+		return order.Page{}, err
+	}
+	p := order.Page{Orders: orders}
+	if len(orders) > f.Limit {
+		p.Orders = orders[:f.Limit]
+		p.NextCursor = p.Orders[f.Limit-1].ID
+	}
+	return p, nil
+}
+
+// Transition changes the status if the current one is among from, and appends the event, atomically. The
+// status guard in the UPDATE makes concurrent changes safe without a lock read.
+func (s *Store) Transition(ctx context.Context, id string, from []order.Status, to order.Status, at time.Time) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		args := []any{to, at, id}
+		for _, f := range from {
+			args = append(args, f)
+		}
+		res, err := tx.ExecContext(ctx,
+			`UPDATE orders SET status = ?, updated_at = ? WHERE id = ? AND status IN (?`+strings.Repeat(", ?", len(from)-1)+`)`,
+			args...)
+		if err != nil {
+			return fmt.Errorf("update status: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			var current order.Status
+			err := tx.QueryRowContext(ctx, `SELECT status FROM orders WHERE id = ?`, id).Scan(&current)
+			if errors.Is(err, sql.ErrNoRows) {
+				return order.ErrNotFound
+			}
+			if err != nil {
+				return fmt.Errorf("read status: %w", err)
+			}
+			return &order.IllegalTransitionError{From: current, To: to}
+		}
+		return appendEvent(ctx, tx, id, to, at)
+	})
+}
+
+func appendEvent(ctx context.Context, tx *sql.Tx, id string, status order.Status, at time.Time) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO order_events (order_id, status, created_at) VALUES (?, ?, ?)`, id, status, at)
+	if err != nil {
+		return fmt.Errorf("insert event: %w", err)
+	}
+	return nil
+}
+
+// query reads orders and then their items in one more round trip.
+func (s *Store) query(ctx context.Context, q string, args ...any) ([]order.Order, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("query orders: %w", err)
+	}
+	defer rows.Close()
+	var (
+		orders []order.Order
+		index  = map[string]int{}
+	)
+	for rows.Next() {
+		var o order.Order
+		if err := rows.Scan(&o.ID, &o.Status, &o.Customer.Name, &o.Customer.Phone, &o.Customer.Address,
+			&o.TotalCents, &o.CreatedAt, &o.UpdatedAt); err != nil {
+			return nil, fmt.Errorf("scan order: %w", err)
+		}
+		index[o.ID] = len(orders)
+		orders = append(orders, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read orders: %w", err)
+	}
+	if len(orders) == 0 {
+		return nil, nil
+	}
+	ids := make([]any, 0, len(orders))
+	for _, o := range orders {
+		ids = append(ids, o.ID)
+	}
+	items, err := s.db.QueryContext(ctx,
+		`SELECT order_id, pizza, size, quantity, unit_price_cents FROM order_items WHERE order_id IN (?`+
+			strings.Repeat(", ?", len(ids)-1)+`) ORDER BY order_id, line`, ids...)
+	if err != nil {
+		return nil, fmt.Errorf("query items: %w", err)
+	}
+	defer items.Close()
+	for items.Next() {
+		var (
+			id string
+			it order.Item
+		)
+		if err := items.Scan(&id, &it.Pizza, &it.Size, &it.Quantity, &it.UnitPriceCents); err != nil {
+			return nil, fmt.Errorf("scan item: %w", err)
+		}
+		o := &orders[index[id]]
+		o.Items = append(o.Items, it)
+	}
+	if err := items.Err(); err != nil {
+		return nil, fmt.Errorf("read items: %w", err)
+	}
+	return orders, nil
+}
+
+// maxAttempts bounds retries of a transaction InnoDB chose as a deadlock victim.
+const maxAttempts = 3
+
+// inTx runs fn in a transaction, committing on nil and retrying deadlock victims.
+func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	var err error
+	for range maxAttempts {
+		if err = s.tryTx(ctx, fn); !isDeadlock(err) {
+			return err
+		}
+	}
+	return err
+}
+
+func (s *Store) tryTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+func nullIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// MySQL error numbers this store reacts to.
+const (
+	errDuplicateEntry = 1062
+	errDeadlock       = 1213
+)
+
+func isDuplicate(err error, key string) bool {
+	var me *mysql.MySQLError
+	// MySQL 8 names the key "orders.orders_idempotency_key", MariaDB "orders_idempotency_key".
+	return errors.As(err, &me) && me.Number == errDuplicateEntry && strings.Contains(me.Message, key)
+}
+
+func isDeadlock(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && me.Number == errDeadlock
+}

@@ -1,0 +1,48 @@
+// Package applog builds the process's one slog.Logger and adapts it for go-kit, whose packages log through
+// their own small interface.
+package applog
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	kitlog "github.com/go-kit/log"
+)
+
+// New returns a JSON logger at level ("debug", "info", "warn", "error") tagged with the service's name.
+func New(w io.Writer, service, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: %w", level, err)
+	}
+	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})
+	return slog.New(h).With("service", service), nil
+}
+
+// Kit adapts logger to go-kit's log.Logger. A "level" or "err" key among keyvals chooses the slog level.
+func Kit(logger *slog.Logger) kitlog.Logger {
+	return kitlog.LoggerFunc(func(keyvals ...any) error {
+		level, msg := slog.LevelInfo, "go-kit"
+		attrs := make([]any, 0, len(keyvals))
+		for i := 0; i+1 < len(keyvals); i += 2 {
+			k := fmt.Sprint(keyvals[i])
+			v := keyvals[i+1]
+			switch k {
+			case "msg", "message":
+				msg = fmt.Sprint(v)
+				continue
+			case "level":
+				_ = level.UnmarshalText([]byte(strings.ToUpper(fmt.Sprint(v))))
+				continue
+			case "err":
+				level = max(level, slog.LevelWarn)
+			}
+			attrs = append(attrs, k, v)
+		}
+		logger.Log(context.Background(), level, msg, attrs...)
+		return nil
+	})
+}

@@ -1,0 +1,81 @@
+// Package kitmw holds go-kit endpoint middleware shared by the services: logging, metrics and deadlines.
+// Each constructor takes the endpoint's name, so a service applies them with one call per endpoint.
+package kitmw
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/go-kit/kit/endpoint"
+	"github.com/go-kit/kit/metrics"
+	"github.com/pizzajoint/mesh/platform/reqid"
+)
+
+// Classify sorts an endpoint's error into an outcome: "ok", "client_error" (the caller's fault, e.g. bad
+// input or not found) or "server_error" (ours, worth a look).
+type Classify func(error) string
+
+// Outcomes.
+const (
+	OutcomeOK          = "ok"
+	OutcomeClientError = "client_error"
+	OutcomeServerError = "server_error"
+)
+
+// Logging logs one line per call. Requests and responses are never logged: they hold customer data.
+func Logging(logger *slog.Logger, classify Classify) func(name string) endpoint.Middleware {
+	return func(name string) endpoint.Middleware {
+		return func(next endpoint.Endpoint) endpoint.Endpoint {
+			return func(ctx context.Context, req any) (any, error) {
+				start := time.Now()
+				resp, err := next(ctx, req)
+				outcome := classify(err)
+				level := slog.LevelDebug
+				attrs := []slog.Attr{
+					slog.String("endpoint", name),
+					slog.String("request_id", reqid.FromContext(ctx)),
+					slog.Duration("took", time.Since(start)),
+					slog.String("outcome", outcome),
+				}
+				switch outcome {
+				case OutcomeClientError:
+					level = slog.LevelInfo
+					attrs = append(attrs, slog.String("err", err.Error()))
+				case OutcomeServerError:
+					level = slog.LevelError
+					attrs = append(attrs, slog.String("err", err.Error()))
+				}
+				logger.LogAttrs(ctx, level, "endpoint call", attrs...)
+				return resp, err
+			}
+		}
+	}
+}
+
+// Instrumenting counts calls and observes their duration in seconds, labelled by method and outcome.
+func Instrumenting(duration metrics.Histogram, classify Classify) func(name string) endpoint.Middleware {
+	return func(name string) endpoint.Middleware {
+		return func(next endpoint.Endpoint) endpoint.Endpoint {
+			return func(ctx context.Context, req any) (any, error) {
+				start := time.Now()
+				resp, err := next(ctx, req)
+				duration.With("method", name, "outcome", classify(err)).Observe(time.Since(start).Seconds())
+				return resp, err
+			}
+		}
+	}
+}
+
+// Deadline bounds every call to d, so a slow dependency can never hold a request forever.
+func Deadline(d time.Duration) func(name string) endpoint.Middleware {
+	return func(string) endpoint.Middleware {
+		return func(next endpoint.Endpoint) endpoint.Endpoint {
+			return func(ctx context.Context, req any) (any, error) {
+				ctx, cancel := context.WithTimeout(ctx, d)
+				defer cancel()
+				return next(ctx, req)
+			}
+		}
+	}
+}
