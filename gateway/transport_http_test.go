@@ -1,0 +1,269 @@
+package gateway_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pizzajoint/mesh/gateway"
+	"github.com/pizzajoint/mesh/order"
+	"github.com/pizzajoint/mesh/order/ordertest"
+	"github.com/pizzajoint/mesh/platform/kitmw"
+	"github.com/pizzajoint/mesh/platform/reqid"
+)
+
+const validBody = `{"customer":{"name":"Ada","phone":"+1 555 0100","address":"1 Main St"},` +
+	`"items":[{"pizza":"margherita","size":"L","quantity":2},{"pizza":"funghi","size":"S","quantity":1}]}`
+
+// newGateway serves the gateway over TLS in front of orderURL, as in production but without the mesh.
+func newGateway(t *testing.T, orderURL string, deadline time.Duration) *httptest.Server {
+	t.Helper()
+	orders, err := order.NewHTTPClient(orderURL, &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	gateway.MakeHTTPHandler(mux, gateway.MakeEndpoints(gateway.NewService(orders), kitmw.Deadline(deadline)))
+	srv := httptest.NewTLSServer(reqid.Middleware(mux))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func newOrderService(t *testing.T) (*httptest.Server, *ordertest.MemStore) {
+	t.Helper()
+	store := ordertest.NewMemStore()
+	mux := http.NewServeMux()
+	order.MakeHTTPHandler(mux, order.MakeServerEndpoints(order.NewService(store, order.DefaultMenu)))
+	srv := httptest.NewServer(reqid.Middleware(mux))
+	t.Cleanup(srv.Close)
+	return srv, store
+}
+
+type request struct {
+	method, path, contentType string
+	body                      string
+	header                    map[string]string
+}
+
+func send(t *testing.T, srv *httptest.Server, r request) (*http.Response, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(r.method, srv.URL+r.path, strings.NewReader(r.body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.contentType != "" {
+		req.Header.Set("Content-Type", r.contentType)
+	}
+	for k, v := range r.header {
+		req.Header.Set(k, v)
+	}
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("%s %s: %d, body is not a JSON object: %q", r.method, r.path, resp.StatusCode, b)
+	}
+	return resp, m
+}
+
+func post(body string) request {
+	return request{method: "POST", path: "/pizza", contentType: "application/json", body: body}
+}
+
+func replace(old, new string) string { return strings.Replace(validBody, old, new, 1) }
+
+func TestGatewayHTTP(t *testing.T) {
+	orderSrv, store := newOrderService(t)
+	gw := newGateway(t, orderSrv.URL, 5*time.Second)
+
+	resp, placed := send(t, gw, post(validBody))
+	if resp.StatusCode != 201 {
+		t.Fatalf("POST /pizza = %d %v", resp.StatusCode, placed)
+	}
+	id, _ := placed["id"].(string)
+	if loc := resp.Header.Get("Location"); loc != "/pizza/"+id {
+		t.Errorf("Location = %q, want /pizza/%s", loc, id)
+	}
+	if _, err := store.Get(t.Context(), id); err != nil {
+		t.Errorf("placed order %s is not in the store: %v", id, err)
+	}
+	if placed["status"] != "CREATED" || placed["total_cents"] != float64(2*1500+950) {
+		t.Errorf("placed order = %v; want CREATED, total %d", placed, 2*1500+950)
+	}
+
+	tests := []struct {
+		name   string
+		req    request
+		status int
+		field  string
+	}{
+		{"get", request{method: "GET", path: "/pizza/" + id}, 200, ""},
+		{"menu", request{method: "GET", path: "/menu"}, 200, ""},
+		{"get unknown", request{method: "GET", path: "/pizza/01ARZ3NDEKTSV4RRFFQ69G5FAV"}, 404, ""},
+		{"get malformed id", request{method: "GET", path: "/pizza/../../etc"}, 404, ""},
+		{"unknown path", request{method: "GET", path: "/pizzas"}, 404, ""},
+		{"malformed JSON", post(`{"customer":`), 400, ""},
+		{"not JSON at all", post(`pizza please`), 400, ""},
+		{"two objects", post(validBody + validBody), 400, ""},
+		{"array body", post(`[1,2]`), 400, ""},
+		{"empty body", post(``), 400, ""},
+		{"unknown field", post(replace(`"customer"`, `"coupon":"FREE","customer"`)), 400, "coupon"},
+		{"wrong type", post(replace(`"quantity":2`, `"quantity":"2"`)), 400, "items.quantity"},
+		{"wrong type name", post(replace(`"name":"Ada"`, `"name":7`)), 400, "customer.name"},
+		{"client-sent total", post(replace(`"items"`, `"total_cents":1,"items"`)), 400, "total_cents"},
+		{"no items", post(`{"customer":{"name":"Ada","phone":"+1 555 0100","address":"1 Main St"},"items":[]}`), 422, "items"},
+		{"missing name", post(replace(`"name":"Ada"`, `"name":""`)), 422, "customer.name"},
+		{"bad phone", post(replace(`"+1 555 0100"`, `"call me"`)), 422, "customer.phone"},
+		{"missing address", post(replace(`"address":"1 Main St"`, `"address":""`)), 422, "customer.address"},
+		{"unknown pizza", post(replace(`"funghi"`, `"hawaii"`)), 422, "items[1].pizza"},
+		{"unknown size", post(replace(`"size":"L"`, `"size":"XL"`)), 422, "items[0].size"},
+		{"quantity zero", post(replace(`"quantity":2`, `"quantity":0`)), 422, "items[0].quantity"},
+		{"quantity too big", post(replace(`"quantity":2`, `"quantity":21`)), 422, "items[0].quantity"},
+		{"oversized body", post(replace(`"1 Main St"`, `"`+strings.Repeat("x", order.MaxBodyBytes)+`"`)), 413, ""},
+		{"wrong content type", request{method: "POST", path: "/pizza", contentType: "text/plain", body: validBody}, 415, ""},
+		{"no content type", request{method: "POST", path: "/pizza", body: validBody}, 415, ""},
+		{"bad idempotency key", request{method: "POST", path: "/pizza", contentType: "application/json", body: validBody,
+			header: map[string]string{order.IdempotencyKeyHeader: "has space"}}, 422, "Idempotency-Key"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := send(t, gw, tt.req)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status = %d, want %d; body %v", resp.StatusCode, tt.status, body)
+			}
+			if tt.status < 400 {
+				return
+			}
+			if msg, _ := body["error"].(string); msg == "" {
+				t.Errorf("error body has no message: %v", body)
+			}
+			if body["request_id"] == "" || body["request_id"] != resp.Header.Get(reqid.Header) {
+				t.Errorf("request_id %v, header %q: want both, equal", body["request_id"], resp.Header.Get(reqid.Header))
+			}
+			if got, _ := body["field"].(string); got != tt.field {
+				t.Errorf("field = %q, want %q (message %q)", got, tt.field, body["error"])
+			}
+		})
+	}
+}
+
+func TestGatewayIdempotency(t *testing.T) {
+	orderSrv, _ := newOrderService(t)
+	gw := newGateway(t, orderSrv.URL, 5*time.Second)
+	r := post(validBody)
+	r.header = map[string]string{order.IdempotencyKeyHeader: "retry-me"}
+	first, a := send(t, gw, r)
+	second, b := send(t, gw, r)
+	if first.StatusCode != 201 || second.StatusCode != 201 || a["id"] != b["id"] || second.Header.Get(order.ReplayedHeader) != "true" {
+		t.Fatalf("retry with the same key: %d %v, then %d %v (replayed %q); want one order",
+			first.StatusCode, a["id"], second.StatusCode, b["id"], second.Header.Get(order.ReplayedHeader))
+	}
+	r.body = replace(`"quantity":2`, `"quantity":5`)
+	if resp, body := send(t, gw, r); resp.StatusCode != 422 || body["code"] != order.CodeIdempotencyMismatch {
+		t.Errorf("same key, other body: %d %v; want 422 %s", resp.StatusCode, body, order.CodeIdempotencyMismatch)
+	}
+}
+
+// When the order service is down or hangs, the customer gets 503 with Retry-After, never a hang.
+func TestGatewayOrderServiceUnavailable(t *testing.T) {
+	closed := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		return "http://" + addr
+	}
+	hanging := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() { // accepts and never answers, like a wedged process behind a sidecar
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				t.Cleanup(func() { c.Close() })
+			}
+		}()
+		return "http://" + ln.Addr().String()
+	}
+	failing := func() string {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "boom", http.StatusInternalServerError)
+		}))
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	for name, url := range map[string]func() string{"refused": closed, "hanging": hanging, "answering 500": failing} {
+		t.Run(name, func(t *testing.T) {
+			gw := newGateway(t, url(), 300*time.Millisecond)
+			resp, body := send(t, gw, post(validBody))
+			if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || body["code"] != order.CodeUnavailable {
+				t.Errorf("got %d (Retry-After %q) %v; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+			}
+		})
+	}
+}
+
+// FuzzPlaceOrder feeds arbitrary bodies to POST /pizza (decoder, validation and pricing, no network). Whatever
+// arrives, the answer is 201 with a correct total or a 4xx JSON error: never a 5xx, never a panic.
+func FuzzPlaceOrder(f *testing.F) {
+	for _, seed := range []string{
+		validBody, `{}`, `[]`, `null`, `{"customer":null,"items":null}`, `{"items":[{"quantity":1e400}]}`,
+		replace(`"L"`, `"l"`), replace(`"Ada"`, `"\u0000"`), replace(`2`, `-1`), replace(`2`, `2.5`),
+		`{"customer":{"name":"A","phone":"12345","address":"x"},"items":[{"pizza":"margherita","size":"M","quantity":20}]}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	mux := http.NewServeMux()
+	svc := gateway.NewService(order.NewService(ordertest.NewMemStore(), order.DefaultMenu))
+	gateway.MakeHTTPHandler(mux, gateway.MakeEndpoints(svc))
+	h := reqid.Middleware(mux)
+
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req := httptest.NewRequest("POST", "/pizza", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		var resp struct {
+			Error      string       `json:"error"`
+			RequestID  string       `json:"request_id"`
+			Items      []order.Item `json:"items"`
+			TotalCents int64        `json:"total_cents"`
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil {
+			t.Fatalf("status %d, body is not JSON: %q", rec.Code, rec.Body.String())
+		}
+		switch {
+		case rec.Code == 201:
+			var total int64
+			for _, it := range resp.Items {
+				total += it.UnitPriceCents * int64(it.Quantity)
+			}
+			if total != resp.TotalCents || total <= 0 {
+				t.Fatalf("201 with total %d, items add up to %d", resp.TotalCents, total)
+			}
+		case rec.Code >= 400 && rec.Code < 500:
+			if resp.Error == "" || resp.RequestID == "" {
+				t.Fatalf("%d without error message or request id: %q", rec.Code, rec.Body.String())
+			}
+		default:
+			t.Fatalf("status %d for body %q: %q", rec.Code, body, rec.Body.String())
+		}
+	})
+}
