@@ -3,14 +3,18 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -19,6 +23,7 @@ import (
 	"github.com/pizzajoint/mesh/gateway"
 	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/platform/applog"
+	"github.com/pizzajoint/mesh/platform/consulreg"
 	"github.com/pizzajoint/mesh/platform/httpserver"
 	"github.com/pizzajoint/mesh/platform/kitmw"
 	"github.com/pizzajoint/mesh/platform/reqid"
@@ -47,6 +52,12 @@ type config struct {
 		Timeout time.Duration `conf:"default:5s"`
 		// MaxConns bounds connections to the upstream; idle ones are kept for reuse.
 		MaxConns int `conf:"default:64"`
+	}
+	Consul struct {
+		Addr string `conf:"help:Consul agent address like http://127.0.0.1:8500 (empty: no mesh)"`
+	}
+	Service struct {
+		ID string `conf:"help:Consul service instance ID (default: gateway-<host>-<port>)"`
 	}
 }
 
@@ -110,9 +121,42 @@ func run(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	deregister, err := register(ctx, cfg, ln.Addr().String(), logger)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	health.SetReady(true)
 	srv := httpserver.New(cfg.HTTP.Config, handler, logger)
-	return httpserver.Run(ctx, srv, ln, certs.TLSConfig(), cfg.HTTP.Config, logger, func() { health.SetReady(false) })
+	return httpserver.Run(ctx, srv, ln, certs.TLSConfig(), cfg.HTTP.Config, logger, func() {
+		health.SetReady(false)
+		deregister()
+	})
+}
+
+// register adds this instance to Consul with a sidecar whose upstream "order" listens where Order.URL points.
+func register(ctx context.Context, cfg config, listenAddr string, logger *slog.Logger) (func(), error) {
+	if cfg.Consul.Addr == "" {
+		logger.Warn("no Consul address: not registering, no mesh; order is called directly", "order_url", cfg.Order.URL)
+		return func() {}, nil
+	}
+	host, port, err := consulreg.HostPort(listenAddr)
+	if err != nil {
+		return nil, err
+	}
+	u, err := url.Parse(cfg.Order.URL)
+	if err != nil {
+		return nil, err
+	}
+	_, upstreamPort, err := consulreg.HostPort(u.Host)
+	if err != nil {
+		return nil, fmt.Errorf("order URL %q must name the sidecar upstream's port: %w", cfg.Order.URL, err)
+	}
+	return consulreg.Join(ctx, cfg.Consul.Addr, consulreg.Instance{
+		ID: cmp.Or(cfg.Service.ID, consulreg.DefaultID("gateway", port)), Name: "gateway", Address: host, Port: port,
+		CheckURL:  fmt.Sprintf("https://%s/health/readyz", net.JoinHostPort(host, strconv.Itoa(port))),
+		Upstreams: []consulreg.Upstream{{Service: "order", LocalPort: upstreamPort}},
+	}, logger)
 }
 
 // upstreamClient keeps connections to the sidecar alive and bounds how long any step may take. There is no

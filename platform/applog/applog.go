@@ -18,8 +18,16 @@ func New(w io.Writer, service, level string) (*slog.Logger, error) {
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("log level %q: %w", level, err)
 	}
-	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})
+	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l, ReplaceAttr: readableDurations})
 	return slog.New(h).With("service", service), nil
+}
+
+// readableDurations writes durations as "1.5s" rather than nanoseconds: logs are read by people first.
+func readableDurations(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 // Kit adapts logger to go-kit's log.Logger. A "level" or "err" key among keyvals chooses the slog level.

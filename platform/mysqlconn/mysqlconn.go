@@ -6,6 +6,7 @@ package mysqlconn
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -76,12 +77,41 @@ func Open(cfg Config, src CredentialSource) (*sql.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	db := sql.OpenDB(conn)
+	db := sql.OpenDB(refreshingConnector{Connector: conn, src: src})
 	db.SetMaxOpenConns(cfg.MaxOpen)
 	db.SetMaxIdleConns(cfg.MaxIdle)
 	db.SetConnMaxLifetime(cfg.ConnMaxLifetime)
 	db.SetConnMaxIdleTime(cfg.ConnMaxIdleTime)
 	return db, nil
+}
+
+// Refresher is a CredentialSource that can fetch new credentials on demand.
+type Refresher interface {
+	Refresh(ctx context.Context) error
+}
+
+// errAccessDenied is MySQL's "Access denied for user": the user was dropped, e.g. its lease was revoked.
+const errAccessDenied = 1045
+
+// refreshingConnector retries a refused login once with fresh credentials when the source can fetch them.
+// A revoked user's open connections keep working (DROP USER does not end sessions), so this is the moment a
+// revocation shows: the next new connection.
+type refreshingConnector struct {
+	driver.Connector
+	src CredentialSource
+}
+
+func (c refreshingConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.Connector.Connect(ctx)
+	var me *mysql.MySQLError
+	r, ok := c.src.(Refresher)
+	if err == nil || !ok || !errors.As(err, &me) || me.Number != errAccessDenied {
+		return conn, err
+	}
+	if rerr := r.Refresh(ctx); rerr != nil {
+		return nil, fmt.Errorf("%w (and new credentials could not be had: %v)", err, rerr)
+	}
+	return c.Connector.Connect(ctx)
 }
 
 // FileCredentials reads "username:password" from a file (mode 0600, written by the operator's tooling) each

@@ -1,0 +1,325 @@
+// Package stacktest starts the whole Pizza Joint stack for integration tests: a private MariaDB, a Consul agent,
+// a Vault server, the bootstrap, order, gateway and their Connect sidecars. It runs scripts/stack.sh, the same
+// script as `make run`, in a temporary state folder on free ports, so tests never touch a developer's stack
+// and every test run also tests `make run`.
+//
+// A test package starts one stack in TestMain (it takes tens of seconds) and shares it:
+//
+//	var stack *stacktest.Stack
+//	func TestMain(m *testing.M) { os.Exit(stacktest.Main(m, stacktest.Options{}, &stack)) }
+package stacktest
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"database/sql"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// Options change the stack for a test package.
+type Options struct {
+	// Env adds settings for scripts/stack.sh and scripts/bootstrap.sh, e.g. DB_CREDS_TTL=5s.
+	Env map[string]string
+}
+
+// Stack is a running stack.
+type Stack struct {
+	Root, Dir string // the repository, and the stack's state folder
+	Ports     Ports
+	// GatewayURL is the public edge, e.g. https://127.0.0.1:43121.
+	GatewayURL string
+	ConsulAddr string // http://127.0.0.1:port
+	VaultAddr  string
+	// HTTP trusts the stack's development CA.
+	HTTP *http.Client
+	// Observer is a read-only MySQL pool over everything (incl. mysql.user and the process list), for assertions.
+	Observer *sql.DB
+
+	env []string
+}
+
+// Ports are the stack's listeners.
+type Ports struct {
+	MySQL, ConsulHTTP, ConsulGRPC, ConsulServer, ConsulSerfLAN, ConsulSerfWAN, Vault int
+	Gateway, Order, OrderUpstream, SidecarMin, SidecarMax                            int
+}
+
+// Main starts a stack into *s, runs the tests, prints the stack's logs if any test failed, and stops it.
+func Main(m *testing.M, opts Options, s **Stack) int {
+	st, err := Start(opts)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "stacktest:", err)
+		if st != nil {
+			st.DumpLogs(os.Stderr)
+			_ = st.Stop()
+		}
+		return 1
+	}
+	*s = st
+	code := m.Run()
+	if code != 0 {
+		st.DumpLogs(os.Stderr)
+	}
+	if err := st.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stacktest: stop:", err)
+		code = 1
+	}
+	if code == 0 {
+		_ = os.RemoveAll(st.Dir)
+	}
+	return code
+}
+
+// Start brings up a stack in a new temporary folder. On error the returned Stack (if any) can be inspected
+// and must be stopped.
+func Start(opts Options) (*Stack, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return nil, err
+	}
+	// Short: unix socket paths must stay under 108 bytes.
+	dir, err := os.MkdirTemp("", "pz")
+	if err != nil {
+		return nil, err
+	}
+	ports, err := freePorts()
+	if err != nil {
+		return nil, err
+	}
+	s := &Stack{Root: root, Dir: dir, Ports: ports,
+		GatewayURL: fmt.Sprintf("https://127.0.0.1:%d", ports.Gateway),
+		ConsulAddr: fmt.Sprintf("http://127.0.0.1:%d", ports.ConsulHTTP),
+		VaultAddr:  fmt.Sprintf("http://127.0.0.1:%d", ports.Vault),
+	}
+	s.env = append(os.Environ(),
+		"STATE_DIR="+dir,
+		"CERTS_DIR="+filepath.Join(dir, "certs"),
+		"MYSQL_PORT="+strconv.Itoa(ports.MySQL),
+		"CONSUL_HTTP_PORT="+strconv.Itoa(ports.ConsulHTTP),
+		"CONSUL_HTTP_BIND=127.0.0.1",
+		"CONSUL_GRPC_PORT="+strconv.Itoa(ports.ConsulGRPC),
+		"CONSUL_SERVER_PORT="+strconv.Itoa(ports.ConsulServer),
+		"CONSUL_SERF_LAN_PORT="+strconv.Itoa(ports.ConsulSerfLAN),
+		"CONSUL_SERF_WAN_PORT="+strconv.Itoa(ports.ConsulSerfWAN),
+		"CONSUL_SIDECAR_MIN_PORT="+strconv.Itoa(ports.SidecarMin),
+		"CONSUL_SIDECAR_MAX_PORT="+strconv.Itoa(ports.SidecarMax),
+		"VAULT_PORT="+strconv.Itoa(ports.Vault),
+		fmt.Sprintf("GATEWAY_ADDR=127.0.0.1:%d", ports.Gateway),
+		fmt.Sprintf("ORDER_ADDR=127.0.0.1:%d", ports.Order),
+		"ORDER_UPSTREAM_PORT="+strconv.Itoa(ports.OrderUpstream),
+		"ORDER_SERVICE_ID=order-1",
+		"GATEWAY_SERVICE_ID=gateway-1",
+		"STACK_MESH=on",
+		"CONSUL_HTTP_ADDR="+s.ConsulAddr,
+		"VAULT_ADDR="+s.VaultAddr,
+	)
+	for k, v := range opts.Env {
+		s.env = append(s.env, k+"="+v)
+	}
+	if out, err := s.Script(10*time.Minute, "stack.sh", "start"); err != nil {
+		return s, fmt.Errorf("stack.sh start: %w\n%s", err, out)
+	}
+	if s.HTTP, err = s.httpClient(); err != nil {
+		return s, err
+	}
+	if s.Observer, err = s.observer(); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+// Stop stops every process of the stack.
+func (s *Stack) Stop() error {
+	if s.Observer != nil {
+		s.Observer.Close()
+	}
+	out, err := s.Script(3*time.Minute, "stack.sh", "stop")
+	if err != nil {
+		return fmt.Errorf("%w\n%s", err, out)
+	}
+	return nil
+}
+
+// Script runs scripts/NAME with the stack's environment and returns its combined output.
+func (s *Stack) Script(timeout time.Duration, name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(s.Root, "scripts", name), args...)
+	cmd.Dir = s.Root
+	cmd.Env = s.env
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// Env returns the stack's environment (for tools the test runs).
+func (s *Stack) Env() []string { return s.env }
+
+// Tool runs consul or vault (from the cache scripts/tools.sh fills) with the stack's environment and the
+// operator's root token in VAULT_TOKEN (never on the command line), feeding stdin if not nil.
+func (s *Stack) Tool(name string, stdin []byte, args ...string) (string, error) {
+	bin, err := s.Script(20*time.Minute, "tools.sh", "ensure", name)
+	if err != nil {
+		return "", fmt.Errorf("tools.sh ensure %s: %w\n%s", name, err, bin)
+	}
+	lines := strings.Split(strings.TrimSpace(bin), "\n")
+	token, err := os.ReadFile(filepath.Join(s.Dir, "vault", "root-token"))
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, lines[len(lines)-1], args...)
+	cmd.Env = append(s.env, "VAULT_TOKEN="+strings.TrimSpace(string(token)))
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// Logs returns the paths of the stack's log files.
+func (s *Stack) Logs() []string {
+	files, _ := filepath.Glob(filepath.Join(s.Dir, "logs", "*.log"))
+	return files
+}
+
+// DumpLogs writes the tail of every log but Vault's audit log (long JSON, no diagnosis), for a failed run.
+func (s *Stack) DumpLogs(w *os.File) {
+	for _, f := range s.Logs() {
+		if strings.HasSuffix(f, "audit.log") {
+			continue
+		}
+		b, _ := os.ReadFile(f)
+		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+		fmt.Fprintf(w, "---- %s (last %d lines)\n%s\n", f, min(40, len(lines)), strings.Join(lines[max(0, len(lines)-40):], "\n"))
+	}
+}
+
+// Pid returns the pid of a stack process by its pid file name (order, gateway, sidecar-order-1, consul, vault).
+func (s *Stack) Pid(name string) (int, error) {
+	b, err := os.ReadFile(filepath.Join(s.Dir, "pids", name+".pid"))
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}
+
+func (s *Stack) httpClient() (*http.Client, error) {
+	ca, err := os.ReadFile(filepath.Join(s.Dir, "certs", "ca.pem"))
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, fmt.Errorf("no CA certificate in %s/certs/ca.pem", s.Dir)
+	}
+	return &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{
+			TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+			MaxIdleConnsPerHost: 64,
+		},
+	}, nil
+}
+
+// observer creates a read-only MySQL user through root's unix socket (root has no password to use over TCP).
+func (s *Stack) observer() (*sql.DB, error) {
+	pass := strconv.FormatInt(time.Now().UnixNano(), 36) + strconv.Itoa(os.Getpid())
+	sqlText := fmt.Sprintf("CREATE OR REPLACE USER 'observer'@'%%' IDENTIFIED BY '%s';\n"+
+		"GRANT SELECT, PROCESS ON *.* TO 'observer'@'%%';\n", pass)
+	cmd := exec.Command(filepath.Join(s.Root, "scripts", "mariadb.sh"), "sql", filepath.Join(s.Dir, "mariadb"))
+	cmd.Env = s.env
+	cmd.Stdin = strings.NewReader(sqlText)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("create observer user: %w\n%s", err, out)
+	}
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Passwd, cfg.Net = "observer", pass, "tcp"
+	cfg.Addr = fmt.Sprintf("127.0.0.1:%d", s.Ports.MySQL)
+	cfg.DBName = "pizza"
+	cfg.ParseTime = true
+	db, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(4)
+	return db, db.Ping()
+}
+
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "scripts", "stack.sh")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no scripts/stack.sh above the test's folder")
+		}
+		dir = parent
+	}
+}
+
+// freePorts picks distinct free ports, and a block of 20 for the sidecars. A port can be taken between the
+// pick and the use; the stack script then fails loudly.
+func freePorts() (Ports, error) {
+	var (
+		p    Ports
+		lns  []net.Listener
+		pick = func() int {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return 0
+			}
+			lns = append(lns, ln)
+			return ln.Addr().(*net.TCPAddr).Port
+		}
+	)
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	for _, f := range []*int{&p.MySQL, &p.ConsulHTTP, &p.ConsulGRPC, &p.ConsulServer, &p.ConsulSerfLAN,
+		&p.ConsulSerfWAN, &p.Vault, &p.Gateway, &p.Order, &p.OrderUpstream} {
+		if *f = pick(); *f == 0 {
+			return p, fmt.Errorf("no free port")
+		}
+	}
+	// Sidecar ports come from a range Consul allocates from; find 20 free ones in a row outside the
+	// ephemeral range.
+	for base := 22000 + os.Getpid()%200*20; base < 32000; base += 20 {
+		if blockFree(base, 20) {
+			p.SidecarMin, p.SidecarMax = base, base+19
+			return p, nil
+		}
+	}
+	return p, fmt.Errorf("no free block of 20 ports for sidecars")
+}
+
+func blockFree(base, n int) bool {
+	for port := base; port < base+n; port++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			return false
+		}
+		ln.Close()
+	}
+	return true
+}

@@ -1,0 +1,367 @@
+// Package vaultcreds keeps a service's MySQL credentials fresh from Vault's database secrets engine.
+//
+// The service logs in with AppRole (role_id and secret_id from files the operator delivers; the secret_id file is
+// re-read at every login, so delivering a new one needs no restart). It reads database/creds/<role> and hands the
+// credentials to the MySQL connector, which uses them for every new connection. LifetimeWatchers renew the token
+// and the lease. New credentials are fetched when the lease nears its max TTL, when a renewal fails (for example
+// because an operator revoked the lease), and after every new login, because a lease dies with the token that
+// created it. While Vault is unreachable the current credentials are kept until they expire; readiness reports
+// false from then on, and the service recovers by itself when Vault returns.
+package vaultcreds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	vault "github.com/hashicorp/vault/api"
+	"github.com/pizzajoint/mesh/platform/mysqlconn"
+)
+
+// Config says how to reach Vault and which credentials to ask for.
+type Config struct {
+	Addr         string `conf:"default:http://127.0.0.1:8200"`
+	RoleIDFile   string `conf:"help:file holding the AppRole role_id"`
+	SecretIDFile string `conf:"help:file holding the AppRole secret_id (or a response-wrapping token for it)"`
+	// SecretIDWrapped says the secret_id file holds a response-wrapping token, unwrapped once per new file.
+	SecretIDWrapped bool   `conf:"default:false"`
+	DBRole          string `conf:"default:order"`
+	// Timeout bounds each call to Vault.
+	Timeout time.Duration `conf:"default:10s"`
+}
+
+// lease is one set of credentials and how long it lives.
+type lease struct {
+	creds   mysqlconn.Credentials
+	id      string
+	ttl     time.Duration
+	expires time.Time
+	fetched time.Time
+}
+
+// Source is a mysqlconn.CredentialSource backed by Vault. Run must be running for it to have credentials.
+type Source struct {
+	cfg     Config
+	client  *vault.Client
+	logger  *slog.Logger
+	current atomic.Pointer[lease]
+	refresh chan chan error
+	// OnNewLease, if set, is called with each new lease's TTL (to keep the pool's ConnMaxLifetime below it).
+	OnNewLease func(ttl time.Duration)
+
+	// secretID caches an unwrapped secret_id with the wrapping token it came from.
+	wrappedFrom, secretID string
+}
+
+var _ mysqlconn.CredentialSource = (*Source)(nil)
+
+// New returns a Source for cfg. It does not call Vault.
+func New(cfg Config, logger *slog.Logger) (*Source, error) {
+	if cfg.RoleIDFile == "" || cfg.SecretIDFile == "" {
+		return nil, errors.New("vault: role_id and secret_id files are required")
+	}
+	vc := vault.DefaultConfig()
+	if vc.Error != nil {
+		return nil, vc.Error
+	}
+	vc.Address = cfg.Addr
+	vc.Timeout = cfg.Timeout
+	client, err := vault.NewClient(vc)
+	if err != nil {
+		return nil, fmt.Errorf("vault client: %w", err)
+	}
+	client.ClearToken() // never pick up an operator's VAULT_TOKEN from the environment
+	return &Source{cfg: cfg, client: client, logger: logger.With("component", "vaultcreds"), refresh: make(chan chan error)}, nil
+}
+
+// Credentials returns the current credentials. It never calls Vault.
+func (s *Source) Credentials(context.Context) (mysqlconn.Credentials, error) {
+	l := s.current.Load()
+	if l == nil {
+		return mysqlconn.Credentials{}, errors.New("no database credentials from vault yet")
+	}
+	return l.creds, nil
+}
+
+// Ready reports an error unless unexpired credentials are at hand.
+func (s *Source) Ready(context.Context) error {
+	l := s.current.Load()
+	switch {
+	case l == nil:
+		return errors.New("no database credentials yet")
+	case time.Now().After(l.expires):
+		return errors.New("database credentials expired")
+	}
+	return nil
+}
+
+// Username returns the current MySQL user (for logs and tests), or "".
+func (s *Source) Username() string {
+	if l := s.current.Load(); l != nil {
+		return l.creds.Username
+	}
+	return ""
+}
+
+// minRefreshInterval stops a burst of failing connections from fetching a burst of new users.
+const minRefreshInterval = 2 * time.Second
+
+// Refresh asks for new credentials now, for a connector whose login was refused (the user was revoked).
+// Credentials fetched less than minRefreshInterval ago count as fresh.
+func (s *Source) Refresh(ctx context.Context) error {
+	reply := make(chan error, 1)
+	select {
+	case s.refresh <- reply:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Run logs in and keeps credentials fresh until ctx is done. It returns only then.
+func (s *Source) Run(ctx context.Context) {
+	backoff := newBackoff(500*time.Millisecond, 15*time.Second)
+	for ctx.Err() == nil {
+		err := s.session(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		wait := backoff.next()
+		if err == nil {
+			backoff.reset()
+			wait = 0
+		} else {
+			s.logger.Warn("vault session ended; logging in again", "err", err, "retry_in", wait)
+		}
+		s.answerRefreshes(ctx, wait, err)
+	}
+}
+
+// answerRefreshes waits d, answering refresh requests with err meanwhile (nobody waits on a dead Vault).
+func (s *Source) answerRefreshes(ctx context.Context, d time.Duration, err error) {
+	if err == nil {
+		err = errors.New("vault session restarting")
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			return
+		case reply := <-s.refresh:
+			reply <- err
+		}
+	}
+}
+
+// session is one token's life: login, then credentials under it until the token can no longer be renewed.
+// A nil error means the token reached its max TTL and a new login is due.
+func (s *Source) session(ctx context.Context) error {
+	auth, err := s.login(ctx)
+	if err != nil {
+		return err
+	}
+	tokenWatcher, err := s.client.NewLifetimeWatcher(&vault.LifetimeWatcherInput{
+		Secret: auth, RenewBehavior: vault.RenewBehaviorErrorOnErrors,
+	})
+	if err != nil {
+		return fmt.Errorf("token watcher: %w", err)
+	}
+	go tokenWatcher.Start()
+	defer tokenWatcher.Stop()
+	s.logger.Info("logged in to vault", "token_ttl", time.Duration(auth.Auth.LeaseDuration)*time.Second)
+
+	var (
+		l      *lease
+		secret *vault.Secret
+	)
+	for {
+		if l == nil {
+			if l, secret, err = s.fetch(ctx); err != nil {
+				return err
+			}
+		}
+		leaseWatcher, err := s.client.NewLifetimeWatcher(&vault.LifetimeWatcherInput{
+			Secret: secret, RenewBehavior: vault.RenewBehaviorErrorOnErrors,
+		})
+		if err != nil {
+			return fmt.Errorf("lease watcher: %w", err)
+		}
+		go leaseWatcher.Start()
+		next, err := s.watch(ctx, l, tokenWatcher, leaseWatcher)
+		leaseWatcher.Stop()
+		if err != nil || next == nil {
+			return err
+		}
+		l, secret = next.lease, next.secret
+	}
+}
+
+// nextLease says what follows a lease: a lease already fetched (after a refresh), or nil ones to fetch now.
+type nextLease struct {
+	lease  *lease
+	secret *vault.Secret
+}
+
+// watch follows one lease. It returns a non-nil nextLease when new credentials are due under the same token,
+// and nil (with the reason, nil at max TTL) when the token is done.
+func (s *Source) watch(ctx context.Context, l *lease, token, lw *vault.LifetimeWatcher) (*nextLease, error) {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case err := <-token.DoneCh():
+			if err != nil {
+				return nil, fmt.Errorf("token renewal: %w", err)
+			}
+			s.logger.Info("vault token reached its max TTL")
+			return nil, nil
+		case r := <-token.RenewCh():
+			s.logger.Debug("vault token renewed", "ttl", time.Duration(r.Secret.Auth.LeaseDuration)*time.Second)
+		case err := <-lw.DoneCh():
+			if err != nil {
+				s.logger.Warn("database lease renewal failed; fetching new credentials", "err", err, "username", l.creds.Username)
+			} else {
+				s.logger.Info("database lease nears its max TTL; fetching new credentials", "username", l.creds.Username)
+			}
+			return &nextLease{}, nil
+		case r := <-lw.RenewCh():
+			ttl := time.Duration(r.Secret.LeaseDuration) * time.Second
+			renewed := *l
+			renewed.ttl, renewed.expires = ttl, time.Now().Add(ttl)
+			s.current.Store(&renewed)
+			l = &renewed
+			s.logger.Debug("database lease renewed", "username", l.creds.Username, "ttl", ttl)
+		case reply := <-s.refresh:
+			if time.Since(l.fetched) < minRefreshInterval {
+				reply <- nil
+				continue
+			}
+			s.logger.Warn("database login refused; fetching new credentials", "username", l.creds.Username)
+			// Fetch before answering, so the waiting connector retries with the new user.
+			nl, secret, err := s.fetch(ctx)
+			reply <- err
+			if err != nil {
+				return nil, err
+			}
+			return &nextLease{lease: nl, secret: secret}, nil
+		}
+	}
+}
+
+// login authenticates with AppRole, reading role_id and secret_id from their files now.
+func (s *Source) login(ctx context.Context) (*vault.Secret, error) {
+	roleID, err := readTrimmed(s.cfg.RoleIDFile)
+	if err != nil {
+		return nil, fmt.Errorf("role_id: %w", err)
+	}
+	secretID, err := s.loginSecretID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	s.client.ClearToken()
+	auth, err := s.client.Logical().WriteWithContext(ctx, "auth/approle/login", map[string]any{
+		"role_id": roleID, "secret_id": secretID,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("approle login: %w", err)
+	}
+	if auth == nil || auth.Auth == nil || auth.Auth.ClientToken == "" {
+		return nil, errors.New("approle login returned no token")
+	}
+	s.client.SetToken(auth.Auth.ClientToken)
+	return auth, nil
+}
+
+// loginSecretID reads the secret_id file; a wrapped one is unwrapped once per new wrapping token.
+func (s *Source) loginSecretID(ctx context.Context) (string, error) {
+	v, err := readTrimmed(s.cfg.SecretIDFile)
+	if err != nil {
+		return "", fmt.Errorf("secret_id: %w", err)
+	}
+	if !s.cfg.SecretIDWrapped {
+		return v, nil
+	}
+	if v == s.wrappedFrom && s.secretID != "" {
+		return s.secretID, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	s.client.ClearToken()
+	unwrapped, err := s.client.Logical().UnwrapWithContext(ctx, v)
+	if err != nil {
+		return "", fmt.Errorf("unwrap secret_id: %w", err)
+	}
+	id, _ := unwrapped.Data["secret_id"].(string)
+	if id == "" {
+		return "", errors.New("unwrapped secret has no secret_id")
+	}
+	s.wrappedFrom, s.secretID = v, id
+	return id, nil
+}
+
+// fetch reads new database credentials and makes them current.
+func (s *Source) fetch(ctx context.Context) (*lease, *vault.Secret, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	secret, err := s.client.Logical().ReadWithContext(ctx, "database/creds/"+s.cfg.DBRole)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read database/creds/%s: %w", s.cfg.DBRole, err)
+	}
+	if secret == nil {
+		return nil, nil, fmt.Errorf("database/creds/%s: no such role", s.cfg.DBRole)
+	}
+	user, _ := secret.Data["username"].(string)
+	pass, _ := secret.Data["password"].(string)
+	if user == "" || pass == "" {
+		return nil, nil, fmt.Errorf("database/creds/%s returned no username or password", s.cfg.DBRole)
+	}
+	ttl := time.Duration(secret.LeaseDuration) * time.Second
+	now := time.Now()
+	l := &lease{creds: mysqlconn.Credentials{Username: user, Password: pass}, id: secret.LeaseID, ttl: ttl,
+		expires: now.Add(ttl), fetched: now}
+	s.current.Store(l)
+	if s.OnNewLease != nil {
+		s.OnNewLease(ttl)
+	}
+	s.logger.Info("new database credentials", "username", user, "ttl", ttl)
+	return l, secret, nil
+}
+
+func readTrimmed(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	v := strings.TrimSpace(string(b))
+	if v == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return v, nil
+}
+
+// backoff doubles a delay up to a limit.
+type backoff struct{ base, limit, cur time.Duration }
+
+func newBackoff(base, limit time.Duration) *backoff { return &backoff{base: base, limit: limit} }
+
+func (b *backoff) next() time.Duration {
+	b.cur = min(max(b.cur*2, b.base), b.limit)
+	return b.cur
+}
+
+func (b *backoff) reset() { b.cur = 0 }
