@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# mariadb.sh: a private MariaDB instance for the local stack (never the system service).
+#   start DIR PORT   initialise DIR on first use, start mariadbd on 127.0.0.1:PORT, wait until it answers
+#   stop DIR         stop the instance started from DIR
+#   sql DIR          run the SQL on stdin as root over the unix socket (the only way root can log in)
+# Layout under DIR: data/, mariadbd.sock, mariadbd.pid; log at $MARIADB_LOG (default DIR/mariadb.log).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+MARIADB_START_TIMEOUT="${MARIADB_START_TIMEOUT:-60}"
+MARIADB_STOP_TIMEOUT="${MARIADB_STOP_TIMEOUT:-60}"
+
+paths() {
+  DIR="$(mkdir -p "$1" && cd "$1" && pwd)"
+  DATA="$DIR/data"
+  SOCK="$DIR/mariadbd.sock"
+  PIDFILE="$DIR/mariadbd.pid"
+  MARKER="$DATA/.pizza-initialised"
+  LOGFILE="${MARIADB_LOG:-$DIR/mariadb.log}"
+  # A unix socket path longer than 107 bytes fails at bind time with an obscure error; say it plainly.
+  ((${#SOCK} < 108)) || die "socket path too long (${#SOCK} bytes): $SOCK; use a shorter state dir"
+}
+
+# client: the mariadb client as root over the socket; --no-defaults keeps /etc/mysql/*.cnf out of it.
+client() { mariadb --no-defaults --socket="$SOCK" --user=root "$@"; }
+
+initialise() {
+  log "initialising MariaDB data dir $DATA"
+  rm -rf "$DATA"
+  mkdir -p "$DATA"
+  # --no-defaults: Debian's /etc/mysql/my.cnf sets user=mysql, which makes install-db fail for a private datadir.
+  mariadb-install-db --no-defaults --datadir="$DATA" --user=root \
+    --auth-root-authentication-method=normal --skip-test-db >>"$LOGFILE" 2>&1 ||
+    die "mariadb-install-db failed (see $LOGFILE)"
+}
+
+# lock_down: no anonymous users (they shadow 'x'@'%' logins over 127.0.0.1) and root only via the unix socket.
+lock_down() {
+  local drops
+  drops="$(client -N -e "SELECT CONCAT('DROP USER ''', User, '''@''', Host, ''';') FROM mysql.user
+                           WHERE User = '' OR (User = 'root' AND Host <> 'localhost')")"
+  client <<SQL
+$drops
+ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket;
+FLUSH PRIVILEGES;
+SQL
+  touch "$MARKER"
+  log "MariaDB locked down: anonymous users dropped, root via unix socket only"
+}
+
+wait_ready() {
+  local pid deadline=$((SECONDS + MARIADB_START_TIMEOUT))
+  pid="$(cat "$PIDFILE")"
+  until client -e 'SELECT 1' >/dev/null 2>&1; do
+    kill -0 "$pid" 2>/dev/null || { tail -n 20 "$LOGFILE" >&2; die "mariadbd exited during start-up (see $LOGFILE)"; }
+    ((SECONDS < deadline)) || { tail -n 20 "$LOGFILE" >&2; die "MariaDB not ready after ${MARIADB_START_TIMEOUT}s (see $LOGFILE)"; }
+    sleep 0.2
+  done
+}
+
+cmd_start() {
+  local port="$2"
+  [[ "$port" =~ ^[0-9]+$ ]] || die "usage: $0 start DIR PORT"
+  paths "$1"
+  "$SCRIPTS_DIR/tools.sh" ensure mariadb >/dev/null
+  if pid_alive "$PIDFILE"; then
+    wait_ready
+    log "MariaDB already running (pid $(cat "$PIDFILE"), socket $SOCK)"
+    return 0
+  fi
+  rm -f "$PIDFILE" "$SOCK"
+  [[ -f "$MARKER" ]] || initialise
+  port_free 127.0.0.1 "$port" || die "port $port is in use; set MYSQL_PORT to a free port"
+  log "starting MariaDB on 127.0.0.1:$port (log: $LOGFILE)"
+  # setsid: the server outlives this script and is not hit by the caller's Ctrl-C.
+  setsid "$(command -v mariadbd || echo /usr/sbin/mariadbd)" --no-defaults \
+    --datadir="$DATA" --socket="$SOCK" --pid-file="$PIDFILE" --log-error="$LOGFILE" \
+    --port="$port" --bind-address=127.0.0.1 --skip-name-resolve --user=root \
+    --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
+    </dev/null >>"$LOGFILE" 2>&1 &
+  echo $! >"$PIDFILE"
+  wait_ready
+  [[ -f "$MARKER" ]] || lock_down
+  log "MariaDB ready on 127.0.0.1:$port"
+}
+
+cmd_stop() {
+  paths "$1"
+  stop_pidfile mariadbd "$PIDFILE" "$MARIADB_STOP_TIMEOUT"
+  rm -f "$SOCK"
+}
+
+cmd_sql() {
+  paths "$1"
+  pid_alive "$PIDFILE" || die "MariaDB in $DIR is not running"
+  client --batch "${@:2}"
+}
+
+case "${1:-}" in
+  start) [[ $# -eq 3 ]] || die "usage: $0 start DIR PORT"; cmd_start "$2" "$3" ;;
+  stop) [[ $# -eq 2 ]] || die "usage: $0 stop DIR"; cmd_stop "$2" ;;
+  sql) [[ $# -ge 2 ]] || die "usage: $0 sql DIR [client args] < file.sql"; cmd_sql "${@:2}" ;;
+  *) die "usage: $0 start DIR PORT | stop DIR | sql DIR" ;;
+esac

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# tools.sh ensure consul|vault|mariadb|jq: prints the path of a usable binary, installing or building it when missing.
+# consul/vault: PATH first, else .cache/bin (pinned version), else built once from consul/build or vault/build.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$SCRIPTS_DIR/versions.env"
+
+CACHE_BIN="${CACHE_BIN:-$ROOT_DIR/.cache/bin}"
+# TOOLS_STRICT=1 refuses a PATH binary whose version differs from the pin (default: use it, with a warning).
+TOOLS_STRICT="${TOOLS_STRICT:-0}"
+
+# tool_version BIN: the bare version ("1.22.3") from `BIN version`.
+tool_version() { "$1" version 2>/dev/null | head -n 1 | sed -nE 's/^[A-Za-z]+ v([0-9]+\.[0-9]+\.[0-9]+[^ ,]*).*/\1/p'; }
+
+pinned_version() {
+  case "$1" in
+    consul) echo "$CONSUL_VERSION" ;;
+    vault) echo "$VAULT_VERSION" ;;
+  esac
+}
+
+# build_tool NAME: go-builds NAME from its pinned module into the cache; a lock keeps parallel callers from racing.
+build_tool() {
+  local name="$1" src="$ROOT_DIR/$1/build" out="$CACHE_BIN/$1"
+  command -v go >/dev/null || die "go is needed to build $name (no $name on PATH)"
+  mkdir -p "$CACHE_BIN"
+  exec 9>"$CACHE_BIN/.$name.lock"
+  flock 9
+  # Another caller may have finished the build while we waited for the lock.
+  if [[ -x "$out" && "$(tool_version "$out")" == "$(pinned_version "$name")" ]]; then
+    exec 9>&-; return 0
+  fi
+  log "building $name v$(pinned_version "$name") from $src (takes 5-10 minutes on 2 cores, once)"
+  # GOWORK=off: the build module must never be mixed with the product's module.
+  (cd "$src" && GOWORK=off GOFLAGS=-mod=readonly CGO_ENABLED=0 \
+    go build -trimpath -ldflags="-s -w" -o "$out.tmp" .) >&2 || die "building $name failed"
+  mv -f "$out.tmp" "$out"
+  exec 9>&-
+  log "built $out"
+}
+
+# ensure_hashicorp NAME: prints a usable consul or vault.
+ensure_hashicorp() {
+  local name="$1" want path have
+  want="$(pinned_version "$name")"
+  if path="$(command -v "$name")"; then
+    have="$(tool_version "$path")"
+    if [[ "$have" == "$want" ]]; then echo "$path"; return 0; fi
+    if [[ "$TOOLS_STRICT" != 1 ]]; then
+      log "warning: using $path v${have:-?} from PATH (pinned: v$want)"
+      echo "$path"; return 0
+    fi
+    log "ignoring $path v${have:-?} (pinned: v$want, TOOLS_STRICT=1)"
+  fi
+  path="$CACHE_BIN/$name"
+  if [[ ! -x "$path" || "$(tool_version "$path")" != "$want" ]]; then
+    build_tool "$name"
+  fi
+  echo "$path"
+}
+
+# apt_install PKG...: Debian packages, without starting any service they ship (policy-rc.d says no).
+apt_install() {
+  [[ "$(id -u)" == 0 ]] || die "installing $* needs root (apt-get)"
+  local policy=/usr/sbin/policy-rc.d made_policy=0
+  if [[ ! -e "$policy" ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made_policy=1
+  fi
+  log "installing $* with apt-get"
+  {
+    apt-get update -q &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
+  } >&2 || { ((made_policy)) && rm -f "$policy"; die "apt-get install $* failed"; }
+  ((made_policy)) && rm -f "$policy"
+  return 0
+}
+
+# find_bin NAME: PATH, then the sbin folders root's PATH may lack.
+find_bin() {
+  command -v "$1" 2>/dev/null && return 0
+  local d
+  for d in /usr/sbin /usr/local/sbin /sbin; do [[ -x "$d/$1" ]] && { echo "$d/$1"; return 0; }; done
+  return 1
+}
+
+ensure_mariadb() {
+  if ! find_bin mariadbd >/dev/null || ! find_bin mariadb-install-db >/dev/null || ! find_bin mariadb >/dev/null; then
+    apt_install mariadb-server mariadb-client
+  fi
+  find_bin mariadbd
+}
+
+ensure_apt_tool() {
+  find_bin "$1" >/dev/null || apt_install "$1"
+  find_bin "$1"
+}
+
+main() {
+  case "${1:-}:${2:-}" in
+    ensure:consul | ensure:vault) ensure_hashicorp "$2" ;;
+    ensure:mariadb) ensure_mariadb ;;
+    ensure:jq | ensure:curl) ensure_apt_tool "$2" ;;
+    *) die "usage: $0 ensure consul|vault|mariadb|jq|curl" ;;
+  esac
+}
+
+main "$@"

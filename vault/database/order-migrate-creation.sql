@@ -1,0 +1,2 @@
+CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}';
+GRANT CREATE, ALTER, INDEX, DROP, REFERENCES, SELECT, INSERT, UPDATE, DELETE ON pizza.* TO '{{name}}'@'%';

@@ -1,0 +1,18 @@
+# Policy of the order-migrate AppRole: DDL credentials for schema migrations, nothing else.
+# Used by `order migrate` (scripts/stack.sh), never by the running service.
+
+path "database/creds/order-migrate" {
+  capabilities = ["read"]
+}
+
+# The migration revokes its own lease when done, so the DDL user lives only minutes.
+path "sys/leases/revoke" {
+  capabilities = ["update"]
+}
+
+path "auth/token/lookup-self" {
+  capabilities = ["read"]
+}
+path "auth/token/revoke-self" {
+  capabilities = ["update"]
+}
