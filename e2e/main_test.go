@@ -18,12 +18,23 @@ import (
 var stack *stacktest.Stack
 
 // Short database leases, so the tests see several renewals, the max TTL and new MySQL users in minutes.
+// PII data keys live 3 s, so a transit key rotation reaches new orders within the tests.
 var stackOptions = stacktest.Options{Env: map[string]string{
-	"DB_CREDS_TTL":     "6s",
-	"DB_CREDS_MAX_TTL": "18s",
+	"DB_CREDS_TTL":           "6s",
+	"DB_CREDS_MAX_TTL":       "18s",
+	"ORDER_PII_KEY_LIFETIME": "3s",
 }}
 
-func TestMain(m *testing.M) { os.Exit(stacktest.Main(m, stackOptions, &stack)) }
+// Customer data the tests send; it must never show up in a log or on a command line.
+const (
+	testPhone   = "+1 555 0142 77"
+	testAddress = "221B Secretive Street"
+)
+
+func TestMain(m *testing.M) {
+	stackOptions.AfterTests = scanForSecrets
+	os.Exit(stacktest.Main(m, stackOptions, &stack))
+}
 
 type placed struct {
 	ID         string `json:"id"`
@@ -32,8 +43,8 @@ type placed struct {
 }
 
 func orderBody(name string) []byte {
-	return fmt.Appendf(nil, `{"customer":{"name":%q,"phone":"+1 555 0100","address":"1 Main St"},`+
-		`"items":[{"pizza":"margherita","size":"M","quantity":1}]}`, name)
+	return fmt.Appendf(nil, `{"customer":{"name":%q,"phone":%q,"address":%q},`+
+		`"items":[{"pizza":"margherita","size":"M","quantity":1}]}`, name, testPhone, testAddress)
 }
 
 // placeOrder POSTs an order and returns the status and the decoded body.

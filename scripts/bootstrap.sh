@@ -52,11 +52,12 @@ load_token() {
 }
 
 write_policies() {
-  local f
+  local f names=()
   for f in "$ROOT_DIR"/vault/policies/*.hcl; do
-    vault policy write "$(basename "$f" .hcl)" "$f" >/dev/null
+    names+=("$(basename "$f" .hcl)")
+    vault policy write "${names[-1]}" "$f" >/dev/null
   done
-  log "policies written: $(cd "$ROOT_DIR/vault/policies" && ls -- *.hcl | tr '\n' ' ')"
+  log "policies written: ${names[*]}"
 }
 
 # mounted KIND PATH: true when an auth method / secrets engine / audit device is mounted at PATH.

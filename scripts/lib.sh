@@ -2,6 +2,7 @@
 # Shared helpers for the stack scripts; sourced, never executed.
 
 ROOT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck disable=SC2034 # used by the scripts that source this file
 SCRIPTS_DIR="$ROOT_DIR/scripts"
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }

@@ -13,44 +13,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 umask 077
 
-STATE_DIR="$(mkdir -p "${STATE_DIR:-$ROOT_DIR/.state}" && cd "${STATE_DIR:-$ROOT_DIR/.state}" && pwd)"
-export STATE_DIR
-BIN_DIR="${BIN_DIR:-$STATE_DIR/bin}"
-CERTS_DIR="${CERTS_DIR:-$ROOT_DIR/certs}"
-LOG_DIR="$STATE_DIR/logs"
-PID_DIR="$STATE_DIR/pids"
-CREDS_DIR="$STATE_DIR/credentials"
-export LOG_DIR CREDS_DIR
-
-export MYSQL_PORT="${MYSQL_PORT:-13306}"
-CONSUL_HTTP_PORT="${CONSUL_HTTP_PORT:-8500}"
-CONSUL_GRPC_PORT="${CONSUL_GRPC_PORT:-8502}"
-CONSUL_SERVER_PORT="${CONSUL_SERVER_PORT:-8300}"
-CONSUL_SERF_LAN_PORT="${CONSUL_SERF_LAN_PORT:-8301}"
-CONSUL_SERF_WAN_PORT="${CONSUL_SERF_WAN_PORT:-8302}"
-CONSUL_SIDECAR_MIN_PORT="${CONSUL_SIDECAR_MIN_PORT:-21000}"
-CONSUL_SIDECAR_MAX_PORT="${CONSUL_SIDECAR_MAX_PORT:-21255}"
-# The Consul UI shares the HTTP API listener. The mission wants the UI reachable from outside, so HTTP binds all
-# interfaces by default; dev mode has no ACLs, so on an untrusted network set CONSUL_HTTP_BIND=127.0.0.1.
-# gRPC (xDS), DNS (off) and the server/serf ports stay on loopback.
-CONSUL_HTTP_BIND="${CONSUL_HTTP_BIND:-0.0.0.0}"
-export VAULT_PORT="${VAULT_PORT:-8200}"
-GATEWAY_ADDR="${GATEWAY_ADDR:-:8443}"
-ORDER_ADDR="${ORDER_ADDR:-127.0.0.1:9090}"
-ORDER_UPSTREAM_PORT="${ORDER_UPSTREAM_PORT:-9191}"
-ORDER_SERVICE_ID="${ORDER_SERVICE_ID:-order-1}"
-GATEWAY_SERVICE_ID="${GATEWAY_SERVICE_ID:-gateway-1}"
-STACK_SERVICES="${STACK_SERVICES:-1}" # 0: infrastructure only (MariaDB, Consul, Vault, bootstrap)
-STACK_MESH="${STACK_MESH:-auto}"      # auto: sidecars when the services register with Consul; on; off
-STACK_TIMEOUT="${STACK_TIMEOUT:-60}"
-
-export CONSUL_HTTP_ADDR="http://127.0.0.1:$CONSUL_HTTP_PORT"
-export VAULT_ADDR="http://127.0.0.1:$VAULT_PORT"
-VAULT_DIR="$STATE_DIR/vault"
-ROOT_TOKEN_FILE="$VAULT_DIR/root-token"
-UNSEAL_KEY_FILE="$VAULT_DIR/unseal-key"
-GATEWAY_PORT="${GATEWAY_ADDR##*:}"
-ORDER_URL="http://$ORDER_ADDR"
+source "$SCRIPTS_DIR/settings.sh"
 
 setup() {
   mkdir -p "$LOG_DIR" "$PID_DIR" "$CREDS_DIR" "$VAULT_DIR"
@@ -194,7 +157,7 @@ build_services() {
 # The help text is captured first: `... | grep -q` under pipefail fails when grep's early exit SIGPIPEs the writer.
 supports() {
   local help
-  help="$({ "$BIN_DIR/$1" --help; "$BIN_DIR/$1" serve --help; } 2>&1 || true)"
+  help="$(timeout 10 "$BIN_DIR/$1" --help 2>&1 || true)"
   [[ "$help" == *"$2"* ]]
 }
 
@@ -312,7 +275,7 @@ listening() { ! port_free 127.0.0.1 "$1"; }
 
 start_sidecar() {
   local id="$1" name="sidecar-$1" port
-  wait_for "Consul registration of $id's sidecar (the service registers itself)" "$STACK_TIMEOUT" \
+  wait_for "Consul registration of $id's sidecar (the service registers itself; after code changes restart the stack)" "$STACK_TIMEOUT" \
     "$LOG_DIR/${id%%-*}.log" sidecar_registered "$id"
   if running "$name"; then log "$name already running (pid $(cat "$PID_DIR/$name.pid"))"; return 0; fi
   log "starting Connect sidecar for $id (log: $LOG_DIR/$name.log)"
@@ -344,11 +307,13 @@ start_services() {
 }
 
 print_summary() {
-  local rel="${STATE_DIR#"$PWD"/}"
+  local rel="${STATE_DIR#"$PWD"/}" certs="${CERTS_DIR#"$PWD"/}" gateway
+  gateway="https://localhost:$GATEWAY_PORT   (trust $certs/ca.pem: curl --cacert $certs/ca.pem https://localhost:$GATEWAY_PORT/menu)"
+  [[ "$STACK_SERVICES" == 1 ]] || gateway="not started (STACK_SERVICES=0: infrastructure only)"
   cat <<EOF
 
 Pizza Joint mesh is running.
-  Gateway:    https://localhost:$GATEWAY_PORT   (trust ${CERTS_DIR#"$PWD"/}/ca.pem, e.g. curl --cacert ${CERTS_DIR#"$PWD"/}/ca.pem https://localhost:$GATEWAY_PORT/menu)
+  Gateway:    $gateway
   Consul UI:  http://localhost:$CONSUL_HTTP_PORT/ui
   Logs:       $rel/logs/    Stop: make stop (scripts/stack.sh stop)
 
@@ -371,6 +336,17 @@ cmd_start() {
 
 # ---- stop / status -------------------------------------------------------------------------------------------
 
+# revoke_static_order_creds: drops the MySQL user of the interim static mode now rather than at lease expiry.
+revoke_static_order_creds() {
+  local lease_file="$CREDS_DIR/order.db.lease"
+  [[ -s "$lease_file" ]] || return 0
+  if running vault && [[ -s "$ROOT_TOKEN_FILE" ]]; then
+    VAULT_TOKEN="$(<"$ROOT_TOKEN_FILE")" "$("$SCRIPTS_DIR/tools.sh" ensure vault)" lease revoke "$(<"$lease_file")" >/dev/null 2>&1 ||
+      log "warning: could not revoke the static order lease (it expires by itself)"
+  fi
+  rm -f "$lease_file"
+}
+
 cmd_stop() {
   local f name
   # Services first, while Consul and Vault are still there for deregistration and token revocation.
@@ -379,10 +355,11 @@ cmd_stop() {
   done
   # Any other sidecar a previous run left (other service ids).
   for f in "$PID_DIR"/sidecar-*.pid; do [[ -e "$f" ]] && stop_pidfile "$(basename "$f" .pid)" "$f"; done
+  revoke_static_order_creds
   stop_pidfile vault "$PID_DIR/vault.pid"
   stop_pidfile consul "$PID_DIR/consul.pid"
   "$SCRIPTS_DIR/mariadb.sh" stop "$STATE_DIR/mariadb"
-  rm -f "$CREDS_DIR/order.db" "$CREDS_DIR/order.db.lease"
+  rm -f "$CREDS_DIR/order.db"
   for f in "$PID_DIR"/*.pid; do
     [[ -e "$f" ]] && pid_alive "$f" && die "$(basename "$f" .pid) is still running (pid $(cat "$f"))"
   done

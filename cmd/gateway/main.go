@@ -37,6 +37,10 @@ type config struct {
 	Log struct {
 		Level string `conf:"default:info"`
 	}
+	// Debug.Addr serves pprof when set (loopback only), for profiling.
+	Debug struct {
+		Addr string `conf:"help:pprof listen address on loopback (empty: off)"`
+	}
 	HTTP struct {
 		Addr string `conf:"default::8443"`
 		httpserver.Config
@@ -89,6 +93,9 @@ func run(ctx context.Context, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if err := httpserver.ServeDebug(ctx, cfg.Debug.Addr, logger); err != nil {
+		return fmt.Errorf("debug server: %w", err)
+	}
 
 	certs, err := tlsreload.New(cfg.TLS.CertFile, cfg.TLS.KeyFile, logger)
 	if err != nil {

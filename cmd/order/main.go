@@ -28,6 +28,7 @@ import (
 	"github.com/pizzajoint/mesh/order/mysqlstore"
 	"github.com/pizzajoint/mesh/platform/applog"
 	"github.com/pizzajoint/mesh/platform/consulreg"
+	"github.com/pizzajoint/mesh/platform/envelope"
 	"github.com/pizzajoint/mesh/platform/httpserver"
 	"github.com/pizzajoint/mesh/platform/kitmw"
 	"github.com/pizzajoint/mesh/platform/mysqlconn"
@@ -42,6 +43,10 @@ type config struct {
 	Args conf.Args
 	Log  struct {
 		Level string `conf:"default:info"`
+	}
+	// Debug.Addr serves pprof when set (loopback only), for profiling.
+	Debug struct {
+		Addr string `conf:"help:pprof listen address on loopback (empty: off)"`
 	}
 	HTTP struct {
 		// Addr stays on loopback: the order service is reached only through its sidecar.
@@ -59,6 +64,13 @@ type config struct {
 	}
 	Service struct {
 		ID string `conf:"help:Consul service instance ID (default: order-<host>-<port>)"`
+	}
+	// PII: customer phone and address are sealed with data keys from Vault transit (when Vault is used).
+	PII struct {
+		TransitMount string `conf:"default:transit"`
+		TransitKey   string `conf:"default:orders-pii"`
+		// KeyLifetime is how long one data key seals new orders before the next is asked for.
+		KeyLifetime time.Duration `conf:"default:10m"`
 	}
 }
 
@@ -90,15 +102,44 @@ func run(ctx context.Context, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if err := httpserver.ServeDebug(ctx, cfg.Debug.Addr, logger); err != nil {
+		return fmt.Errorf("debug server: %w", err)
+	}
 
 	switch cmd := cfg.Args.Num(0); cmd {
 	case "migrate":
 		return migrate(ctx, cfg, logger)
+	case "rewrap-pii":
+		return rewrapPII(ctx, cfg, logger)
 	case "", "serve":
 		return serve(ctx, cfg, logger)
 	default:
-		return fmt.Errorf("unknown command %q (want serve or migrate)", cmd)
+		return fmt.Errorf("unknown command %q (want serve, migrate or rewrap-pii)", cmd)
 	}
+}
+
+// rewrapPII re-encrypts stored PII data keys to the newest transit key version (after an operator rotated it).
+// It logs in like the service: the runtime role may update orders, and its policy allows transit/rewrap.
+func rewrapPII(ctx context.Context, cfg config, logger *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	b, err := openBackend(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	if b.waitReady == nil {
+		return errors.New("rewrap-pii needs Vault (ORDER_VAULT_ROLE_ID_FILE, ORDER_VAULT_SECRET_ID_FILE)")
+	}
+	if err := b.waitReady(ctx); err != nil {
+		return err
+	}
+	changed, err := b.store.RewrapPII(ctx)
+	if err != nil {
+		return err
+	}
+	logger.Info("PII data keys rewrapped to the newest transit key version", "changed", changed)
+	return nil
 }
 
 // migrate runs with its own short-lived DDL credentials from a file: the runtime role cannot change the schema.
@@ -120,13 +161,14 @@ func migrate(ctx context.Context, cfg config, logger *slog.Logger) error {
 }
 
 func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
-	db, checks, err := openDatabase(ctx, cfg, logger)
+	b, err := openBackend(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	db := b.db
+	defer b.close()
 
-	svc := order.NewService(mysqlstore.New(db), order.DefaultMenu)
+	svc := order.NewService(b.store, order.DefaultMenu)
 	duration := kitprometheus.NewHistogramFrom(prometheus.HistogramOpts{
 		Namespace: "pizza", Subsystem: "order", Name: "request_duration_seconds",
 		Help: "Time spent in order endpoints, by method and outcome.",
@@ -136,7 +178,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
 		kitmw.Logging(logger, order.Outcome),
 	)
 
-	health := httpserver.NewHealth(append(checks, httpserver.Check{Name: "database", Fn: db.PingContext})...)
+	health := httpserver.NewHealth(append(b.checks, httpserver.Check{Name: "database", Fn: db.PingContext})...)
 	mux := http.NewServeMux()
 	health.Register(mux)
 	mux.Handle("GET /metrics", promhttp.Handler())
@@ -160,32 +202,65 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
 	})
 }
 
-// openDatabase opens the pool on Vault's dynamic credentials, or on a credentials file without Vault. The
-// returned checks make readiness false while no unexpired credentials are at hand.
-func openDatabase(ctx context.Context, cfg config, logger *slog.Logger) (*sql.DB, []httpserver.Check, error) {
+// backend is the database pool and the store on it, with what readiness depends on.
+type backend struct {
+	db     *sql.DB
+	store  *mysqlstore.Store
+	checks []httpserver.Check
+	// waitReady blocks until Vault credentials are at hand (nil without Vault).
+	waitReady func(context.Context) error
+	// close closes the pool, then gives the Vault token back (its database users are dropped).
+	close func()
+}
+
+// openBackend opens the pool on Vault's dynamic credentials, with PII sealed by transit data keys, or on a
+// credentials file without Vault (development: PII stored as given). The checks make readiness false while
+// no unexpired credentials are at hand.
+func openBackend(ctx context.Context, cfg config, logger *slog.Logger) (backend, error) {
 	if cfg.Vault.RoleIDFile == "" {
 		if cfg.DBCredentialsFile == "" {
-			return nil, nil, errors.New("no database credentials: set ORDER_VAULT_ROLE_ID_FILE and ORDER_VAULT_SECRET_ID_FILE " +
+			return backend{}, errors.New("no database credentials: set ORDER_VAULT_ROLE_ID_FILE and ORDER_VAULT_SECRET_ID_FILE " +
 				"(Vault), or ORDER_DB_CREDENTIALS_FILE")
 		}
-		logger.Warn("database credentials from a file, not Vault: for development only")
+		logger.Warn("database credentials from a file and PII unencrypted: no Vault, for development only")
 		db, err := mysqlconn.Open(cfg.DB, mysqlconn.FileCredentials{Path: cfg.DBCredentialsFile})
-		return db, nil, err
+		if err != nil {
+			return backend{}, err
+		}
+		return backend{db: db, store: mysqlstore.New(db), close: func() { db.Close() }}, nil
 	}
 	src, err := vaultcreds.New(cfg.Vault, logger)
 	if err != nil {
-		return nil, nil, err
+		return backend{}, err
 	}
 	db, err := mysqlconn.Open(cfg.DB, src)
 	if err != nil {
-		return nil, nil, err
+		return backend{}, err
 	}
 	// Connections must not outlive their lease: keep their lifetime below half of each new lease's TTL.
 	src.OnNewLease = func(ttl time.Duration) {
 		db.SetConnMaxLifetime(max(min(cfg.DB.ConnMaxLifetime, ttl/2), time.Second))
 	}
-	go src.Run(ctx)
-	return db, []httpserver.Check{{Name: "credentials", Fn: src.Ready}}, nil
+	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() { src.Run(runCtx); close(done) }()
+	keyring := envelope.New(envelope.VaultTransit{
+		Client: src.Client(), Mount: cfg.PII.TransitMount, Key: cfg.PII.TransitKey, Timeout: cfg.Vault.Timeout,
+	}, cfg.PII.KeyLifetime, logger)
+	return backend{
+		db:        db,
+		store:     mysqlstore.New(db, mysqlstore.WithPII(keyring)),
+		checks:    []httpserver.Check{{Name: "credentials", Fn: src.Ready}},
+		waitReady: src.WaitReady,
+		close: func() {
+			db.Close()
+			stopRun()
+			<-done
+			if err := src.Revoke(context.Background()); err != nil {
+				logger.Warn("could not give the vault token back; it expires by itself", "err", err)
+			}
+		},
+	}, nil
 }
 
 // register adds this instance and its sidecar to Consul (when configured) and returns how to take them out.

@@ -33,6 +33,9 @@ import (
 type Options struct {
 	// Env adds settings for scripts/stack.sh and scripts/bootstrap.sh, e.g. DB_CREDS_TTL=5s.
 	Env map[string]string
+	// AfterTests runs once every test has run, while the stack is still up (e.g. to scan its logs); an
+	// error fails the run.
+	AfterTests func(*Stack) error
 }
 
 // Stack is a running stack.
@@ -70,6 +73,12 @@ func Main(m *testing.M, opts Options, s **Stack) int {
 	}
 	*s = st
 	code := m.Run()
+	if code == 0 && opts.AfterTests != nil {
+		if err := opts.AfterTests(st); err != nil {
+			fmt.Fprintln(os.Stderr, "FAIL: after the tests:", err)
+			code = 1
+		}
+	}
 	if code != 0 {
 		st.DumpLogs(os.Stderr)
 	}
@@ -233,6 +242,16 @@ func (s *Stack) httpClient() (*http.Client, error) {
 			MaxIdleConnsPerHost: 64,
 		},
 	}, nil
+}
+
+// RootSQL runs sqlText as MariaDB's root over the unix socket (scripts/mariadb.sh sql), the only way root can
+// log in. The text goes on stdin, so a password in it never reaches a command line.
+func (s *Stack) RootSQL(sqlText string) (string, error) {
+	cmd := exec.Command(filepath.Join(s.Root, "scripts", "mariadb.sh"), "sql", filepath.Join(s.Dir, "mariadb"))
+	cmd.Env = s.env
+	cmd.Stdin = strings.NewReader(sqlText)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 // observer creates a read-only MySQL user through root's unix socket (root has no password to use over TCP).

@@ -16,22 +16,48 @@ import (
 
 // Store is an order.OrderStore on MySQL.
 type Store struct {
-	db *sql.DB
+	db  *sql.DB
+	pii PIICipher
 }
 
 var _ order.OrderStore = (*Store)(nil)
 
-// New returns a Store on db. The schema must be migrated (see Migrate).
-func New(db *sql.DB) *Store { return &Store{db: db} }
+// PIICipher seals customer phone and address before they reach MySQL and opens them when read. The key it
+// returns is stored with the row (envelope.Keyring implements it with Vault transit data keys).
+type PIICipher interface {
+	Seal(ctx context.Context, aad []byte, values ...string) (key string, sealed []string, err error)
+	Open(ctx context.Context, key string, aad []byte, sealed ...string) ([]string, error)
+	Rewrap(ctx context.Context, keys []string) ([]string, error)
+}
 
-const orderColumns = `id, status, customer_name, customer_phone, customer_address, total_cents, created_at, updated_at`
+// Option configures a Store.
+type Option func(*Store)
+
+// WithPII encrypts customer PII with c. Without it PII is stored as given (development only).
+func WithPII(c PIICipher) Option { return func(s *Store) { s.pii = c } }
+
+// New returns a Store on db. The schema must be migrated (see Migrate).
+func New(db *sql.DB, opts ...Option) *Store {
+	s := &Store{db: db}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+const orderColumns = `id, status, customer_name, customer_phone, customer_address, pii_key, total_cents, created_at, updated_at`
 
 // Create stores the order, its items and its CREATED event in one transaction.
 func (s *Store) Create(ctx context.Context, o order.Order, idem order.Idempotency) error {
+	// Sealed before the transaction: no outside call while rows are locked.
+	phone, address, key, err := s.seal(ctx, o)
+	if err != nil {
+		return err
+	}
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx,
-			`INSERT INTO orders (`+orderColumns+`, idempotency_key, request_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			o.ID, o.Status, o.Customer.Name, o.Customer.Phone, o.Customer.Address, o.TotalCents,
+			`INSERT INTO orders (`+orderColumns+`, idempotency_key, request_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			o.ID, o.Status, o.Customer.Name, phone, address, key, o.TotalCents,
 			o.CreatedAt, o.UpdatedAt, nullIfEmpty(idem.Key), idem.RequestHash) // a nil hash is NULL
 		if isDuplicate(err, "orders_idempotency_key") {
 			return order.ErrIdempotencyKeyTaken
@@ -67,7 +93,7 @@ func (s *Store) OrderByIdempotencyKey(ctx context.Context, key string) (order.Or
 		return order.Order{}, nil, order.ErrNotFound
 	}
 	if err != nil {
-		return order.Order{}, nil, fmt.Errorf("find idempotency key: %w", err)
+		return order.Order{}, nil, fmt.Errorf("%w: find idempotency key: %w", order.ErrUnavailable, err)
 	}
 	o, err := s.Get(ctx, id)
 	return o, hash, err
@@ -150,7 +176,7 @@ func appendEvent(ctx context.Context, tx *sql.Tx, id string, status order.Status
 func (s *Store) query(ctx context.Context, q string, args ...any) ([]order.Order, error) {
 	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("query orders: %w", err)
+		return nil, fmt.Errorf("%w: query orders: %w", order.ErrUnavailable, err)
 	}
 	defer rows.Close()
 	var (
@@ -158,10 +184,16 @@ func (s *Store) query(ctx context.Context, q string, args ...any) ([]order.Order
 		index  = map[string]int{}
 	)
 	for rows.Next() {
-		var o order.Order
-		if err := rows.Scan(&o.ID, &o.Status, &o.Customer.Name, &o.Customer.Phone, &o.Customer.Address,
+		var (
+			o   order.Order
+			key sql.NullString
+		)
+		if err := rows.Scan(&o.ID, &o.Status, &o.Customer.Name, &o.Customer.Phone, &o.Customer.Address, &key,
 			&o.TotalCents, &o.CreatedAt, &o.UpdatedAt); err != nil {
 			return nil, fmt.Errorf("scan order: %w", err)
+		}
+		if err := s.open(ctx, &o, key); err != nil {
+			return nil, err
 		}
 		index[o.ID] = len(orders)
 		orders = append(orders, o)
@@ -200,6 +232,87 @@ func (s *Store) query(ctx context.Context, q string, args ...any) ([]order.Order
 	return orders, nil
 }
 
+// seal encrypts the order's PII, bound to its ID so a value cannot be moved to another row.
+func (s *Store) seal(ctx context.Context, o order.Order) (phone, address string, key any, err error) {
+	if s.pii == nil {
+		return o.Customer.Phone, o.Customer.Address, nil, nil
+	}
+	k, sealed, err := s.pii.Seal(ctx, []byte(o.ID), o.Customer.Phone, o.Customer.Address)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("%w: seal customer data: %w", order.ErrUnavailable, err)
+	}
+	return sealed[0], sealed[1], k, nil
+}
+
+func (s *Store) open(ctx context.Context, o *order.Order, key sql.NullString) error {
+	if !key.Valid {
+		return nil // written without encryption
+	}
+	if s.pii == nil {
+		return errors.New("order has encrypted customer data but the store has no PII cipher")
+	}
+	plain, err := s.pii.Open(ctx, key.String, []byte(o.ID), o.Customer.Phone, o.Customer.Address)
+	if err != nil {
+		return fmt.Errorf("%w: open customer data of %s: %w", order.ErrUnavailable, o.ID, err)
+	}
+	o.Customer.Phone, o.Customer.Address = plain[0], plain[1]
+	return nil
+}
+
+// RewrapPII re-encrypts the stored data keys to the transit key's newest version, after the operator rotated
+// it. The sealed values do not change. It returns how many keys changed; running it again changes none.
+func (s *Store) RewrapPII(ctx context.Context) (int, error) {
+	if s.pii == nil {
+		return 0, errors.New("no PII cipher configured")
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT pii_key FROM orders WHERE pii_key IS NOT NULL`)
+	if err != nil {
+		return 0, fmt.Errorf("list data keys: %w", err)
+	}
+	var keys []string
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		keys = append(keys, k)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	changed := 0
+	for start := 0; start < len(keys); start += rewrapBatch {
+		batch := keys[start:min(start+rewrapBatch, len(keys))]
+		rewrapped, err := s.pii.Rewrap(ctx, batch)
+		if err != nil {
+			return changed, fmt.Errorf("rewrap: %w", err)
+		}
+		for i, old := range batch {
+			if keyVersion(rewrapped[i]) == keyVersion(old) {
+				continue // already on the newest version
+			}
+			if _, err := s.db.ExecContext(ctx, `UPDATE orders SET pii_key = ? WHERE pii_key = ?`, rewrapped[i], old); err != nil {
+				return changed, fmt.Errorf("store rewrapped key: %w", err)
+			}
+			changed++
+		}
+	}
+	return changed, nil
+}
+
+// rewrapBatch bounds one transit/rewrap call.
+const rewrapBatch = 100
+
+// keyVersion is the "vault:vN" prefix of a transit ciphertext.
+func keyVersion(wrapped string) string {
+	if i := strings.Index(wrapped[min(len(wrapped), len("vault:")):], ":"); i >= 0 {
+		return wrapped[:len("vault:")+i]
+	}
+	return wrapped
+}
+
 // maxAttempts bounds retries of a transaction InnoDB chose as a deadlock victim.
 const maxAttempts = 3
 
@@ -217,7 +330,8 @@ func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 func (s *Store) tryTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+		// No connection to be had (database away, login refused): the caller may retry.
+		return fmt.Errorf("%w: begin: %w", order.ErrUnavailable, err)
 	}
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()

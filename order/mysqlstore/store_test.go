@@ -3,7 +3,9 @@ package mysqlstore_test
 import (
 	"context"
 	"database/sql"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -328,5 +330,84 @@ func TestRuntimeRoleIsLeastPrivilege(t *testing.T) {
 		if _, err := pool.Exec(stmt); err == nil {
 			t.Errorf("%q succeeded as the runtime role", stmt)
 		}
+	}
+}
+
+// fakeCipher seals by encoding value and row ID, so the test sees what reached MySQL and that reads pass the
+// row's ID back. The real cipher (Vault transit data keys) is tested in platform/envelope and e2e.
+type fakeCipher struct{ version int }
+
+func (c *fakeCipher) Seal(_ context.Context, aad []byte, values ...string) (string, []string, error) {
+	out := make([]string, len(values))
+	for i, v := range values {
+		out[i] = "sealed:" + string(aad) + ":" + hex.EncodeToString([]byte(v))
+	}
+	return fmt.Sprintf("vault:v%d:key", c.version), out, nil
+}
+
+func (c *fakeCipher) Open(_ context.Context, key string, aad []byte, sealed ...string) ([]string, error) {
+	out := make([]string, len(sealed))
+	for i, s := range sealed {
+		rest, ok := strings.CutPrefix(s, "sealed:"+string(aad)+":")
+		if !ok {
+			return nil, fmt.Errorf("value not sealed for row %s", aad)
+		}
+		plain, err := hex.DecodeString(rest)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = string(plain)
+	}
+	return out, nil
+}
+
+func (c *fakeCipher) Rewrap(_ context.Context, keys []string) ([]string, error) {
+	out := make([]string, len(keys))
+	for i := range keys {
+		out[i] = fmt.Sprintf("vault:v%d:key", c.version)
+	}
+	return out, nil
+}
+
+func TestPIIIsSealedAndRewrapped(t *testing.T) {
+	db := mysqltest.NewDatabase(t)
+	root := db.Open(t)
+	if _, err := mysqlstore.Migrate(context.Background(), root); err != nil {
+		t.Fatal(err)
+	}
+	cipher := &fakeCipher{version: 1}
+	user, pass := db.CreateUser(t, runtimeGrants)
+	store := mysqlstore.New(open(t, db, user, pass), mysqlstore.WithPII(cipher))
+	svc := order.NewService(store, order.DefaultMenu)
+	ctx := context.Background()
+
+	n := newOrder("")
+	n.Customer.Phone, n.Customer.Address = "+1 555 0199", "42 secret street"
+	created, err := svc.CreateOrder(ctx, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var phone, address, key string
+	if err := root.QueryRow(`SELECT customer_phone, customer_address, pii_key FROM orders WHERE id = ?`, created.Order.ID).
+		Scan(&phone, &address, &key); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(phone, "555") || strings.Contains(address, "secret") || key != "vault:v1:key" {
+		t.Fatalf("stored phone %q, address %q, key %q: want sealed values and the wrapped key", phone, address, key)
+	}
+	got, err := svc.GetOrder(ctx, created.Order.ID)
+	if err != nil || got.Customer.Phone != "+1 555 0199" || got.Customer.Address != "42 secret street" {
+		t.Fatalf("GetOrder = %+v, %v; want the plaintext back", got.Customer, err)
+	}
+
+	cipher.version = 2
+	if changed, err := store.RewrapPII(ctx); err != nil || changed != 1 {
+		t.Fatalf("RewrapPII = %d, %v; want 1 key changed", changed, err)
+	}
+	if changed, err := store.RewrapPII(ctx); err != nil || changed != 0 {
+		t.Fatalf("second RewrapPII = %d, %v; want nothing to change", changed, err)
+	}
+	if n := count(t, root, `SELECT COUNT(*) FROM orders WHERE pii_key = 'vault:v2:key'`); n != 1 {
+		t.Errorf("rows on the new key version = %d, want 1", n)
 	}
 }

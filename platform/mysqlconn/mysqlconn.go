@@ -69,6 +69,9 @@ func Open(cfg Config, src CredentialSource) (*sql.DB, error) {
 			return fmt.Errorf("database credentials: %w", err)
 		}
 		c.User, c.Passwd = cred.Username, cred.Password
+		if used, ok := ctx.Value(attemptKey{}).(*string); ok {
+			*used = cred.Username
+		}
 		return nil
 	})); err != nil {
 		return nil, err
@@ -85,13 +88,21 @@ func Open(cfg Config, src CredentialSource) (*sql.DB, error) {
 	return db, nil
 }
 
-// Refresher is a CredentialSource that can fetch new credentials on demand.
+// Refresher is a CredentialSource that can fetch new credentials on demand. rejected names the user the
+// database refused; if the source has moved past it already, Refresh returns at once.
 type Refresher interface {
-	Refresh(ctx context.Context) error
+	Refresh(ctx context.Context, rejected string) error
 }
 
-// errAccessDenied is MySQL's "Access denied for user": the user was dropped, e.g. its lease was revoked.
-const errAccessDenied = 1045
+// attemptKey carries, through BeforeConnect, which user a connection attempt logged in as.
+type attemptKey struct{}
+
+// MySQL's "Access denied for user" errors: the user was dropped, e.g. its lease was revoked. MariaDB answers
+// some logins of a dropped user with 1698 rather than 1045.
+const (
+	errAccessDenied         = 1045
+	errAccessDeniedNoPasswd = 1698
+)
 
 // refreshingConnector retries a refused login once with fresh credentials when the source can fetch them.
 // A revoked user's open connections keep working (DROP USER does not end sessions), so this is the moment a
@@ -102,13 +113,14 @@ type refreshingConnector struct {
 }
 
 func (c refreshingConnector) Connect(ctx context.Context) (driver.Conn, error) {
-	conn, err := c.Connector.Connect(ctx)
+	var used string
+	conn, err := c.Connector.Connect(context.WithValue(ctx, attemptKey{}, &used))
 	var me *mysql.MySQLError
 	r, ok := c.src.(Refresher)
-	if err == nil || !ok || !errors.As(err, &me) || me.Number != errAccessDenied {
+	if err == nil || !ok || !errors.As(err, &me) || (me.Number != errAccessDenied && me.Number != errAccessDeniedNoPasswd) {
 		return conn, err
 	}
-	if rerr := r.Refresh(ctx); rerr != nil {
+	if rerr := r.Refresh(ctx, used); rerr != nil {
 		return nil, fmt.Errorf("%w (and new credentials could not be had: %v)", err, rerr)
 	}
 	return c.Connector.Connect(ctx)

@@ -50,12 +50,15 @@ type Source struct {
 	client  *vault.Client
 	logger  *slog.Logger
 	current atomic.Pointer[lease]
-	refresh chan chan error
+	refresh chan refreshRequest
 	// OnNewLease, if set, is called with each new lease's TTL (to keep the pool's ConnMaxLifetime below it).
 	OnNewLease func(ttl time.Duration)
 
 	// secretID caches an unwrapped secret_id with the wrapping token it came from.
 	wrappedFrom, secretID string
+	// pending are refresh requests waiting for the next credentials; fetch answers them. Only Run's goroutine
+	// touches it.
+	pending []chan error
 }
 
 var _ mysqlconn.CredentialSource = (*Source)(nil)
@@ -76,7 +79,7 @@ func New(cfg Config, logger *slog.Logger) (*Source, error) {
 		return nil, fmt.Errorf("vault client: %w", err)
 	}
 	client.ClearToken() // never pick up an operator's VAULT_TOKEN from the environment
-	return &Source{cfg: cfg, client: client, logger: logger.With("component", "vaultcreds"), refresh: make(chan chan error)}, nil
+	return &Source{cfg: cfg, client: client, logger: logger.With("component", "vaultcreds"), refresh: make(chan refreshRequest)}, nil
 }
 
 // Credentials returns the current credentials. It never calls Vault.
@@ -100,6 +103,40 @@ func (s *Source) Ready(context.Context) error {
 	return nil
 }
 
+// Client is the Vault client, logged in as the service once Run has started; Run keeps its token fresh, so
+// other Vault users in the process (transit) share it.
+func (s *Source) Client() *vault.Client { return s.client }
+
+// Revoke gives the token back to Vault, which revokes the database leases made under it (their MySQL users are
+// dropped). Call it after Run has returned, on shutdown.
+func (s *Source) Revoke(ctx context.Context) error {
+	if s.client.Token() == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	if err := s.client.Auth().Token().RevokeSelfWithContext(ctx, ""); err != nil {
+		return fmt.Errorf("revoke vault token: %w", err)
+	}
+	s.client.ClearToken()
+	s.logger.Info("vault token revoked; its database users are dropped")
+	return nil
+}
+
+// WaitReady blocks until credentials are at hand or ctx ends (for one-shot commands).
+func (s *Source) WaitReady(ctx context.Context) error {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for s.Ready(ctx) != nil {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no database credentials from vault: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
 // Username returns the current MySQL user (for logs and tests), or "".
 func (s *Source) Username() string {
 	if l := s.current.Load(); l != nil {
@@ -108,15 +145,19 @@ func (s *Source) Username() string {
 	return ""
 }
 
-// minRefreshInterval stops a burst of failing connections from fetching a burst of new users.
-const minRefreshInterval = 2 * time.Second
+// refreshRequest asks Run for credentials newer than the rejected user's.
+type refreshRequest struct {
+	rejected string
+	reply    chan error
+}
 
-// Refresh asks for new credentials now, for a connector whose login was refused (the user was revoked).
-// Credentials fetched less than minRefreshInterval ago count as fresh.
-func (s *Source) Refresh(ctx context.Context) error {
+// Refresh asks for new credentials now, for a connector whose login as rejected was refused (the user was
+// revoked). It returns when credentials other than rejected are current, so a burst of refused connections
+// fetches one new user, not one each.
+func (s *Source) Refresh(ctx context.Context, rejected string) error {
 	reply := make(chan error, 1)
 	select {
-	case s.refresh <- reply:
+	case s.refresh <- refreshRequest{rejected: rejected, reply: reply}:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -143,15 +184,13 @@ func (s *Source) Run(ctx context.Context) {
 		} else {
 			s.logger.Warn("vault session ended; logging in again", "err", err, "retry_in", wait)
 		}
-		s.answerRefreshes(ctx, wait, err)
+		s.holdRefreshes(ctx, wait)
 	}
 }
 
-// answerRefreshes waits d, answering refresh requests with err meanwhile (nobody waits on a dead Vault).
-func (s *Source) answerRefreshes(ctx context.Context, d time.Duration, err error) {
-	if err == nil {
-		err = errors.New("vault session restarting")
-	}
+// holdRefreshes waits d between sessions. Refresh requests meanwhile wait for the next session's credentials
+// (their callers' deadlines bound that), so a connection refused during a re-login succeeds right after it.
+func (s *Source) holdRefreshes(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	for {
@@ -160,8 +199,8 @@ func (s *Source) answerRefreshes(ctx context.Context, d time.Duration, err error
 			return
 		case <-t.C:
 			return
-		case reply := <-s.refresh:
-			reply <- err
+		case req := <-s.refresh:
+			s.pending = append(s.pending, req.reply)
 		}
 	}
 }
@@ -244,15 +283,16 @@ func (s *Source) watch(ctx context.Context, l *lease, token, lw *vault.LifetimeW
 			s.current.Store(&renewed)
 			l = &renewed
 			s.logger.Debug("database lease renewed", "username", l.creds.Username, "ttl", ttl)
-		case reply := <-s.refresh:
-			if time.Since(l.fetched) < minRefreshInterval {
-				reply <- nil
+		case req := <-s.refresh:
+			if req.rejected != l.creds.Username {
+				req.reply <- nil // already past the rejected user
 				continue
 			}
 			s.logger.Warn("database login refused; fetching new credentials", "username", l.creds.Username)
-			// Fetch before answering, so the waiting connector retries with the new user.
+			// The connector waits for the answer: fetch first, so it retries with the new user. If the fetch
+			// fails (the token was revoked too), the next session's credentials answer it.
+			s.pending = append(s.pending, req.reply)
 			nl, secret, err := s.fetch(ctx)
-			reply <- err
 			if err != nil {
 				return nil, err
 			}
@@ -273,8 +313,13 @@ func (s *Source) login(ctx context.Context) (*vault.Secret, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	s.client.ClearToken()
-	auth, err := s.client.Logical().WriteWithContext(ctx, "auth/approle/login", map[string]any{
+	// Log in on a token-less clone: others share s.client and keep using the old token until the new one is set.
+	lc, err := s.client.Clone()
+	if err != nil {
+		return nil, err
+	}
+	lc.ClearToken()
+	auth, err := lc.Logical().WriteWithContext(ctx, "auth/approle/login", map[string]any{
 		"role_id": roleID, "secret_id": secretID,
 	})
 	if err != nil {
@@ -301,8 +346,12 @@ func (s *Source) loginSecretID(ctx context.Context) (string, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	s.client.ClearToken()
-	unwrapped, err := s.client.Logical().UnwrapWithContext(ctx, v)
+	uc, err := s.client.Clone() // Unwrap puts the wrapping token on the client it runs on
+	if err != nil {
+		return "", err
+	}
+	uc.ClearToken()
+	unwrapped, err := uc.Logical().UnwrapWithContext(ctx, v)
 	if err != nil {
 		return "", fmt.Errorf("unwrap secret_id: %w", err)
 	}
@@ -335,6 +384,10 @@ func (s *Source) fetch(ctx context.Context) (*lease, *vault.Secret, error) {
 	l := &lease{creds: mysqlconn.Credentials{Username: user, Password: pass}, id: secret.LeaseID, ttl: ttl,
 		expires: now.Add(ttl), fetched: now}
 	s.current.Store(l)
+	for _, reply := range s.pending {
+		reply <- nil // buffered: a caller that gave up is not waited for
+	}
+	s.pending = nil
 	if s.OnNewLease != nil {
 		s.OnNewLease(ttl)
 	}

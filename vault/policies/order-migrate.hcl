@@ -6,7 +6,8 @@ path "database/creds/order-migrate" {
 }
 
 # The migration revokes its own lease when done, so the DDL user lives only minutes.
-path "sys/leases/revoke" {
+# `vault lease revoke ID` puts to sys/leases/revoke/ID; only this role's leases are allowed.
+path "sys/leases/revoke/database/creds/order-migrate/*" {
   capabilities = ["update"]
 }
 

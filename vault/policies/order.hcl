@@ -13,11 +13,16 @@ path "sys/leases/lookup" {
   capabilities = ["update"]
 }
 
-# Customer phone and address: encrypt before MySQL, decrypt on read. No key management, no other keys.
-path "transit/encrypt/orders-pii" {
+# Customer phone and address are sealed with data keys (envelope encryption): a new data key now and then,
+# unwrapping a stored one on read, and rewrapping stored ones after a key rotation (`order rewrap-pii`).
+# No key management (rotate, config, export) and no other keys.
+path "transit/datakey/plaintext/orders-pii" {
   capabilities = ["update"]
 }
 path "transit/decrypt/orders-pii" {
+  capabilities = ["update"]
+}
+path "transit/rewrap/orders-pii" {
   capabilities = ["update"]
 }
 

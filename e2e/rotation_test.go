@@ -1,0 +1,236 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Each operator rotation runs in turn while clients keep ordering. Every acknowledged order must be in MySQL
+// exactly once, and no client may see a failure, except during a Connect CA rotation, whose failures are
+// reported.
+func TestRotationsUnderLoad(t *testing.T) {
+	rotations := []struct {
+		name        string
+		mayFail     bool
+		check       func(t *testing.T, before rotationState)
+		afterRotate func(t *testing.T)
+	}{
+		{name: "db-creds", check: checkUsersReplaced},
+		{name: "db-root", check: checkNewCredentialsIssued},
+		{name: "secret-id", afterRotate: forceOrderRelogin, check: checkLoggedInWithNewSecretID},
+		{name: "transit-key", check: checkPIIOnNewestKey},
+		{name: "gateway-cert", check: checkNewGatewayCertServed},
+		{name: "connect-ca", mayFail: true, check: checkConnectRootChanged},
+	}
+	for _, rot := range rotations {
+		t.Run(rot.name, func(t *testing.T) {
+			before := captureState(t)
+			l := startLoad(t, "rot-"+rot.name, 4)
+			time.Sleep(2 * time.Second)
+			if out, err := stack.Script(5*time.Minute, "rotate.sh", rot.name); err != nil {
+				l.stop()
+				t.Fatalf("rotate.sh %s: %v\n%s", rot.name, err, out)
+			}
+			if rot.afterRotate != nil {
+				rot.afterRotate(t)
+			}
+			time.Sleep(6 * time.Second)
+			r := l.stop()
+			stored := checkStoredOnce(t, r, "rot-"+rot.name)
+			t.Logf("rotation %-12s sent %d, acknowledged %d, in MySQL %d, client-visible failures %d",
+				rot.name, r.Sent, r.Acked, stored, r.Failures)
+			if r.Acked == 0 {
+				t.Fatal("no order was acknowledged")
+			}
+			if r.Failures > 0 && !rot.mayFail {
+				t.Errorf("%d failures during the %s rotation; first: %v", r.Failures, rot.name, r.FirstFailures)
+			}
+			rot.check(t, before)
+		})
+	}
+}
+
+// rotationState is what a check compares against.
+type rotationState struct {
+	users      []string
+	logins     int
+	certSerial string
+	rootID     string
+}
+
+func captureState(t *testing.T) rotationState {
+	return rotationState{users: orderUsers(t), logins: countLogLines(t, "order", "logged in to vault"),
+		certSerial: gatewayCertSerial(t), rootID: activeConnectRoot(t)}
+}
+
+func countLogLines(t *testing.T, process, msg string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(stack.Dir, "logs", process+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(b), `"msg":"`+msg+`"`)
+}
+
+// After a revoke the old users are gone and new connections log in as new ones.
+func checkUsersReplaced(t *testing.T, before rotationState) {
+	if len(before.users) == 0 {
+		t.Fatal("no order connection seen before the revoke")
+	}
+	for _, u := range before.users {
+		if userExists(t, u) {
+			t.Errorf("revoked user %s still exists", u)
+		}
+	}
+	eventually(t, 10*time.Second, func() error {
+		for _, u := range orderUsers(t) {
+			if !contains(before.users, u) {
+				return nil
+			}
+		}
+		return fmt.Errorf("order is connected only as %v, the revoked users", orderUsers(t))
+	})
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// After rotate-root Vault still manages MySQL: it can issue a user.
+func checkNewCredentialsIssued(t *testing.T, _ rotationState) {
+	out, err := stack.Tool("vault", nil, "read", "-format=json", "database/creds/order")
+	if err != nil {
+		t.Fatalf("vault read database/creds/order after rotate-root: %v", err)
+	}
+	var s struct {
+		LeaseID string `json:"lease_id"`
+	}
+	if err := json.Unmarshal([]byte(out), &s); err != nil || s.LeaseID == "" {
+		t.Fatalf("no lease in %q", out)
+	}
+	_, _ = stack.Tool("vault", nil, "lease", "revoke", s.LeaseID)
+}
+
+// forceOrderRelogin revokes order's Vault token (and with it its database leases), so the service must log
+// in again, which it can only do with the new secret_id: the old one was destroyed by the rotation.
+func forceOrderRelogin(t *testing.T) {
+	if out, err := stack.Tool("vault", nil, "lease", "revoke", "-prefix", "auth/approle/login"); err != nil {
+		t.Fatalf("revoke order's token: %v\n%s", err, out)
+	}
+}
+
+func checkLoggedInWithNewSecretID(t *testing.T, before rotationState) {
+	eventually(t, 20*time.Second, func() error {
+		if n := countLogLines(t, "order", "logged in to vault"); n <= before.logins {
+			return fmt.Errorf("order logged in %d times, as many as before the new secret_id", n)
+		}
+		return nil
+	})
+}
+
+// The transit key is on a new version; stored data keys are rewrapped to it (a second rewrap catches orders
+// sealed meanwhile with the previous data key); PII is ciphertext in MySQL and plaintext through the API.
+func checkPIIOnNewestKey(t *testing.T, _ rotationState) {
+	out, err := stack.Tool("vault", nil, "read", "-field=latest_version", "transit/keys/orders-pii")
+	if err != nil {
+		t.Fatalf("read transit key: %v %s", err, out)
+	}
+	latest := "vault:v" + strings.TrimSpace(out) + ":"
+	if out, err := stack.Script(5*time.Minute, "rotate.sh", "rewrap-pii"); err != nil {
+		t.Fatalf("rewrap: %v\n%s", err, out)
+	}
+	var stale, total int
+	if err := stack.Observer.QueryRow(`SELECT COUNT(*), COALESCE(SUM(pii_key IS NOT NULL AND pii_key NOT LIKE ?), 0) FROM orders`, latest+"%").
+		Scan(&total, &stale); err != nil {
+		t.Fatal(err)
+	}
+	if stale != 0 {
+		t.Errorf("%d of %d orders have PII data keys not on %s after rewrap", stale, total, latest)
+	}
+
+	_, p, err := placeOrder(t, "", orderBody("PII check"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var phone, address, key string
+	if err := stack.Observer.QueryRow(`SELECT customer_phone, customer_address, pii_key FROM orders WHERE id = ?`, p.ID).
+		Scan(&phone, &address, &key); err != nil {
+		t.Fatal(err)
+	}
+	if phone == testPhone || strings.Contains(address, "Secretive") || !strings.HasPrefix(key, "vault:v") {
+		t.Errorf("MySQL holds phone %q, address %q, key %q: want ciphertext and a wrapped data key", phone, address, key)
+	}
+	resp, err := stack.HTTP.Get(stack.GatewayURL + "/pizza/" + p.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got struct {
+		Customer struct{ Phone, Address string }
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil || got.Customer.Phone != testPhone || got.Customer.Address != testAddress {
+		t.Errorf("GET /pizza/%s: %+v %v; want the plaintext phone and address", p.ID, got.Customer, err)
+	}
+}
+
+func gatewayCertSerial(t *testing.T) string {
+	t.Helper()
+	resp, err := stack.HTTP.Get(stack.GatewayURL + "/health/livez")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.TLS.PeerCertificates[0].SerialNumber.String()
+}
+
+func checkNewGatewayCertServed(t *testing.T, before rotationState) {
+	eventually(t, 10*time.Second, func() error {
+		// New connections see the new certificate; the shared client's idle ones would not.
+		stack.HTTP.CloseIdleConnections()
+		if s := gatewayCertSerial(t); s == before.certSerial {
+			return fmt.Errorf("gateway still serves certificate %s", s)
+		}
+		return nil
+	})
+}
+
+func activeConnectRoot(t *testing.T) string {
+	t.Helper()
+	resp, err := http.Get(stack.ConsulAddr + "/v1/connect/ca/roots")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var roots struct{ ActiveRootID string }
+	if err := json.NewDecoder(resp.Body).Decode(&roots); err != nil {
+		t.Fatal(err)
+	}
+	return roots.ActiveRootID
+}
+
+func checkConnectRootChanged(t *testing.T, before rotationState) {
+	if now := activeConnectRoot(t); now == before.rootID {
+		t.Errorf("active Connect root is still %s", now)
+	}
+	// Orders flow on the new root's leaves.
+	eventually(t, 30*time.Second, func() error {
+		status, _, err := placeOrder(t, "", orderBody("After CA rotation"))
+		if status != http.StatusCreated {
+			return fmt.Errorf("after the CA rotation: %d %v", status, err)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,42 @@
+# shellcheck shell=bash
+# Settings of the local stack, shared by stack.sh and rotate.sh; sourced after lib.sh. Every one can be
+# overridden from the environment (the tests run a private stack on free ports this way).
+
+STATE_DIR="$(mkdir -p "${STATE_DIR:-$ROOT_DIR/.state}" && cd "${STATE_DIR:-$ROOT_DIR/.state}" && pwd)"
+export STATE_DIR
+BIN_DIR="${BIN_DIR:-$STATE_DIR/bin}"
+CERTS_DIR="${CERTS_DIR:-$ROOT_DIR/certs}"
+LOG_DIR="$STATE_DIR/logs"
+PID_DIR="$STATE_DIR/pids"
+CREDS_DIR="$STATE_DIR/credentials"
+export LOG_DIR CREDS_DIR
+
+export MYSQL_PORT="${MYSQL_PORT:-13306}"
+CONSUL_HTTP_PORT="${CONSUL_HTTP_PORT:-8500}"
+CONSUL_GRPC_PORT="${CONSUL_GRPC_PORT:-8502}"
+CONSUL_SERVER_PORT="${CONSUL_SERVER_PORT:-8300}"
+CONSUL_SERF_LAN_PORT="${CONSUL_SERF_LAN_PORT:-8301}"
+CONSUL_SERF_WAN_PORT="${CONSUL_SERF_WAN_PORT:-8302}"
+CONSUL_SIDECAR_MIN_PORT="${CONSUL_SIDECAR_MIN_PORT:-21000}"
+CONSUL_SIDECAR_MAX_PORT="${CONSUL_SIDECAR_MAX_PORT:-21255}"
+# The Consul UI shares the HTTP API listener. The mission wants the UI reachable from outside, so HTTP binds all
+# interfaces by default; dev mode has no ACLs, so on an untrusted network set CONSUL_HTTP_BIND=127.0.0.1.
+# gRPC (xDS), DNS (off) and the server/serf ports stay on loopback.
+CONSUL_HTTP_BIND="${CONSUL_HTTP_BIND:-0.0.0.0}"
+export VAULT_PORT="${VAULT_PORT:-8200}"
+GATEWAY_ADDR="${GATEWAY_ADDR:-:8443}"
+ORDER_ADDR="${ORDER_ADDR:-127.0.0.1:9090}"
+ORDER_UPSTREAM_PORT="${ORDER_UPSTREAM_PORT:-9191}"
+ORDER_SERVICE_ID="${ORDER_SERVICE_ID:-order-1}"
+GATEWAY_SERVICE_ID="${GATEWAY_SERVICE_ID:-gateway-1}"
+STACK_SERVICES="${STACK_SERVICES:-1}" # 0: infrastructure only (MariaDB, Consul, Vault, bootstrap)
+STACK_MESH="${STACK_MESH:-auto}"      # auto: sidecars when the services register with Consul; on; off
+STACK_TIMEOUT="${STACK_TIMEOUT:-60}"
+
+export CONSUL_HTTP_ADDR="http://127.0.0.1:$CONSUL_HTTP_PORT"
+export VAULT_ADDR="http://127.0.0.1:$VAULT_PORT"
+VAULT_DIR="$STATE_DIR/vault"
+ROOT_TOKEN_FILE="$VAULT_DIR/root-token"
+UNSEAL_KEY_FILE="$VAULT_DIR/unseal-key"
+GATEWAY_PORT="${GATEWAY_ADDR##*:}"
+ORDER_URL="http://$ORDER_ADDR"
