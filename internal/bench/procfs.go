@@ -1,0 +1,140 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// clockTick is USER_HZ, the unit of /proc CPU times. It is 100 on every Linux architecture Go supports for
+// this purpose; reading it needs cgo (sysconf), which the bench avoids.
+const clockTick = 10 * time.Millisecond
+
+// StatusKB returns a "Name:   123 kB" field of /proc/<pid>/status, in bytes (e.g. VmHWM, the peak RSS).
+func StatusKB(status []byte, field string) (int64, error) {
+	sc := bufio.NewScanner(bytes.NewReader(status))
+	for sc.Scan() {
+		name, rest, ok := strings.Cut(sc.Text(), ":")
+		if !ok || name != field {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, fmt.Errorf("%s: unexpected value %q", field, strings.TrimSpace(rest))
+		}
+		kb, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", field, err)
+		}
+		return kb << 10, nil
+	}
+	return 0, fmt.Errorf("no %s in status", field)
+}
+
+// StatCPU returns user+system CPU time from /proc/<pid>/stat. The command name (field 2) may hold spaces
+// and parentheses, so fields are counted after its last ')'.
+func StatCPU(stat []byte) (time.Duration, error) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, errors.New("stat: no command name")
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	// After the name: state(3) ppid(4) ... utime(14) stime(15), so utime is f[11].
+	if len(f) < 13 {
+		return 0, fmt.Errorf("stat: %d fields after the name, want at least 13", len(f))
+	}
+	var ticks uint64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("stat: %w", err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * clockTick, nil
+}
+
+// MachineCPU is the machine-wide CPU time from the first line of /proc/stat.
+type MachineCPU struct {
+	Busy, Total time.Duration
+}
+
+// ParseMachineCPU reads the "cpu ..." line of /proc/stat: idle and iowait count as not busy.
+func ParseMachineCPU(procStat []byte) (MachineCPU, error) {
+	line, _, _ := bytes.Cut(procStat, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 6 || f[0] != "cpu" {
+		return MachineCPU{}, errors.New("/proc/stat: no aggregate cpu line")
+	}
+	var m MachineCPU
+	// user nice system idle iowait irq softirq steal (guest time is already inside user).
+	for i, s := range f[1:min(len(f), 9)] {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return MachineCPU{}, fmt.Errorf("/proc/stat: %w", err)
+		}
+		d := time.Duration(n) * clockTick
+		m.Total += d
+		if i != 3 && i != 4 {
+			m.Busy += d
+		}
+	}
+	return m, nil
+}
+
+// Machine describes the box a run happened on.
+type Machine struct {
+	Cores    int
+	MemBytes int64
+	CPUModel string
+}
+
+// ParseMeminfoTotal returns MemTotal from /proc/meminfo in bytes.
+func ParseMeminfoTotal(meminfo []byte) (int64, error) { return StatusKB(meminfo, "MemTotal") }
+
+// ParseCPUModel returns the first "model name" of /proc/cpuinfo, or "" when there is none (e.g. on arm64).
+func ParseCPUModel(cpuinfo []byte) string {
+	sc := bufio.NewScanner(bytes.NewReader(cpuinfo))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// Process is a process of a stack the bench watches.
+type Process struct {
+	Name string
+	Pid  int
+}
+
+// PeakRSS returns the process's VmHWM in bytes.
+func (p Process) PeakRSS() (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Pid))
+	if err != nil {
+		return 0, err
+	}
+	return StatusKB(b, "VmHWM")
+}
+
+// ResetPeakRSS sets VmHWM back to the current RSS (clear_refs "5", Linux ≥ 4.0), so the next PeakRSS is the
+// peak of one measurement rather than of the process's whole life (start-up, earlier levels).
+func (p Process) ResetPeakRSS() error {
+	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", p.Pid), []byte("5"), 0)
+}
+
+// CPUTime returns the user+system time the process has used so far.
+func (p Process) CPUTime() (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid))
+	if err != nil {
+		return 0, err
+	}
+	return StatCPU(b)
+}

@@ -1,0 +1,95 @@
+package bench
+
+import (
+	"testing"
+	"time"
+)
+
+func TestStatusKB(t *testing.T) {
+	status := []byte("Name:\tgateway\nVmPeak:\t 1262588 kB\nVmHWM:\t   23456 kB\nVmRSS:\t   20000 kB\nThreads:\t9\n")
+	tests := []struct {
+		name, field string
+		want        int64
+		wantErr     bool
+	}{
+		{"peak rss", "VmHWM", 23456 << 10, false},
+		{"current rss", "VmRSS", 20000 << 10, false},
+		{"missing field", "VmSwap", 0, true},
+		{"no unit", "Threads", 0, true},
+		{"prefix is not the field", "Vm", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := StatusKB(status, tt.field)
+			if (err != nil) != tt.wantErr || got != tt.want {
+				t.Errorf("StatusKB(%s) = %d, %v; want %d, error %v", tt.field, got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestStatCPU(t *testing.T) {
+	tests := []struct {
+		name    string
+		stat    string
+		want    time.Duration
+		wantErr bool
+	}{
+		{"plain", "1234 (order) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 9 0 100 0 0", 3 * time.Second, false},
+		// A name with spaces and a ')' must not shift the fields.
+		{"odd name", "77 (a b) c) R 1 77 77 0 -1 0 0 0 0 0 7 3 0 0 20 0 1 0 5 0 0", 100 * time.Millisecond, false},
+		{"truncated", "77 (x) R 1 2 3", 0, true},
+		{"no name", "77 x R", 0, true},
+		{"not a number", "1 (x) S 1 1 1 0 -1 0 0 0 0 0 abc 1 0 0 20 0 1 0 5 0 0", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := StatCPU([]byte(tt.stat))
+			if (err != nil) != tt.wantErr || got != tt.want {
+				t.Errorf("StatCPU = %v, %v; want %v, error %v", got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestParseMachineCPU(t *testing.T) {
+	// user nice system idle iowait irq softirq steal guest guest_nice
+	got, err := ParseMachineCPU([]byte("cpu  100 5 20 1000 30 1 2 3 40 0\ncpu0 50 2 10 500 15 0 1 1 20 0\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := MachineCPU{Busy: 131 * clockTick, Total: 1161 * clockTick}
+	if got != want {
+		t.Errorf("ParseMachineCPU = %+v, want %+v", got, want)
+	}
+	if _, err := ParseMachineCPU([]byte("intr 1 2 3\n")); err == nil {
+		t.Error("no cpu line: want an error")
+	}
+}
+
+func TestMachineInfo(t *testing.T) {
+	mem, err := ParseMeminfoTotal([]byte("MemTotal:       24683876 kB\nMemFree:        19500000 kB\n"))
+	if err != nil || mem != 24683876<<10 {
+		t.Errorf("ParseMeminfoTotal = %d, %v", mem, err)
+	}
+	if got := ParseCPUModel([]byte("processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t: fpu\n")); got != "AMD EPYC 7B13" {
+		t.Errorf("ParseCPUModel = %q", got)
+	}
+	if got := ParseCPUModel([]byte("processor\t: 0\n")); got != "" {
+		t.Errorf("ParseCPUModel without a model = %q, want empty", got)
+	}
+}
+
+// The live /proc readers work on this process (Linux only, like the bench).
+func TestProcessSelf(t *testing.T) {
+	p := Process{Name: "self", Pid: osPid()}
+	if rss, err := p.PeakRSS(); err != nil || rss <= 0 {
+		t.Errorf("PeakRSS = %d, %v", rss, err)
+	}
+	if _, err := p.CPUTime(); err != nil {
+		t.Errorf("CPUTime: %v", err)
+	}
+	if _, err := (Process{Pid: -1}).PeakRSS(); err == nil {
+		t.Error("PeakRSS of no process: want an error")
+	}
+}

@@ -1,0 +1,319 @@
+package bench
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Setups, in the order the tables show them.
+const (
+	SetupCeiling = "ceiling"
+	SetupDirect  = "direct"
+	SetupMesh    = "mesh"
+)
+
+// Measurement is one setup at one concurrency level.
+type Measurement struct {
+	Setup   string
+	Clients int
+	Summary Summary
+	// PeakRSS is each service process's VmHWM during the measurement, in bytes.
+	PeakRSS map[string]int64
+	// CPU is the CPU time each component used during the measurement (see Components).
+	CPU map[string]time.Duration
+	// MachineBusy is the whole machine's busy CPU time during the measurement, other processes included.
+	MachineBusy time.Duration
+}
+
+// Components of the CPU table, in column order. "bench" is this process: the load generator, and for the
+// ceiling also the SQL client.
+var Components = []string{"bench", "gateway", "order", "sidecars", "mariadb", "consul+vault"}
+
+// Targets from docs/design.md ("Performance expectations").
+const (
+	TargetMeshOfCeiling = 0.60
+	TargetMeshCost      = 0.15
+	TargetP99           = 25 * time.Millisecond
+	TargetP99Clients    = 64
+	TargetRSS           = 40 << 20
+)
+
+// Report is a whole `make bench` run.
+type Report struct {
+	Date              time.Time
+	Machine           Machine
+	GoVersion         string
+	DBVersion         string
+	Commit            string
+	Warmup, Duration  time.Duration
+	Levels            []int
+	PeakRSSPerMeasure bool // VmHWM was reset before each measurement (else it is the peak since start)
+	Measurements      []Measurement
+}
+
+func (r Report) find(setup string, clients int) (Measurement, bool) {
+	for _, m := range r.Measurements {
+		if m.Setup == setup && m.Clients == clients {
+			return m, true
+		}
+	}
+	return Measurement{}, false
+}
+
+// Markdown renders the run: the results table, the ratios, the targets, CPU per order and what limits each
+// setup. Numbers only; the verdicts never fail the run.
+func (r Report) Markdown() string {
+	var b strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	w("Run of %s on %d cores", r.Date.UTC().Format("2006-01-02 15:04 MST"), r.Machine.Cores)
+	if r.Machine.CPUModel != "" {
+		w(" (%s)", r.Machine.CPUModel)
+	}
+	w(", %.1f GiB memory; %s, MariaDB %s", float64(r.Machine.MemBytes)/(1<<30), r.GoVersion, cmp.Or(r.DBVersion, "?"))
+	if r.Commit != "" {
+		w(", commit %s", r.Commit)
+	}
+	w(". Each cell: %s warm-up, then %s measured with a fixed number of clients, each sending its next order "+
+		"as soon as the last is answered. The setups take turns at each level (the first one rotates), so "+
+		"drift hits all of them alike.\n\n", r.Warmup, r.Duration)
+
+	w("| clients | setup | orders/s | p50 | p90 | p99 | max | errors | peak RSS gateway | order | sidecars (gw / order) |\n")
+	w("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, c := range r.Levels {
+		for _, setup := range []string{SetupCeiling, SetupDirect, SetupMesh} {
+			m, ok := r.find(setup, c)
+			if !ok {
+				continue
+			}
+			s := m.Summary
+			sidecars := "–"
+			if setup == SetupMesh {
+				sidecars = mb(m.PeakRSS["sidecar-gateway"]) + " / " + mb(m.PeakRSS["sidecar-order"])
+			}
+			w("| %d | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s |\n", c, setup, s.Throughput, ms(s.P50),
+				ms(s.P90), ms(s.P99), ms(s.Max), errorsCell(s), mb(m.PeakRSS["gateway"]), mb(m.PeakRSS["order"]), sidecars)
+		}
+	}
+	rssNote := "since the process started (earlier levels included)"
+	if r.PeakRSSPerMeasure {
+		rssNote = "during that measurement (VmHWM reset before it)"
+	}
+	w("\nLatency is per successful order, as the client sees it. Peak RSS is VmHWM %s.\n\n", rssNote)
+
+	w("Throughput ratios:\n\n| clients | mesh / ceiling | direct / ceiling | mesh / direct | mesh cost vs direct |\n")
+	w("| ---: | ---: | ---: | ---: | ---: |\n")
+	for _, c := range r.Levels {
+		ceil, _ := r.find(SetupCeiling, c)
+		dir, _ := r.find(SetupDirect, c)
+		mesh, _ := r.find(SetupMesh, c)
+		md, ok := Ratio(mesh.Summary.Throughput, dir.Summary.Throughput)
+		cost := "–"
+		if ok {
+			cost = fmt.Sprintf("%.0f%%", (1-md)*100)
+		}
+		w("| %d | %s | %s | %s | %s |\n", c, pct(mesh.Summary.Throughput, ceil.Summary.Throughput),
+			pct(dir.Summary.Throughput, ceil.Summary.Throughput), pct(mesh.Summary.Throughput, dir.Summary.Throughput), cost)
+	}
+
+	r.targets(w)
+	r.cpuTable(w)
+	r.limits(w)
+	return b.String()
+}
+
+func (r Report) targets(w func(string, ...any)) {
+	c := TargetP99Clients
+	ceil, ok1 := r.find(SetupCeiling, c)
+	dir, ok2 := r.find(SetupDirect, c)
+	mesh, ok3 := r.find(SetupMesh, c)
+	if !ok1 || !ok2 || !ok3 {
+		return
+	}
+	w("\nTargets (docs/design.md) at %d clients:\n\n| target | measured | met |\n| --- | ---: | :---: |\n", c)
+	mc, _ := Ratio(mesh.Summary.Throughput, ceil.Summary.Throughput)
+	w("| mesh ≥ %.0f%% of the ceiling | %.0f%% | %s |\n", TargetMeshOfCeiling*100, mc*100, yes(mc >= TargetMeshOfCeiling))
+	md, _ := Ratio(mesh.Summary.Throughput, dir.Summary.Throughput)
+	w("| mesh costs ≤ %.0f%% vs direct | %.0f%% | %s |\n", TargetMeshCost*100, (1-md)*100, yes(1-md <= TargetMeshCost))
+	w("| mesh p99 ≤ %s | %s | %s |\n", ms(TargetP99), ms(mesh.Summary.P99), yes(mesh.Summary.P99 <= TargetP99))
+	var worst string
+	var peak int64
+	for _, m := range r.Measurements {
+		for name, v := range m.PeakRSS {
+			if v > peak {
+				worst, peak = name, v
+			}
+		}
+	}
+	if worst != "" {
+		w("| each service < %s RSS (any level) | %s (%s) | %s |\n", mb(TargetRSS), mb(peak), worst, yes(peak < TargetRSS))
+	}
+}
+
+func (r Report) cpuTable(w func(string, ...any)) {
+	w("\nCPU time per order, in ms (user + system, from /proc; the load generator runs on the same cores):\n\n")
+	w("| clients | setup | %s | total | kernel & other | machine busy |\n", strings.Join(Components, " | "))
+	w("| ---: | --- |%s ---: | ---: | ---: |\n", strings.Repeat(" ---: |", len(Components)))
+	for _, c := range r.Levels {
+		for _, setup := range []string{SetupCeiling, SetupDirect, SetupMesh} {
+			m, ok := r.find(setup, c)
+			if !ok {
+				continue
+			}
+			w("| %d | %s |", c, setup)
+			for _, comp := range Components {
+				if d, ok := m.CPU[comp]; ok {
+					w(" %s |", perOrder(d, m))
+				} else {
+					w(" – |") // not part of this setup
+				}
+			}
+			w(" %s | %s | %.0f%% |\n", perOrder(sum(m.CPU), m), perOrder(max(0, m.MachineBusy-sum(m.CPU)), m),
+				100*m.busyShare(r.Machine.Cores))
+		}
+	}
+	w("\nMachine busy is the whole box's busy CPU as a share of %d cores × wall time. Kernel & other is the part "+
+		"of it no process above was charged for: loopback networking in softirq, the filesystem journal that "+
+		"commits' fsyncs wait on, the idle second stack, anything else running on the box.\n", r.Machine.Cores)
+}
+
+// busyShare is the machine's busy CPU as a share of all its cores during the measurement.
+func (m Measurement) busyShare(cores int) float64 {
+	if m.Summary.Wall <= 0 || cores <= 0 {
+		return 0
+	}
+	return m.MachineBusy.Seconds() / (m.Summary.Wall.Seconds() * float64(cores))
+}
+
+// CPUBound is the busy share above which a setup counts as limited by the CPU rather than by waiting.
+const CPUBound = 0.85
+
+// limits says, from the numbers, what holds each setup back at the design's reference level.
+func (r Report) limits(w func(string, ...any)) {
+	c := TargetP99Clients
+	w("\nWhat limits each setup at %d clients (derived from the numbers above):\n\n", c)
+	for _, setup := range []string{SetupCeiling, SetupDirect, SetupMesh} {
+		m, ok := r.find(setup, c)
+		if !ok || m.Summary.Throughput == 0 {
+			continue
+		}
+		share := m.busyShare(r.Machine.Cores)
+		top := topComponents(m.CPU, 3)
+		parts := make([]string, 0, len(top))
+		for _, comp := range top {
+			parts = append(parts, fmt.Sprintf("%s %s", comp, perOrder(m.CPU[comp], m)))
+		}
+		total := sum(m.CPU)
+		if other := m.MachineBusy - total; other > total/2 {
+			// The box is shared (other processes, the hypervisor's steal): say so rather than blame the setup.
+			w("- **%s**: disturbed. %s ms/order of the box's CPU went to work outside the stack's processes "+
+				"(against %s ms/order inside), so this cell understates the setup; rerun on a quiet machine.\n",
+				setup, perOrder(other, m), perOrder(total, m))
+			continue
+		}
+		if share >= CPUBound {
+			w("- **%s**: CPU. The box is %.0f%% busy; per order: %s ms (of %s ms in all).", setup, share*100,
+				strings.Join(parts, ", "), perOrder(total, m))
+			if own := max(m.MachineBusy, total) - m.CPU["bench"]; own > 0 && m.CPU["bench"] > 0 {
+				// What the same cores could carry if the load generator ran elsewhere.
+				perOrderOwn := own.Seconds() / float64(m.Summary.Requests-m.Summary.Errors)
+				w(" Without the load generator (%s ms/order) on these cores, the same CPU would carry about %.0f orders/s.",
+					perOrder(m.CPU["bench"], m), float64(r.Machine.Cores)*CPUBound/perOrderOwn)
+			}
+			w(" %s\n", littlesLaw(c, m))
+			continue
+		}
+		w("- **%s**: waiting, not CPU (box %.0f%% busy). %d clients at p50 %s give at most %.0f orders/s "+
+			"(clients ÷ latency); the time goes to round trips and the commit's log flush. Per order: %s ms.\n",
+			setup, share*100, c, ms(m.Summary.P50), float64(c)/m.Summary.P50.Seconds(), strings.Join(parts, ", "))
+	}
+}
+
+// littlesLaw explains latency in a closed loop: each client waits for its answer, so the mean latency is
+// clients ÷ throughput, and a p99 target at this many clients needs at least clients ÷ target orders/s.
+func littlesLaw(clients int, m Measurement) string {
+	return fmt.Sprintf("With %d clients each waiting for its answer, mean latency is clients ÷ throughput = %s; "+
+		"a p99 of %s at %d clients needs more than %.0f orders/s.", clients,
+		ms(time.Duration(float64(clients)/m.Summary.Throughput*float64(time.Second))), ms(TargetP99), clients,
+		float64(clients)/TargetP99.Seconds())
+}
+
+func topComponents(cpu map[string]time.Duration, n int) []string {
+	names := slices.Collect(maps.Keys(cpu))
+	slices.SortFunc(names, func(a, b string) int { return cmp.Or(cmp.Compare(cpu[b], cpu[a]), cmp.Compare(a, b)) })
+	return names[:min(n, len(names))]
+}
+
+func sum(cpu map[string]time.Duration) (t time.Duration) {
+	for _, d := range cpu {
+		t += d
+	}
+	return t
+}
+
+func perOrder(d time.Duration, m Measurement) string {
+	ok := m.Summary.Requests - m.Summary.Errors
+	if ok <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.3f", d.Seconds()*1000/float64(ok))
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
+
+func mb(b int64) string {
+	if b <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f MB", float64(b)/(1<<20))
+}
+
+func pct(a, b float64) string {
+	r, ok := Ratio(a, b)
+	if !ok {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f%%", r*100)
+}
+
+func yes(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "no"
+}
+
+func errorsCell(s Summary) string {
+	if s.Errors == 0 {
+		return "0"
+	}
+	kinds := slices.Collect(maps.Keys(s.ErrorKinds))
+	slices.SortFunc(kinds, func(a, b string) int { return cmp.Or(cmp.Compare(s.ErrorKinds[b], s.ErrorKinds[a]), cmp.Compare(a, b)) })
+	k := kinds[0]
+	if len(k) > 40 {
+		k = k[:40] + "…"
+	}
+	return fmt.Sprintf("%d (%s)", s.Errors, strings.ReplaceAll(k, "|", "/"))
+}
+
+// Markers around the part of docs/benchmarks.md a run rewrites; text outside them (the notes a person wrote,
+// profiling findings) survives every run.
+const (
+	BeginMarker = "<!-- make bench: generated from here -->"
+	EndMarker   = "<!-- make bench: generated up to here -->"
+)
+
+// Splice puts generated between the markers of existing, or returns a new document when existing has none.
+func Splice(existing, generated string) string {
+	block := BeginMarker + "\n" + strings.TrimRight(generated, "\n") + "\n" + EndMarker
+	i := strings.Index(existing, BeginMarker)
+	j := strings.Index(existing, EndMarker)
+	if i < 0 || j < i {
+		return "# Benchmarks\n\n`make bench` writes the results between the markers below; the rest of this file is kept.\n\n" +
+			"## Latest run\n\n" + block + "\n"
+	}
+	return existing[:i] + block + existing[j+len(EndMarker):]
+}

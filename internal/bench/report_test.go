@@ -1,0 +1,112 @@
+package bench
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func measurement(setup string, clients int, throughput float64, p99 time.Duration, rss int64) Measurement {
+	wall := 10 * time.Second
+	n := int(throughput * wall.Seconds())
+	return Measurement{Setup: setup, Clients: clients,
+		Summary: Summary{Requests: n, Wall: wall, Throughput: throughput, P50: p99 / 4, P90: p99 / 2, P99: p99, Max: 2 * p99},
+		PeakRSS: map[string]int64{"gateway": rss, "order": rss / 2},
+		CPU: map[string]time.Duration{"bench": time.Duration(n) * 200 * time.Microsecond,
+			"order": time.Duration(n) * 300 * time.Microsecond, "mariadb": time.Duration(n) * 400 * time.Microsecond},
+		MachineBusy: 19 * time.Second, // 95% of 2 cores × 10 s
+	}
+}
+
+func sampleReport() Report {
+	return Report{
+		Date: time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC), Machine: Machine{Cores: 2, MemBytes: 24 << 30, CPUModel: "Test CPU"},
+		GoVersion: "go1.26.8", DBVersion: "10.11.14-MariaDB", Warmup: 3 * time.Second, Duration: 10 * time.Second,
+		Levels: []int{1, 64}, PeakRSSPerMeasure: true,
+		Measurements: []Measurement{
+			measurement(SetupCeiling, 64, 4000, 20*time.Millisecond, 0),
+			measurement(SetupDirect, 64, 2000, 30*time.Millisecond, 30<<20),
+			measurement(SetupMesh, 64, 1800, 40*time.Millisecond, 45<<20),
+			measurement(SetupMesh, 1, 500, 4*time.Millisecond, 20<<20),
+		},
+	}
+}
+
+func TestMarkdown(t *testing.T) {
+	md := sampleReport().Markdown()
+	for _, want := range []string{
+		"Run of 2026-11-25 06:00 UTC on 2 cores (Test CPU), 24.0 GiB memory; go1.26.8, MariaDB 10.11.14-MariaDB",
+		"| 64 | ceiling | 4000 | 5.0 ms | 10.0 ms | 20.0 ms | 40.0 ms | 0 | – | – | – |",
+		"| 64 | mesh | 1800 | 10.0 ms | 20.0 ms | 40.0 ms | 80.0 ms | 0 | 45.0 MB | 22.5 MB | – / – |",
+		// mesh/ceiling, direct/ceiling, mesh/direct, cost
+		"| 64 | 45% | 50% | 90% | 10% |",
+		"| 1 | – | – | – | – |", // only mesh ran at 1 client: no baseline, no ratio
+		"| mesh ≥ 60% of the ceiling | 45% | no |",
+		"| mesh costs ≤ 15% vs direct | 10% | yes |",
+		"| mesh p99 ≤ 25.0 ms | 40.0 ms | no |",
+		"| each service < 40.0 MB RSS (any level) | 45.0 MB (gateway) | no |",
+		"| 64 | mesh | 0.200 | – | 0.300 | – | 0.400 | – | 0.900 | 0.156 | 95% |", // (19 s busy − 16.2 s ours) / 18000 orders
+		"- **mesh**: CPU. The box is 95% busy; per order: mariadb 0.400, order 0.300, bench 0.200 ms (of 0.900 ms in all).",
+		// 2 cores × 0.85 / ((19 s busy − 3.6 s bench) / 18000 orders)
+		"the same CPU would carry about 1987 orders/s.",
+		"mean latency is clients ÷ throughput = 35.6 ms; a p99 of 25.0 ms at 64 clients needs more than 2560 orders/s.",
+		"VmHWM during that measurement",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q\n%s", want, md)
+		}
+	}
+}
+
+func TestMarkdownWaiting(t *testing.T) {
+	r := sampleReport()
+	r.Measurements[0].MachineBusy = 4 * time.Second // 20% of the box: not CPU-bound
+	md := r.Markdown()
+	// 64 clients at p50 5 ms
+	want := "- **ceiling**: waiting, not CPU (box 20% busy). 64 clients at p50 5.0 ms give at most 12800 orders/s"
+	if !strings.Contains(md, want) {
+		t.Errorf("markdown lacks %q\n%s", want, md)
+	}
+}
+
+func TestMarkdownDisturbed(t *testing.T) {
+	r := sampleReport()
+	r.Measurements[1].MachineBusy = 60 * time.Second // far more than the stack's own 18 s
+	md := r.Markdown()
+	want := "- **direct**: disturbed. 2.100 ms/order of the box's CPU went to work outside the stack's processes (against 0.900 ms/order inside)"
+	if !strings.Contains(md, want) {
+		t.Errorf("markdown lacks %q\n%s", want, md)
+	}
+}
+
+func TestErrorsCell(t *testing.T) {
+	s := Summary{Errors: 5, ErrorKinds: map[string]int{"503 Service Unavailable": 4, "a|b": 1}}
+	if got := errorsCell(s); got != "5 (503 Service Unavailable)" {
+		t.Errorf("errorsCell = %q", got)
+	}
+	s = Summary{Errors: 1, ErrorKinds: map[string]int{"a|b": 1}}
+	if got := errorsCell(s); got != "1 (a/b)" { // a pipe would break the table
+		t.Errorf("errorsCell = %q", got)
+	}
+}
+
+func TestSplice(t *testing.T) {
+	tests := []struct {
+		name, existing, want string
+	}{
+		{"new file", "", "# Benchmarks\n\n`make bench` writes the results between the markers below; the rest of this file is kept.\n\n" +
+			"## Latest run\n\n" + BeginMarker + "\nNEW\n" + EndMarker + "\n"},
+		{"keeps notes around the block", "# B\n\nintro\n\n" + BeginMarker + "\nOLD\nrows\n" + EndMarker + "\n\n## Notes\nkept\n",
+			"# B\n\nintro\n\n" + BeginMarker + "\nNEW\n" + EndMarker + "\n\n## Notes\nkept\n"},
+		{"markers in the wrong order start over", EndMarker + "\n" + BeginMarker + "\n",
+			"# Benchmarks\n\n`make bench` writes the results between the markers below; the rest of this file is kept.\n\n" +
+				"## Latest run\n\n" + BeginMarker + "\nNEW\n" + EndMarker + "\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Splice(tt.existing, "NEW\n\n"); got != tt.want {
+				t.Errorf("Splice =\n%q\nwant\n%q", got, tt.want)
+			}
+		})
+	}
+}

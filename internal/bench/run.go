@@ -1,0 +1,345 @@
+package bench
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pizzajoint/mesh/internal/stacktest"
+	"github.com/pizzajoint/mesh/platform/mysqlconn"
+)
+
+// Options of a run.
+type Options struct {
+	Levels           []int
+	Warmup, Duration time.Duration
+	// ProfileDir, when set, turns on pprof in both stacks' services and saves CPU profiles of gateway and order
+	// taken during the mesh measurement at ProfileClients clients.
+	ProfileDir     string
+	ProfileClients int
+	// StackEnv goes to both stacks' services, e.g. ORDER_DB_MAX_OPEN=8 to try another pool size.
+	StackEnv map[string]string
+	// CeilingPool is the ceiling's MaxOpen connections; 32 is the order service's default.
+	CeilingPool int
+	Log         io.Writer
+}
+
+// target is one setup under load: how to reach it and which processes to watch.
+type target struct {
+	setup  string
+	url    string
+	client func(clients int) *http.Client
+	// procs by component (see Components); services are also watched for peak RSS.
+	procs map[string][]Process
+	debug map[string]string // service → pprof address
+}
+
+// Run starts a stack without sidecars and one with the mesh, measures the three setups level by level and
+// returns the report. It stops both stacks before returning.
+func Run(ctx context.Context, opts Options) (rep Report, err error) {
+	logf := func(format string, a ...any) { fmt.Fprintf(opts.Log, "bench: "+format+"\n", a...) }
+	rep = Report{Date: time.Now(), GoVersion: runtime.Version(), Warmup: opts.Warmup, Duration: opts.Duration,
+		Levels: opts.Levels, Machine: machine(), Commit: commit(), PeakRSSPerMeasure: true}
+
+	logf("starting two stacks (direct: no sidecars; mesh: Consul Connect sidecars), about a minute")
+	var (
+		wg           sync.WaitGroup
+		direct, mesh *stacktest.Stack
+		derr, merr   error
+		debugDirect  = debugAddrs(opts.ProfileDir != "")
+		debugMesh    = debugAddrs(opts.ProfileDir != "")
+	)
+	wg.Go(func() {
+		direct, derr = stacktest.Start(stacktest.Options{Env: stackEnv("off", debugDirect, opts.StackEnv)})
+	})
+	wg.Go(func() { mesh, merr = stacktest.Start(stacktest.Options{Env: stackEnv("on", debugMesh, opts.StackEnv)}) })
+	wg.Wait()
+	defer func() {
+		for _, s := range []*stacktest.Stack{direct, mesh} {
+			if s == nil {
+				continue
+			}
+			if serr := s.Stop(); serr != nil {
+				err = errors.Join(err, serr)
+			} else if err == nil {
+				_ = os.RemoveAll(s.Dir)
+			}
+		}
+	}()
+	for _, e := range []struct {
+		s   *stacktest.Stack
+		err error
+	}{{direct, derr}, {mesh, merr}} {
+		if e.err != nil {
+			if e.s != nil {
+				e.s.DumpLogs(os.Stderr)
+			}
+			return rep, e.err
+		}
+	}
+
+	db, err := ceilingDB(mesh, cmp.Or(opts.CeilingPool, 32))
+	if err != nil {
+		return rep, err
+	}
+	defer db.Close()
+	_ = db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&rep.DBVersion)
+
+	targets := []*target{
+		{setup: SetupCeiling, url: "http://ceiling.invalid/pizza", procs: map[string][]Process{"mariadb": {stackProc(mesh, "mariadb")}},
+			client: func(int) *http.Client {
+				return &http.Client{Timeout: 30 * time.Second, Transport: SQLTransport{DB: db}}
+			}},
+		serviceTarget(SetupDirect, direct, debugDirect),
+		serviceTarget(SetupMesh, mesh, debugMesh),
+	}
+	self := Process{Name: "bench", Pid: os.Getpid()}
+	runID := strconv.FormatInt(time.Now().Unix(), 36)
+	for li, clients := range opts.Levels {
+		// Rotate who goes first, so no setup always runs on a freshly idle (or freshly hot) machine.
+		for k := range targets {
+			t := targets[(li+k)%len(targets)]
+			if err := ctx.Err(); err != nil {
+				return rep, err
+			}
+			profile := opts.ProfileDir != "" && t.setup == SetupMesh && clients == opts.ProfileClients
+			m := measure(ctx, t, self, clients, opts, runID, profile, logf)
+			rep.Measurements = append(rep.Measurements, m)
+			s := m.Summary
+			logf("%3d clients  %-7s %7.0f orders/s  p50 %s  p99 %s  errors %d", clients, t.setup, s.Throughput,
+				ms(s.P50), ms(s.P99), s.Errors)
+		}
+	}
+	return rep, nil
+}
+
+func measure(ctx context.Context, t *target, self Process, clients int, opts Options, runID string, profile bool,
+	logf func(string, ...any)) Measurement {
+	client := t.client(clients)
+	defer client.CloseIdleConnections()
+	orders := NewOrders(t.url, fmt.Sprintf("bench-%s-%s-%d", runID, t.setup, clients), uint64(clients))
+	load := Load{Clients: clients, Duration: opts.Warmup, Client: client, Targeter: orders.Targeter()}
+	load.Run(ctx, t.setup+"-warmup")
+
+	procs := map[string][]Process{"bench": {self}}
+	for k, v := range t.procs {
+		procs[k] = v
+	}
+	m := Measurement{Setup: t.setup, Clients: clients, PeakRSS: map[string]int64{}, CPU: map[string]time.Duration{}}
+	for _, comp := range []string{"gateway", "order", "sidecars"} {
+		for _, p := range procs[comp] {
+			_ = p.ResetPeakRSS()
+		}
+	}
+	before, machineBefore := cpuSnapshot(procs)
+
+	var pwg sync.WaitGroup
+	if profile {
+		for svc, addr := range t.debug {
+			pwg.Go(func() {
+				if err := saveProfile(ctx, addr, max(1, int(opts.Duration.Seconds())-1), filepath.Join(opts.ProfileDir, svc+"-cpu.pprof")); err != nil {
+					logf("profile %s: %v", svc, err)
+				}
+			})
+		}
+	}
+	load.Duration = opts.Duration
+	samples := load.Run(ctx, t.setup)
+	after, machineAfter := cpuSnapshot(procs)
+	pwg.Wait()
+
+	m.Summary = Summarize(samples)
+	for comp, d := range after {
+		m.CPU[comp] = d - before[comp]
+	}
+	m.MachineBusy = machineAfter.Busy - machineBefore.Busy
+	for _, comp := range []string{"gateway", "order", "sidecars"} {
+		for _, p := range procs[comp] {
+			if v, err := p.PeakRSS(); err == nil {
+				m.PeakRSS[p.Name] = v
+			}
+		}
+	}
+	return m
+}
+
+func cpuSnapshot(procs map[string][]Process) (map[string]time.Duration, MachineCPU) {
+	out := map[string]time.Duration{}
+	for comp, ps := range procs {
+		for _, p := range ps {
+			if d, err := p.CPUTime(); err == nil {
+				out[comp] += d
+			}
+		}
+	}
+	var m MachineCPU
+	if b, err := os.ReadFile("/proc/stat"); err == nil {
+		m, _ = ParseMachineCPU(b)
+	}
+	return out, m
+}
+
+func serviceTarget(setup string, s *stacktest.Stack, debug map[string]string) *target {
+	procs := map[string][]Process{
+		"gateway":      {stackProc(s, "gateway")},
+		"order":        {stackProc(s, "order")},
+		"mariadb":      {stackProc(s, "mariadb")},
+		"consul+vault": {stackProc(s, "consul"), stackProc(s, "vault")},
+	}
+	if setup == SetupMesh {
+		procs["sidecars"] = []Process{stackProc(s, "sidecar-gateway-1"), stackProc(s, "sidecar-order-1")}
+		procs["sidecars"][0].Name, procs["sidecars"][1].Name = "sidecar-gateway", "sidecar-order"
+	}
+	ca, err := os.ReadFile(filepath.Join(s.Dir, "certs", "ca.pem"))
+	pool := x509.NewCertPool()
+	if err == nil {
+		pool.AppendCertsFromPEM(ca)
+	}
+	return &target{setup: setup, url: s.GatewayURL + "/pizza", procs: procs, debug: debug,
+		client: func(clients int) *http.Client {
+			// One keep-alive connection per client, like that many customers' apps; HTTP/1.1 as most clients.
+			return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+				TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+				MaxConnsPerHost:     clients,
+				MaxIdleConnsPerHost: clients,
+				IdleConnTimeout:     time.Minute,
+			}}
+		}}
+}
+
+// stackProc finds a stack process's pid; a missing pid file gives pid 0, whose reads fail and count as 0.
+func stackProc(s *stacktest.Stack, name string) Process {
+	if name == "mariadb" {
+		b, _ := os.ReadFile(filepath.Join(s.Dir, "mariadb", "mariadbd.pid"))
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		return Process{Name: name, Pid: pid}
+	}
+	pid, _ := s.Pid(name)
+	return Process{Name: name, Pid: pid}
+}
+
+func stackEnv(mesh string, debug, extra map[string]string) map[string]string {
+	env := map[string]string{}
+	for k, v := range extra {
+		env[k] = v
+	}
+	env["STACK_MESH"] = mesh
+	if a := debug["gateway"]; a != "" {
+		env["GATEWAY_DEBUG_ADDR"] = a
+	}
+	if a := debug["order"]; a != "" {
+		env["ORDER_DEBUG_ADDR"] = a
+	}
+	return env
+}
+
+// debugAddrs picks free loopback ports for the services' pprof listeners, or none when not profiling.
+func debugAddrs(on bool) map[string]string {
+	if !on {
+		return nil
+	}
+	out := map[string]string{}
+	for _, svc := range []string{"gateway", "order"} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			continue
+		}
+		out[svc] = ln.Addr().String()
+		ln.Close()
+	}
+	return out
+}
+
+func saveProfile(ctx context.Context, addr string, seconds int, path string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(seconds+30)*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
+		fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, seconds), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s", resp.Status)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// ceilingDB makes a MySQL user with the runtime role's grants (vault/database/order-creation.sql) and opens a
+// pool on it with the order service's pool settings, so the ceiling differs from the service only by what
+// sits in between.
+func ceilingDB(s *stacktest.Stack, pool int) (*sql.DB, error) {
+	buf := make([]byte, 16)
+	if _, err := rand.Read(buf); err != nil {
+		return nil, err
+	}
+	pass := hex.EncodeToString(buf)
+	if out, err := s.RootSQL("CREATE OR REPLACE USER 'bench_ceiling'@'%' IDENTIFIED BY '" + pass + "';\n" +
+		"GRANT SELECT, INSERT, UPDATE ON pizza.* TO 'bench_ceiling'@'%';\n"); err != nil {
+		return nil, fmt.Errorf("create the ceiling's MySQL user: %w\n%s", err, out)
+	}
+	// The order service's defaults (platform/mysqlconn.Config's conf tags), pool size aside.
+	cfg := mysqlconn.Config{Addr: fmt.Sprintf("127.0.0.1:%d", s.Ports.MySQL), Name: "pizza", MaxOpen: pool, MaxIdle: pool,
+		ConnMaxLifetime: 5 * time.Minute, ConnMaxIdleTime: time.Minute, DialTimeout: 3 * time.Second,
+		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
+	db, err := mysqlconn.Open(cfg, mysqlconn.Static{Username: "bench_ceiling", Password: pass})
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Ping(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+func machine() Machine {
+	m := Machine{Cores: runtime.NumCPU()}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		m.MemBytes, _ = ParseMeminfoTotal(b)
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		m.CPUModel = ParseCPUModel(b)
+	}
+	return m
+}
+
+func commit() string {
+	out, err := exec.Command("git", "describe", "--always", "--dirty").Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}
