@@ -11,7 +11,7 @@ TEST_TIMEOUT ?= 30m
 FUZZTIME ?= 30s
 
 .PHONY: help run stop status test deps rotate-db-creds rotate-db-root rotate-secret-id rotate-transit-key \
-	rotate-gateway-cert rotate-connect-ca build certs lint fmt fuzz bench clean
+	rotate-gateway-cert rotate-connect-ca staff-token demo build certs lint fmt fuzz bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -25,8 +25,9 @@ stop: ## stop everything `make run` started
 status: ## show which processes of the stack are running
 	STATE_DIR=$(STATE_DIR) scripts/stack.sh status
 
-deps: ## install or build what the tests need: mariadb-server, jq, curl, consul, vault
+deps: ## install or build what the tests need: mariadb-server, jq, curl, chromium, consul, vault
 	@scripts/tools.sh ensure mariadb >/dev/null
+	@scripts/tools.sh ensure chromium >/dev/null
 	@scripts/tools.sh ensure jq >/dev/null
 	@scripts/tools.sh ensure curl >/dev/null
 	@scripts/tools.sh ensure consul >/dev/null
@@ -68,5 +69,44 @@ rotate-connect-ca: ## rotate the Consul Connect CA root
 bench: deps ## ceiling (raw MySQL) vs direct vs mesh, interleaved, ~6 min; prints a table, writes docs/benchmarks.md (BENCH_FLAGS=-h)
 	$(GO) run ./cmd/bench $(BENCH_FLAGS)
 
+staff-token: ## issue a staff token for the portal: make staff-token NAME=alice (printed once; only its hash is kept)
+	@test -n "$(NAME)" || { echo "usage: make staff-token NAME=<staff name>"; exit 2; }
+	@STATE_DIR=$(STATE_DIR) scripts/staff-token.sh "$(NAME)"
+
+demo: ## a simulated kitchen on the running stack: places orders and moves them along (DEMO_FOR=2m)
+	@STATE_DIR=$(STATE_DIR) scripts/demo.sh
+
 clean: stop ## stop the stack and remove its state (keeps the cached consul/vault binaries)
 	rm -rf $(STATE_DIR) $(BIN_DIR)
+
+# Docker: the same mesh as containers (docker-compose.yml; how it maps: deploy/README.md). Needs a Docker engine
+# with the compose plugin; the images come from deploy/docker/Dockerfile, one target each.
+.PHONY: dockerize run-docker stop-docker
+DOCKER ?= docker
+PIZZA_TAG ?= dev
+DOCKER_IMAGES := order gateway devcerts bootstrap
+# A clear failure instead of a build or compose error halfway through when no engine answers.
+DOCKER_ENGINE_CHECK = $(DOCKER) info >/dev/null 2>&1 || { echo "no Docker engine reachable ('$(DOCKER) info' failed): start Docker, or point DOCKER_HOST at one" >&2; exit 1; }
+DOCKER_COMPOSE_CHECK = $(DOCKER) compose version >/dev/null 2>&1 || { echo "'$(DOCKER) compose' is missing: install the Docker Compose v2 plugin" >&2; exit 1; }
+
+dockerize: ## build the container images pizzajoint/{order,gateway,devcerts,bootstrap}:dev (PIZZA_TAG=dev)
+	@$(DOCKER_ENGINE_CHECK)
+	for t in $(DOCKER_IMAGES); do \
+		$(DOCKER) build -f deploy/docker/Dockerfile --target $$t -t pizzajoint/$$t:$(PIZZA_TAG) . || exit 1; \
+	done
+
+run-docker: dockerize ## start the mesh in Docker Compose, wait until GET /menu works end to end, print where to reach it
+	@$(DOCKER_COMPOSE_CHECK)
+	PIZZA_TAG=$(PIZZA_TAG) $(DOCKER) compose up -d --wait --wait-timeout 300
+	@mkdir -p certs && $(DOCKER) compose cp gateway:/certs/ca.pem certs/docker-ca.pem >/dev/null
+	@echo ""
+	@echo "Pizza Joint mesh is running in Docker Compose."
+	@echo "  Gateway:    https://localhost:8443   (curl --cacert certs/docker-ca.pem https://localhost:8443/menu)"
+	@echo "  Consul UI:  http://localhost:8500/ui"
+	@echo "  Logs:       docker compose logs -f [service]    Stop: make stop-docker (data kept; add -v to docker compose down to wipe it)"
+	@echo "  Operator:   docker compose run --rm --entrypoint bash vault-bootstrap, then export VAULT_TOKEN=\"\$$(cat /vault-init/root-token)\""
+
+stop-docker: ## stop the Docker Compose mesh (volumes, and so orders and Vault's data, are kept)
+	@$(DOCKER_ENGINE_CHECK)
+	@$(DOCKER_COMPOSE_CHECK)
+	$(DOCKER) compose down

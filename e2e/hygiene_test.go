@@ -29,6 +29,9 @@ func secretsOf(s *stacktest.Stack) (map[string]string, error) {
 			secrets[filepath.Base(f)] = v
 		}
 	}
+	if staffToken != "" {
+		secrets["staff token"] = staffToken
+	}
 	if len(secrets) < 4 {
 		return nil, fmt.Errorf("found only %d secrets to look for; the scan would prove nothing", len(secrets))
 	}

@@ -37,9 +37,10 @@ func TestMain(m *testing.M) {
 }
 
 type placed struct {
-	ID         string `json:"id"`
-	Status     string `json:"status"`
-	TotalCents int64  `json:"total_cents"`
+	ID            string `json:"id"`
+	TrackingToken string `json:"tracking_token"`
+	Status        string `json:"status"`
+	TotalCents    int64  `json:"total_cents"`
 }
 
 func orderBody(name string) []byte {

@@ -172,7 +172,9 @@ func checkPIIOnNewestKey(t *testing.T, _ rotationState) {
 	if phone == testPhone || strings.Contains(address, "Secretive") || !strings.HasPrefix(key, "vault:v") {
 		t.Errorf("MySQL holds phone %q, address %q, key %q: want ciphertext and a wrapped data key", phone, address, key)
 	}
-	resp, err := stack.HTTP.Get(stack.GatewayURL + "/pizza/" + p.ID)
+	req, _ := http.NewRequest("GET", stack.GatewayURL+"/pizza/"+p.ID, nil)
+	req.Header.Set("X-Tracking-Token", p.TrackingToken)
+	resp, err := stack.HTTP.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

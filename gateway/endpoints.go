@@ -9,9 +9,19 @@ import (
 
 // Endpoints are the gateway's go-kit endpoints.
 type Endpoints struct {
-	MenuEndpoint       endpoint.Endpoint
-	PlaceOrderEndpoint endpoint.Endpoint
-	GetOrderEndpoint   endpoint.Endpoint
+	MenuEndpoint          endpoint.Endpoint
+	PlaceOrderEndpoint    endpoint.Endpoint
+	TrackOrderEndpoint    endpoint.Endpoint
+	ListOrdersEndpoint    endpoint.Endpoint
+	StaffGetOrderEndpoint endpoint.Endpoint
+	ChangeStatusEndpoint  endpoint.Endpoint
+}
+
+type trackRequest struct{ ID, Token string }
+
+type changeStatusRequest struct {
+	ID     string       `json:"-"`
+	Status order.Status `json:"status"`
 }
 
 // MakeEndpoints wraps s, applying mw (outermost first) to every endpoint.
@@ -29,8 +39,19 @@ func MakeEndpoints(s Service, mw ...func(name string) endpoint.Middleware) Endpo
 		PlaceOrderEndpoint: wrap("place_order", func(ctx context.Context, req any) (any, error) {
 			return s.PlaceOrder(ctx, req.(order.NewOrder))
 		}),
-		GetOrderEndpoint: wrap("get_order", func(ctx context.Context, req any) (any, error) {
-			return s.GetOrder(ctx, req.(string))
+		TrackOrderEndpoint: wrap("track_order", func(ctx context.Context, req any) (any, error) {
+			r := req.(trackRequest)
+			return s.TrackOrder(ctx, r.ID, r.Token)
+		}),
+		ListOrdersEndpoint: wrap("staff_list_orders", func(ctx context.Context, req any) (any, error) {
+			return s.ListOrders(ctx, req.(order.ListFilter))
+		}),
+		StaffGetOrderEndpoint: wrap("staff_get_order", func(ctx context.Context, req any) (any, error) {
+			return s.StaffGetOrder(ctx, req.(string))
+		}),
+		ChangeStatusEndpoint: wrap("staff_change_status", func(ctx context.Context, req any) (any, error) {
+			r := req.(changeStatusRequest)
+			return s.ChangeStatus(ctx, r.ID, r.Status)
 		}),
 	}
 }

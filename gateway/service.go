@@ -1,19 +1,30 @@
-// Package gateway is the public edge: it takes customers' requests over HTTPS, checks them, and calls the
-// order service through the mesh. It holds no data of its own and never touches the database.
+// Package gateway is the public edge: it takes customers' and staff's requests over HTTPS, checks them, and
+// calls the order service through the mesh. It holds no data of its own and never touches the database.
 package gateway
 
 import (
 	"context"
+	"crypto/subtle"
+	"errors"
 
 	"github.com/pizzajoint/mesh/order"
 )
 
-// Service is what the edge offers customers.
+// Service is what the edge offers.
 type Service interface {
 	Menu(ctx context.Context) (order.Menu, error)
 	PlaceOrder(ctx context.Context, n order.NewOrder) (order.Created, error)
-	GetOrder(ctx context.Context, id string) (order.Order, error)
+	// TrackOrder returns the order to the customer holding its tracking token.
+	TrackOrder(ctx context.Context, id, token string) (order.Order, error)
+
+	// Staff operations; the transport lets only authenticated staff reach them.
+	ListOrders(ctx context.Context, f order.ListFilter) (order.Page, error)
+	StaffGetOrder(ctx context.Context, id string) (order.Order, error)
+	ChangeStatus(ctx context.Context, id string, to order.Status) (order.Order, error)
 }
+
+// ErrUnauthenticated is a request without valid credentials (tracking token or staff token).
+var ErrUnauthenticated = errors.New("authentication required")
 
 type service struct {
 	orders order.Service
@@ -37,9 +48,46 @@ func (s *service) PlaceOrder(ctx context.Context, n order.NewOrder) (order.Creat
 	return s.orders.CreateOrder(ctx, n)
 }
 
-func (s *service) GetOrder(ctx context.Context, id string) (order.Order, error) {
+// TrackOrder answers ErrNotFound for a wrong token as for an unknown order, so tokens cannot be used to
+// probe which orders exist.
+func (s *service) TrackOrder(ctx context.Context, id, token string) (order.Order, error) {
+	if token == "" {
+		return order.Order{}, ErrUnauthenticated
+	}
 	if !order.ValidID(id) {
 		return order.Order{}, order.ErrNotFound
 	}
-	return s.orders.GetOrder(ctx, id)
+	o, err := s.orders.GetOrder(ctx, id)
+	if err != nil {
+		return order.Order{}, err
+	}
+	if o.TrackingToken == "" || subtle.ConstantTimeCompare([]byte(o.TrackingToken), []byte(token)) != 1 {
+		return order.Order{}, order.ErrNotFound
+	}
+	return o, nil
+}
+
+// Staff see orders without their customers' tracking tokens: they have no use for them.
+
+func (s *service) ListOrders(ctx context.Context, f order.ListFilter) (order.Page, error) {
+	p, err := s.orders.ListOrders(ctx, f)
+	for i := range p.Orders {
+		p.Orders[i].TrackingToken = ""
+	}
+	return p, err
+}
+
+func (s *service) StaffGetOrder(ctx context.Context, id string) (order.Order, error) {
+	if !order.ValidID(id) {
+		return order.Order{}, order.ErrNotFound
+	}
+	o, err := s.orders.GetOrder(ctx, id)
+	o.TrackingToken = ""
+	return o, err
+}
+
+func (s *service) ChangeStatus(ctx context.Context, id string, to order.Status) (order.Order, error) {
+	o, err := s.orders.ChangeStatus(ctx, id, to)
+	o.TrackingToken = ""
+	return o, err
 }

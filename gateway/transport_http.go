@@ -2,34 +2,85 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 
 	httptransport "github.com/go-kit/kit/transport/http"
 	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/platform/httpjson"
+	"github.com/pizzajoint/mesh/platform/reqid"
 )
 
-// MakeHTTPHandler mounts the public API on mux:
+// TrackingTokenHeader carries a customer's tracking token; EventSource clients, which cannot set headers,
+// pass it as the token query parameter instead.
+const TrackingTokenHeader = "X-Tracking-Token"
+
+// MakeHTTPHandler mounts the API on mux:
 //
-//	POST /pizza       place an order (JSON body, optional Idempotency-Key header) → 201 + Location
-//	GET  /pizza/{id}  the order
-//	GET  /menu        the menu with prices in cents
+//	POST /pizza                       place an order (JSON, optional Idempotency-Key) → 201 + Location
+//	GET  /pizza/{id}                  the order, for the holder of its tracking token
+//	GET  /menu                        the menu with prices in cents
+//	POST /staff/login, /staff/logout  staff session cookie from a staff token
+//	GET  /staff/api/orders            a page of orders (status, after, limit)        staff only
+//	GET  /staff/api/orders/{id}       one order                                      staff only
+//	POST /staff/api/orders/{id}/status  {"status": "ACCEPTED"}                       staff only
+//	GET  /staff/                      the staff portal
 //
-// Bad input and the order service's errors are answered by order.EncodeError, the one error encoder.
-func MakeHTTPHandler(mux *http.ServeMux, e Endpoints) {
-	opts := []httptransport.ServerOption{httptransport.ServerErrorEncoder(order.EncodeError)}
+// Event streams are mounted by MakeStreamHandler. Errors are written by EncodeError, the one error encoder.
+func MakeHTTPHandler(mux *http.ServeMux, e Endpoints, staff *StaffAuth) {
+	opts := []httptransport.ServerOption{httptransport.ServerErrorEncoder(EncodeError)}
 	mux.Handle("POST /pizza", httptransport.NewServer(e.PlaceOrderEndpoint, order.DecodeNewOrder, encodePlaced, opts...))
-	mux.Handle("GET /pizza/{id}", httptransport.NewServer(e.GetOrderEndpoint, decodeOrderID, encodeJSON, opts...))
+	mux.Handle("GET /pizza/{id}", httptransport.NewServer(e.TrackOrderEndpoint, decodeTrackRequest, order.EncodeOK, opts...))
 	mux.Handle("GET /menu", httptransport.NewServer(e.MenuEndpoint, decodeNothing, encodeMenu, opts...))
+
+	mux.HandleFunc("POST /staff/login", staff.Login)
+	mux.HandleFunc("POST /staff/logout", staff.Logout)
+	mux.Handle("GET /staff/api/orders", staff.Require(httptransport.NewServer(e.ListOrdersEndpoint, order.DecodeListFilter, order.EncodeOK, opts...)))
+	mux.Handle("GET /staff/api/orders/{id}", staff.Require(httptransport.NewServer(e.StaffGetOrderEndpoint, decodeOrderID, order.EncodeOK, opts...)))
+	mux.Handle("POST /staff/api/orders/{id}/status", staff.Require(httptransport.NewServer(e.ChangeStatusEndpoint, decodeChangeStatus, order.EncodeOK, opts...)))
+	mountStaffUI(mux)
+
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		order.EncodeError(r.Context(), &httpjson.RequestError{Status: http.StatusNotFound, Msg: "no such endpoint"}, w)
+		EncodeError(r.Context(), &httpjson.RequestError{Status: http.StatusNotFound, Msg: "no such endpoint"}, w)
 	}))
+}
+
+// EncodeError writes err as JSON: authentication failures here, everything else as the order service's
+// errors are mapped (order.EncodeError).
+func EncodeError(ctx context.Context, err error, w http.ResponseWriter) {
+	if errors.Is(err, ErrUnauthenticated) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="pizza"`)
+		_ = httpjson.Write(w, http.StatusUnauthorized, httpjson.ErrorBody{
+			Error: "missing or invalid credentials", Code: "unauthenticated", RequestID: reqid.FromContext(ctx)})
+		return
+	}
+	order.EncodeError(ctx, err, w)
 }
 
 func decodeNothing(context.Context, *http.Request) (any, error) { return nil, nil }
 
 func decodeOrderID(_ context.Context, r *http.Request) (any, error) { return r.PathValue("id"), nil }
+
+func trackingToken(r *http.Request) string {
+	if t := r.Header.Get(TrackingTokenHeader); t != "" {
+		return t
+	}
+	return r.URL.Query().Get("token")
+}
+
+func decodeTrackRequest(_ context.Context, r *http.Request) (any, error) {
+	return trackRequest{ID: r.PathValue("id"), Token: trackingToken(r)}, nil
+}
+
+func decodeChangeStatus(_ context.Context, r *http.Request) (any, error) {
+	var req changeStatusRequest
+	if err := httpjson.Decode(r, order.MaxBodyBytes, &req); err != nil {
+		return nil, err
+	}
+	req.ID = r.PathValue("id")
+	return req, nil
+}
 
 func encodePlaced(_ context.Context, w http.ResponseWriter, resp any) error {
 	c := resp.(order.Created)
@@ -38,10 +89,6 @@ func encodePlaced(_ context.Context, w http.ResponseWriter, resp any) error {
 		w.Header().Set(order.ReplayedHeader, "true")
 	}
 	return httpjson.Write(w, http.StatusCreated, c.Order)
-}
-
-func encodeJSON(_ context.Context, w http.ResponseWriter, resp any) error {
-	return httpjson.Write(w, http.StatusOK, resp)
 }
 
 func encodeMenu(_ context.Context, w http.ResponseWriter, resp any) error {

@@ -2,8 +2,11 @@ package gateway_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -29,7 +32,8 @@ func newGateway(t *testing.T, orderURL string, deadline time.Duration) *httptest
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	gateway.MakeHTTPHandler(mux, gateway.MakeEndpoints(gateway.NewService(orders), kitmw.Deadline(deadline)))
+	gateway.MakeHTTPHandler(mux, gateway.MakeEndpoints(gateway.NewService(orders), kitmw.Deadline(deadline)),
+		gateway.NewStaffAuth(staffOwners{"tok-alice": "alice"}, slog.New(slog.NewTextHandler(io.Discard, nil))))
 	srv := httptest.NewTLSServer(reqid.Middleware(mux))
 	t.Cleanup(srv.Close)
 	return srv
@@ -43,6 +47,16 @@ func newOrderService(t *testing.T) (*httptest.Server, *ordertest.MemStore) {
 	srv := httptest.NewServer(reqid.Middleware(mux))
 	t.Cleanup(srv.Close)
 	return srv, store
+}
+
+// staffOwners is a fixed token → name table standing in for the Vault-backed registry.
+type staffOwners map[string]string
+
+func (s staffOwners) Owner(_ context.Context, token string) (string, error) {
+	if name, ok := s[token]; ok {
+		return name, nil
+	}
+	return "", errors.New("unknown")
 }
 
 type request struct {
@@ -91,6 +105,12 @@ func TestGatewayHTTP(t *testing.T) {
 		t.Fatalf("POST /pizza = %d %v", resp.StatusCode, placed)
 	}
 	id, _ := placed["id"].(string)
+	token, _ := placed["tracking_token"].(string)
+	if len(token) < 20 {
+		t.Fatalf("placed order has tracking token %q; want a long random one", token)
+	}
+	tracked := map[string]string{gateway.TrackingTokenHeader: token}
+	staff := map[string]string{"Authorization": "Bearer tok-alice"}
 	if loc := resp.Header.Get("Location"); loc != "/pizza/"+id {
 		t.Errorf("Location = %q, want /pizza/%s", loc, id)
 	}
@@ -107,10 +127,22 @@ func TestGatewayHTTP(t *testing.T) {
 		status int
 		field  string
 	}{
-		{"get", request{method: "GET", path: "/pizza/" + id}, 200, ""},
+		{"get with token", request{method: "GET", path: "/pizza/" + id, header: tracked}, 200, ""},
+		{"get with token in query", request{method: "GET", path: "/pizza/" + id + "?token=" + token}, 200, ""},
+		{"get without token", request{method: "GET", path: "/pizza/" + id}, 401, ""},
+		{"get with wrong token", request{method: "GET", path: "/pizza/" + id, header: map[string]string{gateway.TrackingTokenHeader: "guess"}}, 404, ""},
 		{"menu", request{method: "GET", path: "/menu"}, 200, ""},
-		{"get unknown", request{method: "GET", path: "/pizza/01ARZ3NDEKTSV4RRFFQ69G5FAV"}, 404, ""},
-		{"get malformed id", request{method: "GET", path: "/pizza/../../etc"}, 404, ""},
+		{"get unknown", request{method: "GET", path: "/pizza/01ARZ3NDEKTSV4RRFFQ69G5FAV", header: tracked}, 404, ""},
+		{"get malformed id", request{method: "GET", path: "/pizza/../../etc", header: tracked}, 404, ""},
+		{"staff list", request{method: "GET", path: "/staff/api/orders?status=CREATED", header: staff}, 200, ""},
+		{"staff list without token", request{method: "GET", path: "/staff/api/orders"}, 401, ""},
+		{"staff list with wrong token", request{method: "GET", path: "/staff/api/orders", header: map[string]string{"Authorization": "Bearer nope"}}, 401, ""},
+		{"staff list with a tracking token", request{method: "GET", path: "/staff/api/orders", header: map[string]string{"Authorization": "Bearer " + token}}, 401, ""},
+		{"staff get", request{method: "GET", path: "/staff/api/orders/" + id, header: staff}, 200, ""},
+		{"staff accept", request{method: "POST", path: "/staff/api/orders/" + id + "/status", contentType: "application/json", body: `{"status":"ACCEPTED"}`, header: staff}, 200, ""},
+		{"staff illegal change", request{method: "POST", path: "/staff/api/orders/" + id + "/status", contentType: "application/json", body: `{"status":"DELIVERED"}`, header: staff}, 409, ""},
+		{"staff change without token", request{method: "POST", path: "/staff/api/orders/" + id + "/status", contentType: "application/json", body: `{"status":"BAKING"}`}, 401, ""},
+		{"staff login with wrong token", request{method: "POST", path: "/staff/login", contentType: "application/json", body: `{"token":"nope"}`}, 401, ""},
 		{"unknown path", request{method: "GET", path: "/pizzas"}, 404, ""},
 		{"malformed JSON", post(`{"customer":`), 400, ""},
 		{"not JSON at all", post(`pizza please`), 400, ""},
@@ -232,7 +264,7 @@ func FuzzPlaceOrder(f *testing.F) {
 	}
 	mux := http.NewServeMux()
 	svc := gateway.NewService(order.NewService(ordertest.NewMemStore(), order.DefaultMenu))
-	gateway.MakeHTTPHandler(mux, gateway.MakeEndpoints(svc))
+	gateway.MakeHTTPHandler(mux, gateway.MakeEndpoints(svc), nil)
 	h := reqid.Middleware(mux)
 
 	f.Fuzz(func(t *testing.T, body []byte) {

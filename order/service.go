@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -224,7 +225,9 @@ type Item struct {
 
 // Order is a stored order.
 type Order struct {
-	ID         string    `json:"id"`
+	ID string `json:"id"`
+	// TrackingToken lets the customer follow the order; the ID alone is not enough. Sealed like PII at rest.
+	TrackingToken string    `json:"tracking_token,omitempty"`
 	Status     Status    `json:"status"`
 	Customer   Customer  `json:"customer"`
 	Items      []Item    `json:"items"`
@@ -277,6 +280,13 @@ func NewID(t time.Time) string {
 	return ulid.MustNew(ulid.Timestamp(t), rand.Reader).String()
 }
 
+// newTrackingToken returns 128 random bits, URL-safe.
+func newTrackingToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
 // ValidID reports whether id has the shape of an order ID.
 func ValidID(id string) bool {
 	_, err := ulid.ParseStrict(id)
@@ -291,8 +301,9 @@ func (s *service) CreateOrder(ctx context.Context, n NewOrder) (Created, error) 
 	}
 	now := s.now().UTC().Truncate(time.Microsecond) // what DATETIME(6) keeps
 	o := Order{
-		ID:        s.newID(now),
-		Status:    StatusCreated,
+		ID:            s.newID(now),
+		TrackingToken: newTrackingToken(),
+		Status:        StatusCreated,
 		Customer:  n.Customer,
 		Items:     make([]Item, len(n.Items)),
 		CreatedAt: now,

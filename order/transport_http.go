@@ -33,9 +33,9 @@ func MakeHTTPHandler(mux *http.ServeMux, e Endpoints) {
 	opts := []httptransport.ServerOption{httptransport.ServerErrorEncoder(EncodeError)}
 	mux.Handle("GET /menu", httptransport.NewServer(e.MenuEndpoint, decodeNothing, encodeMenu, opts...))
 	mux.Handle("POST /orders", httptransport.NewServer(e.CreateOrderEndpoint, DecodeNewOrder, EncodeCreated, opts...))
-	mux.Handle("GET /orders/{id}", httptransport.NewServer(e.GetOrderEndpoint, decodeGetOrder, encodeOK, opts...))
-	mux.Handle("GET /orders", httptransport.NewServer(e.ListOrdersEndpoint, decodeListOrders, encodeOK, opts...))
-	mux.Handle("POST /orders/{id}/status", httptransport.NewServer(e.ChangeStatusEndpoint, decodeChangeStatus, encodeOK, opts...))
+	mux.Handle("GET /orders/{id}", httptransport.NewServer(e.GetOrderEndpoint, decodeGetOrder, EncodeOK, opts...))
+	mux.Handle("GET /orders", httptransport.NewServer(e.ListOrdersEndpoint, DecodeListFilter, EncodeOK, opts...))
+	mux.Handle("POST /orders/{id}/status", httptransport.NewServer(e.ChangeStatusEndpoint, decodeChangeStatus, EncodeOK, opts...))
 }
 
 func decodeNothing(context.Context, *http.Request) (any, error) { return nil, nil }
@@ -54,7 +54,8 @@ func decodeGetOrder(_ context.Context, r *http.Request) (any, error) {
 	return getOrderRequest{ID: r.PathValue("id")}, nil
 }
 
-func decodeListOrders(_ context.Context, r *http.Request) (any, error) {
+// DecodeListFilter reads a ListFilter from the query: status, after (the cursor) and limit.
+func DecodeListFilter(_ context.Context, r *http.Request) (any, error) {
 	q := r.URL.Query()
 	f := ListFilter{Status: Status(q.Get("status")), After: q.Get("after")}
 	if l := q.Get("limit"); l != "" {
@@ -94,7 +95,8 @@ func EncodeCreated(_ context.Context, w http.ResponseWriter, resp any) error {
 	return httpjson.Write(w, http.StatusCreated, c.Order)
 }
 
-func encodeOK(_ context.Context, w http.ResponseWriter, resp any) error {
+// EncodeOK answers 200 with resp as JSON.
+func EncodeOK(_ context.Context, w http.ResponseWriter, resp any) error {
 	return httpjson.Write(w, http.StatusOK, resp)
 }
 

@@ -7,6 +7,7 @@
 #   database   mysql-database-plugin, connection "pizza" with its own admin user whose password only Vault knows
 #              roles order (SELECT/INSERT/UPDATE) and order-migrate (DDL), DROP USER IF EXISTS on revoke
 #   transit    key orders-pii for customer phone/address
+#   kv-v2      secret/pizza/staff-tokens: SHA-256 hashes of staff bearer tokens, read by the gateway
 #   audit      file device into the logs folder (secrets are HMAC'd there)
 #
 # Secrets never go on a command line: they are piped on stdin or read by Vault from 0600 files.
@@ -67,11 +68,13 @@ enable_mounts() {
   mounted auth approle || vault auth enable approle >/dev/null
   mounted secrets database || vault secrets enable database >/dev/null
   mounted secrets transit || vault secrets enable transit >/dev/null
+  # Staff bearer-token hashes for the gateway (scripts/staff-token.sh writes them).
+  mounted secrets secret || vault secrets enable -path=secret kv-v2 >/dev/null
   if ! mounted audit file; then
     mkdir -p "$LOG_DIR"
     vault audit enable file file_path="$LOG_DIR/vault-audit.log" >/dev/null
   fi
-  log "mounts: approle, database, transit, audit file ($LOG_DIR/vault-audit.log)"
+  log "mounts: approle, database, transit, kv-v2 secret/, audit file ($LOG_DIR/vault-audit.log)"
 }
 
 # approle_role NAME POLICY: a role whose tokens carry only POLICY, are short-lived and bound to loopback.

@@ -252,6 +252,11 @@ start_gateway() {
   ensure_certs
   (
     export GATEWAY_HTTP_ADDR="$GATEWAY_ADDR" GATEWAY_TLS_CERT_FILE GATEWAY_TLS_KEY_FILE
+    if supports gateway VAULT; then
+      # Staff sign-in: the gateway reads staff token hashes from Vault KV with its own AppRole.
+      export GATEWAY_VAULT_ADDR="$VAULT_ADDR" \
+        GATEWAY_VAULT_ROLE_ID_FILE="$CREDS_DIR/gateway-role-id" GATEWAY_VAULT_SECRET_ID_FILE="$CREDS_DIR/gateway-secret-id"
+    fi
     if mesh_enabled; then
       export GATEWAY_ORDER_URL="http://127.0.0.1:$ORDER_UPSTREAM_PORT" \
         GATEWAY_CONSUL_ADDR="$CONSUL_HTTP_ADDR" GATEWAY_SERVICE_ID="$GATEWAY_SERVICE_ID"

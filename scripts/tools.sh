@@ -100,7 +100,9 @@ main() {
     ensure:consul | ensure:vault) ensure_hashicorp "$2" ;;
     ensure:mariadb) ensure_mariadb ;;
     ensure:jq | ensure:curl) ensure_apt_tool "$2" ;;
-    *) die "usage: $0 ensure consul|vault|mariadb|jq|curl" ;;
+    # The staff portal's browser test; fonts come as a recommendation only, and --no-install-recommends skips them.
+    ensure:chromium) find_bin chromium >/dev/null || apt_install chromium fonts-liberation; find_bin chromium ;;
+    *) die "usage: $0 ensure consul|vault|mariadb|jq|curl|chromium" ;;
   esac
 }
 

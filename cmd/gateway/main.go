@@ -28,6 +28,8 @@ import (
 	"github.com/pizzajoint/mesh/platform/kitmw"
 	"github.com/pizzajoint/mesh/platform/reqid"
 	"github.com/pizzajoint/mesh/platform/tlsreload"
+	"github.com/pizzajoint/mesh/platform/tokenhash"
+	"github.com/pizzajoint/mesh/platform/vaultcreds"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -59,6 +61,12 @@ type config struct {
 	}
 	Consul struct {
 		Addr string `conf:"help:Consul agent address like http://127.0.0.1:8500 (empty: no mesh)"`
+	}
+	// Vault is where staff token hashes come from (KV); without a role_id file staff sign-in is off.
+	Vault vaultcreds.Config
+	Staff struct {
+		TokensPath string        `conf:"default:secret/data/pizza/staff-tokens"`
+		Reload     time.Duration `conf:"default:30s"`
 	}
 	Service struct {
 		ID string `conf:"help:Consul service instance ID (default: gateway-<host>-<port>)"`
@@ -103,7 +111,16 @@ func run(ctx context.Context, stderr io.Writer) error {
 	}
 	go certs.Run(ctx)
 
-	orders, err := order.NewHTTPClient(cfg.Order.URL, upstreamClient(cfg.Order.MaxConns, cfg.Order.Timeout))
+	upstream := upstreamTransport(cfg.Order.MaxConns, cfg.Order.Timeout)
+	orders, err := order.NewHTTPClient(cfg.Order.URL, &http.Client{Transport: upstream})
+	if err != nil {
+		return err
+	}
+	orderURL, err := url.Parse(cfg.Order.URL)
+	if err != nil {
+		return err
+	}
+	staff, err := staffAuth(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
@@ -111,17 +128,21 @@ func run(ctx context.Context, stderr io.Writer) error {
 		Namespace: "pizza", Subsystem: "gateway", Name: "request_duration_seconds",
 		Help: "Time spent in gateway endpoints, by method and outcome.",
 	}, []string{"method", "outcome"})
-	endpoints := gateway.MakeEndpoints(gateway.NewService(orders),
+	svc := gateway.NewService(orders)
+	endpoints := gateway.MakeEndpoints(svc,
 		kitmw.Instrumenting(duration, order.Outcome),
 		kitmw.Logging(logger, order.Outcome),
 		kitmw.Deadline(cfg.Order.Timeout),
 	)
 
+	// Readiness does not follow Vault or order: customers can order while Vault is away, and an order outage
+	// is answered with 503s here rather than by taking the edge out of the catalog.
 	health := httpserver.NewHealth()
 	mux := http.NewServeMux()
 	health.Register(mux)
 	mux.Handle("GET /metrics", promhttp.Handler())
-	gateway.MakeHTTPHandler(mux, endpoints)
+	gateway.MakeHTTPHandler(mux, endpoints, staff)
+	gateway.MakeStreamHandler(mux, svc, staff, orderURL, gateway.StreamTransport(upstream))
 	handler := reqid.Middleware(httpserver.AccessLog(logger, reqid.FromContext, mux))
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
@@ -166,10 +187,10 @@ func register(ctx context.Context, cfg config, listenAddr string, logger *slog.L
 	}, logger)
 }
 
-// upstreamClient keeps connections to the sidecar alive and bounds how long any step may take. There is no
-// overall Client.Timeout: each call's context carries its deadline.
-func upstreamClient(maxConns int, timeout time.Duration) *http.Client {
-	return &http.Client{Transport: &http.Transport{
+// upstreamTransport keeps connections to the sidecar alive and bounds how long any step may take. There is
+// no overall timeout: each call's context carries its deadline.
+func upstreamTransport(maxConns int, timeout time.Duration) *http.Transport {
+	return &http.Transport{
 		DialContext:           (&net.Dialer{Timeout: min(timeout, 2*time.Second), KeepAlive: 30 * time.Second}).DialContext,
 		MaxConnsPerHost:       maxConns,
 		MaxIdleConns:          maxConns,
@@ -177,5 +198,52 @@ func upstreamClient(maxConns int, timeout time.Duration) *http.Client {
 		IdleConnTimeout:       60 * time.Second,
 		ResponseHeaderTimeout: timeout,
 		ForceAttemptHTTP2:     false,
-	}}
+	}
+}
+
+// staffAuth logs in to Vault with the gateway's AppRole and checks staff tokens against the hashes in KV.
+// Without Vault settings staff sign-in is off (the staff routes answer 503).
+func staffAuth(ctx context.Context, cfg config, logger *slog.Logger) (*gateway.StaffAuth, error) {
+	if cfg.Vault.RoleIDFile == "" {
+		logger.Warn("no Vault settings: staff sign-in is off")
+		return nil, nil
+	}
+	cfg.Vault.DBRole = "" // the gateway holds no database credentials
+	src, err := vaultcreds.New(cfg.Vault, logger)
+	if err != nil {
+		return nil, err
+	}
+	go src.Run(ctx)
+	client := src.Client()
+	registry := tokenhash.New(func(ctx context.Context) (map[string]string, error) {
+		if err := src.LoggedIn(ctx); err != nil {
+			return nil, err
+		}
+		ctx, cancel := context.WithTimeout(ctx, cfg.Vault.Timeout)
+		defer cancel()
+		secret, err := client.Logical().ReadWithContext(ctx, cfg.Staff.TokensPath)
+		if vaultcreds.IsForbidden(err) {
+			// The token was revoked (an operator, or a rotation): log in again now and read once more.
+			if err := src.Relogin(ctx); err != nil {
+				return nil, err
+			}
+			secret, err = client.Logical().ReadWithContext(ctx, cfg.Staff.TokensPath)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", cfg.Staff.TokensPath, err)
+		}
+		hashes := map[string]string{}
+		if secret == nil {
+			return hashes, nil // no staff token issued yet
+		}
+		data, _ := secret.Data["data"].(map[string]any) // KV v2 nests the values
+		for name, v := range data {
+			if h, ok := v.(string); ok {
+				hashes[name] = h
+			}
+		}
+		return hashes, nil
+	}, logger)
+	go registry.Run(ctx, cfg.Staff.Reload)
+	return gateway.NewStaffAuth(registry, logger), nil
 }

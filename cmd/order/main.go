@@ -178,11 +178,19 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
 		kitmw.Logging(logger, order.Outcome),
 	)
 
-	health := httpserver.NewHealth(append(b.checks, httpserver.Check{Name: "database", Fn: db.PingContext})...)
+	hub := order.NewHub(b.store, 200*time.Millisecond, logger)
+	go hub.Run(ctx)
+	streams, endStreams := context.WithCancel(context.Background())
+	defer endStreams()
+
+	health := httpserver.NewHealth(append(b.checks,
+		httpserver.Check{Name: "database", Fn: db.PingContext},
+		httpserver.Check{Name: "events", Fn: hub.Ready})...)
 	mux := http.NewServeMux()
 	health.Register(mux)
 	mux.Handle("GET /metrics", promhttp.Handler())
 	order.MakeHTTPHandler(mux, endpoints)
+	order.MakeSSEHandler(mux, hub, streams)
 	handler := reqid.Middleware(httpserver.AccessLog(logger, reqid.FromContext, mux))
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
@@ -199,6 +207,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
 	return httpserver.Run(ctx, srv, ln, nil, cfg.HTTP.Config, logger, func() {
 		health.SetReady(false)
 		deregister()
+		endStreams() // clients reconnect with Last-Event-ID to another replica or after the restart
 	})
 }
 
@@ -246,6 +255,7 @@ func openBackend(ctx context.Context, cfg config, logger *slog.Logger) (backend,
 	go func() { src.Run(runCtx); close(done) }()
 	keyring := envelope.New(envelope.VaultTransit{
 		Client: src.Client(), Mount: cfg.PII.TransitMount, Key: cfg.PII.TransitKey, Timeout: cfg.Vault.Timeout,
+		OnForbidden: func(error) { src.TokenRejected() },
 	}, cfg.PII.KeyLifetime, logger)
 	return backend{
 		db:        db,

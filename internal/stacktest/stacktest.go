@@ -199,6 +199,22 @@ func (s *Stack) Tool(name string, stdin []byte, args ...string) (string, error) 
 	return string(out), err
 }
 
+// StaffToken issues a staff token for name with scripts/staff-token.sh and returns it.
+func (s *Stack) StaffToken(t testing.TB, name string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(s.Root, "scripts", "staff-token.sh"), name)
+	cmd.Dir, cmd.Env = s.Root, s.env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output() // the token alone is on stdout
+	if err != nil {
+		t.Fatalf("staff-token.sh %s: %v\n%s", name, err, stderr.String())
+	}
+	return strings.TrimSpace(string(out))
+}
+
 // Logs returns the paths of the stack's log files.
 func (s *Stack) Logs() []string {
 	files, _ := filepath.Glob(filepath.Join(s.Dir, "logs", "*.log"))

@@ -45,19 +45,19 @@ func New(db *sql.DB, opts ...Option) *Store {
 	return s
 }
 
-const orderColumns = `id, status, customer_name, customer_phone, customer_address, pii_key, total_cents, created_at, updated_at`
+const orderColumns = `id, status, customer_name, customer_phone, customer_address, pii_key, tracking_token, total_cents, created_at, updated_at`
 
 // Create stores the order, its items and its CREATED event in one transaction.
 func (s *Store) Create(ctx context.Context, o order.Order, idem order.Idempotency) error {
 	// Sealed before the transaction: no outside call while rows are locked.
-	phone, address, key, err := s.seal(ctx, o)
+	sealed, key, err := s.seal(ctx, o)
 	if err != nil {
 		return err
 	}
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx,
-			`INSERT INTO orders (`+orderColumns+`, idempotency_key, request_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			o.ID, o.Status, o.Customer.Name, phone, address, key, o.TotalCents,
+			`INSERT INTO orders (`+orderColumns+`, idempotency_key, request_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			o.ID, o.Status, o.Customer.Name, sealed[0], sealed[1], key, sealed[2], o.TotalCents,
 			o.CreatedAt, o.UpdatedAt, nullIfEmpty(idem.Key), idem.RequestHash) // a nil hash is NULL
 		if isDuplicate(err, "orders_idempotency_key") {
 			return order.ErrIdempotencyKeyTaken
@@ -185,13 +185,14 @@ func (s *Store) query(ctx context.Context, q string, args ...any) ([]order.Order
 	)
 	for rows.Next() {
 		var (
-			o   order.Order
-			key sql.NullString
+			o        order.Order
+			key, tok sql.NullString
 		)
-		if err := rows.Scan(&o.ID, &o.Status, &o.Customer.Name, &o.Customer.Phone, &o.Customer.Address, &key,
+		if err := rows.Scan(&o.ID, &o.Status, &o.Customer.Name, &o.Customer.Phone, &o.Customer.Address, &key, &tok,
 			&o.TotalCents, &o.CreatedAt, &o.UpdatedAt); err != nil {
 			return nil, fmt.Errorf("scan order: %w", err)
 		}
+		o.TrackingToken = tok.String
 		if err := s.open(ctx, &o, key); err != nil {
 			return nil, err
 		}
@@ -232,16 +233,18 @@ func (s *Store) query(ctx context.Context, q string, args ...any) ([]order.Order
 	return orders, nil
 }
 
-// seal encrypts the order's PII, bound to its ID so a value cannot be moved to another row.
-func (s *Store) seal(ctx context.Context, o order.Order) (phone, address string, key any, err error) {
+// seal encrypts the order's PII and tracking token (in that order), bound to its ID so a value cannot be moved
+// to another row.
+func (s *Store) seal(ctx context.Context, o order.Order) (sealed []string, key any, err error) {
+	plain := []string{o.Customer.Phone, o.Customer.Address, o.TrackingToken}
 	if s.pii == nil {
-		return o.Customer.Phone, o.Customer.Address, nil, nil
+		return plain, nil, nil
 	}
-	k, sealed, err := s.pii.Seal(ctx, []byte(o.ID), o.Customer.Phone, o.Customer.Address)
+	k, sealed, err := s.pii.Seal(ctx, []byte(o.ID), plain...)
 	if err != nil {
-		return "", "", nil, fmt.Errorf("%w: seal customer data: %w", order.ErrUnavailable, err)
+		return nil, nil, fmt.Errorf("%w: seal customer data: %w", order.ErrUnavailable, err)
 	}
-	return sealed[0], sealed[1], k, nil
+	return sealed, k, nil
 }
 
 func (s *Store) open(ctx context.Context, o *order.Order, key sql.NullString) error {
@@ -251,11 +254,18 @@ func (s *Store) open(ctx context.Context, o *order.Order, key sql.NullString) er
 	if s.pii == nil {
 		return errors.New("order has encrypted customer data but the store has no PII cipher")
 	}
-	plain, err := s.pii.Open(ctx, key.String, []byte(o.ID), o.Customer.Phone, o.Customer.Address)
+	sealed := []string{o.Customer.Phone, o.Customer.Address}
+	if o.TrackingToken != "" {
+		sealed = append(sealed, o.TrackingToken)
+	}
+	plain, err := s.pii.Open(ctx, key.String, []byte(o.ID), sealed...)
 	if err != nil {
 		return fmt.Errorf("%w: open customer data of %s: %w", order.ErrUnavailable, o.ID, err)
 	}
 	o.Customer.Phone, o.Customer.Address = plain[0], plain[1]
+	if len(plain) > 2 {
+		o.TrackingToken = plain[2]
+	}
 	return nil
 }
 
@@ -365,4 +375,45 @@ func isDuplicate(err error, key string) bool {
 func isDeadlock(err error) bool {
 	var me *mysql.MySQLError
 	return errors.As(err, &me) && me.Number == errDeadlock
+}
+
+var _ order.EventLog = (*Store)(nil)
+
+// Events reads the event log.
+func (s *Store) Events(ctx context.Context, q order.EventQuery) ([]order.Event, error) {
+	query := `SELECT id, order_id, status, created_at FROM order_events WHERE id > ?`
+	args := []any{q.After}
+	if q.UpTo > 0 {
+		query += ` AND id <= ?`
+		args = append(args, q.UpTo)
+	}
+	if q.OrderID != "" {
+		query += ` AND order_id = ?`
+		args = append(args, q.OrderID)
+	}
+	query += ` ORDER BY id LIMIT ?`
+	args = append(args, q.Limit)
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: query events: %w", order.ErrUnavailable, err)
+	}
+	defer rows.Close()
+	var events []order.Event
+	for rows.Next() {
+		var e order.Event
+		if err := rows.Scan(&e.ID, &e.OrderID, &e.Status, &e.At); err != nil {
+			return nil, fmt.Errorf("scan event: %w", err)
+		}
+		events = append(events, e)
+	}
+	return events, rows.Err()
+}
+
+// LastEventID is the newest event's ID, 0 for an empty log.
+func (s *Store) LastEventID(ctx context.Context) (int64, error) {
+	var id sql.NullInt64
+	if err := s.db.QueryRowContext(ctx, `SELECT MAX(id) FROM order_events`).Scan(&id); err != nil {
+		return 0, fmt.Errorf("%w: last event: %w", order.ErrUnavailable, err)
+	}
+	return id.Int64, nil
 }

@@ -16,6 +16,8 @@ type VaultTransit struct {
 	Mount   string // usually "transit"
 	Key     string // e.g. "orders-pii"
 	Timeout time.Duration
+	// OnForbidden, if set, is told when Vault refuses the client's token (so its owner logs in again).
+	OnForbidden func(error)
 }
 
 var _ Transit = VaultTransit{}
@@ -26,12 +28,20 @@ func (v VaultTransit) write(ctx context.Context, op string, data map[string]any)
 	path := fmt.Sprintf("%s/%s/%s", v.Mount, op, v.Key)
 	s, err := v.Client.Logical().WriteWithContext(ctx, path, data)
 	if err != nil {
+		v.forbidden(err)
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if s == nil || s.Data == nil {
 		return nil, fmt.Errorf("%s: empty answer", path)
 	}
 	return s, nil
+}
+
+func (v VaultTransit) forbidden(err error) {
+	var re *vault.ResponseError
+	if v.OnForbidden != nil && errors.As(err, &re) && re.StatusCode == 403 {
+		v.OnForbidden(err)
+	}
 }
 
 // DataKey asks transit for a new plaintext data key and its wrapped form.
@@ -41,6 +51,7 @@ func (v VaultTransit) DataKey(ctx context.Context) ([]byte, string, error) {
 	path := fmt.Sprintf("%s/datakey/plaintext/%s", v.Mount, v.Key)
 	s, err := v.Client.Logical().WriteWithContext(ctx, path, map[string]any{"bits": 256})
 	if err != nil {
+		v.forbidden(err)
 		return nil, "", fmt.Errorf("%s: %w", path, err)
 	}
 	if s == nil {

@@ -29,8 +29,9 @@ type Config struct {
 	RoleIDFile   string `conf:"help:file holding the AppRole role_id"`
 	SecretIDFile string `conf:"help:file holding the AppRole secret_id (or a response-wrapping token for it)"`
 	// SecretIDWrapped says the secret_id file holds a response-wrapping token, unwrapped once per new file.
-	SecretIDWrapped bool   `conf:"default:false"`
-	DBRole          string `conf:"default:order"`
+	SecretIDWrapped bool `conf:"default:false"`
+	// DBRole is the database role to read credentials of; empty keeps only a logged-in token (the gateway).
+	DBRole string `conf:"default:order"`
 	// Timeout bounds each call to Vault.
 	Timeout time.Duration `conf:"default:10s"`
 }
@@ -46,11 +47,14 @@ type lease struct {
 
 // Source is a mysqlconn.CredentialSource backed by Vault. Run must be running for it to have credentials.
 type Source struct {
-	cfg     Config
-	client  *vault.Client
-	logger  *slog.Logger
-	current atomic.Pointer[lease]
-	refresh chan refreshRequest
+	cfg      Config
+	client   *vault.Client
+	logger   *slog.Logger
+	current  atomic.Pointer[lease]
+	loggedIn atomic.Bool
+	logins   atomic.Uint64
+	refresh  chan refreshRequest
+	rejected chan struct{} // a user of the client saw the token refused
 	// OnNewLease, if set, is called with each new lease's TTL (to keep the pool's ConnMaxLifetime below it).
 	OnNewLease func(ttl time.Duration)
 
@@ -79,7 +83,8 @@ func New(cfg Config, logger *slog.Logger) (*Source, error) {
 		return nil, fmt.Errorf("vault client: %w", err)
 	}
 	client.ClearToken() // never pick up an operator's VAULT_TOKEN from the environment
-	return &Source{cfg: cfg, client: client, logger: logger.With("component", "vaultcreds"), refresh: make(chan refreshRequest)}, nil
+	return &Source{cfg: cfg, client: client, logger: logger.With("component", "vaultcreds"), refresh: make(chan refreshRequest),
+		rejected: make(chan struct{}, 1)}, nil
 }
 
 // Credentials returns the current credentials. It never calls Vault.
@@ -221,6 +226,12 @@ func (s *Source) session(ctx context.Context) error {
 	go tokenWatcher.Start()
 	defer tokenWatcher.Stop()
 	s.logger.Info("logged in to vault", "token_ttl", time.Duration(auth.Auth.LeaseDuration)*time.Second)
+	s.loggedIn.Store(true)
+	s.logins.Add(1)
+	defer s.loggedIn.Store(false)
+	if s.cfg.DBRole == "" {
+		return s.keepToken(ctx, tokenWatcher)
+	}
 
 	var (
 		l      *lease
@@ -248,6 +259,63 @@ func (s *Source) session(ctx context.Context) error {
 	}
 }
 
+// keepToken follows the token alone (no database role): until it cannot be renewed or ctx ends.
+func (s *Source) keepToken(ctx context.Context, token *vault.LifetimeWatcher) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-token.DoneCh():
+			if err != nil {
+				return fmt.Errorf("token renewal: %w", err)
+			}
+			return nil
+		case <-token.RenewCh():
+		case <-s.rejected:
+			return errors.New("vault refused the token")
+		}
+	}
+}
+
+// TokenRejected tells the Source that Vault refused its token (403), e.g. because an operator revoked it:
+// the Source logs in again at once instead of at the token's next renewal.
+func (s *Source) TokenRejected() {
+	select {
+	case s.rejected <- struct{}{}:
+	default: // one pending signal is enough
+	}
+}
+
+// Relogin asks for a new login after Vault refused the token and waits (within ctx) until it happened.
+func (s *Source) Relogin(ctx context.Context) error {
+	n := s.logins.Load()
+	s.TokenRejected()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for s.logins.Load() == n || !s.loggedIn.Load() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("log in to vault again: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// IsForbidden reports whether err is Vault refusing the request's token.
+func IsForbidden(err error) bool {
+	var re *vault.ResponseError
+	return errors.As(err, &re) && re.StatusCode == 403
+}
+
+// LoggedIn reports an error unless the Source holds a live Vault token (readiness of a token-only Source).
+func (s *Source) LoggedIn(context.Context) error {
+	if !s.loggedIn.Load() {
+		return errors.New("not logged in to vault")
+	}
+	return nil
+}
+
 // nextLease says what follows a lease: a lease already fetched (after a refresh), or nil ones to fetch now.
 type nextLease struct {
 	lease  *lease
@@ -269,6 +337,8 @@ func (s *Source) watch(ctx context.Context, l *lease, token, lw *vault.LifetimeW
 			return nil, nil
 		case r := <-token.RenewCh():
 			s.logger.Debug("vault token renewed", "ttl", time.Duration(r.Secret.Auth.LeaseDuration)*time.Second)
+		case <-s.rejected:
+			return nil, errors.New("vault refused the token")
 		case err := <-lw.DoneCh():
 			if err != nil {
 				s.logger.Warn("database lease renewal failed; fetching new credentials", "err", err, "username", l.creds.Username)

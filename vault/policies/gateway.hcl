@@ -1,6 +1,11 @@
 # Policy of the gateway's AppRole. The gateway never touches MySQL or customer PII in Vault:
-# it only keeps its own token alive. Add pki issue rights here if the gateway's certificate
+# it reads the hashes of staff bearer tokens and keeps its own token alive. Add pki issue rights here if the gateway's certificate
 # comes from Vault's pki engine (e.g. path "pki/issue/gateway" { capabilities = ["update"] }).
+
+# SHA-256 hashes of staff tokens, by staff name (never the tokens themselves).
+path "secret/data/pizza/staff-tokens" {
+  capabilities = ["read"]
+}
 
 path "auth/token/lookup-self" {
   capabilities = ["read"]

@@ -1,0 +1,198 @@
+package order
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+)
+
+// memLog is an event log in memory; commit makes events visible, possibly out of ID order (as concurrent
+// MySQL transactions do).
+type memLog struct {
+	mu     sync.Mutex
+	events map[int64]Event
+}
+
+func (l *memLog) commit(es ...Event) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, e := range es {
+		l.events[e.ID] = e
+	}
+}
+
+func (l *memLog) Events(_ context.Context, q EventQuery) ([]Event, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []Event
+	for id := q.After + 1; id <= q.After+10000 && len(out) < q.Limit; id++ {
+		if q.UpTo > 0 && id > q.UpTo {
+			break
+		}
+		if e, ok := l.events[id]; ok && (q.OrderID == "" || e.OrderID == q.OrderID) {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+func (l *memLog) LastEventID(context.Context) (int64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var last int64
+	for id := range l.events {
+		last = max(last, id)
+	}
+	return last, nil
+}
+
+func newTestHub(t *testing.T, log *memLog) (*Hub, *time.Time) {
+	t.Helper()
+	h := NewHub(log, time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	h.now = func() time.Time { return now }
+	if err := h.poll(context.Background()); err != nil { // starts at the log's end
+		t.Fatal(err)
+	}
+	return h, &now
+}
+
+func ev(id int64, order string, s Status, at time.Time) Event {
+	return Event{ID: id, OrderID: order, Status: s, At: at}
+}
+
+// collect runs a stream in the background and returns what it has received so far, on demand.
+func collect(t *testing.T, h *Hub, req StreamRequest) (func() []int64, context.CancelFunc, chan error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var (
+		mu  sync.Mutex
+		got []int64
+	)
+	done := make(chan error, 1)
+	go func() {
+		done <- h.Stream(ctx, req, time.Hour, func(e Event) error {
+			mu.Lock()
+			got = append(got, e.ID)
+			mu.Unlock()
+			return nil
+		}, func() error { return nil })
+	}()
+	return func() []int64 {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]int64(nil), got...)
+	}, cancel, done
+}
+
+func waitFor(t *testing.T, got func() []int64, want []int64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		g := got()
+		if equal(g, want) {
+			return
+		}
+		if time.Now().After(deadline) || len(g) > len(want) {
+			t.Fatalf("received %v, want %v", g, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func equal(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestStreamReplaysThenFollowsWithoutGapOrRepeat(t *testing.T) {
+	log := &memLog{events: map[int64]Event{}}
+	t0 := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	log.commit(ev(1, "a", StatusCreated, t0), ev(2, "b", StatusCreated, t0), ev(3, "a", StatusAccepted, t0))
+	h, _ := newTestHub(t, log)
+
+	// A customer reconnecting after event 1 of order a: 3 from history, then live ones of a only, to the end.
+	got, cancel, done := collect(t, h, StreamRequest{OrderID: "a", After: 1})
+	defer cancel()
+	waitFor(t, got, []int64{3})
+	log.commit(ev(4, "b", StatusAccepted, t0), ev(5, "a", StatusBaking, t0))
+	if err := h.poll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, got, []int64{3, 5})
+	log.commit(ev(6, "a", StatusOutForDelivery, t0), ev(7, "a", StatusDelivered, t0), ev(8, "a", StatusDelivered, t0))
+	_ = h.poll(context.Background())
+	if err := <-done; err != nil {
+		t.Fatalf("stream ended with %v; want nil after DELIVERED", err)
+	}
+	waitFor(t, got, []int64{3, 5, 6, 7})
+}
+
+// IDs are taken at insert and made visible at commit: a gap may fill in later, and must not be skipped
+// until it is old enough to be a rollback.
+func TestHubWaitsForYoungGaps(t *testing.T) {
+	log := &memLog{events: map[int64]Event{}}
+	h, now := newTestHub(t, log)
+	got, cancel, _ := collect(t, h, StreamRequest{FromNow: true})
+	defer cancel()
+
+	log.commit(ev(2, "b", StatusCreated, *now)) // 1 is still being committed
+	_ = h.poll(context.Background())
+	time.Sleep(20 * time.Millisecond)
+	if g := got(); len(g) != 0 {
+		t.Fatalf("received %v past an open gap", g)
+	}
+	log.commit(ev(1, "a", StatusCreated, *now))
+	_ = h.poll(context.Background())
+	waitFor(t, got, []int64{1, 2})
+
+	log.commit(ev(4, "c", StatusCreated, *now)) // 3 rolled back: never comes
+	_ = h.poll(context.Background())
+	*now = now.Add(3 * time.Second)
+	_ = h.poll(context.Background())
+	waitFor(t, got, []int64{1, 2, 4})
+}
+
+func TestSlowSubscriberIsDropped(t *testing.T) {
+	log := &memLog{events: map[int64]Event{}}
+	h, now := newTestHub(t, log)
+	block := make(chan struct{})
+	done := make(chan error, 1)
+	started := make(chan struct{})
+	go func() {
+		first := true
+		done <- h.Stream(context.Background(), StreamRequest{FromNow: true}, time.Hour, func(Event) error {
+			if first { // a client that stops reading for a while
+				first = false
+				close(started)
+				<-block
+			}
+			return nil
+		}, func() error { return nil })
+	}()
+	var es []Event
+	for i := int64(1); i <= subscriberBuffer+2; i++ {
+		es = append(es, ev(i, "a", StatusCreated, *now))
+	}
+	// Publish one first so the stream is blocked in send, then more than its buffer holds.
+	log.commit(es[0])
+	_ = h.poll(context.Background())
+	<-started
+	log.commit(es[1:]...)
+	_ = h.poll(context.Background())
+	close(block)
+	if err := <-done; !errors.Is(err, ErrSlowSubscriber) {
+		t.Fatalf("stream ended with %v; want ErrSlowSubscriber", err)
+	}
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# staff-token.sh NAME: issue a staff bearer token for the gateway's staff API and portal.
+# The token is printed once, on stdout; Vault keeps only its SHA-256 (secret/pizza/staff-tokens, field NAME),
+# which the gateway reads. Issuing again for NAME replaces (and so revokes) the previous token;
+# `vault kv patch -method=rw secret/pizza/staff-tokens NAME=` revokes without a new one.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$SCRIPTS_DIR/settings.sh"
+
+name="${1:-}"
+[[ "$name" =~ ^[a-z][a-z0-9_-]{0,31}$ ]] || die "usage: $0 NAME (lower-case letters, digits, - and _)"
+VAULT="$("$SCRIPTS_DIR/tools.sh" ensure vault)"
+JQ="$("$SCRIPTS_DIR/tools.sh" ensure jq)"
+[[ -s "$ROOT_TOKEN_FILE" ]] || die "no operator token at $ROOT_TOKEN_FILE: is the stack running (make run)?"
+VAULT_TOKEN="$(<"$ROOT_TOKEN_FILE")"
+export VAULT_TOKEN
+
+token="$(new_secret)"
+hash="$(printf '%s' "$token" | sha256sum | cut -d' ' -f1)"
+# JSON on stdin keeps even the hash off the command line; patch keeps the other staff members' entries.
+if "$VAULT" kv get secret/pizza/staff-tokens >/dev/null 2>&1; then
+  "$JQ" -n --arg n "$name" --arg h "$hash" '{($n): $h}' | "$VAULT" kv patch secret/pizza/staff-tokens - >/dev/null
+else
+  "$JQ" -n --arg n "$name" --arg h "$hash" '{($n): $h}' | "$VAULT" kv put secret/pizza/staff-tokens - >/dev/null
+fi
+log "staff token for $name issued; its hash is in Vault (secret/pizza/staff-tokens). Sign in at /staff/ with:"
+printf '%s\n' "$token"
