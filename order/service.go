@@ -228,12 +228,12 @@ type Order struct {
 	ID string `json:"id"`
 	// TrackingToken lets the customer follow the order; the ID alone is not enough. Sealed like PII at rest.
 	TrackingToken string    `json:"tracking_token,omitempty"`
-	Status     Status    `json:"status"`
-	Customer   Customer  `json:"customer"`
-	Items      []Item    `json:"items"`
-	TotalCents int64     `json:"total_cents"`
-	CreatedAt  time.Time `json:"created_at"`
-	UpdatedAt  time.Time `json:"updated_at"`
+	Status        Status    `json:"status"`
+	Customer      Customer  `json:"customer"`
+	Items         []Item    `json:"items"`
+	TotalCents    int64     `json:"total_cents"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
 }
 
 // Created is the result of CreateOrder.
@@ -304,10 +304,10 @@ func (s *service) CreateOrder(ctx context.Context, n NewOrder) (Created, error) 
 		ID:            s.newID(now),
 		TrackingToken: newTrackingToken(),
 		Status:        StatusCreated,
-		Customer:  n.Customer,
-		Items:     make([]Item, len(n.Items)),
-		CreatedAt: now,
-		UpdatedAt: now,
+		Customer:      n.Customer,
+		Items:         make([]Item, len(n.Items)),
+		CreatedAt:     now,
+		UpdatedAt:     now,
 	}
 	for i, it := range n.Items {
 		price, err := s.menu.Price(it.Pizza, it.Size)

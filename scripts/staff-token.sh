@@ -10,18 +10,15 @@ source "$SCRIPTS_DIR/settings.sh"
 name="${1:-}"
 [[ "$name" =~ ^[a-z][a-z0-9_-]{0,31}$ ]] || die "usage: $0 NAME (lower-case letters, digits, - and _)"
 VAULT="$("$SCRIPTS_DIR/tools.sh" ensure vault)"
-JQ="$("$SCRIPTS_DIR/tools.sh" ensure jq)"
 [[ -s "$ROOT_TOKEN_FILE" ]] || die "no operator token at $ROOT_TOKEN_FILE: is the stack running (make run)?"
 VAULT_TOKEN="$(<"$ROOT_TOKEN_FILE")"
 export VAULT_TOKEN
 
 token="$(new_secret)"
 hash="$(printf '%s' "$token" | sha256sum | cut -d' ' -f1)"
-# JSON on stdin keeps even the hash off the command line; patch keeps the other staff members' entries.
-if "$VAULT" kv get secret/pizza/staff-tokens >/dev/null 2>&1; then
-  "$JQ" -n --arg n "$name" --arg h "$hash" '{($n): $h}' | "$VAULT" kv patch secret/pizza/staff-tokens - >/dev/null
-else
-  "$JQ" -n --arg n "$name" --arg h "$hash" '{($n): $h}' | "$VAULT" kv put secret/pizza/staff-tokens - >/dev/null
-fi
+# The hash goes in on stdin (NAME=-); patch keeps the other staff members' entries.
+verb=put
+"$VAULT" kv get secret/pizza/staff-tokens >/dev/null 2>&1 && verb=patch
+printf '%s' "$hash" | "$VAULT" kv "$verb" secret/pizza/staff-tokens "$name=-" >/dev/null
 log "staff token for $name issued; its hash is in Vault (secret/pizza/staff-tokens). Sign in at /staff/ with:"
 printf '%s\n' "$token"

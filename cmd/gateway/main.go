@@ -216,11 +216,11 @@ func staffAuth(ctx context.Context, cfg config, logger *slog.Logger) (*gateway.S
 	go src.Run(ctx)
 	client := src.Client()
 	registry := tokenhash.New(func(ctx context.Context) (map[string]string, error) {
-		if err := src.LoggedIn(ctx); err != nil {
-			return nil, err
-		}
 		ctx, cancel := context.WithTimeout(ctx, cfg.Vault.Timeout)
 		defer cancel()
+		if err := src.WaitLoggedIn(ctx); err != nil { // at start-up the login may still be under way
+			return nil, err
+		}
 		secret, err := client.Logical().ReadWithContext(ctx, cfg.Staff.TokensPath)
 		if vaultcreds.IsForbidden(err) {
 			// The token was revoked (an operator, or a rotation): log in again now and read once more.

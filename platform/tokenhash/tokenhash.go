@@ -1,7 +1,8 @@
 // Package tokenhash checks bearer tokens against a list of their SHA-256 hashes (the tokens themselves are
 // stored nowhere). The list is loaded from a source (Vault KV in the gateway), again periodically, and again
-// when a token is not found, at most every MinReload, so a token an operator just issued works at once and a
-// revoked one stops working within the reload interval.
+// when a token is not found, so a token an operator just issued works at once and a revoked one stops working
+// within the reload interval. Reloads for unknown tokens happen one at a time and at most every MinReload:
+// guessing costs the guesser time and the source nothing more.
 package tokenhash
 
 import (
@@ -27,9 +28,12 @@ type Registry struct {
 	// MinReload bounds reloads triggered by unknown tokens, so guessing cannot hammer the source.
 	MinReload time.Duration
 
-	mu       sync.Mutex
-	hashes   map[string][32]byte
-	loadedAt time.Time
+	sleep func(ctx context.Context, d time.Duration) error
+
+	reloading sync.Mutex // one reload for unknown tokens at a time
+	mu        sync.Mutex
+	hashes    map[string][32]byte
+	loadedAt  time.Time
 }
 
 // ErrUnknownToken is a token that belongs to nobody.
@@ -37,7 +41,19 @@ var ErrUnknownToken = errors.New("unknown token")
 
 // New returns a Registry loading from load.
 func New(load Load, logger *slog.Logger) *Registry {
-	return &Registry{load: load, logger: logger.With("component", "tokenhash"), now: time.Now, MinReload: 2 * time.Second}
+	return &Registry{load: load, logger: logger.With("component", "tokenhash"), now: time.Now, sleep: sleepCtx,
+		MinReload: 2 * time.Second}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // Hash is the hex SHA-256 of a token, as stored in the source.
@@ -55,16 +71,24 @@ func (r *Registry) Owner(ctx context.Context, token string) (string, error) {
 	if name, ok := r.find(sum); ok {
 		return name, nil
 	}
+	missed := r.now()
+	r.reloading.Lock()
+	defer r.reloading.Unlock()
 	r.mu.Lock()
-	stale := r.now().Sub(r.loadedAt) >= r.MinReload
+	loadedAt := r.loadedAt
 	r.mu.Unlock()
-	if stale {
+	if !loadedAt.After(missed) { // nobody reloaded since this token was missed
+		if wait := r.MinReload - r.now().Sub(loadedAt); wait > 0 {
+			if err := r.sleep(ctx, wait); err != nil {
+				return "", err
+			}
+		}
 		if err := r.Reload(ctx); err != nil {
 			return "", err
 		}
-		if name, ok := r.find(sum); ok {
-			return name, nil
-		}
+	}
+	if name, ok := r.find(sum); ok {
+		return name, nil
 	}
 	return "", ErrUnknownToken
 }

@@ -18,6 +18,8 @@ func TestOwner(t *testing.T) {
 	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	now := time.Unix(0, 0)
 	r.now = func() time.Time { return now }
+	slept := time.Duration(0)
+	r.sleep = func(_ context.Context, d time.Duration) error { slept += d; now = now.Add(d); return nil }
 	ctx := context.Background()
 
 	tests := []struct {
@@ -36,18 +38,25 @@ func TestOwner(t *testing.T) {
 		}
 	}
 
-	// A token issued after the last load works at once; unknown tokens reload at most every MinReload.
+	// A token issued after the last load works at once, though unknown tokens reload at most every MinReload:
+	// the request waits for the reload rather than being refused.
 	source["bob"] = Hash("tok-bob")
-	before := loads
-	if _, err := r.Owner(ctx, "tok-bob"); err == nil {
-		t.Fatal("bob's token worked before a reload was due")
-	}
-	now = now.Add(3 * time.Second)
+	before, sleptBefore := loads, slept
 	if owner, err := r.Owner(ctx, "tok-bob"); owner != "bob" || err != nil {
-		t.Fatalf("after MinReload: %q, %v; want bob", owner, err)
+		t.Fatalf("new token: %q, %v; want bob", owner, err)
 	}
-	if loads != before+1 {
-		t.Errorf("loads = %d, want %d", loads-before, 1)
+	if loads != before+1 || slept-sleptBefore != r.MinReload {
+		t.Errorf("reloads %d after waiting %s; want 1 after %s (the last load was just now)", loads-before, slept-sleptBefore, r.MinReload)
+	}
+	// Guesses cost a wait each and at most one load per MinReload.
+	before = loads
+	for range 3 {
+		if _, err := r.Owner(ctx, "guess"); !errors.Is(err, ErrUnknownToken) {
+			t.Fatalf("guess: %v", err)
+		}
+	}
+	if loads-before != 3 || slept-sleptBefore != 4*r.MinReload {
+		t.Errorf("3 guesses: %d loads after %s of waiting; want 3 loads, one per %s", loads-before, slept-sleptBefore-r.MinReload, r.MinReload)
 	}
 
 	// Revoked: gone after the next reload.

@@ -302,6 +302,20 @@ func (s *Source) Relogin(ctx context.Context) error {
 	return nil
 }
 
+// WaitLoggedIn blocks until the Source holds a live token or ctx ends.
+func (s *Source) WaitLoggedIn(ctx context.Context) error {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for !s.loggedIn.Load() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not logged in to vault: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
 // IsForbidden reports whether err is Vault refusing the request's token.
 func IsForbidden(err error) bool {
 	var re *vault.ResponseError
