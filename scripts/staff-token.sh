@@ -20,5 +20,5 @@ hash="$(printf '%s' "$token" | sha256sum | cut -d' ' -f1)"
 verb=put
 "$VAULT" kv get secret/pizza/staff-tokens >/dev/null 2>&1 && verb=patch
 printf '%s' "$hash" | "$VAULT" kv "$verb" secret/pizza/staff-tokens "$name=-" >/dev/null
-log "staff token for $name issued; its hash is in Vault (secret/pizza/staff-tokens). Sign in at /staff/ with:"
+log "staff token for $name issued (on stdout, shown once); Vault keeps only its hash (secret/pizza/staff-tokens)"
 printf '%s\n' "$token"
