@@ -18,8 +18,10 @@ import (
 var stack *stacktest.Stack
 
 // Short database leases, so the tests see several renewals, the max TTL and new MySQL users in minutes.
-// PII data keys live 3 s, so a transit key rotation reaches new orders within the tests.
+// PII data keys live 3 s, so a transit key rotation reaches new orders within the tests. Two order replicas, as
+// in production: every test runs against a scaled-out order service.
 var stackOptions = stacktest.Options{Env: map[string]string{
+	"ORDER_REPLICAS":         "2",
 	"DB_CREDS_TTL":           "6s",
 	"DB_CREDS_MAX_TTL":       "18s",
 	"ORDER_PII_KEY_LIFETIME": "3s",

@@ -7,7 +7,7 @@
 # under STATE_DIR (git-ignored); secrets only in 0600 files there, never on a command line or in a log.
 #
 # Settings (env): STATE_DIR BIN_DIR CERTS_DIR MYSQL_PORT CONSUL_HTTP_PORT CONSUL_GRPC_PORT CONSUL_HTTP_BIND VAULT_PORT
-#   GATEWAY_ADDR ORDER_ADDR ORDER_UPSTREAM_PORT ORDER_SERVICE_ID GATEWAY_SERVICE_ID STACK_SERVICES STACK_MESH
+#   GATEWAY_ADDR ORDER_ADDR ORDER_REPLICAS ORDER_UPSTREAM_PORT ORDER_SERVICE_ID GATEWAY_SERVICE_ID STACK_SERVICES STACK_MESH
 #   STACK_TIMEOUT (seconds per readiness wait); see the defaults below.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -210,13 +210,25 @@ run_migrations() {
   )
 }
 
-order_ready() { "$CURL" -fsS -o /dev/null "$ORDER_URL/health/readyz"; }
+# Replica N of order: its process name (pid and log file), address and Consul instance ID. Replica 1 keeps
+# the unnumbered names, so a single-instance stack looks as it always did.
+order_name() { if (($1 == 1)); then echo order; else echo "order-$1"; fi; }
+order_addr() { echo "${ORDER_ADDR%:*}:$((${ORDER_ADDR##*:} + $1 - 1))"; }
+order_id() { if (($1 == 1)); then echo "$ORDER_SERVICE_ID"; else echo "${ORDER_SERVICE_ID%-*}-$1"; fi; }
+order_ready() { "$CURL" -fsS -o /dev/null "http://$1/health/readyz"; }
 
 start_order() {
-  if running order; then log "order already running (pid $(cat "$PID_DIR/order.pid"))"; return 0; fi
-  need_port order "${ORDER_ADDR##*:}"
+  local n
+  for ((n = 1; n <= ORDER_REPLICAS; n++)); do start_order_replica "$n"; done
+}
+
+start_order_replica() {
+  local name addr
+  name="$(order_name "$1")" addr="$(order_addr "$1")"
+  if running "$name"; then log "$name already running (pid $(cat "$PID_DIR/$name.pid"))"; return 0; fi
+  need_port "$name" "${addr##*:}"
   (
-    export ORDER_HTTP_ADDR="$ORDER_ADDR" ORDER_DB_ADDR="127.0.0.1:$MYSQL_PORT" ORDER_DB_NAME="${ORDER_DB_NAME:-pizza}"
+    export ORDER_HTTP_ADDR="$addr" ORDER_DB_ADDR="127.0.0.1:$MYSQL_PORT" ORDER_DB_NAME="${ORDER_DB_NAME:-pizza}"
     if supports order VAULT; then
       export ORDER_VAULT_ADDR="$VAULT_ADDR" ORDER_VAULT_DB_ROLE=order \
         ORDER_VAULT_ROLE_ID_FILE="$CREDS_DIR/order-role-id" ORDER_VAULT_SECRET_ID_FILE="$CREDS_DIR/order-secret-id"
@@ -228,12 +240,12 @@ start_order() {
       export ORDER_DB_CREDENTIALS_FILE="$CREDS_DIR/order.db"
     fi
     if mesh_enabled; then
-      export ORDER_CONSUL_ADDR="$CONSUL_HTTP_ADDR" ORDER_SERVICE_ID="$ORDER_SERVICE_ID"
+      export ORDER_CONSUL_ADDR="$CONSUL_HTTP_ADDR" ORDER_SERVICE_ID="$(order_id "$1")"
     fi
-    log "starting order on $ORDER_ADDR (log: $LOG_DIR/order.log)"
-    spawn order "$BIN_DIR/order" serve
+    log "starting $name on $addr (log: $LOG_DIR/$name.log)"
+    spawn "$name" "$BIN_DIR/order" serve
   )
-  wait_for "order service" "$STACK_TIMEOUT" "$LOG_DIR/order.log" order_ready
+  wait_for "$name" "$STACK_TIMEOUT" "$LOG_DIR/$name.log" order_ready "$addr"
 }
 
 gateway_live() { "$CURL" -fsSk -o /dev/null "https://127.0.0.1:$GATEWAY_PORT/health/livez"; }
@@ -289,8 +301,20 @@ start_sidecar() {
   wait_for "$name public listener on :$port" "$STACK_TIMEOUT" "$LOG_DIR/$name.log" listening "$port"
 }
 
+# passing_in_consul ID: the agent's health of service instance ID is passing (a new check starts critical).
+passing_in_consul() { "$CURL" -fsS -o /dev/null "$CONSUL_HTTP_ADDR/v1/agent/health/service/id/$1"; }
+
 start_mesh() {
-  start_sidecar "$ORDER_SERVICE_ID"
+  local n
+  for ((n = 1; n <= ORDER_REPLICAS; n++)); do start_sidecar "$(order_id "$n")"; done
+  # An instance gets Connect traffic once its own check and its sidecar's pass (the sidecar's TCP check runs
+  # every 10 s and starts critical): ready means every replica can take orders.
+  local id
+  for ((n = 1; n <= ORDER_REPLICAS; n++)); do
+    id="$(order_id "$n")"
+    wait_for "$id passing in Consul" "$STACK_TIMEOUT" "$LOG_DIR/consul.log" passing_in_consul "$id"
+    wait_for "$id-sidecar-proxy passing in Consul" "$STACK_TIMEOUT" "$LOG_DIR/consul.log" passing_in_consul "$id-sidecar-proxy"
+  done
   start_sidecar "$GATEWAY_SERVICE_ID"
   wait_for "gateway upstream to order on 127.0.0.1:$ORDER_UPSTREAM_PORT" "$STACK_TIMEOUT" \
     "$LOG_DIR/sidecar-$GATEWAY_SERVICE_ID.log" listening "$ORDER_UPSTREAM_PORT"
@@ -358,8 +382,8 @@ cmd_stop() {
   for name in gateway "sidecar-$GATEWAY_SERVICE_ID" "sidecar-$ORDER_SERVICE_ID" order; do
     stop_pidfile "$name" "$PID_DIR/$name.pid"
   done
-  # Any other sidecar a previous run left (other service ids).
-  for f in "$PID_DIR"/sidecar-*.pid; do [[ -e "$f" ]] && stop_pidfile "$(basename "$f" .pid)" "$f"; done
+  # Further order replicas, and any other sidecar a previous run left (other service ids).
+  for f in "$PID_DIR"/sidecar-*.pid "$PID_DIR"/order-*.pid; do [[ -e "$f" ]] && stop_pidfile "$(basename "$f" .pid)" "$f"; done
   revoke_static_order_creds
   stop_pidfile vault "$PID_DIR/vault.pid"
   stop_pidfile consul "$PID_DIR/consul.pid"
@@ -373,7 +397,12 @@ cmd_stop() {
 
 cmd_status() {
   local f name state rc=0
-  for name in mariadb consul vault order gateway "sidecar-$ORDER_SERVICE_ID" "sidecar-$GATEWAY_SERVICE_ID"; do
+  local replicas=()
+  for f in "$PID_DIR"/order-*.pid "$PID_DIR"/sidecar-*.pid; do
+    name="$(basename "$f" .pid)"
+    [[ -e "$f" && "$name" != "sidecar-$ORDER_SERVICE_ID" && "$name" != "sidecar-$GATEWAY_SERVICE_ID" ]] && replicas+=("$name")
+  done
+  for name in mariadb consul vault order gateway "sidecar-$ORDER_SERVICE_ID" "sidecar-$GATEWAY_SERVICE_ID" "${replicas[@]}"; do
     f="$PID_DIR/$name.pid"
     [[ "$name" == mariadb ]] && f="$STATE_DIR/mariadb/mariadbd.pid"
     if pid_alive "$f"; then state="running (pid $(cat "$f"))"; else state="stopped"; rc=3; fi

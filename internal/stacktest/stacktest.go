@@ -233,7 +233,8 @@ func (s *Stack) DumpLogs(w *os.File) {
 	}
 }
 
-// Pid returns the pid of a stack process by its pid file name (order, gateway, sidecar-order-1, consul, vault).
+// Pid returns the pid of a stack process by its pid file name (order, order-2, gateway, sidecar-order-1,
+// consul, vault).
 func (s *Stack) Pid(name string) (int, error) {
 	b, err := os.ReadFile(filepath.Join(s.Dir, "pids", name+".pid"))
 	if err != nil {
@@ -311,6 +312,9 @@ func repoRoot() (string, error) {
 	}
 }
 
+// MaxOrderReplicas is how many order replicas (ORDER_REPLICAS) a test stack has ports for.
+const MaxOrderReplicas = 3
+
 // freePorts picks distinct free ports, and a block of 20 for the sidecars. A port can be taken between the
 // pick and the use; the stack script then fails loudly.
 func freePorts() (Ports, error) {
@@ -332,9 +336,18 @@ func freePorts() (Ports, error) {
 		}
 	}()
 	for _, f := range []*int{&p.MySQL, &p.ConsulHTTP, &p.ConsulGRPC, &p.ConsulServer, &p.ConsulSerfLAN,
-		&p.ConsulSerfWAN, &p.Vault, &p.Gateway, &p.Order, &p.OrderUpstream} {
+		&p.ConsulSerfWAN, &p.Vault, &p.Gateway, &p.OrderUpstream} {
 		if *f = pick(); *f == 0 {
 			return p, fmt.Errorf("no free port")
+		}
+	}
+	// Order replicas take consecutive ports (scripts/stack.sh, ORDER_REPLICAS): keep a few free after order's.
+	for tries := 0; p.Order == 0; tries++ {
+		if tries == 50 {
+			return p, fmt.Errorf("no free run of %d ports for order replicas", MaxOrderReplicas)
+		}
+		if base := pick(); base != 0 && blockFree(base+1, MaxOrderReplicas-1) {
+			p.Order = base
 		}
 	}
 	// Sidecar ports come from a range Consul allocates from; find 20 free ones in a row outside the
