@@ -13,6 +13,7 @@ MARIADB_STOP_TIMEOUT="${MARIADB_STOP_TIMEOUT:-60}"
 paths() {
   DIR="$(mkdir -p "$1" && cd "$1" && pwd)"
   DATA="$DIR/data"
+  TMP="$DIR/tmp"
   SOCK="$DIR/mariadbd.sock"
   PIDFILE="$DIR/mariadbd.pid"
   MARKER="$DATA/.pizza-initialised"
@@ -27,9 +28,10 @@ client() { mariadb --no-defaults --socket="$SOCK" --user=root "$@"; }
 initialise() {
   log "initialising MariaDB data dir $DATA"
   rm -rf "$DATA"
-  mkdir -p "$DATA"
+  mkdir -p "$DATA" "$TMP"
   # --no-defaults: Debian's /etc/mysql/my.cnf sets user=mysql, which makes install-db fail for a private datadir.
-  mariadb-install-db --no-defaults --datadir="$DATA" --user=root \
+  # A private tmpdir: two instances initialising at once in /tmp can delete each other's temporary tables.
+  mariadb-install-db --no-defaults --datadir="$DATA" --tmpdir="$TMP" --user=root \
     --auth-root-authentication-method=normal --skip-test-db >>"$LOGFILE" 2>&1 ||
     die "mariadb-install-db failed (see $LOGFILE)"
 }
@@ -70,11 +72,12 @@ cmd_start() {
   fi
   rm -f "$PIDFILE" "$SOCK"
   [[ -f "$MARKER" ]] || initialise
+  mkdir -p "$TMP"
   port_free 127.0.0.1 "$port" || die "port $port is in use; set MYSQL_PORT to a free port"
   log "starting MariaDB on 127.0.0.1:$port (log: $LOGFILE)"
   # setsid: the server outlives this script and is not hit by the caller's Ctrl-C.
   setsid "$(command -v mariadbd || echo /usr/sbin/mariadbd)" --no-defaults \
-    --datadir="$DATA" --socket="$SOCK" --pid-file="$PIDFILE" --log-error="$LOGFILE" \
+    --datadir="$DATA" --tmpdir="$TMP" --socket="$SOCK" --pid-file="$PIDFILE" --log-error="$LOGFILE" \
     --port="$port" --bind-address=127.0.0.1 --skip-name-resolve --user=root \
     --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
     </dev/null >>"$LOGFILE" 2>&1 &

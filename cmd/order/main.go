@@ -1,8 +1,10 @@
 // Command order runs the order service, or applies its database migrations.
 //
-//	order [flags] serve     serve the order API (default)
-//	order [flags] migrate   bring the schema up to date, then exit
+//	order [flags] serve        serve the order API (default)
+//	order [flags] migrate      bring the schema up to date, then exit (needs DDL credentials in a file)
+//	order [flags] rewrap-pii   rewrap stored PII data keys to the newest transit key version, then exit
 //
+// Flags go before the command (`order --help`, not `order serve --help`).
 // Every flag has an ORDER_* environment variable; see `order --help`.
 package main
 

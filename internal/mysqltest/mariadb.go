@@ -84,8 +84,13 @@ func startIn(dir, mariadbd, installDB string) (*server, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), installTimeout)
 	defer cancel()
 	// --no-defaults must come first; it keeps /etc/mysql and ~/.my.cnf out of the private server.
+	// A private tmpdir: servers initialising at once in /tmp can delete each other's temporary tables.
+	tmpDir := filepath.Join(dir, "tmp")
+	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
+		return nil, err
+	}
 	install := exec.CommandContext(ctx, installDB, append([]string{"--no-defaults",
-		"--datadir=" + dataDir, "--auth-root-authentication-method=normal", "--skip-test-db"}, userArgs...)...)
+		"--datadir=" + dataDir, "--tmpdir=" + tmpDir, "--auth-root-authentication-method=normal", "--skip-test-db"}, userArgs...)...)
 	if out, err := runLogged(install, installLog); err != nil {
 		return nil, fmt.Errorf("mariadb-install-db: %v\n--- %s (tail) ---\n%s", err, installLog, out)
 	}
@@ -120,6 +125,7 @@ func startMariadbd(dir, dataDir, mariadbd string, port int, userArgs []string) (
 	args := append([]string{
 		"--no-defaults",
 		"--datadir=" + dataDir,
+		"--tmpdir=" + filepath.Join(dir, "tmp"),
 		"--socket=" + filepath.Join(dir, "mysqld.sock"),
 		"--pid-file=" + filepath.Join(dir, "mysqld.pid"),
 		"--port=" + strconv.Itoa(port),
