@@ -61,6 +61,24 @@ func newTestHub(t *testing.T, log *memLog) (*Hub, *time.Time) {
 	return h, &now
 }
 
+// waitSubscribed waits until the hub has n streams, so what a test publishes next reaches them live.
+func waitSubscribed(t *testing.T, h *Hub, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		h.mu.Lock()
+		got := len(h.subs)
+		h.mu.Unlock()
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d streams subscribed, want %d", got, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func ev(id int64, order string, s Status, at time.Time) Event {
 	return Event{ID: id, OrderID: order, Status: s, At: at}
 }
@@ -146,6 +164,7 @@ func TestHubWaitsForYoungGaps(t *testing.T) {
 	h, now := newTestHub(t, log)
 	got, cancel, _ := collect(t, h, StreamRequest{FromNow: true})
 	defer cancel()
+	waitSubscribed(t, h, 1)
 
 	log.commit(ev(2, "b", StatusCreated, *now)) // 1 is still being committed
 	_ = h.poll(context.Background())
@@ -186,6 +205,7 @@ func TestSlowSubscriberIsDropped(t *testing.T) {
 		es = append(es, ev(i, "a", StatusCreated, *now))
 	}
 	// Publish one first so the stream is blocked in send, then more than its buffer holds.
+	waitSubscribed(t, h, 1)
 	log.commit(es[0])
 	_ = h.poll(context.Background())
 	<-started

@@ -54,31 +54,33 @@ func (s *Store) Create(ctx context.Context, o order.Order, idem order.Idempotenc
 	if err != nil {
 		return err
 	}
+	// The three INSERTs travel as one multi-statement batch: one round trip instead of three (with BEGIN and
+	// COMMIT, three per order instead of five). MySQL stops at the first failing statement and the
+	// transaction is rolled back, so a batch is still all or nothing.
+	q := strings.Builder{}
+	q.WriteString(`INSERT INTO orders (` + orderColumns + `, idempotency_key, request_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);`)
+	args := make([]any, 0, 12+6*len(o.Items)+3)
+	args = append(args, o.ID, o.Status, o.Customer.Name, sealed[0], sealed[1], key, sealed[2], o.TotalCents,
+		o.CreatedAt, o.UpdatedAt, nullIfEmpty(idem.Key), idem.RequestHash) // a nil hash is NULL
+	q.WriteString(` INSERT INTO order_items (order_id, line, pizza, size, quantity, unit_price_cents) VALUES `)
+	for i, it := range o.Items {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString("(?, ?, ?, ?, ?, ?)")
+		args = append(args, o.ID, i, it.Pizza, it.Size, it.Quantity, it.UnitPriceCents)
+	}
+	q.WriteString(`; INSERT INTO order_events (order_id, status, created_at) VALUES (?, ?, ?)`)
+	args = append(args, o.ID, o.Status, o.CreatedAt)
 	return s.inTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx,
-			`INSERT INTO orders (`+orderColumns+`, idempotency_key, request_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			o.ID, o.Status, o.Customer.Name, sealed[0], sealed[1], key, sealed[2], o.TotalCents,
-			o.CreatedAt, o.UpdatedAt, nullIfEmpty(idem.Key), idem.RequestHash) // a nil hash is NULL
+		_, err := tx.ExecContext(ctx, q.String(), args...)
 		if isDuplicate(err, "orders_idempotency_key") {
 			return order.ErrIdempotencyKeyTaken
 		}
 		if err != nil {
 			return fmt.Errorf("insert order: %w", err)
 		}
-		q := strings.Builder{}
-		q.WriteString(`INSERT INTO order_items (order_id, line, pizza, size, quantity, unit_price_cents) VALUES `)
-		args := make([]any, 0, 6*len(o.Items))
-		for i, it := range o.Items {
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString("(?, ?, ?, ?, ?, ?)")
-			args = append(args, o.ID, i, it.Pizza, it.Size, it.Quantity, it.UnitPriceCents)
-		}
-		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
-			return fmt.Errorf("insert items: %w", err)
-		}
-		return appendEvent(ctx, tx, o.ID, o.Status, o.CreatedAt)
+		return nil
 	})
 }
 
