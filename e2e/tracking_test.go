@@ -228,9 +228,15 @@ func TestGatewayRestartLosesNothing(t *testing.T) {
 	}
 	select {
 	case <-s.done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("stream still open after the gateway stopped")
+	case <-time.After(10 * time.Second):
+		t.Fatal("stream still open after the gateway began to stop: shutdown must end relayed streams")
 	}
+	eventually(t, 30*time.Second, func() error { // the old process is gone before the stack is started again
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			return fmt.Errorf("gateway (pid %d) still shutting down", pid)
+		}
+		return nil
+	})
 	// Meanwhile the kitchen goes on, straight on the order service (the gateway is down).
 	for _, st := range []string{"ACCEPTED", "BAKING"} {
 		req, _ := http.NewRequest("POST", fmt.Sprintf("http://127.0.0.1:%d/orders/%s/status", stack.Ports.Order, id),

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -16,8 +17,10 @@ import (
 //	GET /staff/api/events            every order's changes, for signed-in staff
 //
 // Both resume after Last-Event-ID (header, or last_event_id in the query). rt reaches the order service (the
-// sidecar upstream); it must not cap connections, since every open stream holds one.
-func MakeStreamHandler(mux *http.ServeMux, svc Service, staff *StaffAuth, orderURL *url.URL, rt http.RoundTripper) {
+// sidecar upstream); it must not cap connections, since every open stream holds one. shutdown ends every
+// relayed stream when the gateway stops, so it does not wait out its shutdown timeout on them; clients
+// reconnect with their last event ID.
+func MakeStreamHandler(mux *http.ServeMux, svc Service, staff *StaffAuth, orderURL *url.URL, rt http.RoundTripper, shutdown context.Context) {
 	relay := func(path func(*http.Request) string) *httputil.ReverseProxy {
 		return &httputil.ReverseProxy{
 			Rewrite: func(pr *httputil.ProxyRequest) {
@@ -45,15 +48,22 @@ func MakeStreamHandler(mux *http.ServeMux, svc Service, staff *StaffAuth, orderU
 			EncodeError(r.Context(), err, w)
 			return
 		}
-		sse.LiftDeadlines(w)
-		customer.ServeHTTP(w, r)
+		serveRelay(w, r, customer, shutdown)
 	})
 
 	all := relay(func(*http.Request) string { return "/events" })
 	mux.Handle("GET /staff/api/events", staff.Require(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sse.LiftDeadlines(w)
-		all.ServeHTTP(w, r)
+		serveRelay(w, r, all, shutdown)
 	})))
+}
+
+// serveRelay relays a stream until the client leaves, order ends it, or the gateway shuts down.
+func serveRelay(w http.ResponseWriter, r *http.Request, relay http.Handler, shutdown context.Context) {
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	defer context.AfterFunc(shutdown, cancel)()
+	sse.LiftDeadlines(w)
+	relay.ServeHTTP(w, r.WithContext(ctx))
 }
 
 // StreamTransport returns a transport for relaying streams: keep-alive, bounded dialing and waiting for the

@@ -142,7 +142,9 @@ func run(ctx context.Context, stderr io.Writer) error {
 	health.Register(mux)
 	mux.Handle("GET /metrics", promhttp.Handler())
 	gateway.MakeHTTPHandler(mux, endpoints, staff)
-	gateway.MakeStreamHandler(mux, svc, staff, orderURL, gateway.StreamTransport(upstream))
+	streams, endStreams := context.WithCancel(context.Background())
+	defer endStreams()
+	gateway.MakeStreamHandler(mux, svc, staff, orderURL, gateway.StreamTransport(upstream), streams)
 	handler := reqid.Middleware(httpserver.AccessLog(logger, reqid.FromContext, mux))
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
@@ -159,6 +161,7 @@ func run(ctx context.Context, stderr io.Writer) error {
 	return httpserver.Run(ctx, srv, ln, certs.TLSConfig(), cfg.HTTP.Config, logger, func() {
 		health.SetReady(false)
 		deregister()
+		endStreams() // clients reconnect with Last-Event-ID to another gateway or after the restart
 	})
 }
 
