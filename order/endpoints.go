@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/go-kit/kit/endpoint"
+	"github.com/pizzajoint/mesh/platform/kitmw"
 )
 
 // Endpoints collects the service's endpoints. On the server side each wraps a Service; on the client side
@@ -97,10 +98,10 @@ func (e Endpoints) ChangeStatus(ctx context.Context, id string, to Status) (Orde
 // Outcome classifies an endpoint's error for logs and metrics (see kitmw.Classify).
 func Outcome(err error) string {
 	if err == nil {
-		return "ok"
+		return kitmw.OutcomeOK
 	}
 	if status, _ := ErrorStatus(err); status < 500 {
-		return "client_error"
+		return kitmw.OutcomeClientError
 	}
-	return "server_error"
+	return kitmw.OutcomeServerError
 }

@@ -32,18 +32,22 @@ func Logging(logger *slog.Logger, classify Classify) func(name string) endpoint.
 				resp, err := next(ctx, req)
 				outcome := classify(err)
 				level := slog.LevelDebug
+				switch outcome {
+				case OutcomeClientError:
+					level = slog.LevelInfo
+				case OutcomeServerError:
+					level = slog.LevelError
+				}
+				if !logger.Enabled(ctx, level) {
+					return resp, err // a successful call logs at Debug: build nothing when that is off
+				}
 				attrs := []slog.Attr{
 					slog.String("endpoint", name),
 					slog.String("request_id", reqid.FromContext(ctx)),
 					slog.Duration("took", time.Since(start)),
 					slog.String("outcome", outcome),
 				}
-				switch outcome {
-				case OutcomeClientError:
-					level = slog.LevelInfo
-					attrs = append(attrs, slog.String("err", err.Error()))
-				case OutcomeServerError:
-					level = slog.LevelError
+				if err != nil {
 					attrs = append(attrs, slog.String("err", err.Error()))
 				}
 				logger.LogAttrs(ctx, level, "endpoint call", attrs...)

@@ -130,12 +130,17 @@ func (s *Source) Revoke(ctx context.Context) error {
 
 // WaitReady blocks until credentials are at hand or ctx ends (for one-shot commands).
 func (s *Source) WaitReady(ctx context.Context) error {
-	t := time.NewTicker(100 * time.Millisecond)
+	return waitUntil(ctx, "no database credentials from vault", func() bool { return s.Ready(ctx) == nil })
+}
+
+// waitUntil polls done until it holds or ctx ends; what names the failure.
+func waitUntil(ctx context.Context, what string, done func() bool) error {
+	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
-	for s.Ready(ctx) != nil {
+	for !done() {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("no database credentials from vault: %w", ctx.Err())
+			return fmt.Errorf("%s: %w", what, ctx.Err())
 		case <-t.C:
 		}
 	}
@@ -290,30 +295,12 @@ func (s *Source) TokenRejected() {
 func (s *Source) Relogin(ctx context.Context) error {
 	n := s.logins.Load()
 	s.TokenRejected()
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	for s.logins.Load() == n || !s.loggedIn.Load() {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("log in to vault again: %w", ctx.Err())
-		case <-t.C:
-		}
-	}
-	return nil
+	return waitUntil(ctx, "log in to vault again", func() bool { return s.logins.Load() > n && s.loggedIn.Load() })
 }
 
 // WaitLoggedIn blocks until the Source holds a live token or ctx ends.
 func (s *Source) WaitLoggedIn(ctx context.Context) error {
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	for !s.loggedIn.Load() {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("not logged in to vault: %w", ctx.Err())
-		case <-t.C:
-		}
-	}
-	return nil
+	return waitUntil(ctx, "not logged in to vault", s.loggedIn.Load)
 }
 
 // IsForbidden reports whether err is Vault refusing the request's token.
