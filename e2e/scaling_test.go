@@ -67,6 +67,7 @@ func TestOrderReplicaStopLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() {
+		waitExited(t, pid)
 		if out, err := stack.Script(5*time.Minute, "stack.sh", "start"); err != nil {
 			t.Errorf("restart replica 1: %v\n%s", err, out)
 		}

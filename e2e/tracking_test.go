@@ -231,12 +231,7 @@ func TestGatewayRestartLosesNothing(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("stream still open after the gateway began to stop: shutdown must end relayed streams")
 	}
-	eventually(t, 30*time.Second, func() error { // the old process is gone before the stack is started again
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
-			return fmt.Errorf("gateway (pid %d) still shutting down", pid)
-		}
-		return nil
-	})
+	waitExited(t, pid)
 	// Meanwhile the kitchen goes on, straight on the order service (the gateway is down).
 	for _, st := range []string{"ACCEPTED", "BAKING"} {
 		req, _ := http.NewRequest("POST", fmt.Sprintf("http://127.0.0.1:%d/orders/%s/status", stack.Ports.Order, id),
@@ -298,6 +293,18 @@ func TestStreamsRefuseWithoutCredentials(t *testing.T) {
 			}
 		})
 	}
+}
+
+// waitExited waits until a stopped process is gone, so that starting the stack again starts a new one
+// rather than finding the old one still draining.
+func waitExited(t *testing.T, pid int) {
+	t.Helper()
+	eventually(t, 30*time.Second, func() error {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			return fmt.Errorf("pid %d still shutting down", pid)
+		}
+		return nil
+	})
 }
 
 // ulidLike returns another valid order ID (its last character changed).
