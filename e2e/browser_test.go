@@ -28,7 +28,7 @@ func TestStaffBoardInBrowser(t *testing.T) {
 		// A missing browser fails rather than skips: a skipped UI test would pass CI with the page untested.
 		t.Fatalf("the staff portal test needs Chromium at %s (make deps installs it): %v", chromiumPath, err)
 	}
-	token := stack.StaffToken(t, "browser-test")
+	token := remember(stack.StaffToken(t, "browser-test"))
 
 	pin, err := gatewayKeyPin()
 	if err != nil {

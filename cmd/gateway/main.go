@@ -29,6 +29,7 @@ import (
 	"github.com/pizzajoint/mesh/platform/reqid"
 	"github.com/pizzajoint/mesh/platform/tlsreload"
 	"github.com/pizzajoint/mesh/platform/tokenhash"
+	sidecar "github.com/pizzajoint/mesh/platform/upstream"
 	"github.com/pizzajoint/mesh/platform/vaultcreds"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -61,6 +62,8 @@ type config struct {
 	}
 	Consul struct {
 		Addr string `conf:"help:Consul agent address like http://127.0.0.1:8500 (empty: no mesh)"`
+		// TokenFile holds this instance's Consul token (service identity), delivered by meshctl.
+		TokenFile string `conf:"help:file holding this instance's Consul ACL token"`
 	}
 	// Vault is where staff token hashes come from (KV); without a role_id file staff sign-in is off.
 	Vault vaultcreds.Config
@@ -112,7 +115,10 @@ func run(ctx context.Context, stderr io.Writer) error {
 	go certs.Run(ctx)
 
 	upstream := upstreamTransport(cfg.Order.MaxConns, cfg.Order.Timeout)
-	orders, err := order.NewHTTPClient(cfg.Order.URL, &http.Client{Transport: upstream})
+	// A sidecar restarting (a token rotation) or an order instance going away drops connections before any
+	// answer: such a call is sent again on a fresh connection when that cannot create a second order.
+	retrying := &sidecar.Retry{Next: upstream, Attempts: 6, Backoff: 50 * time.Millisecond, Logger: logger}
+	orders, err := order.NewHTTPClient(cfg.Order.URL, &http.Client{Transport: retrying})
 	if err != nil {
 		return err
 	}
@@ -151,11 +157,12 @@ func run(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	deregister, err := register(ctx, cfg, ln.Addr().String(), logger)
+	keepRegistered, deregister, err := register(ctx, cfg, ln.Addr().String(), logger)
 	if err != nil {
 		ln.Close()
 		return err
 	}
+	go keepRegistered() // joined by deregister
 	health.SetReady(true)
 	srv := httpserver.New(cfg.HTTP.Config, handler, logger)
 	return httpserver.Run(ctx, srv, ln, certs.TLSConfig(), cfg.HTTP.Config, logger, func() {
@@ -166,25 +173,26 @@ func run(ctx context.Context, stderr io.Writer) error {
 }
 
 // register adds this instance to Consul with a sidecar whose upstream "order" listens where Order.URL points.
-func register(ctx context.Context, cfg config, listenAddr string, logger *slog.Logger) (func(), error) {
+func register(ctx context.Context, cfg config, listenAddr string, logger *slog.Logger) (keep, deregister func(), err error) {
 	if cfg.Consul.Addr == "" {
 		logger.Warn("no Consul address: not registering, no mesh; order is called directly", "order_url", cfg.Order.URL)
-		return func() {}, nil
+		return func() {}, func() {}, nil
 	}
 	host, port, err := consulreg.HostPort(listenAddr)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	u, err := url.Parse(cfg.Order.URL)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	_, upstreamPort, err := consulreg.HostPort(u.Host)
 	if err != nil {
-		return nil, fmt.Errorf("order URL %q must name the sidecar upstream's port: %w", cfg.Order.URL, err)
+		return nil, nil, fmt.Errorf("order URL %q must name the sidecar upstream's port: %w", cfg.Order.URL, err)
 	}
 	return consulreg.Join(ctx, cfg.Consul.Addr, consulreg.Instance{
 		ID: cmp.Or(cfg.Service.ID, consulreg.DefaultID("gateway", port)), Name: "gateway", Address: host, Port: port,
+		TokenFile: cfg.Consul.TokenFile,
 		CheckURL:  fmt.Sprintf("https://%s/health/readyz", net.JoinHostPort(host, strconv.Itoa(port))),
 		Upstreams: []consulreg.Upstream{{Service: "order", LocalPort: upstreamPort}},
 	}, logger)
