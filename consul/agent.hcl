@@ -23,12 +23,12 @@ acl {
   enable_token_persistence = true
 }
 
-# The HTTP API listens on a unix socket only (scripts/stack.sh sets its path, owner and mode): services and
-# sidecars of the mesh's group reach it, no other local user and nothing on the network does. Why not a
-# loopback port: the agent's leaf-certificate cache answers /v1/agent/connect/ca/leaf/<service> from cache
-# without checking the caller's token once a sidecar holds that certificate, so any local process could take
-# a service's identity. Operators reach the UI and API over HTTPS through `meshctl serve-ui`, which refuses that
-# path. No DNS, and no gRPC (the built-in proxy uses the HTTP API; Envoy is not used here).
+# The HTTP API listens on a unix socket only root may open (scripts/stack.sh sets its path, owner and mode); no
+# loopback port. Why: the agent answers /v1/agent/connect/ca/leaf/<service> from a cache keyed by service name
+# without checking the caller's token once a sidecar holds that certificate, so any process that reaches the API
+# could take a running service's identity. Each service's user reaches the agent through a front that passes its
+# own service's leaf only, and operators reach the UI over HTTPS through a front that passes none
+# (`meshctl serve-front`). No DNS, and no gRPC (the built-in proxy uses the HTTP API; Envoy is not used here).
 ports {
   dns      = -1
   grpc     = -1

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -51,8 +52,13 @@ func consulEndpoints(t *testing.T) map[string]string {
 	}
 }
 
+// frontAddr is the socket through which service's user reaches the agent.
+func frontAddr(service string) string {
+	return "unix://" + filepath.Join(stack.Dir, "consul-"+service+".sock")
+}
+
 // The agent's HTTP API is not on any TCP port: the consul process listens only on its server and serf ports,
-// on loopback. Its unix socket opens for the mesh's group only: another local user is refused.
+// on loopback. Its unix socket is root's; each service's user opens only its own front.
 func TestConsulAgentHasNoTCPAPI(t *testing.T) {
 	pid, err := stack.Pid("consul")
 	if err != nil {
@@ -74,21 +80,25 @@ func TestConsulAgentHasNoTCPAPI(t *testing.T) {
 	if !slices.Equal(slices.Compact(ports), want) {
 		t.Errorf("consul listens on TCP ports %v; want only its server and serf ports %v", ports, want)
 	}
-	sock := strings.TrimPrefix(stack.ConsulAddr, "unix://")
-	ask := func(user string) error {
-		cmd := exec.Command("setpriv", "--reuid="+user, "--regid="+user, "--init-groups", "--",
-			"curl", "-sS", "-o", "/dev/null", "--unix-socket", sock, "http://consul/v1/status/leader")
+	ask := func(user, addr string) error {
+		cmd := exec.Command("setpriv", "--reuid="+user, "--regid="+user, "--clear-groups", "--",
+			"curl", "-sS", "-o", "/dev/null", "--unix-socket", strings.TrimPrefix(addr, "unix://"), "http://consul/v1/status/leader")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("%v: %s", err, out)
 		}
 		return nil
 	}
-	if err := ask("pizza-order"); err != nil {
-		t.Fatalf("order's user opening the agent's socket: %v (positive control)", err)
+	if err := ask("pizza-order", frontAddr("order")); err != nil {
+		t.Fatalf("order's user opening its own front: %v (positive control)", err)
 	}
-	if err := ask("nobody"); err == nil {
-		t.Errorf("user nobody opened the agent's socket")
+	for _, c := range []struct{ user, addr string }{
+		{"pizza-order", stack.ConsulAddr}, {"pizza-gateway", stack.ConsulAddr}, {"nobody", stack.ConsulAddr},
+		{"pizza-gateway", frontAddr("order")}, {"pizza-order", frontAddr("gateway")}, {"nobody", frontAddr("order")},
+	} {
+		if err := ask(c.user, c.addr); err == nil {
+			t.Errorf("user %s opened %s", c.user, c.addr)
+		}
 	}
 }
 
@@ -100,14 +110,22 @@ func consulCall(t *testing.T, base, token, method, path string, body any) (int, 
 		b, _ := json.Marshal(body)
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(method, base+path, rd)
+	client, url := trustingCA(t), base+path
+	if sock, ok := strings.CutPrefix(base, "unix://"); ok {
+		client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+			}}}
+		url = "http://consul" + path
+	}
+	req, err := http.NewRequest(method, url, rd)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if token != "" {
 		req.Header.Set("X-Consul-Token", token)
 	}
-	resp, err := trustingCA(t).Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s%s: %v", method, base, path, err)
 	}
@@ -186,26 +204,29 @@ func operatorConsulToken(t *testing.T) string {
 	return operatorToken
 }
 
-// Each instance's token is its service's identity and nothing more: order's token gets order's certificate
-// but not gateway's, and cannot write intentions.
+// Each instance's token is its service's identity and nothing more, asked where the service asks (its front):
+// order's token gets order's certificate but not gateway's, and cannot write intentions or register gateway.
 func TestServiceTokenIsItsOwnIdentityOnly(t *testing.T) {
-	order := instanceToken(t, "order-1")
-	if status, body := consulCall(t, stack.ConsulAddr, order, "GET", "/v1/agent/connect/ca/leaf/order", nil); status != 200 {
+	order, gateway := instanceToken(t, "order-1"), instanceToken(t, "gateway-1")
+	if gateway == order || instanceToken(t, "order-2") == order {
+		t.Fatal("two instances share a Consul token")
+	}
+	if status, body := consulCall(t, frontAddr("order"), order, "GET", "/v1/agent/connect/ca/leaf/order", nil); status != 200 {
 		t.Fatalf("order's token asking for order's own leaf: %d %.200s; want 200 (positive control)", status, body)
 	}
-	if status, body := consulCall(t, stack.ConsulAddr, order, "GET", "/v1/agent/connect/ca/leaf/gateway", nil); status != http.StatusForbidden {
+	if status, body := consulCall(t, frontAddr("order"), order, "GET", "/v1/agent/connect/ca/leaf/gateway", nil); status != http.StatusForbidden {
 		t.Errorf("order's token asking for gateway's leaf: %d %.200s; want 403", status, body)
 	}
 	intention := map[string]any{"Kind": "service-intentions", "Name": "gateway",
 		"Sources": []map[string]any{{"Name": "order", "Action": "allow"}}}
-	if status, body := consulCall(t, stack.ConsulAddr, order, "PUT", "/v1/config", intention); status != http.StatusForbidden {
+	if status, body := consulCall(t, frontAddr("order"), order, "PUT", "/v1/config", intention); status != http.StatusForbidden {
 		t.Errorf("order's token writing an intention: %d %.200s; want 403", status, body)
 	}
-	gateway := instanceToken(t, "gateway-1")
-	if gateway == order {
-		t.Fatal("gateway and order share a Consul token")
+	impostor := map[string]any{"ID": "gateway-9", "Name": "gateway", "Port": 1}
+	if status, body := consulCall(t, frontAddr("order"), order, "PUT", "/v1/agent/service/register", impostor); status != http.StatusForbidden {
+		t.Errorf("order's token registering a gateway: %d %.200s; want 403", status, body)
 	}
-	if status, _ := consulCall(t, stack.ConsulAddr, gateway, "GET", "/v1/agent/connect/ca/leaf/order", nil); status != http.StatusForbidden {
+	if status, _ := consulCall(t, frontAddr("gateway"), gateway, "GET", "/v1/agent/connect/ca/leaf/order", nil); status != http.StatusForbidden {
 		t.Errorf("gateway's token asking for order's leaf: %d; want 403", status)
 	}
 }
@@ -246,7 +267,7 @@ var vaultTokenShape = regexp.MustCompile(`^(hv[sb]\.[A-Za-z0-9_-]{20,}|s\.[A-Za-
 func TestNoRootTokenInState(t *testing.T) {
 	var looked []string
 	err := filepath.WalkDir(stack.Dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+		if err != nil || !d.Type().IsRegular() {
 			return err
 		}
 		if strings.Contains(path, string(filepath.Separator)+"mariadb"+string(filepath.Separator)) ||
@@ -315,13 +336,42 @@ func TestWrappedSecretIDUnwrapsOnce(t *testing.T) {
 	if again, err := anon.Logical().Unwrap(wrapped); err == nil {
 		t.Errorf("second unwrap succeeded: %v", again)
 	}
-	// Retire the probe's secret_id: deliver destroys an instance's earlier ones.
-	t.Cleanup(func() {
-		acc, _ := vaultOperator(t).Logical().Write("auth/approle/role/order/secret-id/lookup", map[string]any{"secret_id": sec.Data["secret_id"]})
-		if acc != nil {
-			_, _ = vaultOperator(t).Logical().Write("auth/approle/role/order/secret-id-accessor/destroy",
-				map[string]any{"secret_id_accessor": acc.Data["secret_id_accessor"]})
+	// Retire the probe's secret_id, as the runbook would.
+	for _, acc := range secretIDAccessorsOf(t, "probe-1") {
+		if _, err := vaultOperator(t).Logical().Write("auth/approle/role/order/secret-id-accessor/destroy",
+			map[string]any{"secret_id_accessor": acc}); err != nil {
+			t.Error(err)
 		}
+	}
+}
+
+// A registration the agent lost comes back by itself within seconds: each service checks every
+// consulreg.HealInterval that the agent still has it, and registers again (its sidecar's with it).
+func TestLostRegistrationComesBack(t *testing.T) {
+	order := consulAs(t, frontAddr("order"), instanceToken(t, "order-2"))
+	if err := order.Agent().ServiceDeregister("order-2"); err != nil {
+		t.Fatal(err)
+	}
+	lost := time.Now()
+	healsBefore := countLogLines(t, "order-2", "consul agent lost this instance's registration; registering again")
+	eventually(t, 15*time.Second, func() error {
+		for _, id := range []string{"order-2", "order-2-sidecar-proxy"} {
+			if _, _, err := consul(t).Agent().Service(id, nil); err != nil {
+				return fmt.Errorf("%s: %v", id, err)
+			}
+		}
+		return nil
+	})
+	t.Logf("order-2 and its sidecar registered again %s after the agent lost them", time.Since(lost).Round(100*time.Millisecond))
+	if countLogLines(t, "order-2", "consul agent lost this instance's registration; registering again") <= healsBefore {
+		t.Errorf("order-2's log does not say it registered again: something else brought the registration back")
+	}
+	eventually(t, 30*time.Second, func() error {
+		entries, _, err := consul(t).Health().Service("order", "", true, nil)
+		if err != nil || len(entries) < 2 {
+			return fmt.Errorf("%d passing order instances (%v); want 2", len(entries), err)
+		}
+		return nil
 	})
 }
 

@@ -16,10 +16,11 @@ import (
 )
 
 // secretsOf lists every secret value the stack holds in files: the operator's token and the unseal key, and
-// each instance's role_id, wrapped secret_id and Consul token. None may appear in a log or on a command line.
+// each instance's wrapped secret_id and Consul token. None may appear in a log or on a command line. (A role_id
+// is AppRole's identifier, not its secret: Vault itself logs it as the name of the login's identity alias.)
 func secretsOf(s *stacktest.Stack) (map[string]string, error) {
 	files := []string{filepath.Join(s.Dir, "vault", "operator-token"), filepath.Join(s.Dir, "vault", "unseal-key")}
-	for _, name := range []string{"role-id", "secret-id", "consul-token"} {
+	for _, name := range []string{"secret-id", "consul-token"} {
 		found, _ := filepath.Glob(filepath.Join(s.Dir, "credentials", "*", name))
 		files = append(files, found...)
 	}

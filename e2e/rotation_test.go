@@ -138,16 +138,29 @@ func adminPasswordHash(t *testing.T) string {
 	return hash
 }
 
-// secretIDAccessors lists the accessors of order's live secret_ids.
+// secretIDAccessors lists the accessors of the secret_ids delivered to order's replicas.
 func secretIDAccessors(t *testing.T) []string {
+	return append(secretIDAccessorsOf(t, "order-1"), secretIDAccessorsOf(t, "order-2")...)
+}
+
+// secretIDAccessorsOf lists the accessors of the live secret_ids of AppRole order delivered to instance.
+func secretIDAccessorsOf(t *testing.T, instance string) []string {
 	t.Helper()
-	sec, err := vaultOperator(t).Logical().List("auth/approle/role/order/secret-id")
+	v := vaultOperator(t)
+	sec, err := v.Logical().List("auth/approle/role/order/secret-id")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []string
-	if sec != nil {
-		for _, k := range sec.Data["keys"].([]any) {
+	if sec == nil {
+		return nil
+	}
+	for _, k := range sec.Data["keys"].([]any) {
+		info, err := v.Logical().Write("auth/approle/role/order/secret-id-accessor/lookup", map[string]any{"secret_id_accessor": k})
+		if err != nil || info == nil {
+			continue
+		}
+		if md, _ := info.Data["metadata"].(map[string]any); md["instance"] == instance {
 			out = append(out, k.(string))
 		}
 	}
@@ -283,13 +296,8 @@ func checkNewGatewayCertServed(t *testing.T, before rotationState) {
 
 func activeConnectRoot(t *testing.T) string {
 	t.Helper()
-	resp, err := http.Get(stack.ConsulAddr + "/v1/connect/ca/roots")
+	roots, _, err := consul(t).Connect().CARoots(nil)
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var roots struct{ ActiveRootID string }
-	if err := json.NewDecoder(resp.Body).Decode(&roots); err != nil {
 		t.Fatal(err)
 	}
 	return roots.ActiveRootID

@@ -52,7 +52,7 @@ rewrap_pii() {
     export ORDER_DB_ADDR="127.0.0.1:$MYSQL_PORT" ORDER_VAULT_ADDR="$VAULT_ADDR" ORDER_VAULT_CA_CERT="$VAULT_CACERT" \
       ORDER_VAULT_ROLE=order ORDER_VAULT_ROLE_ID_FILE="$dir/role-id" ORDER_VAULT_SECRET_ID_FILE="$dir/secret-id"
     if ((SERVICE_USERS)); then
-      setpriv --reuid="$ORDER_USER" --regid="$ORDER_USER" --init-groups -- "$BIN_DIR/order" rewrap-pii
+      setpriv --reuid="$ORDER_USER" --regid="$ORDER_USER" --clear-groups -- "$BIN_DIR/order" rewrap-pii
     else
       "$BIN_DIR/order" rewrap-pii
     fi

@@ -17,8 +17,8 @@ CONSUL_SERF_LAN_PORT="${CONSUL_SERF_LAN_PORT:-8301}"
 CONSUL_SERF_WAN_PORT="${CONSUL_SERF_WAN_PORT:-8302}"
 CONSUL_SIDECAR_MIN_PORT="${CONSUL_SIDECAR_MIN_PORT:-21000}"
 CONSUL_SIDECAR_MAX_PORT="${CONSUL_SIDECAR_MAX_PORT:-21255}"
-# The agent's HTTP API is a unix socket that only the mesh's group (the services' users) may open; see
-# consul/agent.hcl for why not a loopback port. The UI and API for operators are served over HTTPS with the
+# The agent's HTTP API is a unix socket only root may open; each service user reaches it through a front of its
+# own (consul-<service>.sock), see consul/agent.hcl for why. The UI and API for operators are served over HTTPS with the
 # project's CA on CONSUL_HTTPS_BIND by `meshctl serve-ui`; ACLs (default deny) refuse anything without a token.
 # The server and serf ports stay on loopback; DNS and gRPC are off.
 CONSUL_HTTPS_PORT="${CONSUL_HTTPS_PORT:-8501}"
@@ -47,6 +47,5 @@ OPERATOR_TOKEN_FILE="$VAULT_DIR/operator-token"
 if [[ "$(id -u)" == 0 ]]; then SERVICE_USERS="${SERVICE_USERS:-1}"; else SERVICE_USERS=0; fi
 ORDER_USER="${ORDER_USER:-pizza-order}"
 GATEWAY_USER="${GATEWAY_USER:-pizza-gateway}"
-MESH_GROUP="${MESH_GROUP:-pizza-mesh}" # may open the Consul agent's socket
 GATEWAY_PORT="${GATEWAY_ADDR##*:}"
 ORDER_URL="http://$ORDER_ADDR"

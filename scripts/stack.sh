@@ -26,21 +26,19 @@ setup() {
   CURL="$("$SCRIPTS_DIR/tools.sh" ensure curl)"
   "$SCRIPTS_DIR/tools.sh" ensure mariadb >/dev/null
   if ((SERVICE_USERS)); then
-    getent group "$MESH_GROUP" >/dev/null || groupadd --system "$MESH_GROUP" || die "could not create the group $MESH_GROUP"
     ensure_user "$ORDER_USER"
     ensure_user "$GATEWAY_USER"
+  else
+    ORDER_USER="$(id -un)" GATEWAY_USER="$(id -un)"
   fi
 }
 
-# ensure_user NAME: a system user with no login and no home, for one service, in the mesh's group (which may
-# open the Consul agent's socket).
+# ensure_user NAME: a system user with no login and no home, for one service.
 ensure_user() {
-  if ! id -u "$1" >/dev/null 2>&1; then
-    useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$1" ||
-      die "could not create the system user $1"
-    log "created system user $1"
-  fi
-  id -nG "$1" | tr ' ' '\n' | grep -qx "$MESH_GROUP" || usermod -a -G "$MESH_GROUP" "$1"
+  id -u "$1" >/dev/null 2>&1 && return 0
+  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$1" ||
+    die "could not create the system user $1"
+  log "created system user $1"
 }
 
 # spawn NAME USER CMD...: CMD detached in its own session as USER (survives this script and its Ctrl-C), log and
@@ -48,7 +46,7 @@ ensure_user() {
 spawn() {
   local name="$1" user="$2"; shift 2
   if ((SERVICE_USERS)) && [[ "$user" != root ]]; then
-    setsid setpriv --reuid="$user" --regid="$user" --init-groups -- "$@" </dev/null >>"$LOG_DIR/$name.log" 2>&1 &
+    setsid setpriv --reuid="$user" --regid="$user" --clear-groups -- "$@" </dev/null >>"$LOG_DIR/$name.log" 2>&1 &
   else
     setsid "$@" </dev/null >>"$LOG_DIR/$name.log" 2>&1 &
   fi
@@ -121,9 +119,9 @@ addresses {
   http = "unix://$CONSUL_SOCKET"
 }
 unix_sockets {
-  user  = "0"
-  group = "$(getent group "$MESH_GROUP" | cut -d: -f3 || id -g)"
-  mode  = "$( ((SERVICE_USERS)) && echo 660 || echo 600)"
+  user  = "$(id -u)"
+  group = "$(id -g)"
+  mode  = "600"
 }
 ports {
   server           = $CONSUL_SERVER_PORT
@@ -149,17 +147,32 @@ start_consul() {
 }
 
 ui_answers() { "$CURL" -fsS --cacert "$CERTS_DIR/ca.pem" -o /dev/null "https://localhost:$CONSUL_HTTPS_PORT/v1/status/leader"; }
+front_answers() { "$CURL" -fsS --unix-socket "$1" -o /dev/null "http://consul/v1/status/leader"; }
 
-# start_consul_ui: the operators' HTTPS front for Consul's UI and API (meshctl serve-ui), on CONSUL_HTTPS_BIND.
-start_consul_ui() {
-  if running consul-ui; then log "Consul UI front already running (pid $(cat "$PID_DIR/consul-ui.pid"))"; return 0; fi
-  need_port consul-https "$CONSUL_HTTPS_PORT"
+# Fronts of the agent's API (meshctl serve-front; consul/agent.hcl and cmd/meshctl/front.go say why): one unix
+# socket per service user, passing that service's leaf certificate only, and the operators' HTTPS UI.
+consul_addr_of() { echo "unix://$STATE_DIR/consul-$1.sock"; }
+
+start_front() {
+  local name="$1"; shift
+  if running "$name"; then log "$name already running (pid $(cat "$PID_DIR/$name.pid"))"; return 0; fi
   (
     meshctl_env
-    export MESHCTL_UI_ADDR="$CONSUL_HTTPS_BIND:$CONSUL_HTTPS_PORT" \
-      MESHCTL_UI_CERT_FILE="$CERTS_DIR/consul.pem" MESHCTL_UI_KEY_FILE="$CERTS_DIR/consul-key.pem"
-    spawn consul-ui root "$BIN_DIR/meshctl" serve-ui
+    export "$@"
+    spawn "$name" root "$BIN_DIR/meshctl" serve-front
   )
+}
+
+start_consul_fronts() {
+  local svc user
+  for svc in order gateway; do
+    user="$ORDER_USER"; [[ "$svc" == gateway ]] && user="$GATEWAY_USER"
+    start_front "consul-front-$svc" MESHCTL_FRONT_LISTEN="$(consul_addr_of "$svc")" MESHCTL_FRONT_OWNER="$user" MESHCTL_FRONT_LEAF_FOR="$svc"
+    wait_for "consul front for $svc" "$STACK_TIMEOUT" "$LOG_DIR/consul-front-$svc.log" front_answers "$STATE_DIR/consul-$svc.sock"
+  done
+  running consul-ui || need_port consul-https "$CONSUL_HTTPS_PORT"
+  start_front consul-ui MESHCTL_FRONT_LISTEN="$CONSUL_HTTPS_BIND:$CONSUL_HTTPS_PORT" \
+    MESHCTL_FRONT_CERT_FILE="$CERTS_DIR/consul.pem" MESHCTL_FRONT_KEY_FILE="$CERTS_DIR/consul-key.pem"
   wait_for "Consul UI on https://localhost:$CONSUL_HTTPS_PORT" "$STACK_TIMEOUT" "$LOG_DIR/consul-ui.log" ui_answers
 }
 
@@ -247,7 +260,7 @@ run_migrations() {
       ORDER_VAULT_ADDR="$VAULT_ADDR" ORDER_VAULT_CA_CERT="$VAULT_CACERT" ORDER_VAULT_ROLE=order-migrate \
       ORDER_VAULT_DB_ROLE=order-migrate ORDER_VAULT_ROLE_ID_FILE="$dir/role-id" ORDER_VAULT_SECRET_ID_FILE="$dir/secret-id"
     if ((SERVICE_USERS)); then
-      setpriv --reuid="$ORDER_USER" --regid="$ORDER_USER" --init-groups -- "$BIN_DIR/order" migrate
+      setpriv --reuid="$ORDER_USER" --regid="$ORDER_USER" --clear-groups -- "$BIN_DIR/order" migrate
     else
       "$BIN_DIR/order" migrate
     fi
@@ -279,7 +292,7 @@ start_order_replica() {
       ORDER_VAULT_ADDR="$VAULT_ADDR" ORDER_VAULT_CA_CERT="$VAULT_CACERT" ORDER_VAULT_ROLE=order ORDER_VAULT_DB_ROLE=order \
       ORDER_VAULT_ROLE_ID_FILE="$dir/role-id" ORDER_VAULT_SECRET_ID_FILE="$dir/secret-id"
     if mesh_enabled; then
-      export ORDER_CONSUL_ADDR="$CONSUL_HTTP_ADDR" ORDER_CONSUL_TOKEN_FILE="$dir/consul-token" ORDER_SERVICE_ID="$id"
+      export ORDER_CONSUL_ADDR="$(consul_addr_of order)" ORDER_CONSUL_TOKEN_FILE="$dir/consul-token" ORDER_SERVICE_ID="$id"
     fi
     log "starting $name on $addr (log: $LOG_DIR/$name.log)"
     spawn "$name" "$ORDER_USER" "$BIN_DIR/order" serve
@@ -319,7 +332,7 @@ start_gateway() {
       GATEWAY_VAULT_ROLE_ID_FILE="$dir/role-id" GATEWAY_VAULT_SECRET_ID_FILE="$dir/secret-id"
     if mesh_enabled; then
       export GATEWAY_ORDER_URL="http://127.0.0.1:$ORDER_UPSTREAM_PORT" \
-        GATEWAY_CONSUL_ADDR="$CONSUL_HTTP_ADDR" GATEWAY_CONSUL_TOKEN_FILE="$dir/consul-token" GATEWAY_SERVICE_ID="$GATEWAY_SERVICE_ID"
+        GATEWAY_CONSUL_ADDR="$(consul_addr_of gateway)" GATEWAY_CONSUL_TOKEN_FILE="$dir/consul-token" GATEWAY_SERVICE_ID="$GATEWAY_SERVICE_ID"
     else
       export GATEWAY_ORDER_URL="$ORDER_URL" # no mesh (the bench's "direct" setup): straight to order on loopback
     fi
@@ -343,7 +356,8 @@ listening() { ! port_free 127.0.0.1 "$1"; }
 # passing_in_consul ID: the agent's health of instance ID (and, for ID-sidecar-proxy, of its sidecar) is passing.
 passing_in_consul() { consul_as "${1%-sidecar-proxy}" "/v1/agent/health/service/id/$1" >/dev/null; }
 
-# user_of ID: the OS user a service instance (and its sidecar) runs as.
+# service_of ID, user_of ID: the service and the OS user of an instance (and of its sidecar).
+service_of() { if [[ "$1" == gateway* ]]; then echo gateway; else echo order; fi; }
 user_of() { if [[ "$1" == gateway* ]]; then echo "$GATEWAY_USER"; else echo "$ORDER_USER"; fi; }
 
 start_sidecar() {
@@ -354,7 +368,7 @@ start_sidecar() {
   log "starting Connect sidecar for $id with its token (log: $LOG_DIR/$name.log)"
   (
     export CONSUL_HTTP_TOKEN_FILE="$CREDS_DIR/$id/consul-token"
-    spawn "$name" "$(user_of "$id")" "$CONSUL" connect proxy -sidecar-for "$id" -http-addr="$CONSUL_HTTP_ADDR"
+    spawn "$name" "$(user_of "$id")" "$CONSUL" connect proxy -sidecar-for "$id" -http-addr="$(consul_addr_of "$(service_of "$id")")"
   )
   port="$(sidecar_port "$id")"
   wait_for "$name public listener on :$port" "$STACK_TIMEOUT" "$LOG_DIR/$name.log" listening "$port"
@@ -414,7 +428,7 @@ cmd_start() {
   start_consul
   start_vault
   bootstrap
-  start_consul_ui
+  start_consul_fronts
   if [[ "$STACK_SERVICES" == 1 ]]; then start_services; fi
   print_summary
 }
@@ -443,7 +457,7 @@ cmd_stop() {
   done
   # Further order replicas, and any other sidecar a previous run left (other service ids).
   for f in "$PID_DIR"/sidecar-*.pid "$PID_DIR"/order-*.pid; do [[ -e "$f" ]] && stop_pidfile "$(basename "$f" .pid)" "$f"; done
-  stop_pidfile consul-ui "$PID_DIR/consul-ui.pid"
+  for name in consul-ui consul-front-order consul-front-gateway; do stop_pidfile "$name" "$PID_DIR/$name.pid"; done
   stop_pidfile vault "$PID_DIR/vault.pid"
   stop_pidfile consul "$PID_DIR/consul.pid"
   "$SCRIPTS_DIR/mariadb.sh" stop "$STATE_DIR/mariadb"
@@ -460,7 +474,7 @@ cmd_status() {
     name="$(basename "$f" .pid)"
     [[ -e "$f" && "$name" != "sidecar-$ORDER_SERVICE_ID" && "$name" != "sidecar-$GATEWAY_SERVICE_ID" ]] && replicas+=("$name")
   done
-  for name in mariadb consul consul-ui vault order gateway "sidecar-$ORDER_SERVICE_ID" "sidecar-$GATEWAY_SERVICE_ID" "${replicas[@]}"; do
+  for name in mariadb consul consul-front-order consul-front-gateway consul-ui vault order gateway "sidecar-$ORDER_SERVICE_ID" "sidecar-$GATEWAY_SERVICE_ID" "${replicas[@]}"; do
     f="$PID_DIR/$name.pid"
     [[ "$name" == mariadb ]] && f="$STATE_DIR/mariadb/mariadbd.pid"
     if pid_alive "$f"; then state="running (pid $(cat "$f"))"; else state="stopped"; rc=3; fi

@@ -9,7 +9,8 @@
 //	meshctl token staff NAME          a staff bearer token (printed once; Vault keeps its hash)
 //	meshctl token consul-ui           a read-only Consul token to log in to the UI (leased from Vault, 8 h)
 //	meshctl token consul-operator     a Consul token for the runbook's consul CLI (leased from Vault, 1 h)
-//	meshctl serve-ui                  the operators' HTTPS front for Consul's UI and API (MESHCTL_UI_*)
+//	meshctl serve-front               a front of the Consul agent's API (MESHCTL_FRONT_*): a service user's
+//	                                  unix socket, or the operators' HTTPS UI; see front.go for why
 //	meshctl operator-token            break glass: read a root token (from `vault operator generate-root`) on
 //	                                  stdin, write a new operator token, revoke the root token
 //
@@ -48,7 +49,7 @@ type config struct {
 		Dir     string `conf:"help:the instance's credentials folder"`
 		Consul  bool   `conf:"default:false,help:the instance registers with Consul and gets a Consul token"`
 	}
-	UI uiConfig
+	Front frontConfig
 }
 
 func main() {
@@ -92,8 +93,8 @@ func run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 		return p.Bootstrap(ctx)
 	case "unseal":
 		return p.Unseal(ctx)
-	case "serve-ui":
-		return serveUI(ctx, cfg.UI, cfg.Consul.Addr, logger)
+	case "serve-front":
+		return serveFront(ctx, cfg.Front, cfg.Consul.Addr, logger)
 	case "operator-token":
 		root, err := bufio.NewReader(stdin).ReadString('\n')
 		if err != nil && !errors.Is(err, io.EOF) {
