@@ -36,7 +36,7 @@ func newGateway(t *testing.T, orderURL string, deadline time.Duration) *httptest
 	}
 	mux := http.NewServeMux()
 	gateway.MakeHTTPHandler(mux, gateway.MakeEndpoints(gateway.NewService(orders), kitmw.Deadline(deadline)),
-		gateway.NewStaffAuth(staffOwners{"tok-alice": "alice"}, slog.New(slog.NewTextHandler(io.Discard, nil))))
+		gateway.NewStaffAuth(staffOwners{"tok-alice": "alice"}, slog.New(slog.NewTextHandler(io.Discard, nil)), gateway.SessionPolicy{}))
 	srv := httptest.NewTLSServer(reqid.Middleware(mux))
 	t.Cleanup(srv.Close)
 	return srv
