@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -180,4 +181,36 @@ func TestStaffNotConfigured(t *testing.T) {
 	if rec := (staffCall{method: "POST", path: "/staff/login", body: `{"token":"tok"}`}).do(t, http.HandlerFunc(staff.Login)); rec.Code != 503 {
 		t.Errorf("login: %d, want 503", rec.Code)
 	}
+}
+
+// FuzzStaffLogin feeds POST /staff/login any body. Only a body holding exactly the valid token signs in;
+// everything else is a 4xx JSON error without a cookie. Never a panic, never a 5xx.
+func FuzzStaffLogin(f *testing.F) {
+	for _, s := range []string{`{"token":"tok-alice"}`, `{"token":"tok-alice "}`, `{"Token":"tok-alice"}`, `{"token":"nope"}`,
+		`{"token":"tok-alice","token":"tok-alice"}`, `{"token":["tok-alice"]}`, `{"token":null}`, `{}`, ``, `[]`,
+		`{"token":"tok-al\u0069ce"}`, "{\"token\":\"tok-alice\"}\n", `{"token":"tok-alice"}{}`, "{\"token\":\"\xff\"}"} {
+		f.Add(s)
+	}
+	h := newStaffHandler(&revocableOwners{tokens: map[string]string{"tok-alice": "alice"}}, &bytes.Buffer{})
+	f.Fuzz(func(t *testing.T, body string) {
+		r := httptest.NewRequest("POST", "/staff/login", strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		cookies := rec.Result().Cookies()
+		if rec.Code == 204 {
+			var req gateway.LoginRequest
+			if err := json.Unmarshal([]byte(body), &req); err != nil || req.Token != "tok-alice" || len(cookies) != 1 {
+				t.Fatalf("signed in with %q (cookies %v)", body, cookies)
+			}
+			return
+		}
+		if rec.Code < 400 || rec.Code >= 500 || len(cookies) != 0 {
+			t.Fatalf("%q: %d with cookies %v; want 4xx and no cookie", body, rec.Code, cookies)
+		}
+		var e map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e["error"] == "" || e["code"] == "" {
+			t.Fatalf("%q: %d with body %q, want the JSON error", body, rec.Code, rec.Body)
+		}
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestNewOrderValidate(t *testing.T) {
@@ -54,5 +55,45 @@ func TestNewOrderValidate(t *testing.T) {
 				t.Fatalf("Validate = %v, want a ValidationError on %s", err, tt.field)
 			}
 		})
+	}
+}
+
+// FuzzValidID: whatever a client puts where an order ID goes, ValidID accepts only 26 characters of
+// Crockford base32 whose time fits, and every ID NewID makes is accepted.
+func FuzzValidID(f *testing.F) {
+	for _, s := range []string{NewID(time.Now()), "01ARZ3NDEKTSV4RRFFQ69G5FAV", "01arz3ndektsv4rrffq69g5fav", "", "8ZZZZZZZZZZZZZZZZZZZZZZZZZ",
+		"7ZZZZZZZZZZZZZZZZZZZZZZZZZ", "01ARZ3NDEKTSV4RRFFQ69G5FA", "01ARZ3NDEKTSV4RRFFQ69G5FAVX", "01ARZ3NDEKTSV4RRFFQ69G5FAU", "../../etc/passwd"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		if !ValidID(id) {
+			return
+		}
+		if len(id) != 26 {
+			t.Fatalf("ValidID(%q) with %d characters", id, len(id))
+		}
+		for _, r := range id {
+			if !strings.ContainsRune("0123456789ABCDEFGHJKMNPQRSTVWXYZabcdefghjkmnpqrstvwxyz", r) {
+				t.Fatalf("ValidID(%q) with %q, not Crockford base32", id, r)
+			}
+		}
+		if id[0] > '7' {
+			t.Fatalf("ValidID(%q): its time overflows 48 bits", id)
+		}
+	})
+}
+
+func TestNewID(t *testing.T) {
+	seen := map[string]bool{}
+	for range 1000 {
+		id := NewID(time.Now())
+		if !ValidID(id) || seen[id] {
+			t.Fatalf("NewID = %q: invalid or repeated", id)
+		}
+		seen[id] = true
+	}
+	a, b := NewID(time.Unix(1_700_000_000, 0)), NewID(time.Unix(1_700_000_001, 0))
+	if a >= b {
+		t.Errorf("IDs do not sort by time: %s then %s", a, b)
 	}
 }
