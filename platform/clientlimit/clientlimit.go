@@ -7,19 +7,31 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
 )
 
-// ClientKey is the client's IP address. The gateway is the public edge, with no proxy in front of it, so
-// X-Forwarded-For (which any client can write) is never trusted.
+// ClientKey is the client's IP address, or for IPv6 its /64: one subscriber commonly holds a whole /64, so
+// per address it could take a fresh bucket with every request. The gateway is the public edge, with no proxy
+// in front of it, so X-Forwarded-For (which any client can write) is never trusted.
 func ClientKey(r *http.Request) string {
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
 		return host
 	}
-	return r.RemoteAddr
+	ip = ip.Unmap().WithZone("")
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.String()
+	}
+	return ip.String()
 }
 
 // RateLimiter gives each client a token bucket of Burst requests, refilled at PerSecond. A nil

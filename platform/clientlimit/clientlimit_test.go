@@ -162,7 +162,11 @@ func TestStreamLimiter_concurrent(t *testing.T) {
 func TestClientKey(t *testing.T) {
 	tests := []struct{ remote, forwarded, want string }{
 		{"203.0.113.7:51234", "", "203.0.113.7"},
-		{"[2001:db8::1]:443", "", "2001:db8::1"},
+		{"[2001:db8::1]:443", "", "2001:db8::/64"},
+		{"[2001:db8::ffff:1:2:3]:443", "", "2001:db8::/64"}, // the same subscriber's other address
+		{"[2001:db8:0:1::1]:443", "", "2001:db8:0:1::/64"},
+		{"[::ffff:203.0.113.7]:443", "", "203.0.113.7"},
+		{"[fe80::1%eth0]:443", "", "fe80::/64"},
 		{"203.0.113.7:51234", "198.51.100.1", "203.0.113.7"}, // a header any client can write is ignored
 		{"pipe", "", "pipe"},
 	}
