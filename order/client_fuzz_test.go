@@ -31,6 +31,7 @@ func FuzzDecodeResponse(f *testing.F) {
 		{503, `{"code":"unavailable"}`},
 		{500, `<html>`},
 		{302, ``},
+		{304, `{"id":"01ARZ3NDEKTSV4RRFFQ69G5FAV","status":"CREATED"}`},
 		{418, `{"code":5}`},
 	}
 	for _, s := range seeds {
