@@ -122,6 +122,9 @@ func (a *StaffAuth) Login(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	if c, err := r.Cookie(staffCookie); err == nil {
+		a.sessions.revoke(c.Value) // signing in again replaces the browser's session, never adds one
+	}
 	id := a.sessions.create(req.Token)
 	http.SetCookie(w, &http.Cookie{Name: staffCookie, Value: id, Path: "/staff",
 		MaxAge:   int(a.sessions.policy.Absolute.Seconds()),

@@ -153,6 +153,12 @@ func TestStaffSessions(t *testing.T) {
 		{"signed out", func() { staffCall{method: "POST", path: "/staff/logout", cookie: alice}.do(t, h) },
 			staffCall{cookie: alice}, 401, ""},
 		{"other session of the same token lives on", nil, staffCall{cookie: alice2}, 200, "alice"},
+		{"signing in again replaces the session", func() {
+			rec := staffCall{method: "POST", path: "/staff/login", body: `{"token":"tok-alice"}`, cookie: alice2}.do(t, h)
+			if rec.Code != 204 {
+				t.Fatalf("login: %d", rec.Code)
+			}
+		}, staffCall{cookie: alice2}, 401, ""},
 		{"token revoked: its sessions end", func() { owners.revoke("tok-bob") }, staffCall{cookie: bob}, 401, ""},
 		{"token revoked: it stays ended", func() { owners.tokens["tok-bob"] = "bob" }, staffCall{cookie: bob}, 401, ""},
 	}
