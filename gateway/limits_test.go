@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -137,6 +138,52 @@ func TestGatewayStreamCaps(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A customer stream over the cap is refused before its tracking token is looked up: refusing costs nothing.
+func TestGatewayStreamCaps_beforeAnyWork(t *testing.T) {
+	var lookups atomic.Int32
+	orderSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/events" { // the staff stream: held open
+			w.Header().Set("Content-Type", "text/event-stream")
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+			return
+		}
+		lookups.Add(1)
+		order.EncodeError(r.Context(), order.ErrNotFound, w)
+	}))
+	t.Cleanup(orderSrv.Close)
+	gw := newLimitedGateway(t, orderSrv.URL, context.Background(),
+		gateway.WithStreamLimits(clientlimit.NewStreamLimiter(1, 0), 0))
+	resp, _ := send(t, gw, request{method: "GET", path: "/pizza/01ARZ3NDEKTSV4RRFFQ69G5FAV/events?token=t"})
+	if resp.StatusCode != 404 || lookups.Load() != 1 {
+		t.Fatalf("first stream: %d after %d lookups, want 404 after 1", resp.StatusCode, lookups.Load())
+	}
+	release := holdStream(t, gw)
+	defer release()
+	resp, _ = send(t, gw, request{method: "GET", path: "/pizza/01ARZ3NDEKTSV4RRFFQ69G5FAV/events?token=t"})
+	if resp.StatusCode != 429 || lookups.Load() != 1 {
+		t.Fatalf("stream over the cap: %d after %d lookups, want 429 with no lookup", resp.StatusCode, lookups.Load())
+	}
+}
+
+// holdStream opens a staff stream and holds it open until release.
+func holdStream(t *testing.T, gw *httptest.Server) (release func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", gw.URL+"/staff/api/events", nil)
+	req.Header.Set("Authorization", "Bearer tok-alice")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if resp, err := gw.Client().Do(req); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}()
+	time.Sleep(100 * time.Millisecond) // the stream's slot is taken before the relay calls order
+	return func() { cancel(); <-done }
 }
 
 // A stream that reaches its maximum lifetime ends cleanly (the client reads EOF, not an error), and frees

@@ -49,6 +49,11 @@ func MakeStreamHandler(mux *http.ServeMux, svc Service, staff *StaffAuth, orderU
 	}
 	customer := relay(func(r *http.Request) string { return "/orders/" + url.PathEscape(r.PathValue("id")) + "/events" })
 	mux.HandleFunc("GET /pizza/{id}/events", func(w http.ResponseWriter, r *http.Request) {
+		release, ok := o.acquireStream(w, r) // before any work: a client over the cap costs nothing
+		if !ok {
+			return
+		}
+		defer release()
 		if _, err := svc.TrackOrder(r.Context(), r.PathValue("id"), trackingToken(r)); err != nil {
 			EncodeError(r.Context(), err, w)
 			return
@@ -58,18 +63,18 @@ func MakeStreamHandler(mux *http.ServeMux, svc Service, staff *StaffAuth, orderU
 
 	all := relay(func(*http.Request) string { return "/events" })
 	mux.Handle("GET /staff/api/events", staff.Require(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		release, ok := o.acquireStream(w, r)
+		if !ok {
+			return
+		}
+		defer release()
 		o.serveRelay(w, r, all, shutdown)
 	})))
 }
 
 // serveRelay relays a stream until the client leaves, order ends it, its lifetime is over, or the gateway
-// shuts down. Streams over the caps are refused before anything is relayed.
+// shuts down.
 func (o options) serveRelay(w http.ResponseWriter, r *http.Request, relay http.Handler, shutdown context.Context) {
-	release, ok := o.acquireStream(w, r)
-	if !ok {
-		return
-	}
-	defer release()
 	end, cancel := context.WithCancel(shutdown)
 	if d := o.lifetime(); d > 0 {
 		end, cancel = context.WithTimeout(shutdown, d)
