@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/go-kit/kit/metrics"
+	"github.com/go-kit/kit/metrics/discard"
 	"github.com/pizzajoint/mesh/platform/clientlimit"
 	"github.com/pizzajoint/mesh/platform/httpjson"
 	"github.com/pizzajoint/mesh/platform/reqid"
@@ -20,10 +22,11 @@ type options struct {
 	orders, logins *clientlimit.RateLimiter
 	streams        *clientlimit.StreamLimiter
 	streamLifetime time.Duration
+	refused        metrics.Counter
 }
 
 func applyOptions(opts []Option) options {
-	var o options
+	o := options{refused: discard.NewCounter()}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -41,6 +44,10 @@ func WithLoginRateLimit(l *clientlimit.RateLimiter) Option { return func(o *opti
 func WithStreamLimits(l *clientlimit.StreamLimiter, maxLifetime time.Duration) Option {
 	return func(o *options) { o.streams, o.streamLifetime = l, maxLifetime }
 }
+
+// WithRefusalCounter counts refused requests by the limit that refused them (label "limit": orders,
+// logins, client_streams, all_streams), so operators see whether the limits fit their traffic.
+func WithRefusalCounter(c metrics.Counter) Option { return func(o *options) { o.refused = c } }
 
 // LimitError is a request refused to protect the service: 429 for one client's excess, 503 when the whole
 // server is at capacity. Both tell the client when to try again.
@@ -66,12 +73,13 @@ func encodeLimitError(ctx context.Context, e *LimitError, w http.ResponseWriter)
 }
 
 // rateLimited answers 429 when the client has used up its bucket, before next reads the body.
-func rateLimited(l *clientlimit.RateLimiter, next http.Handler) http.Handler {
+func rateLimited(l *clientlimit.RateLimiter, refused metrics.Counter, next http.Handler) http.Handler {
 	if l == nil {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if ok, retry := l.Allow(clientlimit.ClientKey(r)); !ok {
+			refused.Add(1)
 			EncodeError(r.Context(), &LimitError{Status: http.StatusTooManyRequests, Code: CodeRateLimited,
 				Msg: "too many requests; retry later", RetryAfter: retry}, w)
 			return
@@ -85,10 +93,12 @@ func (o options) acquireStream(w http.ResponseWriter, r *http.Request) (release 
 	release, err := o.streams.Acquire(clientlimit.ClientKey(r))
 	switch {
 	case errors.Is(err, clientlimit.ErrClientStreams):
+		o.refused.With("limit", "client_streams").Add(1)
 		EncodeError(r.Context(), &LimitError{Status: http.StatusTooManyRequests, Code: CodeRateLimited,
 			Msg: "too many open event streams from this client; close one", RetryAfter: 5 * time.Second}, w)
 		return nil, false
 	case err != nil:
+		o.refused.With("limit", "all_streams").Add(1)
 		EncodeError(r.Context(), &LimitError{Status: http.StatusServiceUnavailable, Code: CodeTooBusy,
 			Msg: "too many open event streams; retry later", RetryAfter: 5 * time.Second}, w)
 		return nil, false

@@ -11,10 +11,12 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/go-kit/kit/metrics"
 	"github.com/pizzajoint/mesh/gateway"
 	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/platform/clientlimit"
@@ -54,11 +56,38 @@ func newLimitedGateway(t *testing.T, orderURL string, shutdown context.Context, 
 	return srv
 }
 
+// refusals counts what the gateway refused, by its label values.
+type refusals struct {
+	mu     *sync.Mutex
+	counts map[string]float64
+	labels []string
+}
+
+func newRefusals() *refusals { return &refusals{mu: &sync.Mutex{}, counts: map[string]float64{}} }
+
+func (r *refusals) With(lv ...string) metrics.Counter {
+	return &refusals{mu: r.mu, counts: r.counts, labels: append(append([]string{}, r.labels...), lv...)}
+}
+
+func (r *refusals) Add(d float64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.counts[strings.Join(r.labels, "=")] += d
+}
+
+func (r *refusals) get(limit string) float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.counts["limit="+limit]
+}
+
 func TestGatewayRateLimits(t *testing.T) {
 	orderSrv, _ := newOrderService(t)
+	refused := newRefusals()
 	gw := newLimitedGateway(t, orderSrv.URL, context.Background(),
 		gateway.WithOrderRateLimit(clientlimit.NewRateLimiter(0.001, 2, 100)),
-		gateway.WithLoginRateLimit(clientlimit.NewRateLimiter(0.001, 1, 100)))
+		gateway.WithLoginRateLimit(clientlimit.NewRateLimiter(0.001, 1, 100)),
+		gateway.WithRefusalCounter(refused))
 	login := request{method: "POST", path: "/staff/login", contentType: "application/json", body: `{"token":"nope"}`}
 	tests := []struct {
 		name   string
@@ -92,6 +121,9 @@ func TestGatewayRateLimits(t *testing.T) {
 			}
 		})
 	}
+	if o, l := refused.get("orders"), refused.get("logins"); o != 2 || l != 1 {
+		t.Errorf("refusals counted: orders %v, logins %v; want 2 and 1", o, l)
+	}
 }
 
 // openStream opens the staff stream and returns the response (its body unread) and the first line read.
@@ -117,14 +149,16 @@ func TestGatewayStreamCaps(t *testing.T) {
 		open             int // streams that get through
 		refused          int
 		code             string
+		limit            string // the refusal counter's label
 	}{
-		{"per client", 2, 10, 2, http.StatusTooManyRequests, gateway.CodeRateLimited},
-		{"in total", 10, 3, 3, http.StatusServiceUnavailable, gateway.CodeTooBusy},
+		{"per client", 2, 10, 2, http.StatusTooManyRequests, gateway.CodeRateLimited, "client_streams"},
+		{"in total", 10, 3, 3, http.StatusServiceUnavailable, gateway.CodeTooBusy, "all_streams"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			refused := newRefusals()
 			gw := newLimitedGateway(t, eventSource(t).URL, context.Background(),
-				gateway.WithStreamLimits(clientlimit.NewStreamLimiter(tt.perClient, tt.total), 0))
+				gateway.WithStreamLimits(clientlimit.NewStreamLimiter(tt.perClient, tt.total), 0), gateway.WithRefusalCounter(refused))
 			for i := range tt.open {
 				if resp, _ := openStream(t, gw, ""); resp.StatusCode != 200 {
 					t.Fatalf("stream %d: %d, want 200", i+1, resp.StatusCode)
@@ -135,6 +169,9 @@ func TestGatewayStreamCaps(t *testing.T) {
 			if resp.StatusCode != tt.refused || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), tt.code) {
 				t.Fatalf("stream over the cap: %d, Retry-After %q, %s; want %d with Retry-After and %s",
 					resp.StatusCode, resp.Header.Get("Retry-After"), body, tt.refused, tt.code)
+			}
+			if n := refused.get(tt.limit); n != 1 {
+				t.Errorf("refusals of %s counted: %v, want 1", tt.limit, n)
 			}
 		})
 	}

@@ -32,11 +32,11 @@ const TrackingTokenHeader = "X-Tracking-Token"
 func MakeHTTPHandler(mux *http.ServeMux, e Endpoints, staff *StaffAuth, options ...Option) {
 	o := applyOptions(options)
 	opts := []httptransport.ServerOption{httptransport.ServerErrorEncoder(EncodeError)}
-	mux.Handle("POST /pizza", rateLimited(o.orders, httptransport.NewServer(e.PlaceOrderEndpoint, order.DecodeNewOrder, encodePlaced, opts...)))
+	mux.Handle("POST /pizza", rateLimited(o.orders, o.refused.With("limit", "orders"), httptransport.NewServer(e.PlaceOrderEndpoint, order.DecodeNewOrder, encodePlaced, opts...)))
 	mux.Handle("GET /pizza/{id}", httptransport.NewServer(e.TrackOrderEndpoint, decodeTrackRequest, order.EncodeOK, opts...))
 	mux.Handle("GET /menu", httptransport.NewServer(e.MenuEndpoint, decodeNothing, encodeMenu, opts...))
 
-	mux.Handle("POST /staff/login", rateLimited(o.logins, http.HandlerFunc(staff.Login)))
+	mux.Handle("POST /staff/login", rateLimited(o.logins, o.refused.With("limit", "logins"), http.HandlerFunc(staff.Login)))
 	mux.HandleFunc("POST /staff/logout", staff.Logout)
 	mux.Handle("GET /staff/api/orders", staff.Require(httptransport.NewServer(e.ListOrdersEndpoint, order.DecodeListFilter, order.EncodeOK, opts...)))
 	mux.Handle("GET /staff/api/orders/{id}", staff.Require(httptransport.NewServer(e.StaffGetOrderEndpoint, decodeOrderID, order.EncodeOK, opts...)))

@@ -279,7 +279,12 @@ func staffAuth(ctx context.Context, cfg config, logger *slog.Logger) (*gateway.S
 // edgeLimits are the per-client rate limits and stream caps of cfg.Limits.
 func edgeLimits(cfg config) []gateway.Option {
 	l := cfg.Limits
+	refused := kitprometheus.NewCounterFrom(prometheus.CounterOpts{
+		Namespace: "pizza", Subsystem: "gateway", Name: "refused_total",
+		Help: "Requests refused by a limit (orders, logins, client_streams, all_streams).",
+	}, []string{"limit"})
 	return []gateway.Option{
+		gateway.WithRefusalCounter(refused),
 		gateway.WithOrderRateLimit(clientlimit.NewRateLimiter(l.OrderRate, l.OrderBurst, l.Clients)),
 		gateway.WithLoginRateLimit(clientlimit.NewRateLimiter(l.LoginRate, l.LoginBurst, l.Clients)),
 		gateway.WithStreamLimits(clientlimit.NewStreamLimiter(l.StreamsPerClient, l.Streams), l.StreamLifetime),
