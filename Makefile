@@ -50,8 +50,13 @@ lint: ## go vet, gofmt and staticcheck
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
-fuzz: ## fuzz the gateway's order decoder for FUZZTIME
-	$(GO) test -run '^$$' -fuzz FuzzPlaceOrder -fuzztime $(FUZZTIME) ./gateway
+# package:target for every fuzz target; `go test` runs their seeds, `make fuzz` explores.
+FUZZ_TARGETS = ./gateway:FuzzPlaceOrder ./gateway:FuzzStaffLogin ./order:FuzzDecodeResponse ./order:FuzzValidID \
+	./order:FuzzListCursor ./platform/sse:FuzzLastEventID
+
+fuzz: ## run every fuzz target for FUZZTIME each
+	@set -e; for t in $(FUZZ_TARGETS); do echo "fuzz $$t"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; done
 
 # Operator rotations on the running stack (`make run`); each keeps orders flowing. See the README's runbook.
 rotate-db-creds: ## revoke every MySQL credential of the order service (it fetches new ones)

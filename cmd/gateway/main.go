@@ -23,6 +23,7 @@ import (
 	"github.com/pizzajoint/mesh/gateway"
 	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/platform/applog"
+	"github.com/pizzajoint/mesh/platform/clientlimit"
 	"github.com/pizzajoint/mesh/platform/consulreg"
 	"github.com/pizzajoint/mesh/platform/httpserver"
 	"github.com/pizzajoint/mesh/platform/kitmw"
@@ -47,6 +48,23 @@ type config struct {
 	HTTP struct {
 		Addr string `conf:"default::8443"`
 		httpserver.Config
+		// HSTSMaxAge is how long browsers keep to HTTPS for this site after a visit.
+		HSTSMaxAge time.Duration `conf:"default:8760h"`
+	}
+	// Metrics.Addr serves Prometheus /metrics, on loopback only: never on the public listener.
+	Metrics struct {
+		Addr string `conf:"default:127.0.0.1:9464,help:metrics listen address on loopback (empty: off)"`
+	}
+	// Limits protect the edge from abuse; per client IP address unless said otherwise.
+	Limits struct {
+		OrderRate        float64       `conf:"default:50,help:orders per second per client (0: no limit)"`
+		OrderBurst       int           `conf:"default:100"`
+		LoginRate        float64       `conf:"default:0.2,help:staff sign-in attempts per second per client (0: no limit)"`
+		LoginBurst       int           `conf:"default:10"`
+		Clients          int           `conf:"default:10000,help:clients each rate limit tracks; idle ones are forgotten first"`
+		StreamsPerClient int           `conf:"default:1500,help:open event streams per client (0: no cap)"`
+		Streams          int           `conf:"default:10000,help:open event streams in all (0: no cap)"`
+		StreamLifetime   time.Duration `conf:"default:30m,help:streams end after this and clients resume (0: never)"`
 	}
 	TLS struct {
 		CertFile string `conf:"default:certs/server.pem"`
@@ -70,6 +88,9 @@ type config struct {
 	Staff struct {
 		TokensPath string        `conf:"default:secret/data/pizza/staff-tokens"`
 		Reload     time.Duration `conf:"default:30s"`
+		// A staff session ends after SessionIdle unused, or SessionMax after sign-in.
+		SessionIdle time.Duration `conf:"default:1h"`
+		SessionMax  time.Duration `conf:"default:12h"`
 	}
 	Service struct {
 		ID string `conf:"help:Consul service instance ID (default: gateway-<host>-<port>)"`
@@ -106,6 +127,10 @@ func run(ctx context.Context, stderr io.Writer) error {
 	defer stop()
 	if err := httpserver.ServeDebug(ctx, cfg.Debug.Addr, logger); err != nil {
 		return fmt.Errorf("debug server: %w", err)
+	}
+	if err := httpserver.ServeLoopback(ctx, "metrics", cfg.Metrics.Addr, promhttp.Handler(), logger); err != nil {
+		// Metrics are for operators; a taken port must not keep the edge from serving customers.
+		logger.Warn("metrics not served", "addr", cfg.Metrics.Addr, "err", err)
 	}
 
 	certs, err := tlsreload.New(cfg.TLS.CertFile, cfg.TLS.KeyFile, logger)
@@ -146,12 +171,12 @@ func run(ctx context.Context, stderr io.Writer) error {
 	health := httpserver.NewHealth()
 	mux := http.NewServeMux()
 	health.Register(mux)
-	mux.Handle("GET /metrics", promhttp.Handler())
-	gateway.MakeHTTPHandler(mux, endpoints, staff)
+	limits := edgeLimits(cfg)
+	gateway.MakeHTTPHandler(mux, endpoints, staff, limits...)
 	streams, endStreams := context.WithCancel(context.Background())
 	defer endStreams()
-	gateway.MakeStreamHandler(mux, svc, staff, orderURL, gateway.StreamTransport(upstream), streams)
-	handler := reqid.Middleware(httpserver.AccessLog(logger, reqid.FromContext, mux))
+	gateway.MakeStreamHandler(mux, svc, staff, orderURL, gateway.StreamTransport(upstream), streams, limits...)
+	handler := httpserver.StrictTransport(cfg.HTTP.HSTSMaxAge, reqid.Middleware(httpserver.AccessLog(logger, reqid.FromContext, mux)))
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {
@@ -256,5 +281,20 @@ func staffAuth(ctx context.Context, cfg config, logger *slog.Logger) (*gateway.S
 		return hashes, nil
 	}, logger)
 	go registry.Run(ctx, cfg.Staff.Reload)
-	return gateway.NewStaffAuth(registry, logger), nil
+	return gateway.NewStaffAuth(registry, logger, gateway.SessionPolicy{Idle: cfg.Staff.SessionIdle, Absolute: cfg.Staff.SessionMax}), nil
+}
+
+// edgeLimits are the per-client rate limits and stream caps of cfg.Limits.
+func edgeLimits(cfg config) []gateway.Option {
+	l := cfg.Limits
+	refused := kitprometheus.NewCounterFrom(prometheus.CounterOpts{
+		Namespace: "pizza", Subsystem: "gateway", Name: "refused_total",
+		Help: "Requests refused by a limit (orders, logins, client_streams, all_streams).",
+	}, []string{"limit"})
+	return []gateway.Option{
+		gateway.WithRefusalCounter(refused),
+		gateway.WithOrderRateLimit(clientlimit.NewRateLimiter(l.OrderRate, l.OrderBurst, l.Clients)),
+		gateway.WithLoginRateLimit(clientlimit.NewRateLimiter(l.LoginRate, l.LoginBurst, l.Clients)),
+		gateway.WithStreamLimits(clientlimit.NewStreamLimiter(l.StreamsPerClient, l.Streams), l.StreamLifetime),
+	}
 }
