@@ -181,6 +181,10 @@
 
   function renderTotal() {
     $('#total').textContent = cart.lines.length ? P.money(totalCents(), currency) : '—';
+    var pizzas = cart.lines.reduce(function (n, l) { return n + (validQty(l.quantity) ? l.quantity : 0); }, 0);
+    $('#to-cart').hidden = !cart.lines.length;
+    $('#to-cart-count').textContent = 'Your order: ' + pizzas + (pizzas === 1 ? ' pizza' : ' pizzas');
+    $('#to-cart-total').textContent = P.money(totalCents(), currency);
     var rows = document.querySelectorAll('.cart-line');
     rows.forEach(function (row) {
       var l = cart.lines[Number(row.dataset.index)];
@@ -287,6 +291,7 @@
     P.request('POST', '/pizza', { headers: { 'Idempotency-Key': key }, body: body }).then(function (res) {
       inFlight = false;
       setBusy(false);
+      setStatus('', '');
       if (res.status === 201 && res.data && res.data.id && res.data.tracking_token) {
         placed(res.data, res.headers.get('Idempotent-Replayed') === 'true', !!uncertain);
         return;
@@ -422,6 +427,12 @@
     ['name', 'phone', 'address'].forEach(function (f) { $('#' + f).addEventListener('input', onFieldInput); });
     $('#order-form').addEventListener('submit', onSubmit);
     $('#new-cart').addEventListener('click', onNewCart);
+    // The bar to the cart is for when the cart is out of sight.
+    if ('IntersectionObserver' in window) {
+      new IntersectionObserver(function (entries) {
+        $('#to-cart').classList.toggle('cart-in-view', entries[0].isIntersecting);
+      }).observe($('#order-form'));
+    }
     renderCart();
     loadMenu();
   }

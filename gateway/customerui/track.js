@@ -26,7 +26,8 @@
   var seen = {}; // event IDs already applied: a replay after a reconnect must not apply them again
   var lastEventId = '';
   var es = null;
-  var finished = false;
+  var finished = false; // the order is DELIVERED or CANCELLED
+  var streamDone = false; // and the stream has told us so: nothing more will come
   var reconnectDelay = 1000;
   var timer = 0;
   var timeFormat = new Intl.DateTimeFormat(document.documentElement.lang || 'en', { hour: '2-digit', minute: '2-digit' });
@@ -73,12 +74,17 @@
     if (status === 'DELIVERED' || status === 'CANCELLED') finish();
   }
 
-  // finish: the order will not change again, and the server ends the stream; don't let the browser reopen it.
+  // finish: the order will not change again. The stream may still be replaying the earlier steps' times.
   function finish() {
     finished = true;
+    setConn('done', current === 'CANCELLED' ? 'Cancelled' : 'Done');
+  }
+
+  // endStream: the stream sent the last step, and the server ends it now; don't let the browser reopen it.
+  function endStream() {
+    streamDone = true;
     clearTimeout(timer);
     if (es) { es.close(); es = null; }
-    setConn('done', current === 'CANCELLED' ? 'Cancelled' : 'Done');
   }
 
   function renderOrder(o) {
@@ -114,7 +120,8 @@
         renderOrder(res.data);
         reach('CREATED', res.data.created_at);
         reach(res.data.status, res.data.status === 'CREATED' ? res.data.created_at : res.data.updated_at);
-        if (!finished) connect();
+        // Even a finished order gets its stream once: its history holds the time of every step.
+        connect();
         return;
       }
       if (res.status === 401 || res.status === 404) {
@@ -131,7 +138,7 @@
   }
 
   function connect() {
-    if (finished) return;
+    if (streamDone) return;
     // EventSource cannot send headers, so the stream alone takes the token in its query; the page's URL never
     // holds it. A stream we reopen ourselves resumes after the last event with the query parameter.
     var url = '/pizza/' + encodeURIComponent(id) + '/events?token=' + encodeURIComponent(token);
@@ -142,22 +149,22 @@
     source.addEventListener('open', function () {
       if (source !== es) return;
       reconnectDelay = 1000;
-      setConn('live', 'Live');
+      if (!finished) setConn('live', 'Live');
     });
     source.addEventListener('order', onEvent);
     source.addEventListener('message', onEvent);
     source.addEventListener('error', function () {
-      if (source !== es || finished) return;
+      if (source !== es || streamDone) return;
       if (source.readyState === EventSource.CONNECTING) {
         // The browser reconnects by itself and sends Last-Event-ID: the server replays only what we missed.
-        setConn('reconnecting', 'Reconnecting…');
+        if (!finished) setConn('reconnecting', 'Reconnecting…');
         return;
       }
       // CLOSED: the gateway answered with an error (a 503 while it or the kitchen restarts), and the browser
       // gives up on such answers. Reopen it ourselves, backing off.
       source.close();
       es = null;
-      setConn('reconnecting', 'Reconnecting…');
+      if (!finished) setConn('reconnecting', 'Reconnecting…');
       timer = setTimeout(connect, reconnectDelay);
       reconnectDelay = Math.min(reconnectDelay * 2, MAX_RECONNECT_MS);
     });
@@ -174,6 +181,7 @@
     }
     if (msg.lastEventId) lastEventId = msg.lastEventId;
     reach(ev.status, ev.at || '');
+    if (ev.status === 'DELIVERED' || ev.status === 'CANCELLED') endStream();
   }
 
   function showPlacedNote() {
