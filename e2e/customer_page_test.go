@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,6 +30,7 @@ func TestCustomerPage(t *testing.T) {
 	t.Run("a bad phone number is explained at the phone field", testBadPhone)
 	t.Run("keyboard only", testKeyboardOnly)
 	t.Run("phone screen", testPhoneScreen)
+	t.Run("the tracking page reconnects across a gateway restart", testTrackingSurvivesGatewayRestart)
 }
 
 // The cart every test orders unless it says otherwise: two different pizzas.
@@ -438,5 +440,58 @@ func testPhoneScreen(t *testing.T) {
 	}
 	if err := saveScreenshot(ctx, filepath.Join(stack.Root, "artifacts", "customer-tracking-phone.png")); err != nil {
 		t.Errorf("screenshot: %v", err)
+	}
+}
+
+// The gateway restarts while the customer watches: the page says it is reconnecting, and once the gateway is
+// back it shows what happened meanwhile, without a reload and without a step twice.
+func testTrackingSurvivesGatewayRestart(t *testing.T) {
+	ctx := customerTab(t, "restart")
+	const name = "Restart Watcher"
+	openShop(t, ctx)
+	fillCart(t, ctx, name, testPhone, twoPizzas[:1])
+	doStep(t, ctx, "order", 5*time.Second, chromedp.Click(chromedp.ID("place")))
+	id := waitTracking(t, ctx)
+	doStep(t, ctx, "the stream is live", 15*time.Second,
+		chromedp.WaitVisible(chromedp.CSS(`#conn[data-state="live"]`)),
+		chromedp.Evaluate[chromedp.Void](`window.noReloadMarker = 1`))
+
+	pid, err := stack.Pid("gateway")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	doStep(t, ctx, "the page says it is reconnecting", 15*time.Second,
+		chromedp.WaitVisible(chromedp.CSS(`#conn[data-state="reconnecting"]`)))
+	waitExited(t, pid)
+	// Meanwhile the kitchen goes on, straight on the order service (the gateway is down).
+	for _, st := range []string{"ACCEPTED", "BAKING"} {
+		req, _ := http.NewRequest("POST", fmt.Sprintf("http://127.0.0.1:%d/orders/%s/status", stack.Ports.Order, id),
+			strings.NewReader(`{"status":"`+st+`"}`))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("move to %s on order directly: %v", st, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("move to %s on order directly: %d", st, resp.StatusCode)
+		}
+	}
+	if out, err := stack.Script(5*time.Minute, "stack.sh", "start"); err != nil {
+		t.Fatalf("restart gateway: %v\n%s", err, out)
+	}
+	stack.HTTP.CloseIdleConnections()
+	doStep(t, ctx, "the page catches up", 45*time.Second,
+		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(reachedStep, "BAKING"))),
+		chromedp.WaitVisible(chromedp.CSS(`#conn[data-state="live"]`)))
+	if runJS[int](t, ctx, `window.noReloadMarker || 0`) != 1 {
+		t.Fatal("the page reloaded; it must catch up over the event stream")
+	}
+	times := runJS[string](t, ctx, `JSON.stringify(Array.from(document.querySelectorAll('#steps [data-reached] time')).map(e => e.dateTime))`)
+	if n := runJS[int](t, ctx, `document.querySelectorAll('#steps [data-reached]').length`); n != 3 || strings.Contains(times, `""`) {
+		t.Errorf("%d steps reached with times %s; want CREATED, ACCEPTED and BAKING, each with its time", n, times)
 	}
 }

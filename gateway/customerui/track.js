@@ -22,7 +22,7 @@
   var id = '';
   var token = '';
   var current = '';
-  var reached = {}; // status → the time it was reached ('' until the stream tells)
+  var reached = {}; // status → {at: when it was reached ('' if not known yet), firm: the time is the stream's}
   var seen = {}; // event IDs already applied: a replay after a reconnect must not apply them again
   var lastEventId = '';
   var es = null;
@@ -41,12 +41,13 @@
   }
 
   // reach shows that the order got to status at time at (ISO 8601, or '' when not known yet). Each step has
-  // one fixed row: reaching it again only fills in a missing time, so no step ever shows twice.
-  function reach(status, at) {
+  // one fixed row: reaching it again only fills in its time, so no step ever shows twice. The event log's
+  // times (firm) win over the ones read off the order (its created_at and updated_at).
+  function reach(status, at, firm) {
     if (!(status in RANK)) return;
-    var known = Object.prototype.hasOwnProperty.call(reached, status);
-    if (known && (reached[status] || !at)) return;
-    reached[status] = at || '';
+    var prev = reached[status];
+    if (prev && (prev.firm || !at || (prev.at && !firm))) return;
+    reached[status] = { at: at || '', firm: !!(at && firm) };
     var li = step(status);
     li.dataset.reached = 'true';
     var t = $('.step-time', li);
@@ -60,7 +61,7 @@
     }
     // Steps before a reached one were reached too, even before the stream brings their times.
     if (status !== 'CANCELLED') {
-      STEPS.slice(0, RANK[status]).forEach(function (s) { if (!(s in reached)) reach(s, ''); });
+      STEPS.slice(0, RANK[status]).forEach(function (s) { if (!(s in reached)) reach(s, '', false); });
     }
     if (!current || RANK[status] > RANK[current]) setCurrent(status);
   }
@@ -118,8 +119,8 @@
     P.request('GET', '/pizza/' + encodeURIComponent(id), { headers: { 'X-Tracking-Token': token } }).then(function (res) {
       if (res.status === 200 && res.data && res.data.id === id) {
         renderOrder(res.data);
-        reach('CREATED', res.data.created_at);
-        reach(res.data.status, res.data.status === 'CREATED' ? res.data.created_at : res.data.updated_at);
+        reach('CREATED', res.data.created_at, false);
+        reach(res.data.status, res.data.status === 'CREATED' ? res.data.created_at : res.data.updated_at, false);
         // Even a finished order gets its stream once: its history holds the time of every step.
         connect();
         return;
@@ -180,7 +181,7 @@
       seen[eid] = true;
     }
     if (msg.lastEventId) lastEventId = msg.lastEventId;
-    reach(ev.status, ev.at || '');
+    reach(ev.status, ev.at || '', true);
     if (ev.status === 'DELIVERED' || ev.status === 'CANCELLED') endStream();
   }
 
