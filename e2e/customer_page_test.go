@@ -271,24 +271,56 @@ func storedItems(t *testing.T, id string) []storedItem {
 	return items
 }
 
+// The customer double-clicks Order while the network is slow: the first request is held in the browser until
+// both clicks are in, so the page cannot be saved by a quick answer, only by not ordering twice.
 func testDoubleClickOrdersOnce(t *testing.T) {
 	ctx := customerTab(t, "double-click")
 	const name = "Double Clicker"
 	openShop(t, ctx)
 	fillCart(t, ctx, name, testPhone, twoPizzas)
-	doStep(t, ctx, "double-click Order", 5*time.Second, chromedp.DoubleClick(chromedp.ID("place")))
-	exactlyOneOrder(t, name, waitTracking(t, ctx))
+	paused := interceptOrders(t, ctx, fetch.RequestStageRequest)
+
+	// A person's double click is two presses, the second with a click count of 2. (chromedp.DoubleClick sends
+	// one press with a count of 2: a single click for the page, which would prove nothing.)
+	doStep(t, ctx, "show the button", 5*time.Second, chromedp.ScrollIntoView(chromedp.ID("place")))
+	at := runJS[[]float64](t, ctx, `(r => [r.x + r.width / 2, r.y + r.height / 2])(document.getElementById('place').getBoundingClientRect())`)
+	doStep(t, ctx, "double-click Order", 5*time.Second,
+		chromedp.MouseClickXY(at[0], at[1]), chromedp.MouseClickXY(at[0], at[1], chromedp.ClickCount(2)))
+	var held []*fetch.EventRequestPaused
+	// The first request within seconds, then a second for a second request, if the page makes one.
+	for wait := time.After(10 * time.Second); ; {
+		select {
+		case p := <-paused:
+			held = append(held, p)
+			wait = time.After(time.Second)
+			continue
+		case <-wait:
+		}
+		break
+	}
+	if len(held) == 0 {
+		t.Fatal("the double click sent no order")
+	}
+	for _, p := range held {
+		if _, err := chromedp.Call(ctx, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: p.RequestID}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := chromedp.Call(ctx, fetch.Disable, cdp.Empty{}); err != nil {
+		t.Fatal(err)
+	}
+	id := waitTracking(t, ctx)
+	if len(held) != 1 {
+		t.Errorf("the double click sent %d requests; want 1 (no second while the first is on its way)", len(held))
+	}
+	exactlyOneOrder(t, name, id)
 }
 
-// The first POST /pizza reaches the gateway and makes the order, but its answer is lost (the browser sees a
-// network error). Retrying from the page must get that same order back, not make a second one.
-func testRetryAfterLostAnswer(t *testing.T) {
-	ctx := customerTab(t, "retry")
-	const name = "Lost Answer"
-	openShop(t, ctx)
-	fillCart(t, ctx, name, testPhone, twoPizzas)
-
-	paused := make(chan *fetch.EventRequestPaused, 4)
+// interceptOrders pauses the page's POST /pizza requests at stage (before sending them, or once the gateway
+// has answered) and hands them over; the caller continues or fails each one.
+func interceptOrders(t *testing.T, ctx context.Context, stage fetch.RequestStage) <-chan *fetch.EventRequestPaused {
+	t.Helper()
+	paused := make(chan *fetch.EventRequestPaused, 8)
 	if err := chromedp.Listen(ctx, func(ev any) {
 		if p, ok := ev.(*fetch.EventRequestPaused); ok {
 			select {
@@ -300,10 +332,22 @@ func testRetryAfterLostAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := chromedp.Call(ctx, fetch.Enable, fetch.EnableParams{Patterns: []*fetch.RequestPattern{
-		{URLPattern: "*/pizza", RequestStage: fetch.RequestStageResponse}, // after the gateway has answered
+		{URLPattern: "*/pizza", RequestStage: stage},
 	}}); err != nil {
 		t.Fatal(err)
 	}
+	return paused
+}
+
+// The first POST /pizza reaches the gateway and makes the order, but its answer is lost (the browser sees a
+// network error). Retrying from the page must get that same order back, not make a second one.
+func testRetryAfterLostAnswer(t *testing.T) {
+	ctx := customerTab(t, "retry")
+	const name = "Lost Answer"
+	openShop(t, ctx)
+	fillCart(t, ctx, name, testPhone, twoPizzas)
+
+	paused := interceptOrders(t, ctx, fetch.RequestStageResponse) // after the gateway has answered
 	doStep(t, ctx, "order", 5*time.Second, chromedp.Click(chromedp.ID("place")))
 	select {
 	case p := <-paused:
