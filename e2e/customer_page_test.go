@@ -29,6 +29,7 @@ func TestCustomerPage(t *testing.T) {
 	t.Run("a retry after a lost answer orders once", testRetryAfterLostAnswer)
 	t.Run("a bad phone number is explained at the phone field", testBadPhone)
 	t.Run("keyboard only", testKeyboardOnly)
+	t.Run("another browser finds the order with its token", testTrackingWithTypedToken)
 	t.Run("phone screen", testPhoneScreen)
 	t.Run("the tracking page reconnects across a gateway restart", testTrackingSurvivesGatewayRestart)
 }
@@ -540,5 +541,24 @@ func testTrackingSurvivesGatewayRestart(t *testing.T) {
 	times := runJS[string](t, ctx, `JSON.stringify(Array.from(document.querySelectorAll('#steps [data-reached] time')).map(e => e.dateTime))`)
 	if n := runJS[int](t, ctx, `document.querySelectorAll('#steps [data-reached]').length`); n != 3 || strings.Contains(times, `""`) {
 		t.Errorf("%d steps reached with times %s; want CREATED, ACCEPTED and BAKING, each with its time", n, times)
+	}
+}
+
+// A browser that did not place the order (another device) has no stored token: the page asks for it, keeps it
+// out of the URL, and then shows the order.
+func testTrackingWithTypedToken(t *testing.T) {
+	ctx := customerTab(t, "typed-token")
+	id, token := placeTracked(t)
+	doStep(t, ctx, "the page asks for the token", 30*time.Second,
+		chromedp.Navigate(stack.GatewayURL+"/track/"+id),
+		chromedp.WaitVisible(chromedp.ID("token")))
+	doStep(t, ctx, "a wrong token is refused at the field", 10*time.Second,
+		chromedp.SendKeys(chromedp.ID("token"), "not-the-token"+kb.Enter),
+		chromedp.WaitVisible(chromedp.ID("token-error")))
+	doStep(t, ctx, "the right token shows the order", 10*time.Second,
+		chromedp.SendKeys(chromedp.ID("token"), token+kb.Enter),
+		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(reachedStep, "CREATED"))))
+	if loc := runJS[string](t, ctx, `location.href`); loc != stack.GatewayURL+"/track/"+id {
+		t.Errorf("tracking page at %q; want /track/%s and nothing more", loc, id)
 	}
 }
