@@ -24,41 +24,8 @@ const chromiumPath = "/usr/bin/chromium"
 // TestStaffBoardInBrowser drives the staff portal in a real browser: sign in with a token, see a new order
 // appear live (no reload) through the event stream, and accept it with the card's button.
 func TestStaffBoardInBrowser(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		// A missing browser fails rather than skips: a skipped UI test would pass CI with the page untested.
-		t.Fatalf("the staff portal test needs Chromium at %s (make deps installs it): %v", chromiumPath, err)
-	}
 	token := remember(stack.StaffToken(t, "browser-test"))
-
-	pin, err := gatewayKeyPin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromiumPath),
-		chromedp.UserDataDir(t.TempDir()), // a fresh profile: no cookie or cache from an earlier run
-		chromedp.Headless,
-		chromedp.NoSandbox, // runs as root in CI, where Chromium's sandbox refuses to start
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.WindowSize(1366, 900),
-		// Chromium has no flag to add a CA, and its own store would need NSS tools. Rather than
-		// --ignore-certificate-errors (any certificate at all), the test checks the gateway's certificate
-		// against the stack's dev CA in Go (gatewayKeyPin) and lets Chromium accept only that public key.
-		chromedp.Flag("ignore-certificate-errors-spki-list", pin),
-	)
-	defer cancelAlloc()
-	// One bound for the whole test, browser included (it closes at the deadline); each step has a shorter one.
-	bounded, cancel := context.WithTimeout(alloc, 2*time.Minute)
-	defer cancel()
-	ctx, cancelBrowser := chromedp.NewContext(bounded)
-	defer cancelBrowser()
+	ctx := newBrowser(t, 2*time.Minute)
 
 	console := watchConsole(t, ctx)
 	shot := filepath.Join(stack.Root, "artifacts", "staff-board.png")
@@ -75,11 +42,7 @@ func TestStaffBoardInBrowser(t *testing.T) {
 
 	step := func(name string, timeout time.Duration, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
-		sctx, cancel := context.WithTimeout(ctx, timeout)
-		defer cancel()
-		if err := chromedp.Do(sctx, actions...); err != nil {
-			t.Fatalf("%s (within %v): %v", name, timeout, err)
-		}
+		doStep(t, ctx, name, timeout, actions...)
 	}
 
 	step("open the portal", 30*time.Second,
@@ -136,6 +99,56 @@ func TestStaffBoardInBrowser(t *testing.T) {
 		if m.IsException() || m.Source == "security" {
 			t.Errorf("browser console: %s", m)
 		}
+	}
+}
+
+// newBrowser starts a headless Chromium with a fresh profile for the test, and returns its first tab. The
+// browser trusts only the stack's gateway certificate, and closes after timeout or when the test ends.
+func newBrowser(t *testing.T, timeout time.Duration) context.Context {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		// A missing browser fails rather than skips: a skipped UI test would pass CI with the page untested.
+		t.Fatalf("the browser tests need Chromium at %s (make deps installs it): %v", chromiumPath, err)
+	}
+	pin, err := gatewayKeyPin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromiumPath),
+		chromedp.UserDataDir(t.TempDir()), // a fresh profile: no cookie, storage or cache from an earlier run
+		chromedp.Headless,
+		chromedp.NoSandbox, // runs as root in CI, where Chromium's sandbox refuses to start
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.WindowSize(1366, 900),
+		// Chromium has no flag to add a CA, and its own store would need NSS tools. Rather than
+		// --ignore-certificate-errors (any certificate at all), the test checks the gateway's certificate
+		// against the stack's dev CA in Go (gatewayKeyPin) and lets Chromium accept only that public key.
+		chromedp.Flag("ignore-certificate-errors-spki-list", pin),
+	)
+	t.Cleanup(cancelAlloc)
+	// One bound for the whole test, browser included (it closes at the deadline); each step has a shorter one.
+	bounded, cancel := context.WithTimeout(alloc, timeout)
+	t.Cleanup(cancel)
+	ctx, cancelBrowser := chromedp.NewContext(bounded)
+	t.Cleanup(cancelBrowser)
+	return ctx
+}
+
+// doStep runs actions in the tab of ctx within timeout, and fails the test with the step's name if they fail.
+func doStep(t *testing.T, ctx context.Context, name string, timeout time.Duration, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	sctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := chromedp.Do(sctx, actions...); err != nil {
+		t.Fatalf("%s (within %v): %v", name, timeout, err)
 	}
 }
 

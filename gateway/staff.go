@@ -154,11 +154,7 @@ func mountStaffUI(mux *http.ServeMux) {
 	}
 	files := http.StripPrefix("/staff/", http.FileServerFS(sub))
 	mux.Handle("GET /staff/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Cache-Control", "no-cache")
+		setPageHeaders(w.Header())
 		files.ServeHTTP(w, r)
 	}))
 }

@@ -26,6 +26,7 @@ const TrackingTokenHeader = "X-Tracking-Token"
 //	GET  /staff/api/orders/{id}       one order                                      staff only
 //	POST /staff/api/orders/{id}/status  {"status": "ACCEPTED"}                       staff only
 //	GET  /staff/                      the staff portal
+//	GET  /, /track/{id}, /app/…       the customer's pages: menu and cart, an order's tracking page
 //
 // Event streams are mounted by MakeStreamHandler. Errors are written by EncodeError, the one error encoder.
 // options set the per-client rate limits of ordering and staff sign-in.
@@ -42,10 +43,9 @@ func MakeHTTPHandler(mux *http.ServeMux, e Endpoints, staff *StaffAuth, options 
 	mux.Handle("GET /staff/api/orders/{id}", staff.Require(httptransport.NewServer(e.StaffGetOrderEndpoint, decodeOrderID, order.EncodeOK, opts...)))
 	mux.Handle("POST /staff/api/orders/{id}/status", staff.Require(httptransport.NewServer(e.ChangeStatusEndpoint, decodeChangeStatus, order.EncodeOK, opts...)))
 	mountStaffUI(mux)
+	mountCustomerUI(mux)
 
-	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		EncodeError(r.Context(), &httpjson.RequestError{Status: http.StatusNotFound, Msg: "no such endpoint"}, w)
-	}))
+	mux.Handle("/", http.HandlerFunc(notFound))
 }
 
 // EncodeError writes err as JSON: authentication failures and limits here, everything else as the order
@@ -99,5 +99,5 @@ func encodePlaced(_ context.Context, w http.ResponseWriter, resp any) error {
 }
 
 func encodeMenu(_ context.Context, w http.ResponseWriter, resp any) error {
-	return httpjson.Write(w, http.StatusOK, map[string]any{"pizzas": resp})
+	return httpjson.Write(w, http.StatusOK, map[string]any{"currency": order.Currency, "pizzas": resp})
 }
