@@ -103,17 +103,23 @@ func TestStaffBoardInBrowser(t *testing.T) {
 }
 
 // newBrowser starts a headless Chromium with a fresh profile for the test, and returns its first tab. The
-// browser trusts only the stack's gateway certificate, and closes after timeout or when the test ends.
+// browser trusts only the certificates of the stack's gateway and Consul UI, and closes after timeout or when
+// the test ends.
 func newBrowser(t *testing.T, timeout time.Duration) context.Context {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
 		// A missing browser fails rather than skips: a skipped UI test would pass CI with the page untested.
 		t.Fatalf("the browser tests need Chromium at %s (make deps installs it): %v", chromiumPath, err)
 	}
-	pin, err := gatewayKeyPin()
-	if err != nil {
-		t.Fatal(err)
+	var pins []string
+	for _, u := range []string{stack.GatewayURL, stack.ConsulHTTPS} {
+		pin, err := keyPin(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pins = append(pins, pin)
 	}
+	pin := strings.Join(pins, ",")
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(chromiumPath),
 		chromedp.UserDataDir(t.TempDir()), // a fresh profile: no cookie, storage or cache from an earlier run
@@ -130,7 +136,7 @@ func newBrowser(t *testing.T, timeout time.Duration) context.Context {
 		chromedp.WindowSize(1366, 900),
 		// Chromium has no flag to add a CA, and its own store would need NSS tools. Rather than
 		// --ignore-certificate-errors (any certificate at all), the test checks the gateway's certificate
-		// against the stack's dev CA in Go (gatewayKeyPin) and lets Chromium accept only that public key.
+		// against the stack's dev CA in Go (keyPin) and lets Chromium accept only that public key.
 		chromedp.Flag("ignore-certificate-errors-spki-list", pin),
 	)
 	t.Cleanup(cancelAlloc)
@@ -152,9 +158,9 @@ func doStep(t *testing.T, ctx context.Context, name string, timeout time.Duratio
 	}
 }
 
-// gatewayKeyPin verifies the gateway's certificate with the stack's dev CA and returns the base64 SHA-256
-// of its public key, the form --ignore-certificate-errors-spki-list takes.
-func gatewayKeyPin() (string, error) {
+// keyPin verifies the certificate served at an https:// URL against the stack's dev CA, for the host the browser
+// will use, and returns the base64 SHA-256 of its public key, the form --ignore-certificate-errors-spki-list takes.
+func keyPin(url string) (string, error) {
 	ca, err := os.ReadFile(filepath.Join(stack.Dir, "certs", "ca.pem"))
 	if err != nil {
 		return "", err
@@ -164,13 +170,13 @@ func gatewayKeyPin() (string, error) {
 		return "", fmt.Errorf("no CA certificate in %s/certs/ca.pem", stack.Dir)
 	}
 	// Verified for the host the browser will use, as the browser would (the dialer takes the name from addr).
-	addr := strings.TrimPrefix(stack.GatewayURL, "https://")
+	addr := strings.TrimPrefix(url, "https://")
 	d := &tls.Dialer{Config: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return "", fmt.Errorf("TLS to the gateway with the dev CA: %w", err)
+		return "", fmt.Errorf("TLS to %s with the dev CA: %w", url, err)
 	}
 	defer conn.Close()
 	leaf := conn.(*tls.Conn).ConnectionState().PeerCertificates[0]
