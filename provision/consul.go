@@ -42,8 +42,17 @@ func (p *Provisioner) consulAccess(ctx context.Context) error {
 		}
 		// Right after its election the leader may not take a bootstrap yet: try for a few seconds.
 		var err error
+		access := map[string]any{"address": addr, "scheme": scheme}
+		if scheme == "https" {
+			// Vault verifies Consul's listener against the project's CA, not the system's roots.
+			ca, err := os.ReadFile(p.cfg.Vault.CACert)
+			if err != nil {
+				return err
+			}
+			access["ca_cert"] = string(ca)
+		}
 		for try := 0; try < 15; try++ {
-			if err = p.write(ctx, "consul/config/access", map[string]any{"address": addr, "scheme": scheme}); err == nil ||
+			if err = p.write(ctx, "consul/config/access", access); err == nil ||
 				strings.Contains(err.Error(), "no longer allowed") {
 				break
 			}

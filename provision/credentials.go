@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	consul "github.com/hashicorp/consul/api"
@@ -21,6 +23,9 @@ type Instance struct {
 	Dir     string
 	// Consul says whether the instance registers with Consul (and so gets a Consul token).
 	Consul bool
+	// Owner, when set ("uid:gid"), becomes the owner of Dir and its files: the service's user in a container
+	// whose volume a root-run delivery fills. The local stack sets owners itself (scripts/stack.sh).
+	Owner string
 }
 
 // Files in an instance's credentials folder.
@@ -73,8 +78,43 @@ func (p *Provisioner) Deliver(ctx context.Context, inst Instance) error {
 			return err
 		}
 	}
+	if err := chownTree(inst.Dir, inst.Owner); err != nil {
+		return err
+	}
 	p.logger.Info("credentials delivered", "instance", inst.ID, "service", inst.Service, "dir", inst.Dir)
 	return nil
+}
+
+// chownTree gives dir and everything in it to owner ("uid:gid"; "" changes nothing).
+func chownTree(dir, owner string) error {
+	if owner == "" {
+		return nil
+	}
+	uid, gid, err := parseOwner(owner)
+	if err != nil {
+		return err
+	}
+	return filepath.WalkDir(dir, func(path string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, uid, gid)
+	})
+}
+
+// parseOwner reads "uid:gid" or "uid" (the group then equals the uid).
+func parseOwner(owner string) (uid, gid int, err error) {
+	u, g, found := strings.Cut(owner, ":")
+	if !found {
+		g = u
+	}
+	if uid, err = strconv.Atoi(u); err == nil {
+		gid, err = strconv.Atoi(g)
+	}
+	if err != nil || uid < 0 || gid < 0 {
+		return 0, 0, fmt.Errorf("owner %q: want numeric uid:gid", owner)
+	}
+	return uid, gid, nil
 }
 
 // DeliverSecretID writes a new secret_id for the instance, response-wrapped for WrapTTL, then destroys the
@@ -92,6 +132,9 @@ func (p *Provisioner) DeliverSecretID(ctx context.Context, inst Instance) error 
 	}
 	wc.SetToken(p.vault.Token())
 	ttl := p.cfg.Approle.WrapTTL
+	if !p.cfg.Approle.Wrap {
+		ttl = ""
+	}
 	wc.SetWrappingLookupFunc(func(string, string) string { return ttl })
 	c, cancel := p.ctx(ctx)
 	defer cancel()
@@ -101,10 +144,17 @@ func (p *Provisioner) DeliverSecretID(ctx context.Context, inst Instance) error 
 	if err != nil {
 		return fmt.Errorf("new secret_id for %s: %w", inst.ID, err)
 	}
-	if sec == nil || sec.WrapInfo == nil || sec.WrapInfo.Token == "" {
-		return fmt.Errorf("vault did not wrap the secret_id for %s", inst.ID)
+	value := ""
+	switch {
+	case !p.cfg.Approle.Wrap && sec != nil:
+		value, _ = sec.Data["secret_id"].(string)
+	case sec != nil && sec.WrapInfo != nil:
+		value = sec.WrapInfo.Token
 	}
-	if err := writeSecretFile(inst.path(SecretIDFile), sec.WrapInfo.Token); err != nil {
+	if value == "" {
+		return fmt.Errorf("vault gave no secret_id (wrapped: %t) for %s", p.cfg.Approle.Wrap, inst.ID)
+	}
+	if err := writeSecretFile(inst.path(SecretIDFile), value); err != nil {
 		return err
 	}
 	for _, acc := range old {
@@ -113,7 +163,7 @@ func (p *Provisioner) DeliverSecretID(ctx context.Context, inst Instance) error 
 			return err
 		}
 	}
-	p.logger.Info("secret_id delivered (wrapped)", "instance", inst.ID, "wrap_ttl", ttl, "destroyed_previous", len(old))
+	p.logger.Info("secret_id delivered", "instance", inst.ID, "wrapped", p.cfg.Approle.Wrap, "wrap_ttl", ttl, "destroyed_previous", len(old))
 	return nil
 }
 
@@ -220,4 +270,56 @@ func (p *Provisioner) RetireConsulToken(ctx context.Context, inst Instance) erro
 	}
 	p.logger.Info("previous consul token deleted", "instance", inst.ID, "accessor", acc)
 	return os.Remove(inst.path(consulPreviousFile))
+}
+
+// Agent is a Consul client agent that needs a token with its node's identity before it starts: Compose runs one
+// per pod, and its API is reachable only from its own pod (see deploy/README.md).
+type Agent struct {
+	Node string
+	// File receives the agent's configuration with its token (an HCL file the agent loads at start).
+	File  string
+	Owner string // "uid:gid" of the agent's user
+}
+
+// agentTokenConfig is the HCL file an agent loads: its token and nothing else.
+func agentTokenConfig(secret string) string {
+	return fmt.Sprintf("# Written by meshctl: this agent's token (node identity). Readable by the agent's user only.\n"+
+		"acl {\n  tokens {\n    agent = %q\n  }\n}\n", secret)
+}
+
+// DeliverAgentToken gives a client agent a token with its node's identity, kept across runs while Consul still
+// knows it (its accessor sits beside the file).
+func (p *Provisioner) DeliverAgentToken(ctx context.Context, a Agent) error {
+	if a.Node == "" || a.File == "" {
+		return errors.New("an agent needs a node name and a file")
+	}
+	accessorFile := a.File + ".accessor"
+	err := p.withConsulToken(ctx, "provisioner", func(c *consul.Client) error {
+		if b, err := os.ReadFile(accessorFile); err == nil {
+			if _, err := os.Stat(a.File); err == nil {
+				if tok, _, err := c.ACL().TokenRead(strings.TrimSpace(string(b)), p.q(ctx)); err == nil && tok != nil {
+					return nil
+				}
+			}
+		}
+		tok, _, err := c.ACL().TokenCreate(&consul.ACLToken{
+			Description:    "agent " + a.Node + " (meshctl)",
+			NodeIdentities: []*consul.ACLNodeIdentity{{NodeName: a.Node, Datacenter: p.cfg.Consul.Datacenter}},
+		}, p.w(ctx))
+		if err != nil {
+			return fmt.Errorf("agent token for %s: %w", a.Node, err)
+		}
+		if err := writeSecretFile(a.File, agentTokenConfig(tok.SecretID)); err != nil {
+			return err
+		}
+		if err := os.WriteFile(accessorFile, []byte(tok.AccessorID+"\n"), 0o600); err != nil {
+			return err
+		}
+		p.logger.Info("consul agent token delivered (node identity)", "node", a.Node, "accessor", tok.AccessorID)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return chownTree(filepath.Dir(a.File), a.Owner)
 }

@@ -66,7 +66,11 @@ type Config struct {
 		SecretUses int    `conf:"default:10"`
 		// WrapTTL is how long a delivered, wrapped secret_id may wait to be unwrapped.
 		WrapTTL string `conf:"default:10m"`
-		// Cidrs bind logins and tokens to where the services run.
+		// Wrap delivers secret_ids response-wrapped. Compose turns it off: a container that its restart policy
+		// brings back must log in again from the same file, and a wrapping token unwraps only once.
+		Wrap bool `conf:"default:true"`
+		// Cidrs bind logins and tokens to where the services run; "local-networks" means the networks of this
+		// host's (container's) own interfaces, for Compose, whose subnet Docker picks.
 		Cidrs string `conf:"default:127.0.0.1/32"`
 	}
 	Transit struct {

@@ -4,13 +4,18 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
+	"github.com/go-sql-driver/mysql"
 	vault "github.com/hashicorp/vault/api"
 )
 
@@ -98,6 +103,10 @@ func (p *Provisioner) enableMounts(ctx context.Context) error {
 // approleRoles: periodic, loopback-bound tokens carrying only the role's policy; secret_ids that live hours and
 // serve a handful of logins. order-migrate's secret_id serves exactly one login.
 func (p *Provisioner) approleRoles(ctx context.Context) error {
+	cidrs, err := resolveCidrs(p.cfg.Approle.Cidrs)
+	if err != nil {
+		return err
+	}
 	for _, name := range Roles {
 		uses := p.cfg.Approle.SecretUses
 		if name == "order-migrate" {
@@ -107,8 +116,8 @@ func (p *Provisioner) approleRoles(ctx context.Context) error {
 			"token_policies":          name,
 			"token_no_default_policy": true,
 			"token_period":            p.cfg.Approle.TokenPeriod,
-			"token_bound_cidrs":       p.cfg.Approle.Cidrs,
-			"secret_id_bound_cidrs":   p.cfg.Approle.Cidrs,
+			"token_bound_cidrs":       cidrs,
+			"secret_id_bound_cidrs":   cidrs,
 			"secret_id_ttl":           p.cfg.Approle.SecretTTL,
 			"secret_id_num_uses":      uses,
 		}
@@ -116,7 +125,7 @@ func (p *Provisioner) approleRoles(ctx context.Context) error {
 			return err
 		}
 	}
-	p.logger.Info("approle roles ready", "roles", strings.Join(Roles, ","), "token_period", p.cfg.Approle.TokenPeriod,
+	p.logger.Info("approle roles ready", "roles", strings.Join(Roles, ","), "cidrs", cidrs, "token_period", p.cfg.Approle.TokenPeriod,
 		"secret_id_ttl", p.cfg.Approle.SecretTTL, "secret_id_uses", p.cfg.Approle.SecretUses)
 	return nil
 }
@@ -208,6 +217,10 @@ func (p *Provisioner) rootSQL(ctx context.Context, statements string) error {
 	}
 	ctx, cancel := p.ctx(ctx)
 	defer cancel()
+	if _, err := exec.LookPath("mariadb"); err != nil {
+		// No client here (meshctl's container image holds meshctl alone): the same login through the driver.
+		return rootSQLDriver(ctx, p.cfg.DB.Socket, statements)
+	}
 	cmd := exec.CommandContext(ctx, "mariadb", "--no-defaults", "--socket="+p.cfg.DB.Socket, "--user=root", "--batch")
 	cmd.Stdin = strings.NewReader(statements)
 	var out bytes.Buffer
@@ -264,4 +277,55 @@ func randomHex(n int) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(b), nil
+}
+
+// resolveCidrs expands "local-networks" into the networks of this host's non-loopback interfaces; any other
+// value is passed on as it is.
+func resolveCidrs(v string) (string, error) {
+	if v != "local-networks" {
+		return v, nil
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return "", err
+	}
+	nets := localNetworks(addrs)
+	if len(nets) == 0 {
+		return "", errors.New("local-networks: this host has no non-loopback IPv4 network")
+	}
+	return strings.Join(nets, ","), nil
+}
+
+// localNetworks: the IPv4 networks (not the addresses) of addrs, loopback and link-local left out.
+func localNetworks(addrs []net.Addr) []string {
+	var nets []string
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok || ipn.IP.To4() == nil || ipn.IP.IsLoopback() || ipn.IP.IsLinkLocalUnicast() {
+			continue
+		}
+		n := (&net.IPNet{IP: ipn.IP.Mask(ipn.Mask), Mask: ipn.Mask}).String()
+		if !slices.Contains(nets, n) {
+			nets = append(nets, n)
+		}
+	}
+	return nets
+}
+
+// rootSQLDriver logs in as root over the unix socket with the Go driver. MariaDB's unix_socket plugin checks
+// the peer's uid and needs nothing from the client, so no password is involved.
+func rootSQLDriver(ctx context.Context, socket, statements string) error {
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Net, cfg.Addr = "root", "unix", socket
+	cfg.MultiStatements = true
+	conn, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return err
+	}
+	db := sql.OpenDB(conn)
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, statements); err != nil {
+		return fmt.Errorf("mariadb as root over %s: %w", socket, err)
+	}
+	return nil
 }

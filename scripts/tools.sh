@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# tools.sh ensure consul|vault|mariadb|jq: prints the path of a usable binary, installing or building it when missing.
-# consul/vault: PATH first, else .cache/bin (pinned version), else built once from consul/build or vault/build.
+# tools.sh ensure consul|vault|compose|mariadb|jq: prints the path of a usable binary, installing or building it when
+# missing. consul/vault: PATH first, else .cache/bin (pinned version), else built once from consul/build or vault/build.
+# compose: `docker compose` if it works, else the Compose v2 plugin built once from compose/build and installed as a
+# Docker CLI plugin (in $DOCKER_CONFIG/cli-plugins, default ~/.docker/cli-plugins).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$SCRIPTS_DIR/versions.env"
@@ -10,12 +12,13 @@ CACHE_BIN="${CACHE_BIN:-$ROOT_DIR/.cache/bin}"
 TOOLS_STRICT="${TOOLS_STRICT:-0}"
 
 # tool_version BIN: the bare version ("1.22.3") from `BIN version`.
-tool_version() { "$1" version 2>/dev/null | head -n 1 | sed -nE 's/^[A-Za-z]+ v([0-9]+\.[0-9]+\.[0-9]+[^ ,]*).*/\1/p'; }
+tool_version() { "$1" version 2>/dev/null | head -n 1 | sed -nE 's/^[A-Za-z ]+ v([0-9]+\.[0-9]+\.[0-9]+[^ ,]*).*/\1/p'; }
 
 pinned_version() {
   case "$1" in
     consul) echo "$CONSUL_VERSION" ;;
     vault) echo "$VAULT_VERSION" ;;
+    compose) echo "$COMPOSE_VERSION" ;;
   esac
 }
 
@@ -27,13 +30,20 @@ build_tool() {
   exec 9>"$CACHE_BIN/.$name.lock"
   flock 9
   # Another caller may have finished the build while we waited for the lock.
+  [[ "$name" == compose ]] && out="$CACHE_BIN/docker-compose"
   if [[ -x "$out" && "$(tool_version "$out")" == "$(pinned_version "$name")" ]]; then
     exec 9>&-; return 0
   fi
   log "building $name v$(pinned_version "$name") from $src (takes 5-10 minutes on 2 cores, once)"
   # GOWORK=off: the build module must never be mixed with the product's module.
+  local pkg=. ldflags="-s -w"
+  if [[ "$name" == compose ]]; then
+    # compose/build names the plugin's main package as a tool; its version string is set at link time.
+    out="$CACHE_BIN/docker-compose" pkg=github.com/docker/compose/v2/cmd
+    ldflags+=" -X github.com/docker/compose/v2/internal.Version=v$COMPOSE_VERSION"
+  fi
   (cd "$src" && GOWORK=off GOFLAGS=-mod=readonly CGO_ENABLED=0 \
-    go build -trimpath -ldflags="-s -w" -o "$out.tmp" .) >&2 || die "building $name failed"
+    go build -trimpath -ldflags="$ldflags" -o "$out.tmp" "$pkg") >&2 || die "building $name failed"
   mv -f "$out.tmp" "$out"
   exec 9>&-
   log "built $out"
@@ -57,6 +67,22 @@ ensure_hashicorp() {
     build_tool "$name"
   fi
   echo "$path"
+}
+
+# ensure_compose: prints `docker compose` once it works, building and installing the plugin when it is missing.
+# A plugin the user installed (Docker Desktop, a distribution package) is always preferred.
+ensure_compose() {
+  local docker="${DOCKER:-docker}" plugins="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins" bin="$CACHE_BIN/docker-compose"
+  command -v "$docker" >/dev/null || die "no docker CLI on PATH"
+  if "$docker" compose version >/dev/null 2>&1; then echo "$docker compose"; return 0; fi
+  if [[ ! -x "$bin" || "$(tool_version "$bin")" != "$COMPOSE_VERSION" ]]; then
+    build_tool compose
+  fi
+  mkdir -p "$plugins"
+  ln -sfn "$bin" "$plugins/docker-compose"
+  log "installed the Compose v$COMPOSE_VERSION plugin as $plugins/docker-compose"
+  "$docker" compose version >/dev/null 2>&1 || die "docker compose still fails after installing $plugins/docker-compose"
+  echo "$docker compose"
 }
 
 # apt_install PKG...: Debian packages, without starting any service they ship (policy-rc.d says no).
@@ -98,11 +124,12 @@ ensure_apt_tool() {
 main() {
   case "${1:-}:${2:-}" in
     ensure:consul | ensure:vault) ensure_hashicorp "$2" ;;
+    ensure:compose) ensure_compose ;;
     ensure:mariadb) ensure_mariadb ;;
     ensure:jq | ensure:curl) ensure_apt_tool "$2" ;;
     # The staff portal's browser test; fonts come as a recommendation only, and --no-install-recommends skips them.
     ensure:chromium) find_bin chromium >/dev/null || apt_install chromium fonts-liberation; find_bin chromium ;;
-    *) die "usage: $0 ensure consul|vault|mariadb|jq|curl|chromium" ;;
+    *) die "usage: $0 ensure consul|vault|compose|mariadb|jq|curl|chromium" ;;
   esac
 }
 

@@ -4,6 +4,10 @@
 //	meshctl bootstrap                 initialise/unseal Vault, then configure Vault and Consul (idempotent)
 //	meshctl unseal                    unseal Vault with the key in the state folder
 //	meshctl deliver                   credentials for one instance (MESHCTL_INSTANCE_*): role_id, wrapped secret_id, Consul token
+//	meshctl setup                     bootstrap, then agent tokens and deliveries from a plan (MESHCTL_SETUP_*), in
+//	                                  one run: Compose's one-shot bootstrap container, whose image has no shell
+//	meshctl probe [-cacert F] URL     exit 0 if URL answers 2xx within a timeout (images' health checks)
+//	meshctl pause                     do nothing until stopped: owns a Compose pod's network namespace
 //	meshctl rotate WHAT               db-creds | db-root | transit-key | connect-ca | logins
 //	                                  | secret-id | consul-token | consul-token-retire   (these three: MESHCTL_INSTANCE_*)
 //	meshctl token staff NAME          a staff bearer token (printed once; Vault keeps its hash)
@@ -32,6 +36,7 @@ import (
 
 	"github.com/ardanlabs/conf/v3"
 	"github.com/pizzajoint/mesh/platform/applog"
+	"github.com/pizzajoint/mesh/platform/probe"
 	"github.com/pizzajoint/mesh/provision"
 )
 
@@ -50,9 +55,24 @@ type config struct {
 		Consul  bool   `conf:"default:false,help:the instance registers with Consul and gets a Consul token"`
 	}
 	Front frontConfig
+	// Setup is the plan of `meshctl setup` (see provision.ParseInstances for the format).
+	Setup struct {
+		Instances string `conf:"help:instances to deliver credentials to after the bootstrap"`
+		Agents    string `conf:"help:Consul client agents to give a node token after the bootstrap"`
+	}
 }
 
 func main() {
+	// The two commands that need no configuration, for containers: health checks and a pod's namespace owner.
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "probe":
+			os.Exit(probe.Main(os.Args[2:], os.Stderr))
+		case "pause":
+			pause()
+			return
+		}
+	}
 	if err := run(context.Background(), os.Stdin, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "meshctl:", err)
 		os.Exit(1)
@@ -83,14 +103,20 @@ func run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 	inst := provision.Instance{Service: cfg.Instance.Service, ID: cfg.Instance.ID, Dir: cfg.Instance.Dir, Consul: cfg.Instance.Consul}
 
 	switch cmd := cfg.Args.Num(0); cmd {
-	case "bootstrap":
+	case "bootstrap", "setup":
 		if _, err := p.OpenVault(ctx); err != nil {
 			return err
 		}
 		if err := p.Authenticate(ctx); err != nil {
 			return err
 		}
-		return p.Bootstrap(ctx)
+		if err := p.Bootstrap(ctx); err != nil {
+			return err
+		}
+		if cmd == "setup" {
+			return setup(ctx, p, cfg.Setup.Instances, cfg.Setup.Agents)
+		}
+		return nil
 	case "unseal":
 		return p.Unseal(ctx)
 	case "serve-front":
@@ -171,4 +197,36 @@ func token(ctx context.Context, p *provision.Provisioner, kind, name string, std
 	default:
 		return fmt.Errorf("unknown token kind %q (staff NAME, consul-ui, consul-operator)", kind)
 	}
+}
+
+// setup provisions what the plan lists, after the bootstrap: each client agent's token, then each instance's
+// credentials.
+func setup(ctx context.Context, p *provision.Provisioner, instances, agents string) error {
+	as, err := provision.ParseAgents(agents)
+	if err != nil {
+		return err
+	}
+	is, err := provision.ParseInstances(instances)
+	if err != nil {
+		return err
+	}
+	for _, a := range as {
+		if err := p.DeliverAgentToken(ctx, a); err != nil {
+			return err
+		}
+	}
+	for _, inst := range is {
+		if err := p.Deliver(ctx, inst); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pause waits for SIGTERM or SIGINT: a pod's first container holds the network namespace that the pod's other
+// containers join, so they keep it when any of them restarts.
+func pause() {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	<-sig
 }

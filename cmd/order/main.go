@@ -34,6 +34,7 @@ import (
 	"github.com/pizzajoint/mesh/platform/httpserver"
 	"github.com/pizzajoint/mesh/platform/kitmw"
 	"github.com/pizzajoint/mesh/platform/mysqlconn"
+	"github.com/pizzajoint/mesh/platform/probe"
 	"github.com/pizzajoint/mesh/platform/reqid"
 	"github.com/pizzajoint/mesh/platform/vaultcreds"
 	"github.com/prometheus/client_golang/prometheus"
@@ -79,6 +80,10 @@ type config struct {
 }
 
 func main() {
+	// `order probe URL`: the image's health check (it has no shell, curl or wget).
+	if len(os.Args) > 1 && os.Args[1] == "probe" {
+		os.Exit(probe.Main(os.Args[2:], os.Stderr))
+	}
 	if err := run(context.Background(), os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "order:", err)
 		os.Exit(1)

@@ -1,0 +1,58 @@
+package probe
+
+import (
+	"encoding/pem"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestMain_Answers(t *testing.T) {
+	slow := make(chan struct{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ok", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	mux.HandleFunc("/down", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) })
+	mux.HandleFunc("/moved", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ok", http.StatusFound) })
+	mux.HandleFunc("/slow", func(http.ResponseWriter, *http.Request) { <-slow })
+	plain := httptest.NewServer(mux)
+	t.Cleanup(plain.Close)
+	tlsSrv := httptest.NewTLSServer(mux)
+	t.Cleanup(tlsSrv.Close)
+	// Cleanups run last-in first-out: release the slow handler before the servers wait for it.
+	t.Cleanup(func() { close(slow) })
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name string
+		args []string
+		want int
+	}{
+		{"2xx", []string{plain.URL + "/ok"}, 0},
+		{"5xx", []string{plain.URL + "/down"}, 1},
+		{"a redirect is not followed", []string{plain.URL + "/moved"}, 1},
+		{"nobody listening", []string{"http://127.0.0.1:1/ok"}, 1},
+		{"timeout", []string{"-timeout", "200ms", plain.URL + "/slow"}, 1},
+		{"https with the CA", []string{"-cacert", ca, tlsSrv.URL + "/ok"}, 0},
+		{"https unverified is refused", []string{tlsSrv.URL + "/ok"}, 1},
+		{"https insecure", []string{"-insecure", tlsSrv.URL + "/ok"}, 0},
+		{"no URL", nil, 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			if got := Main(tc.args, io.Discard); got != tc.want {
+				t.Fatalf("Main(%q) = %d, want %d", tc.args, got, tc.want)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Fatalf("took %v", d)
+			}
+		})
+	}
+}
