@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/x509"
 	"encoding/pem"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -292,5 +293,35 @@ func truncate(t *testing.T, path string) {
 	b := readFile(t, path)
 	if err := os.WriteFile(path, b[:len(b)/2], 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestRunDeliversPairAndCA(t *testing.T) {
+	out, to, caTo := t.TempDir(), t.TempDir(), t.TempDir()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if err := run([]string{"-out", out, "-name", "vault", "-hosts", "vault", "-to", to, "-ca-to", caTo}, logger); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []struct {
+		path string
+		perm os.FileMode
+	}{{filepath.Join(to, "vault.pem"), 0o644}, {filepath.Join(to, "vault-key.pem"), 0o600},
+		{filepath.Join(to, "ca.pem"), 0o644}, {filepath.Join(caTo, "ca.pem"), 0o644}} {
+		st, err := os.Stat(f.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != f.perm {
+			t.Errorf("%s: mode %v, want %v", f.path, st.Mode().Perm(), f.perm)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(to, "ca-key.pem")); err == nil {
+		t.Fatal("the CA key was delivered")
+	}
+	if _, err := os.Stat(filepath.Join(caTo, "vault-key.pem")); err == nil {
+		t.Fatal("-ca-to got a private key")
+	}
+	if err := run([]string{"-out", out, "-to", to, "-owner", "pizza"}, logger); err == nil {
+		t.Fatal("a non-numeric owner was accepted")
 	}
 }

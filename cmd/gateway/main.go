@@ -83,6 +83,8 @@ type config struct {
 		Addr string `conf:"help:Consul agent address like http://127.0.0.1:8500 (empty: no mesh)"`
 		// TokenFile holds this instance's Consul token (service identity), delivered by meshctl.
 		TokenFile string `conf:"help:file holding this instance's Consul ACL token"`
+		// AdvertiseNode: the agent is the pod's own (Compose), so the sidecar is advertised at the pod's address.
+		AdvertiseNode bool `conf:"default:false,help:advertise the Consul node's address (a pod's) instead of loopback"`
 	}
 	// Vault is where staff token hashes come from (KV); without a role_id file staff sign-in is off.
 	Vault vaultcreds.Config
@@ -222,7 +224,7 @@ func register(ctx context.Context, cfg config, listenAddr string, logger *slog.L
 	}
 	return consulreg.Join(ctx, cfg.Consul.Addr, consulreg.Instance{
 		ID: cmp.Or(cfg.Service.ID, consulreg.DefaultID("gateway", port)), Name: "gateway", Address: host, Port: port,
-		TokenFile: cfg.Consul.TokenFile,
+		TokenFile: cfg.Consul.TokenFile, AdvertiseNode: cfg.Consul.AdvertiseNode,
 		CheckURL:  fmt.Sprintf("https://%s/health/readyz", net.JoinHostPort(host, strconv.Itoa(port))),
 		Upstreams: []consulreg.Upstream{{Service: "order", LocalPort: upstreamPort}},
 	}, logger)

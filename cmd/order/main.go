@@ -66,6 +66,8 @@ type config struct {
 		Addr string `conf:"help:Consul agent address like http://127.0.0.1:8500 (empty: no mesh)"`
 		// TokenFile holds this instance's Consul token (service identity), delivered by meshctl.
 		TokenFile string `conf:"help:file holding this instance's Consul ACL token"`
+		// AdvertiseNode: the agent is the pod's own (Compose), so the sidecar is advertised at the pod's address.
+		AdvertiseNode bool `conf:"default:false,help:advertise the Consul node's address (a pod's) instead of loopback"`
 	}
 	Service struct {
 		ID string `conf:"help:Consul service instance ID (default: order-<host>-<port>)"`
@@ -322,7 +324,7 @@ func register(ctx context.Context, cfg config, listenAddr string, logger *slog.L
 	}
 	id := cmp.Or(cfg.Service.ID, consulreg.DefaultID("order", port))
 	return consulreg.Join(ctx, cfg.Consul.Addr, consulreg.Instance{
-		ID: id, Name: "order", Address: host, Port: port, TokenFile: cfg.Consul.TokenFile,
+		ID: id, Name: "order", Address: host, Port: port, TokenFile: cfg.Consul.TokenFile, AdvertiseNode: cfg.Consul.AdvertiseNode,
 		CheckURL: fmt.Sprintf("http://%s/health/readyz", net.JoinHostPort(host, strconv.Itoa(port))),
 	}, logger)
 }

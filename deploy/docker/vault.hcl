@@ -1,14 +1,14 @@
-# Vault in Docker Compose: the repository's vault/server.hcl plus this file (storage and listener, which
-# scripts/stack.sh writes into .state/vault/local.hcl on the local stack).
+# Vault in Compose: added to vault/server.hcl (the settings shared with the local stack). TLS only, with a
+# certificate for the name `vault` from the project's CA (the certs-vault one-shot writes it into vault-tls).
 storage "file" {
-  path = "/vault/file" # the vault-data volume
+  path = "/vault/data"
 }
 
-# Plain HTTP on the compose network only (not published to the host): the services reach it by name.
-# Put TLS here before this listener is reachable from anywhere else.
 listener "tcp" {
-  address     = "0.0.0.0:8200"
-  tls_disable = true
+  address         = "0.0.0.0:8200"
+  tls_cert_file   = "/vault/tls/vault.pem"
+  tls_key_file    = "/vault/tls/vault-key.pem"
+  tls_min_version = "tls12"
 }
 
-api_addr = "http://vault:8200"
+api_addr = "https://vault:8200"

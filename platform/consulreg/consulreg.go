@@ -40,6 +40,10 @@ type Instance struct {
 	Meta      map[string]string
 	// TokenFile holds the instance's Consul token; empty means no token (an agent without ACLs).
 	TokenFile string
+	// AdvertiseNode registers the instance and its sidecar at the agent's node address instead of Address: in
+	// a pod (Compose), the agent's node is the pod, so other pods reach the sidecar's public listener at the
+	// pod's address, while the sidecar still reaches the instance on the pod's loopback (Address).
+	AdvertiseNode bool
 }
 
 // Registrar registers and deregisters one instance, and keeps it registered.
@@ -94,10 +98,15 @@ func (r *Registrar) Registration() *api.AgentServiceRegistration {
 			LocalBindPort:    u.LocalPort,
 		})
 	}
+	// An empty address means the node's, for the instance and for the sidecar that inherits it.
+	advertise := r.inst.Address
+	if r.inst.AdvertiseNode {
+		advertise = ""
+	}
 	return &api.AgentServiceRegistration{
 		ID:      r.inst.ID,
 		Name:    r.inst.Name,
-		Address: r.inst.Address,
+		Address: advertise,
 		Port:    r.inst.Port,
 		Meta:    r.inst.Meta,
 		Check: &api.AgentServiceCheck{
