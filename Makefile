@@ -98,34 +98,25 @@ demo: ## a simulated kitchen on the running stack: places orders and moves them 
 clean: stop ## stop the stack and remove its state (keeps the cached consul/vault binaries)
 	rm -rf $(STATE_DIR) $(BIN_DIR)
 
-# Docker: the same mesh as containers (docker-compose.yml; how it maps: deploy/README.md). Needs a Docker engine
-# with the compose plugin; the images come from deploy/docker/Dockerfile, one target each.
-.PHONY: dockerize run-docker stop-docker
+# Docker: the same mesh as containers (docker-compose.yml; how it maps: deploy/README.md). Needs a Docker engine;
+# the Compose v2 plugin is built from its pinned module when missing (scripts/tools.sh ensure compose). Images are
+# FROM scratch with the static binaries of `make build`: nothing is pulled but MariaDB's official image, and where
+# that cannot be pulled either, an equivalent one is built from Debian's packages (deploy/docker/mariadb-image.sh).
+.PHONY: dockerize run-docker stop-docker docker-consul-ui-token
 DOCKER ?= docker
-PIZZA_TAG ?= dev
-DOCKER_IMAGES := order gateway devcerts bootstrap
+export PIZZA_TAG ?= dev
 # A clear failure instead of a build or compose error halfway through when no engine answers.
 DOCKER_ENGINE_CHECK = $(DOCKER) info >/dev/null 2>&1 || { echo "no Docker engine reachable ('$(DOCKER) info' failed): start Docker, or point DOCKER_HOST at one" >&2; exit 1; }
-DOCKER_COMPOSE_CHECK = $(DOCKER) compose version >/dev/null 2>&1 || { echo "'$(DOCKER) compose' is missing: install the Docker Compose v2 plugin" >&2; exit 1; }
 
-dockerize: ## build the container images pizzajoint/{order,gateway,devcerts,bootstrap}:dev (PIZZA_TAG=dev)
+dockerize: build ## build the images pizzajoint/{order,gateway,meshctl,devcerts,consul,vault}:dev from bin/ (no pull)
 	@$(DOCKER_ENGINE_CHECK)
-	for t in $(DOCKER_IMAGES); do \
-		$(DOCKER) build -f deploy/docker/Dockerfile --target $$t -t pizzajoint/$$t:$(PIZZA_TAG) . || exit 1; \
-	done
+	DOCKER=$(DOCKER) deploy/docker/build-images.sh
 
-run-docker: dockerize ## start the mesh in Docker Compose, wait until GET /menu works end to end, print where to reach it
-	@$(DOCKER_COMPOSE_CHECK)
-	PIZZA_TAG=$(PIZZA_TAG) $(DOCKER) compose up -d --wait --wait-timeout 300
-	@mkdir -p certs && $(DOCKER) compose cp gateway:/certs/ca.pem certs/docker-ca.pem >/dev/null
-	@echo ""
-	@echo "Pizza Joint mesh is running in Docker Compose."
-	@echo "  Gateway:    https://localhost:8443   (curl --cacert certs/docker-ca.pem https://localhost:8443/menu)"
-	@echo "  Consul UI:  http://localhost:8500/ui"
-	@echo "  Logs:       docker compose logs -f [service]    Stop: make stop-docker (data kept; add -v to docker compose down to wipe it)"
-	@echo "  Operator:   docker compose run --rm --entrypoint bash vault-bootstrap, then export VAULT_TOKEN=\"\$$(cat /vault-init/root-token)\""
+run-docker: dockerize ## start the mesh in Docker Compose, wait until POST /pizza works end to end, print where to reach it
+	DOCKER=$(DOCKER) deploy/docker/run.sh up
 
-stop-docker: ## stop the Docker Compose mesh (volumes, and so orders and Vault's data, are kept)
-	@$(DOCKER_ENGINE_CHECK)
-	@$(DOCKER_COMPOSE_CHECK)
-	$(DOCKER) compose down
+stop-docker: ## stop the Docker Compose mesh; volumes (orders, Vault's data) are kept. Wipe: docker compose down -v
+	DOCKER=$(DOCKER) deploy/docker/run.sh down
+
+docker-consul-ui-token: ## a read-only token to log in to the Compose stack's Consul UI (leased from Vault for 8 h)
+	@DOCKER=$(DOCKER) deploy/docker/run.sh meshctl token consul-ui

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# run.sh up|down|token KIND|meshctl ARGS...: the Compose stack (make run-docker, make stop-docker).
+#   up     start it (images from make dockerize), wait until POST /pizza works end to end, say where it is
+#   down   stop it; the volumes (orders, Vault's and Consul's data) are kept
+#   meshctl ARGS  the provisioning program against the stack, with the bootstrap container's settings and volume
+#                 (e.g. `token consul-ui`, `rotate db-creds`); tokens go to stdout only
+# Settings (env): PIZZA_PROJECT (Compose project, default pizzajoint), PIZZA_TAG (image tag, dev),
+# PIZZA_GATEWAY_PORT (8443), PIZZA_CONSUL_UI_PORT (8501, on 127.0.0.1), PIZZA_MARIADB_IMAGE (default: the
+# official mariadb:11.4, or one built from Debian's packages where it cannot be pulled), PIZZA_CA_FILE (where
+# the stack's CA certificate is copied, certs/docker-ca.pem), RUN_DOCKER_TIMEOUT (seconds, 300).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
+
+DOCKER="${DOCKER:-docker}"
+export PIZZA_TAG="${PIZZA_TAG:-dev}" PIZZA_PROJECT="${PIZZA_PROJECT:-pizzajoint}"
+GATEWAY_PORT="${PIZZA_GATEWAY_PORT:-8443}"
+UI_PORT="${PIZZA_CONSUL_UI_PORT:-8501}"
+CA_FILE="${PIZZA_CA_FILE:-$ROOT_DIR/certs/docker-ca.pem}"
+TIMEOUT="${RUN_DOCKER_TIMEOUT:-300}"
+OFFICIAL_MARIADB=mariadb:11.4
+
+compose() { "$DOCKER" compose --project-directory "$ROOT_DIR" -f "$ROOT_DIR/docker-compose.yml" "$@"; }
+
+engine_check() {
+  "$DOCKER" info >/dev/null 2>&1 || die "no Docker engine reachable ('$DOCKER info' failed): start Docker, or point DOCKER_HOST at one"
+  "$SCRIPTS_DIR/tools.sh" ensure compose >/dev/null
+}
+
+# choose_mariadb: the official image when it is here or can be pulled, else one built from Debian's packages.
+choose_mariadb() {
+  [[ -n "${PIZZA_MARIADB_IMAGE:-}" ]] && return 0
+  if "$DOCKER" image inspect "$OFFICIAL_MARIADB" >/dev/null 2>&1 || "$DOCKER" pull -q "$OFFICIAL_MARIADB" >/dev/null 2>&1; then
+    export PIZZA_MARIADB_IMAGE="$OFFICIAL_MARIADB"
+  else
+    log "$OFFICIAL_MARIADB cannot be pulled here (no registry?): using MariaDB built from Debian's packages"
+    PIZZA_MARIADB_IMAGE="$("$ROOT_DIR/deploy/docker/mariadb-image.sh")"
+    export PIZZA_MARIADB_IMAGE
+  fi
+}
+
+# order_works: POST /pizza through the gateway, both sidecars (mTLS) and order, answered 201. The same
+# Idempotency-Key every time, so checks after the first replay one order instead of adding more.
+order_works() {
+  local code
+  code="$(curl -sS --cacert "$CA_FILE" -o /dev/null -w '%{http_code}' -X POST "https://localhost:$GATEWAY_PORT/pizza" \
+    -H 'Content-Type: application/json' -H 'Idempotency-Key: run-docker-check' \
+    -d '{"customer":{"name":"Stack check","phone":"+44 20 7946 0000","address":"make run-docker"},"items":[{"pizza":"margherita","size":"S","quantity":1}]}' 2>/dev/null)" || return 1
+  [[ "$code" == 201 ]]
+}
+
+cmd_up() {
+  engine_check
+  choose_mariadb
+  log "starting Compose project $PIZZA_PROJECT (MariaDB image: $PIZZA_MARIADB_IMAGE)"
+  compose up -d --wait --wait-timeout "$TIMEOUT" ||
+    { compose ps -a >&2; die "the stack did not become healthy within ${TIMEOUT}s (docker compose logs SERVICE says why)"; }
+  mkdir -p "$(dirname "$CA_FILE")"
+  compose cp gateway:/pizza/trust/ca.pem "$CA_FILE" >/dev/null 2>&1 || die "could not copy the stack's CA certificate"
+  "$SCRIPTS_DIR/tools.sh" ensure curl >/dev/null
+  wait_for "POST /pizza end to end (gateway → mesh → order → MariaDB)" "$TIMEOUT" "" order_works
+  local rel="${CA_FILE#"$PWD"/}"
+  cat <<MSG
+
+Pizza Joint mesh is running in Docker Compose (project $PIZZA_PROJECT).
+  Customers:  https://localhost:$GATEWAY_PORT   (curl --cacert $rel https://localhost:$GATEWAY_PORT/menu)
+  Consul UI:  https://localhost:$UI_PORT/ui   (127.0.0.1 only; log in with the token from: make docker-consul-ui-token)
+  Logs:       docker compose -p $PIZZA_PROJECT logs -f [service]
+  Stop:       make stop-docker (data kept)    Wipe:  docker compose -p $PIZZA_PROJECT down -v
+  Runbook:    deploy/docker/run.sh meshctl rotate db-creds|db-root|transit-key|connect-ca|logins
+MSG
+}
+
+cmd_down() {
+  engine_check
+  compose down --timeout 30
+}
+
+# cmd_meshctl ARGS: meshctl in a throw-away bootstrap container (its settings, its volume), nothing else started.
+cmd_meshctl() {
+  engine_check
+  compose run --rm --no-deps -T bootstrap "$@"
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  meshctl) shift; cmd_meshctl "$@" ;;
+  *) die "usage: $0 up|down|meshctl ARGS..." ;;
+esac
