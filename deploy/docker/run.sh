@@ -78,6 +78,8 @@ cmd_down() {
 # cmd_meshctl ARGS: meshctl in a throw-away bootstrap container (its settings, its volume), nothing else started.
 cmd_meshctl() {
   engine_check
+  # Without a running stack, `run` would create the project's volumes and network empty.
+  [[ -n "$(compose ps -q vault 2>/dev/null)" ]] || die "Compose project $PIZZA_PROJECT is not running (make run-docker)"
   compose run --rm --no-deps -T bootstrap "$@"
 }
 

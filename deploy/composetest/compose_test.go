@@ -1,0 +1,448 @@
+package composetest
+
+import (
+	"archive/tar"
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+type placed struct {
+	ID            string `json:"id"`
+	TrackingToken string `json:"tracking_token"`
+	Status        string `json:"status"`
+}
+
+const orderBody = `{"customer":{"name":"Compose Test","phone":"+44 20 7946 0000","address":"1 Pizza Lane"},` +
+	`"items":[{"pizza":"margherita","size":"M","quantity":1}]}`
+
+// placeOrder POSTs one order with key; it returns the HTTP status and the order on 201.
+func placeOrder(key string) (int, placed, error) {
+	req, err := http.NewRequest(http.MethodPost, st.url("/pizza"), strings.NewReader(orderBody))
+	if err != nil {
+		return 0, placed{}, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", key)
+	resp, err := st.http.Do(req)
+	if err != nil {
+		return 0, placed{}, err
+	}
+	defer resp.Body.Close()
+	var p placed
+	if resp.StatusCode == http.StatusCreated {
+		err = json.NewDecoder(resp.Body).Decode(&p)
+	}
+	return resp.StatusCode, p, err
+}
+
+// kept orders from the first test, read again after a restart of the stack.
+var kept []placed
+
+func TestOrderStreamAndStaffChange(t *testing.T) {
+	code, p, err := placeOrder("composetest-first")
+	if err != nil || code != http.StatusCreated || p.ID == "" {
+		t.Fatalf("POST /pizza = %d, %+v, %v; want 201", code, p, err)
+	}
+	kept = append(kept, p)
+
+	stream, err := http.NewRequest(http.MethodGet, st.url("/pizza/"+p.ID+"/events?token="+p.TrackingToken), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Transport: st.http.Transport} // no overall timeout: a stream stays open
+	resp, err := client.Do(stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("event stream: %s", resp.Status)
+	}
+	statuses := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				var ev struct{ Status string }
+				if json.Unmarshal([]byte(data), &ev) == nil {
+					statuses <- ev.Status
+				}
+			}
+		}
+		close(statuses)
+	}()
+	next := func(want string) {
+		t.Helper()
+		select {
+		case got := <-statuses:
+			if got != want {
+				t.Fatalf("stream delivered %q, want %q", got, want)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("stream delivered no %s within 20 s", want)
+		}
+	}
+	next("CREATED")
+
+	staff := strings.TrimSpace(st.meshctlT(t, "token", "staff", "composetest"))
+	body := strings.NewReader(`{"status":"ACCEPTED"}`)
+	req, _ := http.NewRequest(http.MethodPost, st.url("/staff/api/orders/"+p.ID+"/status"), body)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+staff)
+	sresp, err := st.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sresp.Body.Close()
+	if sresp.StatusCode != http.StatusOK {
+		t.Fatalf("staff status change: %s", sresp.Status)
+	}
+	next("ACCEPTED")
+}
+
+// probeFrom runs `<binary> probe ARGS` inside a service's container; nil means the URL answered 2xx.
+func probeFrom(service, binary string, args ...string) error {
+	_, err := st.cmd(time.Minute, "docker", append([]string{"exec", st.container(service), "/usr/local/bin/" + binary, "probe",
+		"-timeout", "2s"}, args...)...)
+	return err
+}
+
+func TestOrderPlainPortOnlyInsideItsPod(t *testing.T) {
+	ip := strings.TrimSpace(st.cmdT(t, "docker", "inspect", "-f",
+		"{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", st.container("order-pod")))
+	if ip == "" {
+		t.Fatal("order's pod has no address")
+	}
+	// The control: inside order's pod the plain port answers, so a refusal below is the network's doing.
+	if err := probeFrom("order", "order", "http://127.0.0.1:9090/health/livez"); err != nil {
+		t.Fatalf("order's own pod cannot reach its plain port: %v", err)
+	}
+	for _, target := range []string{"http://order-pod:9090", "http://order:9090", "http://" + ip + ":9090", "http://127.0.0.1:9090"} {
+		if err := probeFrom("gateway", "gateway", target+"/health/livez"); err == nil {
+			t.Errorf("the gateway's container reached order's plain port at %s", target)
+		}
+	}
+}
+
+func TestConsulRefusesAnonymousCallers(t *testing.T) {
+	ca := "/pizza/trust/ca.pem"
+	// The control: the server's front answers an unauthenticated status call over HTTPS.
+	if err := probeFrom("gateway", "gateway", "-cacert", ca, "https://consul:8501/v1/status/leader"); err != nil {
+		t.Fatalf("consul's front unreachable from the Compose network: %v", err)
+	}
+	refused := []string{
+		"https://consul:8501/v1/agent/self",                    // ACL: agent read
+		"https://consul:8501/v1/acl/tokens",                    // ACL: acl read
+		"https://consul:8501/v1/agent/connect/ca/leaf/order",   // the front passes no leaf
+		"https://consul:8501/v1/kv/anything",                   // ACL: key read
+		"http://consul:8500/v1/status/leader",                  // the server's own API is on its pod's loopback only
+		"http://order-pod:8500/v1/status/leader",               // so is every client agent's
+		"http://127.0.0.1:8500/v1/agent/connect/ca/leaf/order", // the gateway's own agent holds no leaf of order
+	}
+	for _, u := range refused {
+		if err := probeFrom("gateway", "gateway", "-cacert", ca, u); err == nil {
+			t.Errorf("an anonymous call from the gateway's container succeeded: %s", u)
+		}
+	}
+}
+
+// loadResult is what a closed-loop load saw.
+type loadResult struct {
+	acked          map[string]string // idempotency key → order ID
+	failedAttempts int
+	firstFail      time.Time
+	lastFail       time.Time
+}
+
+// closedLoop places orders from workers clients until stop closes; a key is retried (up to 90 s) until it gets
+// 201, so every order is eventually acknowledged, and a retry never makes a second one.
+func closedLoop(run string, workers int, stop chan struct{}) *loadResult {
+	res := &loadResult{acked: map[string]string{}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key := fmt.Sprintf("%s-%d-%d-%d", run, time.Now().Unix(), w, i)
+				deadline := time.Now().Add(90 * time.Second)
+				for time.Now().Before(deadline) {
+					code, p, err := placeOrder(key)
+					if err == nil && code == http.StatusCreated {
+						mu.Lock()
+						res.acked[key] = p.ID
+						mu.Unlock()
+						break
+					}
+					mu.Lock()
+					res.failedAttempts++
+					if res.firstFail.IsZero() {
+						res.firstFail = time.Now()
+					}
+					res.lastFail = time.Now()
+					mu.Unlock()
+					time.Sleep(100 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return res
+}
+
+// storedOnce checks that every acknowledged order is in MariaDB exactly once, and that no other order was
+// created since since (so no retry made a second order).
+func storedOnce(t *testing.T, acked map[string]string, since time.Time) {
+	t.Helper()
+	out := st.composeT(t, "exec", "-T", "mariadb", "mariadb", "--no-defaults", "--socket=/run/mysqld/mysqld.sock",
+		"-uroot", "-N", "-e", fmt.Sprintf("SELECT id FROM pizza.orders WHERE created_at >= '%s'",
+			since.UTC().Add(-time.Second).Format("2006-01-02 15:04:05")))
+	rows := map[string]int{}
+	for _, id := range strings.Fields(out) {
+		rows[id]++
+	}
+	ids := map[string]bool{}
+	for _, id := range acked {
+		ids[id] = true
+		if rows[id] != 1 {
+			t.Errorf("acknowledged order %s stored %d times", id, rows[id])
+		}
+	}
+	for id := range rows {
+		if !ids[id] {
+			t.Errorf("order %s stored but never acknowledged (a retry made a second order?)", id)
+		}
+	}
+}
+
+func TestOrderCrashComesBackAndLosesNothing(t *testing.T) {
+	start := time.Now()
+	stop := make(chan struct{})
+	var res *loadResult
+	done := make(chan struct{})
+	go func() { res = closedLoop("crash", 4, stop); close(done) }()
+	time.Sleep(3 * time.Second)
+
+	restarts := func() int {
+		return atoi(t, st.cmdT(t, "docker", "inspect", "-f", "{{.RestartCount}}", st.container("order")))
+	}
+	before := restarts()
+	// A crash, as the engine sees one: SIGKILL to the container's process. (`docker kill` would not do: the
+	// engine takes it for an operator's stop and, by design, does not apply the restart policy.)
+	pid := atoi(t, st.cmdT(t, "docker", "inspect", "-f", "{{.State.Pid}}", st.container("order")))
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill order's process %d: %v (the test runs as root on the engine's host)", pid, err)
+	}
+	killed := time.Now()
+	var res2probe string
+	deadline := time.Now().Add(2 * time.Minute)
+	for restarts() == before {
+		if time.Now().After(deadline) {
+			t.Fatal("order's container did not come back by itself within 2 minutes")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	back := time.Now()
+	for {
+		code, p, err := placeOrder("crash-probe")
+		if err == nil && code == http.StatusCreated {
+			res2probe = p.ID
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("orders did not work again within 2 minutes of the crash")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	serving := time.Now()
+	time.Sleep(3 * time.Second)
+	close(stop)
+	<-done
+	outage := time.Duration(0)
+	if !res.firstFail.IsZero() {
+		outage = res.lastFail.Sub(res.firstFail)
+	}
+	t.Logf("crash of order: restarted after %v, orders work again after %v; %d orders acknowledged, %d failed attempts, "+
+		"client-visible outage window %v", back.Sub(killed).Round(time.Millisecond), serving.Sub(killed).Round(time.Millisecond),
+		len(res.acked), res.failedAttempts, outage.Round(time.Millisecond))
+	if len(res.acked) == 0 {
+		t.Fatal("no order was acknowledged")
+	}
+	res.acked["crash-probe"] = res2probe
+	storedOnce(t, res.acked, start)
+}
+
+func TestRotationUnderLoadFailsNoOrder(t *testing.T) {
+	start := time.Now()
+	stop := make(chan struct{})
+	var res *loadResult
+	done := make(chan struct{})
+	go func() { res = closedLoop("rotate", 4, stop); close(done) }()
+	time.Sleep(2 * time.Second)
+	// The runbook's database-credential rotation: every MySQL user of order is dropped.
+	if _, err := st.meshctl("rotate", "db-creds"); err != nil {
+		close(stop)
+		<-done
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Second)
+	close(stop)
+	<-done
+	t.Logf("rotate db-creds under load: %d orders acknowledged, %d failed attempts", len(res.acked), res.failedAttempts)
+	if res.failedAttempts != 0 {
+		t.Errorf("%d order attempts failed during the rotation, want 0", res.failedAttempts)
+	}
+	storedOnce(t, res.acked, start)
+}
+
+func TestStopAndRunAgainKeepsOrders(t *testing.T) {
+	if len(kept) == 0 {
+		t.Skip("no order was placed (an earlier test failed)")
+	}
+	t0 := time.Now()
+	if out, err := st.cmd(5*time.Minute, "make", "-s", "stop-docker"); err != nil {
+		t.Fatalf("make stop-docker: %v\n%s", err, tail(out, 30))
+	}
+	stopped := time.Since(t0)
+	t1 := time.Now()
+	if out, err := st.cmd(10*time.Minute, "make", "-s", "run-docker"); err != nil {
+		t.Fatalf("make run-docker after stop-docker: %v\n%s", err, tail(out, 30))
+	}
+	t.Logf("make stop-docker took %v; make run-docker (warm: images and data cached) took %v",
+		stopped.Round(time.Second), time.Since(t1).Round(time.Second))
+	for _, p := range kept {
+		req, _ := http.NewRequest(http.MethodGet, st.url("/pizza/"+p.ID), nil)
+		req.Header.Set("X-Tracking-Token", p.TrackingToken)
+		resp, err := st.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET /pizza/%s after a restart of the stack: %s", p.ID, resp.Status)
+		}
+	}
+}
+
+// volumeFile reads one file out of a named volume through a stopped helper container (no shell is needed).
+func volumeFile(t *testing.T, volume, path string) string {
+	t.Helper()
+	id := strings.TrimSpace(st.cmdT(t, "docker", "create", "-v", st.project+"_"+volume+":/v:ro",
+		"pizzajoint/meshctl:"+imageTag()))
+	defer st.cmd(time.Minute, "docker", "rm", "-f", id) //nolint:errcheck // best effort
+	out := st.cmdT(t, "docker", "cp", id+":/v/"+path, "-")
+	tr := tar.NewReader(strings.NewReader(out))
+	if _, err := tr.Next(); err != nil {
+		t.Fatalf("%s:%s: %v", volume, path, err)
+	}
+	b, err := io.ReadAll(tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func imageTag() string {
+	if v := os.Getenv("PIZZA_TAG"); v != "" {
+		return v
+	}
+	return "dev"
+}
+
+func TestNoSecretInLogsOrInspect(t *testing.T) {
+	secrets := map[string]string{
+		"order role_id":        volumeFile(t, "order-creds", "role-id"),
+		"order secret_id":      volumeFile(t, "order-creds", "secret-id"),
+		"order consul token":   volumeFile(t, "order-creds", "consul-token"),
+		"gateway secret_id":    volumeFile(t, "gateway-creds", "secret-id"),
+		"gateway consul token": volumeFile(t, "gateway-creds", "consul-token"),
+		"vault unseal key":     volumeFile(t, "bootstrap-state", "vault/unseal-key"),
+		"vault operator token": volumeFile(t, "bootstrap-state", "vault/operator-token"),
+	}
+	agent := volumeFile(t, "order-agent-token", "token.hcl")
+	if m := regexp.MustCompile(`agent = "([^"]+)"`).FindStringSubmatch(agent); m != nil {
+		secrets["order agent token"] = m[1]
+	} else {
+		t.Error("order's agent token file holds no token")
+	}
+	secrets["staff token"] = strings.TrimSpace(st.meshctlT(t, "token", "staff", "composetest-hygiene"))
+	secrets["consul ui token"] = strings.TrimSpace(st.meshctlT(t, "token", "consul-ui"))
+	for name, v := range secrets {
+		if len(v) < 8 {
+			t.Fatalf("%s is too short to look for (%q)", name, v)
+		}
+	}
+
+	logs := st.composeT(t, "logs", "--no-color")
+	ids := strings.Fields(st.composeT(t, "ps", "-a", "-q"))
+	inspect := st.cmdT(t, "docker", append([]string{"inspect"}, ids...)...)
+	var containers []struct {
+		Name   string
+		Args   []string
+		Config struct{ Env, Cmd, Entrypoint []string }
+	}
+	if err := json.Unmarshal([]byte(inspect), &containers); err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range secrets {
+		if strings.Contains(logs, v) {
+			t.Errorf("%s appears in docker compose logs", name)
+		}
+		if strings.Contains(inspect, v) {
+			t.Errorf("%s appears in docker inspect", name)
+		}
+	}
+	// Anything shaped like a Vault token, or a password setting, in the logs or a container's configuration.
+	tokenShape := regexp.MustCompile(`\bhv[sbr]\.[A-Za-z0-9_-]{20,}`)
+	for _, m := range tokenShape.FindAllString(logs, 3) {
+		t.Errorf("a Vault token appears in docker compose logs: %.12s…", m)
+	}
+	for _, c := range containers {
+		all := strings.Join(append(append(append([]string{}, c.Config.Env...), c.Config.Cmd...), c.Args...), " ")
+		if tokenShape.MatchString(all) || regexp.MustCompile(`(?i)(PASSWORD|TOKEN|SECRET)[A-Z_]*=[^ ]`).MatchString(
+			strings.Join(c.Config.Env, " ")) && !onlyFileSettings(c.Config.Env) {
+			t.Errorf("%s: a secret-looking setting in its environment or command", c.Name)
+		}
+	}
+	t.Logf("looked for %d secrets in %d bytes of logs and %d containers' inspect output", len(secrets), len(logs), len(containers))
+}
+
+// onlyFileSettings: settings that name a secret's file (…_FILE=/path) are fine; the value itself never is.
+func onlyFileSettings(env []string) bool {
+	re := regexp.MustCompile(`(?i)^[A-Z_]*(PASSWORD|TOKEN|SECRET)[A-Z_]*=`)
+	for _, e := range env {
+		if re.MatchString(e) {
+			k, v, _ := strings.Cut(e, "=")
+			if !strings.HasSuffix(k, "_FILE") && !strings.HasPrefix(v, "/") {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func atoi(t testing.TB, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
