@@ -30,3 +30,6 @@ limits {
 }
 
 log_level = "INFO"
+
+# No call home: the update check needs the internet, and says nothing an operator needs.
+disable_update_check = true

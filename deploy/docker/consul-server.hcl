@@ -10,3 +10,6 @@ client_addr = "127.0.0.1"
 ports {
   http = 8500
 }
+
+# No call home: the update check needs the internet, and says nothing an operator needs.
+disable_update_check = true
