@@ -34,10 +34,12 @@ deps: ## install or build what the tests need: mariadb-server, jq, curl, chromiu
 	@scripts/tools.sh ensure consul >/dev/null
 	@scripts/tools.sh ensure vault >/dev/null
 
-test: deps ## every test: vet, unit, integration against real MariaDB/Consul/Vault, fuzz seeds; with -race
+test: deps ## every test: vet, unit, integration against real MariaDB/Consul/Vault, Compose on Docker, Kubernetes manifests; with -race
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	@# The Kubernetes manifests, decoded strictly against k8s.io/api in a module of their own (deploy/kubernetes/check).
+	cd deploy/kubernetes/check && GOWORK=off $(GO) vet ./... && GOWORK=off $(GO) test -count=1 ./...
 
 build: ## static binaries into bin/: gateway, order, meshctl, devcerts (and the other commands), consul, vault
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(BIN_DIR)/ ./cmd/...
