@@ -34,6 +34,9 @@ type Config struct {
 		CACert string `conf:"default:certs/ca.pem,help:CA that signed the listener certificates of Vault and Consul"`
 		// StateDir holds the unseal key and the operator token (0600 files).
 		StateDir string `conf:"default:.state/vault"`
+		// UnsealKeyFile puts the unseal key elsewhere than StateDir (empty: StateDir/unseal-key), so that an
+		// unsealer can be given the key without the operator token (Compose's vault-unsealer).
+		UnsealKeyFile string `conf:"help:the unseal key's file (default: unseal-key in the state folder)"`
 		// AuditLog is the file audit device's path (secrets in it are HMAC'd).
 		AuditLog string `conf:"default:.state/logs/vault-audit.log"`
 	}
@@ -119,6 +122,9 @@ func New(cfg Config, logger *slog.Logger) (*Provisioner, error) {
 }
 
 func (p *Provisioner) unsealKeyFile() string {
+	if p.cfg.Vault.UnsealKeyFile != "" {
+		return p.cfg.Vault.UnsealKeyFile
+	}
 	return filepath.Join(p.cfg.Vault.StateDir, "unseal-key")
 }
 
@@ -203,6 +209,30 @@ func (p *Provisioner) Unseal(ctx context.Context) error {
 		}
 		return nil
 	})
+}
+
+// KeepUnsealed unseals Vault whenever it is found sealed, checking every interval until ctx ends: a Vault
+// server that restarts comes back sealed. Errors (Vault away, restarting) are logged once per run of them.
+func (p *Provisioner) KeepUnsealed(ctx context.Context, interval time.Duration) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	failing := false
+	for {
+		err := p.Unseal(ctx)
+		switch {
+		case err != nil && !failing:
+			p.logger.Warn("vault could not be checked or unsealed; retrying", "err", err, "every", interval)
+			failing = true
+		case err == nil && failing:
+			p.logger.Info("vault answers and is unsealed")
+			failing = false
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
 }
 
 // Authenticate makes the Vault client use the operator token (unless it holds a fresh root token) and renews it,

@@ -56,7 +56,13 @@ func frontHandler(agent string, leafFor string, hsts bool, logger *slog.Logger) 
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// What is checked is what is forwarded: the cleaned path, never a raw form the agent might read otherwise.
-		r.URL.Path, r.URL.RawPath = path.Clean("/"+r.URL.Path), ""
+		clean := path.Clean("/" + r.URL.Path)
+		// Clean drops a trailing slash, which the UI needs: the agent redirects /ui to /ui/, so without it the
+		// front would send browsers round that redirect forever.
+		if strings.HasSuffix(r.URL.Path, "/") && clean != "/" {
+			clean += "/"
+		}
+		r.URL.Path, r.URL.RawPath = clean, ""
 		if svc, ok := strings.CutPrefix(r.URL.Path, leafPrefix); ok && (leafFor == "" || svc != leafFor) {
 			logger.Warn("refused a request for a leaf certificate", "service", svc, "remote", r.RemoteAddr)
 			http.Error(w, "Permission denied: this front passes no leaf certificate of "+svc, http.StatusForbidden)

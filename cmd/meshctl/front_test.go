@@ -37,6 +37,8 @@ func TestFrontRefusesOtherLeaves(t *testing.T) {
 		{"/v1//agent/connect/ca/leaf/gateway", 403},
 		{"/v1/agent/connect/./ca/leaf/gateway", 403},
 		{"/v1/agent/connect/ca/leaf/order%2F..%2Fgateway", 403},
+		{"/v1/agent/connect/ca/leaf/gateway/", 403},
+		{"/v1/agent/connect/ca/leaf/order/../gateway/", 403},
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
@@ -74,5 +76,20 @@ func TestUIFrontPassesNoLeaf(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/status/leader", nil))
 	if rec.Code != 200 || rec.Header().Get("Strict-Transport-Security") == "" {
 		t.Errorf("status through the UI front: %d, HSTS %q", rec.Code, rec.Header().Get("Strict-Transport-Security"))
+	}
+}
+
+// A trailing slash reaches the agent as sent: the UI lives at /ui/, and the agent redirects /ui there.
+func TestFrontKeepsTrailingSlash(t *testing.T) {
+	var got []string
+	agent := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { got = append(got, r.URL.Path) }))
+	defer agent.Close()
+	h, _ := frontHandler(agent.URL, "", true, slog.New(slog.DiscardHandler))
+	for path, want := range map[string]string{"/ui/": "/ui/", "/ui": "/ui", "/ui/dc1/services/": "/ui/dc1/services/", "/ui//x/./": "/ui/x/"} {
+		got = nil
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", path, nil))
+		if len(got) != 1 || got[0] != want {
+			t.Errorf("%s reached the agent as %v, want %s", path, got, want)
+		}
 	}
 }

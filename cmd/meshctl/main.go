@@ -2,7 +2,8 @@
 // stack (scripts/stack.sh), Docker Compose and Kubernetes run it; the Makefile's runbook targets call it.
 //
 //	meshctl bootstrap                 initialise/unseal Vault, then configure Vault and Consul (idempotent)
-//	meshctl unseal                    unseal Vault with the key in the state folder
+//	meshctl unseal                    unseal Vault with the key in the state folder (MESHCTL_UNSEAL_EVERY: keep
+//	                                  it unsealed, for a Vault whose container restarts sealed)
 //	meshctl deliver                   credentials for one instance (MESHCTL_INSTANCE_*): role_id, wrapped secret_id, Consul token
 //	meshctl setup                     bootstrap, then agent tokens and deliveries from a plan (MESHCTL_SETUP_*), in
 //	                                  one run: Compose's one-shot bootstrap container, whose image has no shell
@@ -33,6 +34,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/ardanlabs/conf/v3"
 	"github.com/pizzajoint/mesh/platform/applog"
@@ -55,6 +57,8 @@ type config struct {
 		Consul  bool   `conf:"default:false,help:the instance registers with Consul and gets a Consul token"`
 	}
 	Front frontConfig
+	// UnsealEvery makes `meshctl unseal` keep Vault unsealed, checking this often, until stopped.
+	UnsealEvery time.Duration `conf:"help:keep Vault unsealed: check this often (0: unseal once and exit)"`
 	// Setup is the plan of `meshctl setup` (see provision.ParseInstances for the format).
 	Setup struct {
 		Instances string `conf:"help:instances to deliver credentials to after the bootstrap"`
@@ -118,6 +122,9 @@ func run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 		return nil
 	case "unseal":
+		if cfg.UnsealEvery > 0 {
+			return p.KeepUnsealed(ctx, cfg.UnsealEvery)
+		}
 		return p.Unseal(ctx)
 	case "serve-front":
 		return serveFront(ctx, cfg.Front, cfg.Consul.Addr, logger)

@@ -380,7 +380,7 @@ func TestNoSecretInLogsOrInspect(t *testing.T) {
 		"order consul token":   volumeFile(t, "order-creds", "consul-token"),
 		"gateway secret_id":    volumeFile(t, "gateway-creds", "secret-id"),
 		"gateway consul token": volumeFile(t, "gateway-creds", "consul-token"),
-		"vault unseal key":     volumeFile(t, "bootstrap-state", "vault/unseal-key"),
+		"vault unseal key":     volumeFile(t, "vault-unseal", "unseal-key"),
 		"vault operator token": volumeFile(t, "bootstrap-state", "vault/operator-token"),
 	}
 	agent := volumeFile(t, "order-agent-token", "token.hcl")
@@ -453,4 +453,87 @@ func atoi(t testing.TB, s string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+func TestOnlyTheGatewayAndTheConsulUIArePublished(t *testing.T) {
+	var published []string
+	for _, id := range strings.Fields(st.composeT(t, "ps", "-q")) {
+		out := st.cmdT(t, "docker", "inspect", "-f",
+			`{{.Name}}{{range $p, $b := .NetworkSettings.Ports}}{{range $b}} {{$p}}={{.HostIp}}:{{.HostPort}}{{end}}{{end}}`, id)
+		f := strings.Fields(out)
+		for _, p := range f[1:] {
+			published = append(published, strings.TrimPrefix(f[0], "/"+st.project+"-")+" "+p)
+		}
+	}
+	want := map[string]bool{
+		fmt.Sprintf("gateway-pod-1 8443/tcp=127.0.0.1:%d", st.gatewayPort): true, // the test binds it to loopback
+		fmt.Sprintf("consul-1 8501/tcp=127.0.0.1:%d", st.uiPort):           true,
+	}
+	for _, p := range published {
+		if !want[p] {
+			t.Errorf("published: %s", p)
+		}
+		delete(want, p)
+	}
+	for p := range want {
+		t.Errorf("not published: %s", p)
+	}
+}
+
+func TestConsulUIOverHTTPSWithATokenLogin(t *testing.T) {
+	get := func(path, token string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("https://localhost:%d%s", st.uiPort, path), nil)
+		if token != "" {
+			req.Header.Set("X-Consul-Token", token)
+		}
+		resp, err := st.http.Do(req) // verifies the front's certificate against the stack's CA
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get("/ui/", ""); code != http.StatusOK {
+		t.Errorf("GET /ui/ = %d, want 200 (the UI, which then asks for a token)", code)
+	}
+	if _, body := get("/v1/catalog/services", ""); strings.Contains(body, "order") {
+		t.Errorf("an anonymous caller sees the services: %s", body)
+	}
+	token := strings.TrimSpace(st.meshctlT(t, "token", "consul-ui"))
+	code, body := get("/v1/catalog/services", token)
+	if code != http.StatusOK || !strings.Contains(body, `"order"`) || !strings.Contains(body, `"gateway-sidecar-proxy"`) {
+		t.Errorf("with the UI token: %d %s", code, body)
+	}
+	if code, _ := get("/v1/acl/tokens", token); code != http.StatusForbidden {
+		t.Errorf("the read-only UI token lists ACL tokens: %d", code)
+	}
+	if code, _ := get("/v1/agent/connect/ca/leaf/order", token); code != http.StatusForbidden {
+		t.Errorf("the UI front passed a leaf certificate: %d", code)
+	}
+}
+
+func TestVaultCrashIsUnsealedAgain(t *testing.T) {
+	restarts := atoi(t, st.cmdT(t, "docker", "inspect", "-f", "{{.RestartCount}}", st.container("vault")))
+	pid := atoi(t, st.cmdT(t, "docker", "inspect", "-f", "{{.State.Pid}}", st.container("vault")))
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill Vault's process %d: %v", pid, err)
+	}
+	killed := time.Now()
+	deadline := killed.Add(2 * time.Minute)
+	// sys/health answers 200 only when Vault is initialised, unsealed and active.
+	for atoi(t, st.cmdT(t, "docker", "inspect", "-f", "{{.RestartCount}}", st.container("vault"))) == restarts ||
+		probeFrom("gateway", "gateway", "-cacert", "/pizza/trust/ca.pem", "https://vault:8200/v1/sys/health") != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("Vault was not back and unsealed within 2 minutes of a crash")
+		}
+		time.Sleep(time.Second)
+	}
+	unsealed := time.Since(killed)
+	code, _, err := placeOrder(runPrefix("after-vault"))
+	if err != nil || code != http.StatusCreated {
+		t.Fatalf("POST /pizza after Vault's crash = %d, %v", code, err)
+	}
+	t.Logf("Vault crashed: back and unsealed after %v", unsealed.Round(100*time.Millisecond))
 }
