@@ -9,6 +9,7 @@
 //	                                  one run: Compose's one-shot bootstrap container, whose image has no shell
 //	meshctl probe [-cacert F] URL     exit 0 if URL answers 2xx within a timeout (images' health checks)
 //	meshctl pause                     do nothing until stopped: owns a Compose pod's network namespace
+//	meshctl gossip-key [-owner U:G] FILE...  one gossip encryption key for a stack's Consul agents (kept if present)
 //	meshctl rotate WHAT               db-creds | db-root | transit-key | connect-ca | logins
 //	                                  | secret-id | consul-token | consul-token-retire   (these three: MESHCTL_INSTANCE_*)
 //	meshctl token staff NAME          a staff bearer token (printed once; Vault keeps its hash)
@@ -74,6 +75,12 @@ func main() {
 			os.Exit(probe.Main(os.Args[2:], os.Stderr))
 		case "pause":
 			pause()
+			return
+		case "gossip-key":
+			if err := gossipKey(os.Args[2:], os.Stderr); err != nil {
+				fmt.Fprintln(os.Stderr, "meshctl:", err)
+				os.Exit(1)
+			}
 			return
 		}
 	}

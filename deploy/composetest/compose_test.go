@@ -389,6 +389,11 @@ func TestNoSecretInLogsOrInspect(t *testing.T) {
 	} else {
 		t.Error("order's agent token file holds no token")
 	}
+	if m := regexp.MustCompile(`encrypt = "([^"]+)"`).FindStringSubmatch(volumeFile(t, "order-agent-token", "gossip.hcl")); m != nil {
+		secrets["gossip key"] = m[1]
+	} else {
+		t.Error("order's agent has no gossip key")
+	}
 	secrets["staff token"] = strings.TrimSpace(st.meshctlT(t, "token", "staff", "composetest-hygiene"))
 	secrets["consul ui token"] = strings.TrimSpace(st.meshctlT(t, "token", "consul-ui"))
 	for name, v := range secrets {
