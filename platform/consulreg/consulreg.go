@@ -48,7 +48,7 @@ type Registrar struct {
 	client *api.Client
 	inst   Instance
 	logger *slog.Logger
-	mu sync.Mutex
+	mu     sync.Mutex
 	// registeredWith is the token of the last successful registration.
 	registeredWith string
 }
