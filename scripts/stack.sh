@@ -8,7 +8,7 @@
 #
 # Settings (env): STATE_DIR BIN_DIR CERTS_DIR MYSQL_PORT CONSUL_HTTP_PORT CONSUL_GRPC_PORT CONSUL_HTTP_BIND VAULT_PORT
 #   GATEWAY_ADDR ORDER_ADDR ORDER_REPLICAS ORDER_UPSTREAM_PORT ORDER_SERVICE_ID GATEWAY_SERVICE_ID STACK_SERVICES STACK_MESH
-#   STACK_TIMEOUT (seconds per readiness wait); see the defaults below.
+#   STACK_TIMEOUT (seconds per readiness wait) DB_REPLICAS MYSQL_REPLICA_PORT; see the defaults (settings.sh).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 umask 077
@@ -43,6 +43,10 @@ need_port() { port_free 127.0.0.1 "$2" || die "port $2 for $1 is already in use;
 
 start_mariadb() {
   MARIADB_LOG="$LOG_DIR/mariadb.log" "$SCRIPTS_DIR/mariadb.sh" start "$STATE_DIR/mariadb" "$MYSQL_PORT"
+  if [[ "$DB_REPLICAS" != 0 ]]; then
+    MARIADB_LOG="$LOG_DIR/mariadb-replica.log" "$SCRIPTS_DIR/mariadb.sh" start-replica "$STATE_DIR/mariadb-replica" \
+      "$MYSQL_REPLICA_PORT" "$STATE_DIR/mariadb" "$MYSQL_PORT"
+  fi
 }
 
 # ---- Consul --------------------------------------------------------------------------------------------------
@@ -229,6 +233,7 @@ start_order_replica() {
   need_port "$name" "${addr##*:}"
   (
     export ORDER_HTTP_ADDR="$addr" ORDER_DB_ADDR="127.0.0.1:$MYSQL_PORT" ORDER_DB_NAME="${ORDER_DB_NAME:-pizza}"
+    if [[ "$DB_REPLICAS" != 0 ]]; then export ORDER_DB_REPLICA_ADDR="127.0.0.1:$MYSQL_REPLICA_PORT"; fi
     if supports order VAULT; then
       export ORDER_VAULT_ADDR="$VAULT_ADDR" ORDER_VAULT_DB_ROLE=order \
         ORDER_VAULT_ROLE_ID_FILE="$CREDS_DIR/order-role-id" ORDER_VAULT_SECRET_ID_FILE="$CREDS_DIR/order-secret-id"
@@ -387,6 +392,7 @@ cmd_stop() {
   revoke_static_order_creds
   stop_pidfile vault "$PID_DIR/vault.pid"
   stop_pidfile consul "$PID_DIR/consul.pid"
+  "$SCRIPTS_DIR/mariadb.sh" stop "$STATE_DIR/mariadb-replica"
   "$SCRIPTS_DIR/mariadb.sh" stop "$STATE_DIR/mariadb"
   rm -f "$CREDS_DIR/order.db"
   for f in "$PID_DIR"/*.pid; do
@@ -402,9 +408,11 @@ cmd_status() {
     name="$(basename "$f" .pid)"
     [[ -e "$f" && "$name" != "sidecar-$ORDER_SERVICE_ID" && "$name" != "sidecar-$GATEWAY_SERVICE_ID" ]] && replicas+=("$name")
   done
+  [[ "$DB_REPLICAS" == 0 ]] || replicas=(mariadb-replica "${replicas[@]}")
   for name in mariadb consul vault order gateway "sidecar-$ORDER_SERVICE_ID" "sidecar-$GATEWAY_SERVICE_ID" "${replicas[@]}"; do
     f="$PID_DIR/$name.pid"
     [[ "$name" == mariadb ]] && f="$STATE_DIR/mariadb/mariadbd.pid"
+    [[ "$name" == mariadb-replica ]] && f="$STATE_DIR/mariadb-replica/mariadbd.pid"
     if pid_alive "$f"; then state="running (pid $(cat "$f"))"; else state="stopped"; rc=3; fi
     printf '%-24s %s\n' "$name" "$state"
   done
