@@ -28,6 +28,10 @@ type fixture struct {
 	store *mysqlstore.Store
 	svc   order.Service
 	root  *sql.DB // for assertions only
+	mig   *sql.DB // the migration role: DDL, partition maintenance
+	db    *mysqltest.DB
+	// the runtime role's credentials, for a second pool (the replica's)
+	user, pass string
 }
 
 // newFixture migrates a fresh database with a DDL user and opens the store as a least-privilege user, as in
@@ -47,10 +51,14 @@ func newFixture(t *testing.T) fixture {
 	if len(applied) == 0 {
 		t.Fatal("migrate applied nothing on an empty database")
 	}
+	// As `order migrate` does: the monthly partitions right after the schema.
+	if _, err := mysqlstore.MaintainPartitions(ctx, mig, time.Now(), mysqlstore.DefaultPartitionPolicy); err != nil {
+		t.Fatalf("partitions: %v", err)
+	}
 
 	user, pass := db.CreateUser(t, runtimeGrants)
 	store := mysqlstore.New(open(t, db, user, pass))
-	return fixture{store: store, svc: order.NewService(store, order.DefaultMenu), root: root}
+	return fixture{store: store, svc: order.NewService(store, order.DefaultMenu), root: root, mig: mig, db: db, user: user, pass: pass}
 }
 
 func open(t *testing.T, db *mysqltest.DB, user, pass string) *sql.DB {
