@@ -99,6 +99,9 @@ func (r *Replica) setUsable(ok bool, reason string) {
 	}
 }
 
+// Usable reports whether reads go to the replica now.
+func (r *Replica) Usable() bool { return r.isUsable() }
+
 func (r *Replica) isUsable() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
