@@ -334,7 +334,6 @@ func (c countingConn) Write(b []byte) (int, error) {
 	return c.Conn.Write(b)
 }
 
-
 // An order write is one round trip: BEGIN, the INSERTs and COMMIT in one packet.
 func TestCreateIsOneRoundTrip(t *testing.T) {
 	f := newFixture(t)
