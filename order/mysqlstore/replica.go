@@ -42,11 +42,9 @@ type Replica struct {
 
 // ReplicaConfig bounds how stale and how slow the replica may be before reads skip it.
 type ReplicaConfig struct {
-	// MaxLag: a replica further behind the primary than this gets no reads until it has caught up.
-	MaxLag time.Duration `conf:"default:2s"`
-	// WaitTimeout bounds a read's wait for the replica to reach the primary's position; past it the read goes
-	// to the primary.
-	WaitTimeout time.Duration `conf:"default:100ms"`
+	// MaxLag: a replica further behind the primary than this gets no reads until it has caught up. It is also
+	// the longest a read waits for the replica to reach the primary's position before going to the primary.
+	MaxLag time.Duration `conf:"default:200ms"`
 	// CheckInterval is how often the heartbeat is written and the replica's lag measured.
 	CheckInterval time.Duration `conf:"default:1s"`
 	// Timeout bounds any query on the replica (a dead host must not hold a read for the dial timeout).
@@ -126,10 +124,10 @@ func (s *Store) read(ctx context.Context, fn func(context.Context, *sql.DB) erro
 	if err := s.db.QueryRowContext(ctx, `SELECT @@gtid_binlog_pos`).Scan(&pos); err != nil {
 		return fmt.Errorf("%w: primary position: %w", order.ErrUnavailable, err)
 	}
-	rctx, cancel := context.WithTimeout(ctx, r.cfg.WaitTimeout+r.cfg.Timeout)
+	rctx, cancel := context.WithTimeout(ctx, r.cfg.MaxLag+r.cfg.Timeout)
 	defer cancel()
 	var reached sql.NullInt64
-	err := r.db.QueryRowContext(rctx, `SELECT MASTER_GTID_WAIT(?, ?)`, pos, r.cfg.WaitTimeout.Seconds()).Scan(&reached)
+	err := r.db.QueryRowContext(rctx, `SELECT MASTER_GTID_WAIT(?, ?)`, pos, r.cfg.MaxLag.Seconds()).Scan(&reached)
 	switch {
 	case err != nil && ctx.Err() == nil:
 		r.setUsable(false, "query failed: "+err.Error())
@@ -137,7 +135,8 @@ func (s *Store) read(ctx context.Context, fn func(context.Context, *sql.DB) erro
 		return fn(ctx, s.db)
 	case err != nil:
 		return fmt.Errorf("%w: %w", order.ErrUnavailable, ctx.Err())
-	case reached.Int64 != 0: // -1: timed out; NULL: not a replica
+	case !reached.Valid || reached.Int64 != 0: // -1: timed out; NULL: not a replica
+		r.setUsable(false, "a read waited "+r.cfg.MaxLag.String()+" for the replica to catch up")
 		r.count("primary", "replica_behind")
 		return fn(ctx, s.db)
 	}

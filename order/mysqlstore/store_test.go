@@ -63,8 +63,14 @@ func newFixture(t *testing.T) fixture {
 
 func open(t *testing.T, db *mysqltest.DB, user, pass string) *sql.DB {
 	t.Helper()
+	return openAt(t, db.Addr, db.Name, user, pass)
+}
+
+// openAt opens a pool as the order service does (mysqlconn), on the server at addr.
+func openAt(t *testing.T, addr, name, user, pass string) *sql.DB {
+	t.Helper()
 	pool, err := mysqlconn.Open(mysqlconn.Config{
-		Addr: db.Addr, Name: db.Name, MaxOpen: 64, MaxIdle: 64, ConnMaxLifetime: time.Minute,
+		Addr: addr, Name: name, MaxOpen: 64, MaxIdle: 64, ConnMaxLifetime: time.Minute,
 		DialTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
 	}, mysqlconn.Static{Username: user, Password: pass})
 	if err != nil {
