@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -72,6 +73,26 @@ func TestCustomerReadsFromTheReplica(t *testing.T) {
 	replicaSQL(t, "STOP SLAVE SQL_THREAD")
 	defer replicaSQL(t, "START SLAVE SQL_THREAD")
 	postThenGet(t, "replica-stopped", 200)
+	for i, port := range []int{stack.Ports.Order, stack.Ports.Order + 1} {
+		t.Logf("order-%d: %s", i+1, strings.Join(replicaMetrics(t, port), "; "))
+	}
+}
+
+// replicaMetrics are an order instance's replica metrics (its /metrics on loopback).
+func replicaMetrics(t *testing.T, port int) []string {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "pizza_order_db_") {
+			lines = append(lines, l)
+		}
+	}
+	return lines
 }
 
 func postThenGet(t *testing.T, prefix string, n int) {

@@ -236,7 +236,11 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
 
 	hub := order.NewHub(b.store, 200*time.Millisecond, logger)
 	go hub.Run(ctx)
-	go b.store.MonitorReplica(ctx)
+	// The replica monitor uses the pools: it ends before they close (deferred above, so run after this).
+	monitorCtx, stopMonitor := context.WithCancel(ctx)
+	monitorDone := make(chan struct{})
+	go func() { b.store.MonitorReplica(monitorCtx); close(monitorDone) }()
+	defer func() { stopMonitor(); <-monitorDone }()
 	streams, endStreams := context.WithCancel(context.Background())
 	defer endStreams()
 

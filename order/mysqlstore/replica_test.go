@@ -3,15 +3,18 @@ package mysqlstore_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/go-kit/kit/metrics"
 	"github.com/pizzajoint/mesh/internal/mysqltest"
 	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/order/mysqlstore"
@@ -21,6 +24,52 @@ type replicaFixture struct {
 	fixture
 	replica *mysqltest.Replica
 	split   *mysqlstore.Replica
+	reads   *countByLabels
+	lag     *lastValue
+}
+
+// countByLabels is a metrics.Counter that keeps a total per label set, for the tests to report.
+type countByLabels struct {
+	labels []string
+	totals *sync.Map // strings.Join(labels) → *atomic.Int64
+}
+
+func (c countByLabels) With(lv ...string) metrics.Counter {
+	return countByLabels{labels: append(slices.Clone(c.labels), lv...), totals: c.totals}
+}
+
+func (c countByLabels) Add(delta float64) {
+	v, _ := c.totals.LoadOrStore(strings.Join(c.labels, " "), new(atomic.Int64))
+	v.(*atomic.Int64).Add(int64(delta))
+}
+
+func (c countByLabels) String() string {
+	var parts []string
+	c.totals.Range(func(k, v any) bool {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, v.(*atomic.Int64).Load()))
+		return true
+	})
+	slices.Sort(parts)
+	return strings.Join(parts, ", ")
+}
+
+// lastValue is a metrics.Gauge that remembers its last value and its largest.
+type lastValue struct {
+	mu        sync.Mutex
+	last, max float64
+}
+
+func (g *lastValue) With(...string) metrics.Gauge { return g }
+func (g *lastValue) Set(v float64) {
+	g.mu.Lock()
+	g.last, g.max = v, max(g.max, v)
+	g.mu.Unlock()
+}
+func (g *lastValue) Add(d float64) { g.Set(g.last + d) }
+func (g *lastValue) values() (last, maxSeen float64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.last, g.max
 }
 
 // newReplicaFixture is newFixture with the store's reads on the shared test replica, as the order service
@@ -31,9 +80,10 @@ func newReplicaFixture(t *testing.T) replicaFixture {
 	f := newFixture(t)
 	r.CatchUp(t)
 	replicaDB := openAt(t, r.Addr, f.db.Name, f.user, f.pass)
+	reads, lag := countByLabels{totals: new(sync.Map)}, &lastValue{}
 	split := mysqlstore.NewReplica(replicaDB, mysqlstore.ReplicaConfig{
 		MaxLag: 200 * time.Millisecond, CheckInterval: 200 * time.Millisecond, Timeout: time.Second,
-	}, mysqlstore.ReplicaMetrics{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}, mysqlstore.ReplicaMetrics{Reads: reads, Lag: lag}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	primary := open(t, f.db, f.user, f.pass)
 	f.store = mysqlstore.New(primary, mysqlstore.WithReplica(split))
 	f.svc = order.NewService(f.store, order.DefaultMenu)
@@ -42,7 +92,7 @@ func newReplicaFixture(t *testing.T) replicaFixture {
 	go func() { f.store.MonitorReplica(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	waitUntil(t, 10*time.Second, "replica in use", split.Usable)
-	return replicaFixture{fixture: f, replica: r, split: split}
+	return replicaFixture{fixture: f, replica: r, split: split, reads: &reads, lag: lag}
 }
 
 func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
@@ -83,14 +133,16 @@ func TestReadsGoToTheReplica(t *testing.T) {
 	if n := f.replica.ComSelect(t) - before; n < 3*reads {
 		t.Errorf("replica ran %d SELECTs for %d reads; want at least %d", n, reads, 3*reads)
 	}
+	last, _ := f.lag.values()
+	t.Logf("reads by pool and reason: %s; replica lag %.2f ms", f.reads, last*1000)
 }
 
 // A customer who just ordered never gets a 404, and a staff member who just moved an order sees its new
-// status: first while the replica applies every change a second late (MASTER_DELAY), then while its SQL
+// status: first while the replica applies every change 1 to 2 s late (MASTER_DELAY), then while its SQL
 // thread stops and starts again every 300 ms, so reads meet it both behind and caught up.
 func TestReadYourWritesWithADelayedReplica(t *testing.T) {
 	f := newReplicaFixture(t)
-	f.replica.SetDelay(t, time.Second)
+	f.replica.SetDelay(t, 2*time.Second) // MASTER_DELAY counts whole seconds of event timestamps: 1 to 2 s
 	readYourWrites(t, f, 500)
 	f.replica.SetDelay(t, 0)
 	waitUntil(t, 10*time.Second, "replica back in use", f.split.Usable)
@@ -113,7 +165,9 @@ func TestReadYourWritesWithADelayedReplica(t *testing.T) {
 	readYourWrites(t, f, 500)
 	close(stop)
 	<-toggled
-	t.Logf("replica SELECTs during the second phase: %d", f.replica.ComSelect(t)-before)
+	_, maxLag := f.lag.values()
+	t.Logf("replica SELECTs during the second phase: %d; reads by pool and reason: %s; largest lag measured %.0f ms",
+		f.replica.ComSelect(t)-before, f.reads, maxLag*1000)
 }
 
 // readYourWrites runs sequences of POST, GET, status change, GET on 4 workers and fails on any 404 or stale
@@ -217,7 +271,7 @@ func TestReplicaStoppedUnderLoad(t *testing.T) {
 	if n := f.replica.ComSelect(t) - before; n < 100 {
 		t.Errorf("replica ran %d SELECTs in the second after it came back; want reads back on it", n)
 	}
-	t.Logf("%d reads, 0 failed", reads.Load())
+	t.Logf("%d reads, 0 failed; reads by pool and reason: %s", reads.Load(), f.reads)
 }
 
 // Vault issues users on the primary only. CREATE USER and DROP USER replicate, so the leased user logs in to
