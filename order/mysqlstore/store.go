@@ -73,6 +73,23 @@ func (s *Store) Create(ctx context.Context, o order.Order, idem order.Idempotenc
 	if err != nil {
 		return err
 	}
+	q, args := createBatch(o, sealed, key, idem)
+	for range maxAttempts {
+		if err = s.execBatch(ctx, q, args); !isDeadlock(err) {
+			break
+		}
+	}
+	if isDuplicate(err, "idempotency_keys_key") {
+		return order.ErrIdempotencyKeyTaken
+	}
+	if err != nil {
+		return fmt.Errorf("insert order: %w", err)
+	}
+	return nil
+}
+
+// createBatch is the order's transaction as one multi-statement text: BEGIN; the INSERTs; COMMIT.
+func createBatch(o order.Order, sealed []string, key any, idem order.Idempotency) (string, []any) {
 	q := strings.Builder{}
 	args := make([]any, 0, 15+7*len(o.Items)+4)
 	q.WriteString(`BEGIN;`)
@@ -93,18 +110,7 @@ func (s *Store) Create(ctx context.Context, o order.Order, idem order.Idempotenc
 	}
 	q.WriteString(`; INSERT INTO order_events (order_id, order_created_at, status, created_at) VALUES (?, ?, ?, ?); COMMIT`)
 	args = append(args, o.ID, o.CreatedAt, o.Status, o.CreatedAt)
-	for range maxAttempts {
-		if err = s.execBatch(ctx, q.String(), args); !isDeadlock(err) {
-			break
-		}
-	}
-	if isDuplicate(err, "idempotency_keys_key") {
-		return order.ErrIdempotencyKeyTaken
-	}
-	if err != nil {
-		return fmt.Errorf("insert order: %w", err)
-	}
-	return nil
+	return q.String(), args
 }
 
 // execBatch runs a BEGIN; …; COMMIT batch in one round trip on one connection. The server runs the statements

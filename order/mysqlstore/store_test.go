@@ -36,7 +36,7 @@ type fixture struct {
 
 // newFixture migrates a fresh database with a DDL user and opens the store as a least-privilege user, as in
 // production: the runtime role never owns the schema.
-func newFixture(t *testing.T) fixture {
+func newFixture(t testing.TB) fixture {
 	t.Helper()
 	db := mysqltest.NewDatabase(t)
 	root := db.Open(t)
@@ -61,13 +61,13 @@ func newFixture(t *testing.T) fixture {
 	return fixture{store: store, svc: order.NewService(store, order.DefaultMenu), root: root, mig: mig, db: db, user: user, pass: pass}
 }
 
-func open(t *testing.T, db *mysqltest.DB, user, pass string) *sql.DB {
+func open(t testing.TB, db *mysqltest.DB, user, pass string) *sql.DB {
 	t.Helper()
 	return openAt(t, db.Addr, db.Name, user, pass)
 }
 
 // openAt opens a pool as the order service does (mysqlconn), on the server at addr.
-func openAt(t *testing.T, addr, name, user, pass string) *sql.DB {
+func openAt(t testing.TB, addr, name, user, pass string) *sql.DB {
 	t.Helper()
 	pool, err := mysqlconn.Open(mysqlconn.Config{
 		Addr: addr, Name: name, MaxOpen: 64, MaxIdle: 64, ConnMaxLifetime: time.Minute,
