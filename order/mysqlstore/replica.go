@@ -108,17 +108,23 @@ func (r *Replica) isUsable() bool {
 
 func (r *Replica) count(pool, reason string) { r.m.Reads.With("pool", pool, "reason", reason).Add(1) }
 
+// readFunc reads on db. With a non-empty waitFor (a GTID position; only on the replica) it must first have db
+// wait up to maxWait for that position (see waitFor), and report caughtUp false, reading nothing more, when
+// it was not reached; it may send the wait in the same batch as its reads.
+type readFunc func(ctx context.Context, db *sql.DB, waitFor string, maxWait time.Duration) (caughtUp bool, err error)
+
 // read runs fn on the replica when it is usable and has applied everything the primary had committed when the
 // read began, and on the primary otherwise. A replica failure during fn is retried on the primary, so the
 // caller sees the primary's answer or error, never the replica's.
-func (s *Store) read(ctx context.Context, fn func(context.Context, *sql.DB) error) error {
+func (s *Store) read(ctx context.Context, fn readFunc) error {
+	onPrimary := func() error { _, err := fn(ctx, s.db, "", 0); return err }
 	r := s.replica
 	if r == nil {
-		return fn(ctx, s.db)
+		return onPrimary()
 	}
 	if !r.isUsable() {
 		r.count("primary", "replica_not_usable")
-		return fn(ctx, s.db)
+		return onPrimary()
 	}
 	var pos string
 	if err := s.db.QueryRowContext(ctx, `SELECT @@gtid_binlog_pos`).Scan(&pos); err != nil {
@@ -126,29 +132,30 @@ func (s *Store) read(ctx context.Context, fn func(context.Context, *sql.DB) erro
 	}
 	rctx, cancel := context.WithTimeout(ctx, r.cfg.MaxLag+r.cfg.Timeout)
 	defer cancel()
-	var reached sql.NullInt64
-	err := r.db.QueryRowContext(rctx, `SELECT MASTER_GTID_WAIT(?, ?)`, pos, r.cfg.MaxLag.Seconds()).Scan(&reached)
+	caughtUp, err := fn(rctx, r.db, pos, r.cfg.MaxLag)
 	switch {
 	case err != nil && ctx.Err() == nil:
 		r.setUsable(false, "query failed: "+err.Error())
 		r.count("primary", "replica_failed")
-		return fn(ctx, s.db)
+		return onPrimary()
 	case err != nil:
-		return fmt.Errorf("%w: %w", order.ErrUnavailable, ctx.Err())
-	case !reached.Valid || reached.Int64 != 0: // -1: timed out; NULL: not a replica
+		return err
+	case !caughtUp:
 		r.setUsable(false, "a read waited "+r.cfg.MaxLag.String()+" for the replica to catch up")
 		r.count("primary", "replica_behind")
-		return fn(ctx, s.db)
-	}
-	if err := fn(rctx, r.db); err != nil && ctx.Err() == nil {
-		r.setUsable(false, "query failed: "+err.Error())
-		r.count("primary", "replica_failed")
-		return fn(ctx, s.db)
-	} else if err != nil {
-		return err
+		return onPrimary()
 	}
 	r.count("replica", "caught_up")
 	return nil
+}
+
+// waitFor has the replica wait up to maxWait until it has applied pos; false if it did not get there.
+func waitFor(ctx context.Context, db *sql.DB, pos string, maxWait time.Duration) (bool, error) {
+	var reached sql.NullInt64
+	if err := db.QueryRowContext(ctx, `SELECT MASTER_GTID_WAIT(?, ?)`, pos, maxWait.Seconds()).Scan(&reached); err != nil {
+		return false, err
+	}
+	return reached.Valid && reached.Int64 == 0, nil // -1: timed out; NULL: not a replica
 }
 
 // MonitorReplica writes the heartbeat on the primary and measures the replica's lag every CheckInterval until
@@ -208,11 +215,11 @@ func (s *Store) checkReplica(ctx context.Context) (time.Duration, error) {
 	if err != nil {
 		return -1, fmt.Errorf("%w: %w", errPrimaryDown, err)
 	}
-	var reached sql.NullInt64
-	if err := r.db.QueryRowContext(ctx, `SELECT MASTER_GTID_WAIT(?, ?)`, gtid, r.cfg.MaxLag.Seconds()).Scan(&reached); err != nil {
+	reached, err := waitFor(ctx, r.db, gtid, r.cfg.MaxLag)
+	if err != nil {
 		return -1, fmt.Errorf("replica down: %w", err)
 	}
-	if reached.Valid && reached.Int64 == 0 {
+	if reached {
 		return time.Since(beat), nil
 	}
 	var held time.Time

@@ -41,7 +41,9 @@ type Option func(*Store)
 // WithPII encrypts customer PII with c. Without it PII is stored as given (development only).
 func WithPII(c PIICipher) Option { return func(s *Store) { s.pii = c } }
 
-// New returns a Store on db (the primary). The schema must be migrated (see Migrate).
+// New returns a Store on db (the primary). The schema must be migrated (see Migrate). Its pools must allow
+// multi-statement batches with client-side interpolation, as mysqlconn.Open's do: a write and a Get are
+// each one batch.
 func New(db *sql.DB, opts ...Option) *Store {
 	s := &Store{db: db}
 	for _, o := range opts {
@@ -166,6 +168,61 @@ func (s *Store) OrderByIdempotencyKey(ctx context.Context, key string) (order.Or
 // getOrderQuery names the order's month through its ID's time, so one partition is read.
 const getOrderQuery = `SELECT ` + orderColumns + ` FROM orders WHERE id = ? AND created_at BETWEEN ? AND ?`
 
+// getItemsQuery reads one order's items, in its month's partition too.
+const getItemsQuery = `SELECT order_id, pizza, size, quantity, unit_price_cents FROM order_items
+	WHERE order_id = ? AND order_created_at BETWEEN ? AND ? ORDER BY line`
+
+// fetchOne reads one order and its items in one round trip (a multi-statement batch with two result sets).
+// With pos set, the batch first has the replica wait for that position; if it did not get there in maxWait,
+// the rows that follow may be stale and are dropped (caughtUp false).
+func fetchOne(ctx context.Context, db *sql.DB, id string, from, to time.Time, pos string, maxWait time.Duration) (
+	orders []sealedOrder, caughtUp bool, err error) {
+	q, args := getOrderQuery+`; `+getItemsQuery, []any{id, from, to, id, from, to}
+	if pos != "" {
+		q, args = `SELECT MASTER_GTID_WAIT(?, ?); `+q, append([]any{pos, maxWait.Seconds()}, args...)
+	}
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: query order: %w", order.ErrUnavailable, err)
+	}
+	defer rows.Close()
+	if pos != "" {
+		var reached sql.NullInt64
+		if rows.Next() {
+			err = rows.Scan(&reached)
+		}
+		if err != nil || !reached.Valid || reached.Int64 != 0 || !rows.NextResultSet() {
+			return nil, false, errors.Join(err, rows.Err())
+		}
+	}
+	for rows.Next() {
+		var o sealedOrder
+		if err := scanOrder(rows, &o); err != nil {
+			return nil, false, err
+		}
+		orders = append(orders, o)
+	}
+	if !rows.NextResultSet() {
+		return nil, false, fmt.Errorf("read order: %w", errors.Join(rows.Err(), errors.New("no items result")))
+	}
+	for rows.Next() {
+		var (
+			oid string
+			it  order.Item
+		)
+		if err := rows.Scan(&oid, &it.Pizza, &it.Size, &it.Quantity, &it.UnitPriceCents); err != nil {
+			return nil, false, fmt.Errorf("scan item: %w", err)
+		}
+		if len(orders) == 1 {
+			orders[0].Items = append(orders[0].Items, it)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, fmt.Errorf("read order: %w", err)
+	}
+	return orders, true, nil
+}
+
 // Get returns one order with its items, from the replica when it has caught up (see Replica).
 func (s *Store) Get(ctx context.Context, id string) (order.Order, error) {
 	from, to, ok := createdRange(id)
@@ -173,9 +230,13 @@ func (s *Store) Get(ctx context.Context, id string) (order.Order, error) {
 		return order.Order{}, order.ErrNotFound
 	}
 	var orders []sealedOrder
-	err := s.read(ctx, func(ctx context.Context, db *sql.DB) (err error) {
-		orders, err = s.fetch(ctx, db, getOrderQuery, id, from, to)
-		return err
+	err := s.read(ctx, func(ctx context.Context, db *sql.DB, pos string, maxWait time.Duration) (bool, error) {
+		var (
+			caughtUp bool
+			err      error
+		)
+		orders, caughtUp, err = fetchOne(ctx, db, id, from, to, pos, maxWait)
+		return caughtUp, err
 	})
 	if err != nil {
 		return order.Order{}, err
@@ -204,9 +265,15 @@ func (s *Store) List(ctx context.Context, f order.ListFilter) (order.Page, error
 	q += ` ORDER BY id LIMIT ?`
 	args = append(args, f.Limit+1) // one more tells whether there is a next page
 	var orders []sealedOrder
-	err := s.read(ctx, func(ctx context.Context, db *sql.DB) (err error) {
+	err := s.read(ctx, func(ctx context.Context, db *sql.DB, pos string, maxWait time.Duration) (bool, error) {
+		if pos != "" {
+			if caughtUp, err := waitFor(ctx, db, pos, maxWait); !caughtUp || err != nil {
+				return false, err
+			}
+		}
+		var err error
 		orders, err = s.fetch(ctx, db, q, args...)
-		return err
+		return true, err
 	})
 	if err != nil {
 		return order.Page{}, err
@@ -285,15 +352,10 @@ func (s *Store) fetch(ctx context.Context, db *sql.DB, q string, args ...any) ([
 		index  = map[string]int{}
 	)
 	for rows.Next() {
-		var (
-			o   sealedOrder
-			tok sql.NullString
-		)
-		if err := rows.Scan(&o.ID, &o.Status, &o.Customer.Name, &o.Customer.Phone, &o.Customer.Address, &o.key, &tok,
-			&o.TotalCents, &o.CreatedAt, &o.UpdatedAt); err != nil {
-			return nil, fmt.Errorf("scan order: %w", err)
+		var o sealedOrder
+		if err := scanOrder(rows, &o); err != nil {
+			return nil, err
 		}
-		o.TrackingToken = tok.String
 		index[o.ID] = len(orders)
 		orders = append(orders, o)
 	}
@@ -332,6 +394,17 @@ func (s *Store) fetch(ctx context.Context, db *sql.DB, q string, args ...any) ([
 		return nil, fmt.Errorf("read items: %w", err)
 	}
 	return orders, nil
+}
+
+// scanOrder reads one row of orderColumns.
+func scanOrder(rows *sql.Rows, o *sealedOrder) error {
+	var tok sql.NullString
+	if err := rows.Scan(&o.ID, &o.Status, &o.Customer.Name, &o.Customer.Phone, &o.Customer.Address, &o.key, &tok,
+		&o.TotalCents, &o.CreatedAt, &o.UpdatedAt); err != nil {
+		return fmt.Errorf("scan order: %w", err)
+	}
+	o.TrackingToken = tok.String
+	return nil
 }
 
 func minTime(a, b time.Time) time.Time {
