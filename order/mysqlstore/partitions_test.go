@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/pizzajoint/mesh/internal/mysqltest"
 	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/order/mysqlstore"
+	"github.com/pressly/goose/v3"
 )
 
 // migrationGrants are the order-migrate role's privileges (vault/database/order-migrate-creation.sql).
@@ -370,5 +372,42 @@ func TestCreateIsOneRoundTrip(t *testing.T) {
 		if n := d.writes.Load() - before; n != 1 {
 			t.Errorf("create %d took %d round trips, want 1", i, n)
 		}
+	}
+}
+
+// The partitioning migration can be rolled back without losing an order or its idempotency key, and applied
+// again.
+func TestPartitionMigrationRollsBack(t *testing.T) {
+	db := mysqltest.NewDatabase(t)
+	root := db.Open(t)
+	u, p := db.CreateUser(t, migrationGrants)
+	mig := open(t, db, u, p)
+	ctx := context.Background()
+	if _, err := mysqlstore.Migrate(ctx, mig); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mysqlstore.MaintainPartitions(ctx, mig, time.Now(), mysqlstore.PartitionPolicy{Ahead: 2}); err != nil {
+		t.Fatal(err)
+	}
+	o := storedOrder(time.Now())
+	if err := mysqlstore.New(mig).Create(ctx, o, order.Idempotency{Key: "rollback", RequestHash: make([]byte, 32)}); err != nil {
+		t.Fatal(err)
+	}
+	migrations, err := goose.NewProvider(goose.DialectMySQL, mig, os.DirFS("migrations"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := migrations.Down(ctx); err != nil {
+		t.Fatalf("down: %v", err)
+	}
+	var key string
+	if err := root.QueryRow(`SELECT idempotency_key FROM orders WHERE id = ?`, o.ID).Scan(&key); err != nil || key != "rollback" {
+		t.Errorf("after the rollback the order's key is %q, %v; want it back on the order", key, err)
+	}
+	if n := count(t, root, `SELECT COUNT(*) FROM order_items WHERE order_id = ?`, o.ID); n != 2 {
+		t.Errorf("after the rollback the order has %d items, want 2", n)
+	}
+	if _, err := mysqlstore.Migrate(ctx, mig); err != nil {
+		t.Fatalf("migrate again: %v", err)
 	}
 }
