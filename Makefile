@@ -11,7 +11,8 @@ TEST_TIMEOUT ?= 30m
 FUZZTIME ?= 30s
 
 .PHONY: help run stop status test deps rotate-db-creds rotate-db-root rotate-secret-id rotate-transit-key \
-	rotate-gateway-cert rotate-connect-ca staff-token demo build certs lint fmt fuzz bench clean
+	rotate-gateway-cert rotate-connect-ca rotate-consul-token rotate-logins staff-token consul-ui-token \
+	consul-operator-token demo build certs lint fmt fuzz bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -49,29 +50,44 @@ lint: ## go vet, gofmt and staticcheck
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
-fuzz: ## fuzz the gateway's order decoder for FUZZTIME
-	$(GO) test -run '^$$' -fuzz FuzzPlaceOrder -fuzztime $(FUZZTIME) ./gateway
+# package:target for every fuzz target; `go test` runs their seeds, `make fuzz` explores.
+FUZZ_TARGETS = ./gateway:FuzzPlaceOrder ./gateway:FuzzStaffLogin ./order:FuzzDecodeResponse ./order:FuzzValidID \
+	./order:FuzzListCursor ./platform/sse:FuzzLastEventID
+
+fuzz: ## run every fuzz target for FUZZTIME each
+	@set -e; for t in $(FUZZ_TARGETS); do echo "fuzz $$t"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; done
 
 # Operator rotations on the running stack (`make run`); each keeps orders flowing. See the README's runbook.
 rotate-db-creds: ## revoke every MySQL credential of the order service (it fetches new ones)
 	STATE_DIR=$(STATE_DIR) scripts/rotate.sh db-creds
 rotate-db-root: ## rotate the password of the MySQL admin that Vault uses
 	STATE_DIR=$(STATE_DIR) scripts/rotate.sh db-root
-rotate-secret-id: ## deliver a new AppRole secret_id to order by file, destroy the old one
+rotate-secret-id: ## deliver a new wrapped AppRole secret_id to every order replica, destroy the old ones
 	STATE_DIR=$(STATE_DIR) scripts/rotate.sh secret-id
+rotate-logins: ## revoke every service's Vault token: each logs in again with the secret_id it holds
+	STATE_DIR=$(STATE_DIR) scripts/rotate.sh logins
 rotate-transit-key: ## rotate the PII transit key and rewrap stored data keys
 	STATE_DIR=$(STATE_DIR) scripts/rotate.sh transit-key
 rotate-gateway-cert: ## issue a new gateway certificate (reloaded without restart)
 	STATE_DIR=$(STATE_DIR) scripts/rotate.sh gateway-cert
-rotate-connect-ca: ## rotate the Consul Connect CA root
+rotate-connect-ca: ## move the Connect CA to a new root in Vault's PKI (cross-signed; sidecars keep talking)
 	STATE_DIR=$(STATE_DIR) scripts/rotate.sh connect-ca
+rotate-consul-token: ## new Consul token for one instance (INSTANCE=order-1 by default), old one deleted
+	STATE_DIR=$(STATE_DIR) scripts/rotate.sh consul-token $(INSTANCE)
 
 bench: deps ## ceiling (raw MySQL) vs direct vs mesh, interleaved, ~6 min; prints a table, writes docs/benchmarks.md (BENCH_FLAGS=-h)
 	$(GO) run ./cmd/bench $(BENCH_FLAGS)
 
 staff-token: ## issue a staff token for the portal: make staff-token NAME=alice (printed once; only its hash is kept)
 	@test -n "$(NAME)" || { echo "usage: make staff-token NAME=<staff name>"; exit 2; }
-	@STATE_DIR=$(STATE_DIR) scripts/staff-token.sh "$(NAME)"
+	@STATE_DIR=$(STATE_DIR) scripts/stack.sh meshctl token staff "$(NAME)"
+
+consul-ui-token: ## a read-only token to log in to the Consul UI (leased from Vault for 8 h)
+	@STATE_DIR=$(STATE_DIR) scripts/stack.sh meshctl token consul-ui
+
+consul-operator-token: ## a Consul token for the consul CLI: intentions, CA (leased from Vault for 1 h)
+	@STATE_DIR=$(STATE_DIR) scripts/stack.sh meshctl token consul-operator
 
 demo: ## a simulated kitchen on the running stack: places orders and moves them along (DEMO_FOR=2m)
 	@STATE_DIR=$(STATE_DIR) scripts/demo.sh

@@ -24,41 +24,8 @@ const chromiumPath = "/usr/bin/chromium"
 // TestStaffBoardInBrowser drives the staff portal in a real browser: sign in with a token, see a new order
 // appear live (no reload) through the event stream, and accept it with the card's button.
 func TestStaffBoardInBrowser(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		// A missing browser fails rather than skips: a skipped UI test would pass CI with the page untested.
-		t.Fatalf("the staff portal test needs Chromium at %s (make deps installs it): %v", chromiumPath, err)
-	}
-	token := stack.StaffToken(t, "browser-test")
-
-	pin, err := gatewayKeyPin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromiumPath),
-		chromedp.UserDataDir(t.TempDir()), // a fresh profile: no cookie or cache from an earlier run
-		chromedp.Headless,
-		chromedp.NoSandbox, // runs as root in CI, where Chromium's sandbox refuses to start
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.WindowSize(1366, 900),
-		// Chromium has no flag to add a CA, and its own store would need NSS tools. Rather than
-		// --ignore-certificate-errors (any certificate at all), the test checks the gateway's certificate
-		// against the stack's dev CA in Go (gatewayKeyPin) and lets Chromium accept only that public key.
-		chromedp.Flag("ignore-certificate-errors-spki-list", pin),
-	)
-	defer cancelAlloc()
-	// One bound for the whole test, browser included (it closes at the deadline); each step has a shorter one.
-	bounded, cancel := context.WithTimeout(alloc, 2*time.Minute)
-	defer cancel()
-	ctx, cancelBrowser := chromedp.NewContext(bounded)
-	defer cancelBrowser()
+	token := remember(stack.StaffToken(t, "browser-test"))
+	ctx := newBrowser(t, 2*time.Minute)
 
 	console := watchConsole(t, ctx)
 	shot := filepath.Join(stack.Root, "artifacts", "staff-board.png")
@@ -75,11 +42,7 @@ func TestStaffBoardInBrowser(t *testing.T) {
 
 	step := func(name string, timeout time.Duration, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
-		sctx, cancel := context.WithTimeout(ctx, timeout)
-		defer cancel()
-		if err := chromedp.Do(sctx, actions...); err != nil {
-			t.Fatalf("%s (within %v): %v", name, timeout, err)
-		}
+		doStep(t, ctx, name, timeout, actions...)
 	}
 
 	step("open the portal", 30*time.Second,
@@ -139,9 +102,70 @@ func TestStaffBoardInBrowser(t *testing.T) {
 	}
 }
 
-// gatewayKeyPin verifies the gateway's certificate with the stack's dev CA and returns the base64 SHA-256
-// of its public key, the form --ignore-certificate-errors-spki-list takes.
-func gatewayKeyPin() (string, error) {
+// newBrowser starts a headless Chromium with a fresh profile for the test, and returns its first tab. The
+// browser trusts only the certificates of the stack's gateway and Consul UI, and closes after timeout or when
+// the test ends.
+func newBrowser(t *testing.T, timeout time.Duration) context.Context {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		// A missing browser fails rather than skips: a skipped UI test would pass CI with the page untested.
+		t.Fatalf("the browser tests need Chromium at %s (make deps installs it): %v", chromiumPath, err)
+	}
+	var pins []string
+	for _, u := range []string{stack.GatewayURL, stack.ConsulHTTPS} {
+		pin, err := keyPin(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pins = append(pins, pin)
+	}
+	pin := strings.Join(pins, ",")
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromiumPath),
+		chromedp.UserDataDir(t.TempDir()), // a fresh profile: no cookie, storage or cache from an earlier run
+		chromedp.Headless,
+		chromedp.NoSandbox, // runs as root in CI, where Chromium's sandbox refuses to start
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.WindowSize(1366, 900),
+		// Chromium has no flag to add a CA, and its own store would need NSS tools. Rather than
+		// --ignore-certificate-errors (any certificate at all), the test checks the gateway's certificate
+		// against the stack's dev CA in Go (keyPin) and lets Chromium accept only that public key.
+		chromedp.Flag("ignore-certificate-errors-spki-list", pin),
+	)
+	t.Cleanup(cancelAlloc)
+	// One bound for the whole test, browser included (it closes at the deadline); each step has a shorter one.
+	bounded, cancel := context.WithTimeout(alloc, timeout)
+	t.Cleanup(cancel)
+	ctx, cancelBrowser := chromedp.NewContext(bounded)
+	t.Cleanup(cancelBrowser)
+	// Start the browser under this context now: chromedp ties the browser to the context of its first run, and
+	// a step's shorter-lived context would take the browser down with it.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start Chromium: %v", err)
+	}
+	return ctx
+}
+
+// doStep runs actions in the tab of ctx within timeout, and fails the test with the step's name if they fail.
+func doStep(t *testing.T, ctx context.Context, name string, timeout time.Duration, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	sctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := chromedp.Do(sctx, actions...); err != nil {
+		t.Fatalf("%s (within %v): %v", name, timeout, err)
+	}
+}
+
+// keyPin verifies the certificate served at an https:// URL against the stack's dev CA, for the host the browser
+// will use, and returns the base64 SHA-256 of its public key, the form --ignore-certificate-errors-spki-list takes.
+func keyPin(url string) (string, error) {
 	ca, err := os.ReadFile(filepath.Join(stack.Dir, "certs", "ca.pem"))
 	if err != nil {
 		return "", err
@@ -151,13 +175,13 @@ func gatewayKeyPin() (string, error) {
 		return "", fmt.Errorf("no CA certificate in %s/certs/ca.pem", stack.Dir)
 	}
 	// Verified for the host the browser will use, as the browser would (the dialer takes the name from addr).
-	addr := strings.TrimPrefix(stack.GatewayURL, "https://")
+	addr := strings.TrimPrefix(url, "https://")
 	d := &tls.Dialer{Config: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return "", fmt.Errorf("TLS to the gateway with the dev CA: %w", err)
+		return "", fmt.Errorf("TLS to %s with the dev CA: %w", url, err)
 	}
 	defer conn.Close()
 	leaf := conn.(*tls.Conn).ConnectionState().PeerCertificates[0]

@@ -12,20 +12,109 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	vault "github.com/hashicorp/vault/api"
 )
 
+// consul is a client with a Consul operator token (leased from Vault as the runbook does): it reads the
+// catalog and writes intentions, and can neither register services nor get their certificates.
 func consul(t *testing.T) *api.Client {
 	t.Helper()
+	operatorOnce.Do(func() {
+		operatorToken, operatorErr = stack.Meshctl("token", "consul-operator")
+		remember(operatorToken)
+	})
+	if operatorErr != nil {
+		t.Fatal(operatorErr)
+	}
+	return consulAs(t, stack.ConsulAddr, operatorToken)
+}
+
+var (
+	operatorOnce  sync.Once
+	operatorToken string
+	operatorErr   error
+)
+
+// consulAs is a client of the agent at addr acting with token ("" is anonymous); HTTPS addresses are verified
+// against the project's CA.
+func consulAs(t *testing.T, addr, token string) *api.Client {
+	t.Helper()
 	cfg := api.DefaultConfig()
-	cfg.Address = stack.ConsulAddr
+	cfg.Address, cfg.Token, cfg.TokenFile = addr, token, ""
+	cfg.TLSConfig.CAFile = stack.CACert
 	c, err := api.NewClient(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+// instanceToken reads a service instance's own Consul token from its credentials folder (the tests run as root).
+func instanceToken(t *testing.T, id string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(stack.Dir, "credentials", id, "consul-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// mintServiceToken creates a Consul token with service's identity (as meshctl does for an instance), with a
+// provisioner token leased from Vault on the operator's token; it is deleted when the test ends.
+func mintServiceToken(t *testing.T, service string) string {
+	t.Helper()
+	prov := provisioner(t)
+	var tok *api.ACLToken
+	eventually(t, 10*time.Second, func() (err error) {
+		tok, _, err = prov.ACL().TokenCreate(&api.ACLToken{Description: "test " + service,
+			ServiceIdentities: []*api.ACLServiceIdentity{{ServiceName: service}}}, nil)
+		return err
+	})
+	t.Cleanup(func() { _, _ = prov.ACL().TokenDelete(tok.AccessorID, nil) })
+	return remember(tok.SecretID)
+}
+
+// provisioner is a client with meshctl's rights (tokens, intentions), leased from Vault for the test.
+func provisioner(t *testing.T) *api.Client {
+	t.Helper()
+	v := vaultOperator(t)
+	sec, err := v.Logical().Read("consul/creds/provisioner")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = v.Sys().Revoke(sec.LeaseID) })
+	c := consulAs(t, stack.ConsulAddr, remember(sec.Data["token"].(string)))
+	eventually(t, 10*time.Second, func() error { _, _, err := c.ACL().TokenReadSelf(nil); return err })
+	return c
+}
+
+// vaultOperator is a Vault client with the operator's token, verifying Vault's certificate.
+func vaultOperator(t *testing.T) *vault.Client {
+	t.Helper()
+	token, err := stack.OperatorToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vaultAs(t, token)
+}
+
+func vaultAs(t *testing.T, token string) *vault.Client {
+	t.Helper()
+	cfg := vault.DefaultConfig()
+	cfg.Address = stack.VaultAddr
+	if err := cfg.ConfigureTLS(&vault.TLSConfig{CACert: stack.CACert}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := vault.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetToken(token)
 	return c
 }
 
@@ -105,7 +194,7 @@ func TestIntentionDecidesTheRoute(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	asGateway := connectCert(t, "gateway")
+	asGateway := connectCert(t, instanceToken(t, "gateway-1"), "gateway")
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(sidecarPublicPort(t, "order-1")))
 	newConnection := func() error {
 		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, asGateway)
@@ -165,10 +254,11 @@ func sidecarPublicPort(t *testing.T, serviceID string) int {
 	return 0
 }
 
-// connectCert returns a TLS config presenting a Connect leaf certificate for service, trusting the Connect CA.
-func connectCert(t *testing.T, service string) *tls.Config {
+// connectCert returns a TLS config presenting a Connect leaf certificate for service (asked for with token,
+// which must hold service's identity), trusting the Connect CA.
+func connectCert(t *testing.T, token, service string) *tls.Config {
 	t.Helper()
-	c := consul(t)
+	c := consulAs(t, stack.ConsulAddr, token)
 	leaf, _, err := c.Agent().ConnectCALeaf(service, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -235,7 +325,8 @@ func TestOrderSidecarRefusesStrangers(t *testing.T) {
 	}
 
 	// Positive control: the gateway's own identity gets through. Without it the refusals prove nothing.
-	if err := dialTLS(connectCert(t, "gateway")); err != nil {
+	gatewayToken := instanceToken(t, "gateway-1")
+	if err := dialTLS(connectCert(t, gatewayToken, "gateway")); err != nil {
 		t.Fatalf("with gateway's Connect certificate: %v; want an answer", err)
 	}
 
@@ -250,19 +341,20 @@ func TestOrderSidecarRefusesStrangers(t *testing.T) {
 		}
 	})
 	t.Run("TLS without a client certificate", func(t *testing.T) {
-		cfg := connectCert(t, "gateway")
+		cfg := connectCert(t, gatewayToken, "gateway")
 		cfg.Certificates = nil
 		if err := dialTLS(cfg); err == nil {
 			t.Error("TLS without a client certificate got an answer")
 		}
 	})
 	t.Run("valid Connect certificate without an intention", func(t *testing.T) {
-		c := consul(t)
+		token := mintServiceToken(t, "intruder")
+		c := consulAs(t, stack.ConsulAddr, token)
 		if err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "intruder-1", Name: "intruder", Port: 1}); err != nil {
 			t.Fatal(err)
 		}
 		defer func() { _ = c.Agent().ServiceDeregister("intruder-1") }()
-		if err := dialTLS(connectCert(t, "intruder")); err == nil {
+		if err := dialTLS(connectCert(t, token, "intruder")); err == nil {
 			t.Error("intruder's Connect certificate got an answer from order")
 		}
 	})

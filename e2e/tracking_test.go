@@ -26,7 +26,7 @@ var (
 
 // staff returns a staff token for the package's tests (issued once).
 func staff(t *testing.T) string {
-	staffOnce.Do(func() { staffToken = stack.StaffToken(t, "e2e") })
+	staffOnce.Do(func() { staffToken = remember(stack.StaffToken(t, "e2e")) })
 	return staffToken
 }
 

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/pizzajoint/mesh/platform/httpjson"
 )
@@ -19,22 +18,21 @@ type StaffOwners interface {
 }
 
 // StaffAuth guards the staff routes. A staff member signs in with a bearer token (issued by an operator with
-// scripts/staff-token.sh); the portal keeps it in an HttpOnly cookie, API clients send it as a bearer token.
-// A nil *StaffAuth means staff sign-in is not configured: staff routes answer 503.
+// scripts/staff-token.sh) and gets a session held here, whose random ID the portal keeps in an HttpOnly
+// cookie; API clients send the token itself as a bearer token. A nil *StaffAuth means staff sign-in is not
+// configured: staff routes answer 503.
 type StaffAuth struct {
-	owners StaffOwners
-	logger *slog.Logger
+	owners   StaffOwners
+	logger   *slog.Logger
+	sessions *sessionStore
 }
 
-// NewStaffAuth returns a StaffAuth checking tokens with owners.
-func NewStaffAuth(owners StaffOwners, logger *slog.Logger) *StaffAuth {
-	return &StaffAuth{owners: owners, logger: logger}
+// NewStaffAuth returns a StaffAuth checking tokens with owners and holding sessions under policy.
+func NewStaffAuth(owners StaffOwners, logger *slog.Logger, policy SessionPolicy) *StaffAuth {
+	return &StaffAuth{owners: owners, logger: logger, sessions: newSessionStore(policy)}
 }
 
-const (
-	staffCookie     = "pizza_staff"
-	staffCookieLife = 12 * time.Hour
-)
+const staffCookie = "pizza_staff"
 
 var errStaffNotConfigured = errors.New("staff sign-in is not configured on this gateway")
 
@@ -46,19 +44,36 @@ func StaffName(ctx context.Context) string {
 	return n
 }
 
-func staffToken(r *http.Request) string {
+// authenticate finds the staff member behind a request: a bearer token, or a live session whose token is
+// still valid (so revoking a token in Vault ends its sessions too).
+func (a *StaffAuth) authenticate(r *http.Request) (string, error) {
+	if a == nil {
+		return "", errStaffNotConfigured
+	}
 	if auth := r.Header.Get("Authorization"); strings.HasPrefix(auth, "Bearer ") {
-		return strings.TrimPrefix(auth, "Bearer ")
+		return a.check(r, strings.TrimPrefix(auth, "Bearer "))
 	}
-	if c, err := r.Cookie(staffCookie); err == nil {
-		return c.Value
+	c, err := r.Cookie(staffCookie)
+	if err != nil {
+		return "", ErrUnauthenticated
 	}
-	return ""
+	token, ok := a.sessions.lookup(c.Value)
+	if !ok {
+		return "", ErrUnauthenticated
+	}
+	name, err := a.check(r, token)
+	if err != nil {
+		a.sessions.revoke(c.Value)
+	}
+	return name, err
 }
 
 func (a *StaffAuth) check(r *http.Request, token string) (string, error) {
 	if a == nil {
 		return "", errStaffNotConfigured
+	}
+	if token == "" {
+		return "", ErrUnauthenticated
 	}
 	name, err := a.owners.Owner(r.Context(), token)
 	if err != nil {
@@ -78,7 +93,7 @@ func (a *StaffAuth) fail(w http.ResponseWriter, r *http.Request, err error) {
 // Require lets signed-in staff through to next.
 func (a *StaffAuth) Require(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		name, err := a.check(r, staffToken(r))
+		name, err := a.authenticate(r)
 		if err != nil {
 			a.fail(w, r, err)
 			return
@@ -87,12 +102,18 @@ func (a *StaffAuth) Require(next http.Handler) http.Handler {
 	})
 }
 
-// Login turns a valid staff token ({"token": "..."}) into a session cookie.
+// LoginRequest is the body of POST /staff/login.
+type LoginRequest struct {
+	Token string `json:"token"`
+}
+
+// MaxLoginBytes bounds a sign-in body: a token is well under a hundred bytes.
+const MaxLoginBytes = 4 << 10
+
+// Login turns a valid staff token ({"token": "..."}) into a session, and its ID into a cookie.
 func (a *StaffAuth) Login(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Token string `json:"token"`
-	}
-	if err := httpjson.Decode(r, 4<<10, &req); err != nil {
+	var req LoginRequest
+	if err := httpjson.Decode(r, MaxLoginBytes, &req); err != nil {
 		EncodeError(r.Context(), err, w)
 		return
 	}
@@ -101,14 +122,22 @@ func (a *StaffAuth) Login(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: staffCookie, Value: req.Token, Path: "/staff", MaxAge: int(staffCookieLife.Seconds()),
+	if c, err := r.Cookie(staffCookie); err == nil {
+		a.sessions.revoke(c.Value) // signing in again replaces the browser's session, never adds one
+	}
+	id := a.sessions.create(req.Token)
+	http.SetCookie(w, &http.Cookie{Name: staffCookie, Value: id, Path: "/staff",
+		MaxAge:   int(a.sessions.policy.Absolute.Seconds()),
 		HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
 	a.logger.Info("staff signed in", "staff", name)
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// Logout clears the session cookie.
-func (a *StaffAuth) Logout(w http.ResponseWriter, _ *http.Request) {
+// Logout ends the session and clears its cookie.
+func (a *StaffAuth) Logout(w http.ResponseWriter, r *http.Request) {
+	if c, err := r.Cookie(staffCookie); err == nil && a != nil {
+		a.sessions.revoke(c.Value)
+	}
 	http.SetCookie(w, &http.Cookie{Name: staffCookie, Value: "", Path: "/staff", MaxAge: -1,
 		HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
 	w.WriteHeader(http.StatusNoContent)
@@ -125,11 +154,7 @@ func mountStaffUI(mux *http.ServeMux) {
 	}
 	files := http.StripPrefix("/staff/", http.FileServerFS(sub))
 	mux.Handle("GET /staff/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Cache-Control", "no-cache")
+		setPageHeaders(w.Header())
 		files.ServeHTTP(w, r)
 	}))
 }

@@ -26,29 +26,36 @@ const TrackingTokenHeader = "X-Tracking-Token"
 //	GET  /staff/api/orders/{id}       one order                                      staff only
 //	POST /staff/api/orders/{id}/status  {"status": "ACCEPTED"}                       staff only
 //	GET  /staff/                      the staff portal
+//	GET  /, /track/{id}, /app/…       the customer's pages: menu and cart, an order's tracking page
 //
 // Event streams are mounted by MakeStreamHandler. Errors are written by EncodeError, the one error encoder.
-func MakeHTTPHandler(mux *http.ServeMux, e Endpoints, staff *StaffAuth) {
+// options set the per-client rate limits of ordering and staff sign-in.
+func MakeHTTPHandler(mux *http.ServeMux, e Endpoints, staff *StaffAuth, options ...Option) {
+	o := applyOptions(options)
 	opts := []httptransport.ServerOption{httptransport.ServerErrorEncoder(EncodeError)}
-	mux.Handle("POST /pizza", httptransport.NewServer(e.PlaceOrderEndpoint, order.DecodeNewOrder, encodePlaced, opts...))
+	mux.Handle("POST /pizza", rateLimited(o.orders, o.refused.With("limit", "orders"), httptransport.NewServer(e.PlaceOrderEndpoint, order.DecodeNewOrder, encodePlaced, opts...)))
 	mux.Handle("GET /pizza/{id}", httptransport.NewServer(e.TrackOrderEndpoint, decodeTrackRequest, order.EncodeOK, opts...))
 	mux.Handle("GET /menu", httptransport.NewServer(e.MenuEndpoint, decodeNothing, encodeMenu, opts...))
 
-	mux.HandleFunc("POST /staff/login", staff.Login)
+	mux.Handle("POST /staff/login", rateLimited(o.logins, o.refused.With("limit", "logins"), http.HandlerFunc(staff.Login)))
 	mux.HandleFunc("POST /staff/logout", staff.Logout)
 	mux.Handle("GET /staff/api/orders", staff.Require(httptransport.NewServer(e.ListOrdersEndpoint, order.DecodeListFilter, order.EncodeOK, opts...)))
 	mux.Handle("GET /staff/api/orders/{id}", staff.Require(httptransport.NewServer(e.StaffGetOrderEndpoint, decodeOrderID, order.EncodeOK, opts...)))
 	mux.Handle("POST /staff/api/orders/{id}/status", staff.Require(httptransport.NewServer(e.ChangeStatusEndpoint, decodeChangeStatus, order.EncodeOK, opts...)))
 	mountStaffUI(mux)
+	mountCustomerUI(mux)
 
-	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		EncodeError(r.Context(), &httpjson.RequestError{Status: http.StatusNotFound, Msg: "no such endpoint"}, w)
-	}))
+	mux.Handle("/", http.HandlerFunc(notFound))
 }
 
-// EncodeError writes err as JSON: authentication failures here, everything else as the order service's
-// errors are mapped (order.EncodeError).
+// EncodeError writes err as JSON: authentication failures and limits here, everything else as the order
+// service's errors are mapped (order.EncodeError).
 func EncodeError(ctx context.Context, err error, w http.ResponseWriter) {
+	var limit *LimitError
+	if errors.As(err, &limit) {
+		encodeLimitError(ctx, limit, w)
+		return
+	}
 	if errors.Is(err, ErrUnauthenticated) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="pizza"`)
 		_ = httpjson.Write(w, http.StatusUnauthorized, httpjson.ErrorBody{
@@ -92,5 +99,5 @@ func encodePlaced(_ context.Context, w http.ResponseWriter, resp any) error {
 }
 
 func encodeMenu(_ context.Context, w http.ResponseWriter, resp any) error {
-	return httpjson.Write(w, http.StatusOK, map[string]any{"pizzas": resp})
+	return httpjson.Write(w, http.StatusOK, map[string]any{"currency": order.Currency, "pizzas": resp})
 }

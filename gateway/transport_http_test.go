@@ -1,10 +1,13 @@
 package gateway_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -33,7 +36,7 @@ func newGateway(t *testing.T, orderURL string, deadline time.Duration) *httptest
 	}
 	mux := http.NewServeMux()
 	gateway.MakeHTTPHandler(mux, gateway.MakeEndpoints(gateway.NewService(orders), kitmw.Deadline(deadline)),
-		gateway.NewStaffAuth(staffOwners{"tok-alice": "alice"}, slog.New(slog.NewTextHandler(io.Discard, nil))))
+		gateway.NewStaffAuth(staffOwners{"tok-alice": "alice"}, slog.New(slog.NewTextHandler(io.Discard, nil)), gateway.SessionPolicy{}))
 	srv := httptest.NewTLSServer(reqid.Middleware(mux))
 	t.Cleanup(srv.Close)
 	return srv
@@ -150,13 +153,22 @@ func TestGatewayHTTP(t *testing.T) {
 		{"array body", post(`[1,2]`), 400, ""},
 		{"empty body", post(``), 400, ""},
 		{"unknown field", post(replace(`"customer"`, `"coupon":"FREE","customer"`)), 400, "coupon"},
-		{"wrong type", post(replace(`"quantity":2`, `"quantity":"2"`)), 400, "items.quantity"},
+		{"wrong type", post(replace(`"quantity":2`, `"quantity":"2"`)), 400, "items[0].quantity"},
+		{"key in another case", post(replace(`"name":"Ada"`, `"name":"Ada","Name":"Bob"`)), 400, "customer.Name"},
+		{"duplicate key", post(replace(`"name":"Ada"`, `"name":"Ada","name":"Bob"`)), 400, "customer.name"},
+		{"duplicate top-level key", post(replace(`"items"`, `"customer":{},"items"`)), 400, "customer"},
 		{"wrong type name", post(replace(`"name":"Ada"`, `"name":7`)), 400, "customer.name"},
 		{"client-sent total", post(replace(`"items"`, `"total_cents":1,"items"`)), 400, "total_cents"},
 		{"no items", post(`{"customer":{"name":"Ada","phone":"+1 555 0100","address":"1 Main St"},"items":[]}`), 422, "items"},
 		{"missing name", post(replace(`"name":"Ada"`, `"name":""`)), 422, "customer.name"},
 		{"bad phone", post(replace(`"+1 555 0100"`, `"call me"`)), 422, "customer.phone"},
 		{"missing address", post(replace(`"address":"1 Main St"`, `"address":""`)), 422, "customer.address"},
+		{"blank name", post(replace(`"name":"Ada"`, `"name":"   "`)), 422, "customer.name"},
+		{"name with NUL", post(replace(`"name":"Ada"`, `"name":"Zoë\u0000"`)), 422, "customer.name"},
+		{"name with newline", post(replace(`"name":"Ada"`, `"name":"Ada\nBob"`)), 422, "customer.name"},
+		{"blank address", post(replace(`"address":"1 Main St"`, `"address":"\t \u00a0"`)), 422, "customer.address"},
+		{"address with escape sequence", post(replace(`"address":"1 Main St"`, `"address":"1 Main St\u001b[2J"`)), 422, "customer.address"},
+		{"name not UTF-8", post(replace(`"name":"Ada"`, "\"name\":\"Ad\xe9\"")), 400, "customer.name"},
 		{"unknown pizza", post(replace(`"funghi"`, `"hawaii"`)), 422, "items[1].pizza"},
 		{"unknown size", post(replace(`"size":"L"`, `"size":"XL"`)), 422, "items[0].size"},
 		{"quantity zero", post(replace(`"quantity":2`, `"quantity":0`)), 422, "items[0].quantity"},
@@ -298,4 +310,63 @@ func FuzzPlaceOrder(f *testing.F) {
 			t.Fatalf("status %d for body %q: %q", rec.Code, body, rec.Body.String())
 		}
 	})
+}
+
+// A client announcing a body over the limit with Expect: 100-continue gets 413 at once, never 100 Continue,
+// with Connection: close, so the unsent body is never taken for a request.
+func TestGatewayRefusesOversizedBodyBeforeContinue(t *testing.T) {
+	orderSrv, store := newOrderService(t)
+	gw := newGateway(t, orderSrv.URL, 5*time.Second)
+	tests := []struct {
+		name   string
+		path   string
+		length int
+		expect bool // Expect: 100-continue, and the body never sent; else the body follows the headers
+	}{
+		{"order of 3 MB", "/pizza", 3 << 20, true},
+		{"order just over the limit", "/pizza", order.MaxBodyBytes + 1, true},
+		{"staff sign-in of 1 MB", "/staff/login", 1 << 20, true},
+		{"order just over the limit, sent at once", "/pizza", order.MaxBodyBytes + 1, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := tls.Dial("tcp", gw.Listener.Addr().String(), gw.Client().Transport.(*http.Transport).TLSClientConfig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+			expect := ""
+			if tt.expect {
+				expect = "Expect: 100-continue\r\n"
+			}
+			fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n",
+				tt.path, tt.length, expect)
+			if !tt.expect {
+				go func() { _, _ = conn.Write(bytes.Repeat([]byte(" "), tt.length)) }()
+			}
+			br := bufio.NewReader(conn)
+			status, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("no answer: %v", err)
+			}
+			if !strings.HasPrefix(status, "HTTP/1.1 413 ") {
+				t.Fatalf("first line %q, want 413 (and never 100 Continue)", status)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(io.MultiReader(strings.NewReader(status), br)), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var body map[string]any
+			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body["code"] != order.CodeInvalid || body["request_id"] == "" {
+				t.Errorf("body %v (%v), want the JSON error", body, err)
+			}
+			if !resp.Close {
+				t.Errorf("413 without Connection: close")
+			}
+		})
+	}
+	if p, err := store.List(t.Context(), order.ListFilter{Limit: 10}); err != nil || len(p.Orders) != 0 {
+		t.Errorf("orders stored: %v %v, want none", p.Orders, err)
+	}
 }

@@ -2,9 +2,11 @@ package gateway
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"sync/atomic"
 
 	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/platform/reqid"
@@ -19,8 +21,10 @@ import (
 // Both resume after Last-Event-ID (header, or last_event_id in the query). rt reaches the order service (the
 // sidecar upstream); it must not cap connections, since every open stream holds one. shutdown ends every
 // relayed stream when the gateway stops, so it does not wait out its shutdown timeout on them; clients
-// reconnect with their last event ID.
-func MakeStreamHandler(mux *http.ServeMux, svc Service, staff *StaffAuth, orderURL *url.URL, rt http.RoundTripper, shutdown context.Context) {
+// reconnect with their last event ID. options cap open streams and their lifetime.
+func MakeStreamHandler(mux *http.ServeMux, svc Service, staff *StaffAuth, orderURL *url.URL, rt http.RoundTripper,
+	shutdown context.Context, options ...Option) {
+	o := applyOptions(options)
 	relay := func(path func(*http.Request) string) *httputil.ReverseProxy {
 		return &httputil.ReverseProxy{
 			Rewrite: func(pr *httputil.ProxyRequest) {
@@ -35,8 +39,9 @@ func MakeStreamHandler(mux *http.ServeMux, svc Service, staff *StaffAuth, orderU
 				pr.Out.Header.Del("Authorization")
 				pr.Out.Header.Set(reqid.Header, reqid.FromContext(pr.In.Context()))
 			},
-			Transport:     rt,
-			FlushInterval: -1, // every event as soon as it arrives
+			Transport:      rt,
+			FlushInterval:  -1, // every event as soon as it arrives
+			ModifyResponse: endWithStream,
 			ErrorHandler: func(w http.ResponseWriter, r *http.Request, _ error) {
 				EncodeError(r.Context(), order.ErrUnavailable, w)
 			},
@@ -44,26 +49,77 @@ func MakeStreamHandler(mux *http.ServeMux, svc Service, staff *StaffAuth, orderU
 	}
 	customer := relay(func(r *http.Request) string { return "/orders/" + url.PathEscape(r.PathValue("id")) + "/events" })
 	mux.HandleFunc("GET /pizza/{id}/events", func(w http.ResponseWriter, r *http.Request) {
+		release, ok := o.acquireStream(w, r) // before any work: a client over the cap costs nothing
+		if !ok {
+			return
+		}
+		defer release()
 		if _, err := svc.TrackOrder(r.Context(), r.PathValue("id"), trackingToken(r)); err != nil {
 			EncodeError(r.Context(), err, w)
 			return
 		}
-		serveRelay(w, r, customer, shutdown)
+		o.serveRelay(w, r, customer, shutdown)
 	})
 
 	all := relay(func(*http.Request) string { return "/events" })
 	mux.Handle("GET /staff/api/events", staff.Require(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		serveRelay(w, r, all, shutdown)
+		release, ok := o.acquireStream(w, r)
+		if !ok {
+			return
+		}
+		defer release()
+		o.serveRelay(w, r, all, shutdown)
 	})))
 }
 
-// serveRelay relays a stream until the client leaves, order ends it, or the gateway shuts down.
-func serveRelay(w http.ResponseWriter, r *http.Request, relay http.Handler, shutdown context.Context) {
-	ctx, cancel := context.WithCancel(r.Context())
+// serveRelay relays a stream until the client leaves, order ends it, its lifetime is over, or the gateway
+// shuts down.
+func (o options) serveRelay(w http.ResponseWriter, r *http.Request, relay http.Handler, shutdown context.Context) {
+	end, cancel := context.WithCancel(shutdown)
+	if d := o.lifetime(); d > 0 {
+		end, cancel = context.WithTimeout(shutdown, d)
+	}
 	defer cancel()
-	defer context.AfterFunc(shutdown, cancel)()
 	sse.LiftDeadlines(w)
-	relay.ServeHTTP(w, r.WithContext(ctx))
+	relay.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), streamEndKey{}, end)))
+}
+
+type streamEndKey struct{}
+
+// endWithStream makes the relayed body end when the stream's end context is done. Ending the body, rather
+// than cancelling the request, lets the proxy finish the response properly (a cancelled request makes it
+// abort the connection), so the client sees a clean end and reconnects with its Last-Event-ID.
+func endWithStream(res *http.Response) error {
+	end, ok := res.Request.Context().Value(streamEndKey{}).(context.Context)
+	if !ok {
+		return nil
+	}
+	b := &endingBody{ReadCloser: res.Body}
+	b.stop = context.AfterFunc(end, func() {
+		b.ended.Store(true)
+		_ = b.ReadCloser.Close() // unblocks a Read waiting for the next event
+	})
+	res.Body = b
+	return nil
+}
+
+type endingBody struct {
+	io.ReadCloser
+	ended atomic.Bool
+	stop  func() bool
+}
+
+func (b *endingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && b.ended.Load() {
+		return n, io.EOF
+	}
+	return n, err
+}
+
+func (b *endingBody) Close() error {
+	b.stop()
+	return b.ReadCloser.Close()
 }
 
 // StreamTransport returns a transport for relaying streams: keep-alive, bounded dialing and waiting for the

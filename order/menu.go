@@ -17,7 +17,10 @@ const (
 // Valid reports whether z is a size the kitchen makes.
 func (z Size) Valid() bool { return z == SizeSmall || z == SizeMedium || z == SizeLarge }
 
-// MenuItem is a pizza and its price per size, in integer cents.
+// Currency is the ISO 4217 code of every price: cents are hundredths of it.
+const Currency = "EUR"
+
+// MenuItem is a pizza and its price per size, in integer cents of Currency.
 type MenuItem struct {
 	Name        string         `json:"name"`
 	Description string         `json:"description"`

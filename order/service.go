@@ -11,7 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/oklog/ulid/v2"
 )
@@ -155,19 +158,19 @@ const (
 
 // Validate checks the order's shape: everything that can be judged without the menu.
 func (n NewOrder) Validate() error {
+	if err := validText("customer.name", n.Customer.Name, MaxNameLen); err != nil {
+		return err
+	}
 	switch {
-	case n.Customer.Name == "":
-		return invalid("customer.name", "is required")
-	case len(n.Customer.Name) > MaxNameLen:
-		return invalid("customer.name", "must be at most %d bytes", MaxNameLen)
 	case n.Customer.Phone == "":
 		return invalid("customer.phone", "is required")
 	case !validPhone(n.Customer.Phone):
 		return invalid("customer.phone", "must be 5 to %d characters of digits, spaces, +, -, ( and )", MaxPhoneLen)
-	case n.Customer.Address == "":
-		return invalid("customer.address", "is required")
-	case len(n.Customer.Address) > MaxAddressLen:
-		return invalid("customer.address", "must be at most %d bytes", MaxAddressLen)
+	}
+	if err := validText("customer.address", n.Customer.Address, MaxAddressLen); err != nil {
+		return err
+	}
+	switch {
 	case len(n.Items) == 0:
 		return invalid("items", "must hold at least one item")
 	case len(n.Items) > MaxItems:
@@ -195,6 +198,22 @@ func ValidateIdempotencyKey(key string) error {
 		if r < '!' || r > '~' {
 			return invalid("Idempotency-Key", "must be visible ASCII characters")
 		}
+	}
+	return nil
+}
+
+// validText accepts printable text: not blank once trimmed, valid UTF-8, no control characters (a NUL or an
+// escape sequence would end up on a kitchen ticket or a driver's screen), at most maxLen bytes.
+func validText(field, s string, maxLen int) error {
+	switch {
+	case strings.TrimSpace(s) == "":
+		return invalid(field, "is required")
+	case len(s) > maxLen:
+		return invalid(field, "must be at most %d bytes", maxLen)
+	case !utf8.ValidString(s):
+		return invalid(field, "must be valid UTF-8")
+	case strings.ContainsFunc(s, unicode.IsControl):
+		return invalid(field, "must not hold control characters")
 	}
 	return nil
 }

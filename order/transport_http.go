@@ -148,6 +148,11 @@ func EncodeError(ctx context.Context, err error, w http.ResponseWriter) {
 	switch {
 	case errors.As(err, &reqErr):
 		body.Field, body.Error = reqErr.Field, reqErr.Msg
+		if reqErr.Status == http.StatusRequestEntityTooLarge {
+			// The refused body may still be on its way: close after answering, so it is never read as the
+			// next request and the client sees the 413 rather than a reset mid-upload.
+			w.Header().Set("Connection", "close")
+		}
 	case errors.As(err, &invalid):
 		body.Field, body.Error = invalid.Field, invalid.Reason
 	case errors.As(err, &illegal):

@@ -83,7 +83,7 @@ func TestOrderHTTP(t *testing.T) {
 		{"unknown status", call{method: "POST", path: "/orders/" + id + "/status", body: `{"status":"EATEN"}`}, 422, order.CodeInvalid, "status"},
 		{"status of unknown order", call{method: "POST", path: "/orders/01ARZ3NDEKTSV4RRFFQ69G5FAV/status", body: `{"status":"ACCEPTED"}`}, 404, order.CodeNotFound, ""},
 		{"unknown pizza", call{method: "POST", path: "/orders", body: strings.Replace(validBody, "funghi", "hawaii", 1)}, 422, order.CodeInvalid, "items[1].pizza"},
-		{"client-sent price", call{method: "POST", path: "/orders", body: strings.Replace(validBody, `"quantity":1}`, `"quantity":1,"unit_price_cents":1}`, 1)}, 400, order.CodeInvalid, "unit_price_cents"},
+		{"client-sent price", call{method: "POST", path: "/orders", body: strings.Replace(validBody, `"quantity":1}`, `"quantity":1,"unit_price_cents":1}`, 1)}, 400, order.CodeInvalid, "items[1].unit_price_cents"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

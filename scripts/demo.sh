@@ -5,9 +5,9 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$SCRIPTS_DIR/settings.sh"
 
-[[ -s "$ROOT_TOKEN_FILE" ]] || die "the stack is not running: make run first"
+[[ -s "$OPERATOR_TOKEN_FILE" ]] || die "the stack is not running: make run first"
 # The kitchen's own staff token, in the environment only (never on a command line).
-KITCHEN_STAFF_TOKEN="$("$SCRIPTS_DIR/staff-token.sh" kitchen-demo 2>/dev/null)"
+KITCHEN_STAFF_TOKEN="$("$SCRIPTS_DIR/stack.sh" meshctl token staff kitchen-demo)"
 export KITCHEN_STAFF_TOKEN
 cd "$ROOT_DIR"
 go run ./cmd/kitchen -gateway "https://localhost:$GATEWAY_PORT" -ca "$CERTS_DIR/ca.pem" -for "${DEMO_FOR:-2m}"

@@ -1,101 +1,94 @@
 #!/usr/bin/env bash
-# rotate.sh WHAT: one operator rotation on the running local stack, while orders keep flowing.
+# rotate.sh WHAT [INSTANCE]: one operator rotation on the running local stack, while orders keep flowing.
 #
 #   db-creds      revoke every MySQL credential Vault gave the order service (it fetches new ones)
 #   db-root       rotate the password of the MySQL admin Vault uses (nobody ever learns it)
-#   secret-id     deliver a new AppRole secret_id to order by file and destroy the old one
-#   transit-key   rotate the PII transit key, then rewrap stored data keys to the new version
+#   secret-id     deliver a new wrapped AppRole secret_id to every order replica and destroy the old ones
+#   logins        revoke every AppRole login token: each service logs in again with the secret_id it holds
+#   transit-key   rotate the PII transit key, then rewrap stored data keys
 #   rewrap-pii    rewrap stored PII data keys to the newest transit key version (safe to run any time)
 #   gateway-cert  issue a new gateway certificate (the gateway reloads it, no restart)
-#   connect-ca    rotate the Consul Connect CA root (sidecars get new leaves, cross-signed meanwhile)
+#   connect-ca    move the Connect CA to a new root in Vault's PKI (cross-signed by the old one)
+#   consul-token  a new Consul token for INSTANCE (default order-1): the service picks it up, its sidecar restarts
+#                 with it, then the old token is deleted
 #
-# Uses the operator token from the state folder; secrets travel on stdin or in 0600 files, never on argv.
+# Vault and Consul are changed by meshctl with the operator token; this script only adds the process steps.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$SCRIPTS_DIR/settings.sh"
 umask 077
 
-VAULT="$("$SCRIPTS_DIR/tools.sh" ensure vault)"
-JQ="$("$SCRIPTS_DIR/tools.sh" ensure jq)"
-vault() { "$VAULT" "$@"; }
+[[ -s "$OPERATOR_TOKEN_FILE" ]] || die "no operator token at $OPERATOR_TOKEN_FILE: is the stack running (make run)?"
+stack() { "$SCRIPTS_DIR/stack.sh" "$@"; }
+meshctl() { stack meshctl "$@" || { tail -n 5 "$LOG_DIR/meshctl.log" >&2; die "meshctl $* failed (see $LOG_DIR/meshctl.log)"; }; }
 
-operator_token() {
-  [[ -s "$ROOT_TOKEN_FILE" ]] || die "no operator token at $ROOT_TOKEN_FILE: is the stack running (make run)?"
-  VAULT_TOKEN="$(<"$ROOT_TOKEN_FILE")"
-  export VAULT_TOKEN
+# order_instances: the IDs of the running order replicas (from their credentials folders).
+order_instances() {
+  local d
+  for d in "$CREDS_DIR/${ORDER_SERVICE_ID%-*}"-[0-9]*; do [[ -d "$d" ]] && basename "$d"; done
 }
 
-rotate_db_creds() {
-  vault lease revoke -prefix database/creds/order >/dev/null
-  log "revoked every database/creds/order lease; MySQL users dropped, order fetches new ones on its next connection"
-}
-
-rotate_db_root() {
-  vault write -f database/rotate-root/pizza >/dev/null
-  log "rotated the password of Vault's MySQL admin (connection pizza)"
+# as_instance SERVICE ID: MESHCTL_INSTANCE_* for meshctl's per-instance commands.
+as_instance() {
+  export MESHCTL_INSTANCE_SERVICE="$1" MESHCTL_INSTANCE_ID="$2" MESHCTL_INSTANCE_DIR="$CREDS_DIR/$2"
 }
 
 rotate_secret_id() {
-  local file="$CREDS_DIR/order-secret-id" accessor=""
-  if [[ -s "$file" ]]; then
-    accessor="$("$JQ" -n --rawfile s "$file" '{secret_id: ($s | rtrimstr("\n"))}' |
-      vault write -format=json auth/approle/role/order/secret-id/lookup - | "$JQ" -r '.data.secret_id_accessor // empty')" || true
-  fi
-  vault write -f -field=secret_id auth/approle/role/order/secret-id >"$file.new"
-  mv "$file.new" "$file" # atomic: the service never reads half a file
-  log "new secret_id for order in $file (read at its next login)"
-  if [[ -n "$accessor" ]]; then
-    vault write auth/approle/role/order/secret-id-accessor/destroy secret_id_accessor="$accessor" >/dev/null
-    log "destroyed the previous secret_id (accessor $accessor)"
-  fi
-}
-
-rotate_transit_key() {
-  vault write -f transit/keys/orders-pii/rotate >/dev/null
-  log "transit key orders-pii rotated to version $(vault read -field=latest_version transit/keys/orders-pii)"
-  rewrap_pii
-  log "order seals new orders with a data key of the new version once its current one ends (ORDER_PII_KEY_LIFETIME);" \
-    "run 'scripts/rotate.sh rewrap-pii' after that to rewrap the last ones"
+  local id
+  for id in $(order_instances); do
+    (as_instance order "$id" && meshctl rotate secret-id)
+    stack own "$ORDER_USER" "$CREDS_DIR/$id"
+    log "new wrapped secret_id delivered to $id; the previous one is destroyed"
+  done
 }
 
 rewrap_pii() {
+  local dir="$CREDS_DIR/order-rewrap" rc=0
   [[ -x "$BIN_DIR/order" ]] || die "no order binary in $BIN_DIR"
-  ORDER_DB_ADDR="127.0.0.1:$MYSQL_PORT" ORDER_VAULT_ADDR="$VAULT_ADDR" \
-    ORDER_VAULT_ROLE_ID_FILE="$CREDS_DIR/order-role-id" ORDER_VAULT_SECRET_ID_FILE="$CREDS_DIR/order-secret-id" \
-    "$BIN_DIR/order" rewrap-pii >>"$LOG_DIR/order-rewrap.log" 2>&1 ||
-    { tail -n 5 "$LOG_DIR/order-rewrap.log" >&2; die "rewrap failed (see $LOG_DIR/order-rewrap.log)"; }
-  log "stored PII data keys rewrapped ($(grep -F 'data keys rewrapped' "$LOG_DIR/order-rewrap.log" | tail -n 1 | "$JQ" -r '.changed') changed)"
+  # A one-shot instance with credentials of its own: the replicas' secret_ids are theirs alone.
+  (as_instance order order-rewrap && export MESHCTL_INSTANCE_CONSUL=false && meshctl deliver)
+  stack own "$ORDER_USER" "$dir"
+  (
+    export ORDER_DB_ADDR="127.0.0.1:$MYSQL_PORT" ORDER_VAULT_ADDR="$VAULT_ADDR" ORDER_VAULT_CA_CERT="$VAULT_CACERT" \
+      ORDER_VAULT_ROLE=order ORDER_VAULT_ROLE_ID_FILE="$dir/role-id" ORDER_VAULT_SECRET_ID_FILE="$dir/secret-id"
+    if ((SERVICE_USERS)); then
+      setpriv --reuid="$ORDER_USER" --regid="$ORDER_USER" --clear-groups -- "$BIN_DIR/order" rewrap-pii
+    else
+      "$BIN_DIR/order" rewrap-pii
+    fi
+  ) >>"$LOG_DIR/order-rewrap.log" 2>&1 || rc=$?
+  ((rc == 0)) || { tail -n 5 "$LOG_DIR/order-rewrap.log" >&2; die "rewrap failed (see $LOG_DIR/order-rewrap.log)"; }
+  log "stored PII data keys rewrapped ($(grep -F 'data keys rewrapped' "$LOG_DIR/order-rewrap.log" | tail -n 1 | sed -nE 's/.*"changed":([0-9]+).*/\1/p') changed)"
 }
 
 rotate_gateway_cert() {
   [[ -x "$BIN_DIR/devcerts" ]] || die "no devcerts binary in $BIN_DIR"
   "$BIN_DIR/devcerts" -out "$CERTS_DIR" -renew >>"$LOG_DIR/devcerts.log" 2>&1 || die "devcerts failed (see $LOG_DIR/devcerts.log)"
-  log "new gateway certificate in $CERTS_DIR (same CA); the gateway picks it up within a second"
+  stack deliver-gateway-cert
+  log "new gateway certificate delivered (same CA); the gateway picks it up within a second"
 }
 
-rotate_connect_ca() {
-  local consul curl cfg
-  consul="$("$SCRIPTS_DIR/tools.sh" ensure consul)"
-  curl="$("$SCRIPTS_DIR/tools.sh" ensure curl)"
-  cfg="$(mktemp)"
-  trap 'rm -f "$cfg"' RETURN
-  # A new root key starts Consul's rotation: new root, cross-signed by the old one until every sidecar has
-  # the new leaves. Flipping the key size makes the built-in CA generate the new key itself.
-  "$curl" -fsS "$CONSUL_HTTP_ADDR/v1/connect/ca/configuration" |
-    "$JQ" '.Config.PrivateKeyType = "ec" | .Config.PrivateKeyBits = (if .Config.PrivateKeyBits == 384 then 256 else 384 end)
-           | {Provider, Config, ForceWithoutCrossSigning: false}' >"$cfg"
-  "$consul" connect ca set-config -config-file "$cfg" >/dev/null
-  log "Connect CA root rotated; active root: $("$curl" -fsS "$CONSUL_HTTP_ADDR/v1/connect/ca/roots" | "$JQ" -r '.ActiveRootID')"
+rotate_consul_token() {
+  local id="${1:-$ORDER_SERVICE_ID}" service=order user="$ORDER_USER"
+  [[ "$id" == gateway* ]] && service=gateway user="$GATEWAY_USER"
+  [[ -d "$CREDS_DIR/$id" ]] || die "no instance $id (no folder $CREDS_DIR/$id)"
+  as_instance "$service" "$id"
+  meshctl rotate consul-token
+  stack own "$user" "$CREDS_DIR/$id"
+  # The service reads its token file before every registration check and registers again with the new token;
+  # the built-in proxy reads its token once, so the sidecar restarts (the gateway retries meanwhile).
+  stack restart-sidecar "$id"
+  sleep 5 # two of the service's registration checks (consulreg.HealInterval), so it no longer uses the old token
+  meshctl rotate consul-token-retire
+  log "consul token of $id rotated; the previous one is deleted"
 }
 
-operator_token
 case "${1:-}" in
-  db-creds) rotate_db_creds ;;
-  db-root) rotate_db_root ;;
+  db-creds | db-root | connect-ca | logins) meshctl rotate "$1" ;;
   secret-id) rotate_secret_id ;;
-  transit-key) rotate_transit_key ;;
+  transit-key) meshctl rotate transit-key && rewrap_pii ;;
   rewrap-pii) rewrap_pii ;;
   gateway-cert) rotate_gateway_cert ;;
-  connect-ca) rotate_connect_ca ;;
-  *) die "usage: $0 db-creds|db-root|secret-id|transit-key|rewrap-pii|gateway-cert|connect-ca" ;;
+  consul-token) rotate_consul_token "${2:-}" ;;
+  *) die "usage: $0 db-creds|db-root|secret-id|logins|transit-key|rewrap-pii|gateway-cert|connect-ca|consul-token [INSTANCE]" ;;
 esac

@@ -15,17 +15,18 @@ export MYSQL_PORT="${MYSQL_PORT:-13306}"
 # DB_REPLICAS=1: a read_only GTID replica of MariaDB beside the primary, where order sends its reads; 0: none.
 DB_REPLICAS="${DB_REPLICAS:-1}"
 MYSQL_REPLICA_PORT="${MYSQL_REPLICA_PORT:-$((MYSQL_PORT + 1))}"
-CONSUL_HTTP_PORT="${CONSUL_HTTP_PORT:-8500}"
-CONSUL_GRPC_PORT="${CONSUL_GRPC_PORT:-8502}"
 CONSUL_SERVER_PORT="${CONSUL_SERVER_PORT:-8300}"
 CONSUL_SERF_LAN_PORT="${CONSUL_SERF_LAN_PORT:-8301}"
 CONSUL_SERF_WAN_PORT="${CONSUL_SERF_WAN_PORT:-8302}"
 CONSUL_SIDECAR_MIN_PORT="${CONSUL_SIDECAR_MIN_PORT:-21000}"
 CONSUL_SIDECAR_MAX_PORT="${CONSUL_SIDECAR_MAX_PORT:-21255}"
-# The Consul UI shares the HTTP API listener. The mission wants the UI reachable from outside, so HTTP binds all
-# interfaces by default; dev mode has no ACLs, so on an untrusted network set CONSUL_HTTP_BIND=127.0.0.1.
-# gRPC (xDS), DNS (off) and the server/serf ports stay on loopback.
-CONSUL_HTTP_BIND="${CONSUL_HTTP_BIND:-0.0.0.0}"
+# The agent's HTTP API is a unix socket only root may open; each service user reaches it through a front of its
+# own (consul-<service>.sock), see consul/agent.hcl for why. The UI and API for operators are served over HTTPS with the
+# project's CA on CONSUL_HTTPS_BIND by `meshctl serve-ui`; ACLs (default deny) refuse anything without a token.
+# The server and serf ports stay on loopback; DNS and gRPC are off.
+CONSUL_HTTPS_PORT="${CONSUL_HTTPS_PORT:-8501}"
+CONSUL_HTTPS_BIND="${CONSUL_HTTPS_BIND:-0.0.0.0}"
+CONSUL_NODE="${CONSUL_NODE:-pizza-1}"
 export VAULT_PORT="${VAULT_PORT:-8200}"
 GATEWAY_ADDR="${GATEWAY_ADDR:-:8443}"
 ORDER_ADDR="${ORDER_ADDR:-127.0.0.1:9090}"
@@ -38,10 +39,16 @@ STACK_SERVICES="${STACK_SERVICES:-1}" # 0: infrastructure only (MariaDB, Consul,
 STACK_MESH="${STACK_MESH:-auto}"      # auto: sidecars when the services register with Consul; on; off
 STACK_TIMEOUT="${STACK_TIMEOUT:-60}"
 
-export CONSUL_HTTP_ADDR="http://127.0.0.1:$CONSUL_HTTP_PORT"
-export VAULT_ADDR="http://127.0.0.1:$VAULT_PORT"
+CONSUL_SOCKET="$STATE_DIR/consul.sock"
+export CONSUL_HTTP_ADDR="unix://$CONSUL_SOCKET"
+export VAULT_ADDR="https://127.0.0.1:$VAULT_PORT"
+export VAULT_CACERT="$CERTS_DIR/ca.pem"
 VAULT_DIR="$STATE_DIR/vault"
-ROOT_TOKEN_FILE="$VAULT_DIR/root-token"
-UNSEAL_KEY_FILE="$VAULT_DIR/unseal-key"
+OPERATOR_TOKEN_FILE="$VAULT_DIR/operator-token"
+# One OS user per service when the stack runs as root (it does when it installs packages): each reads only its
+# own credentials folder. SERVICE_USERS=0 runs everything as the calling user.
+if [[ "$(id -u)" == 0 ]]; then SERVICE_USERS="${SERVICE_USERS:-1}"; else SERVICE_USERS=0; fi
+ORDER_USER="${ORDER_USER:-pizza-order}"
+GATEWAY_USER="${GATEWAY_USER:-pizza-gateway}"
 GATEWAY_PORT="${GATEWAY_ADDR##*:}"
 ORDER_URL="http://$ORDER_ADDR"

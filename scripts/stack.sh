@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# stack.sh start|stop|status: the whole Pizza Joint mesh as local processes (used by `make run` / `make stop`).
+# stack.sh start|stop|status|restart-sidecar ID: the whole Pizza Joint mesh as local processes (make run / make stop).
 #
-# start: MariaDB → Consul dev agent (+ intentions) → Vault server (init once, unseal every start) → bootstrap →
-#        order migrate (short-lived DDL user) → order → gateway → one Connect sidecar per service instance.
-# Every phase checks its own pid file and readiness first, so `start` twice is safe. State, logs and pids live
-# under STATE_DIR (git-ignored); secrets only in 0600 files there, never on a command line or in a log.
+# start: build → certificates → MariaDB → Consul server agent (ACLs, persistent data) → Vault (TLS) →
+#        meshctl bootstrap (init/unseal, policies, Consul ACLs through Vault, intentions, Connect CA in Vault) →
+#        order migrate (short-lived DDL user) → order replicas → gateway → one Connect sidecar per instance.
+# Every phase checks its own pid file and readiness first, so `start` twice is safe. Provisioning (everything that
+# talks to Vault's or Consul's API) is meshctl's; this script only starts, waits for and stops processes. State,
+# logs and pids live under STATE_DIR (git-ignored); secrets only in 0600 files there, never on argv or in a log.
 #
-# Settings (env): STATE_DIR BIN_DIR CERTS_DIR MYSQL_PORT CONSUL_HTTP_PORT CONSUL_GRPC_PORT CONSUL_HTTP_BIND VAULT_PORT
-#   GATEWAY_ADDR ORDER_ADDR ORDER_REPLICAS ORDER_UPSTREAM_PORT ORDER_SERVICE_ID GATEWAY_SERVICE_ID STACK_SERVICES STACK_MESH
-#   STACK_TIMEOUT (seconds per readiness wait) DB_REPLICAS MYSQL_REPLICA_PORT; see the defaults (settings.sh).
+# Settings (env): see scripts/settings.sh.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 umask 077
@@ -16,28 +16,85 @@ umask 077
 source "$SCRIPTS_DIR/settings.sh"
 
 setup() {
-  mkdir -p "$LOG_DIR" "$PID_DIR" "$CREDS_DIR" "$VAULT_DIR"
-  chmod 700 "$STATE_DIR" "$CREDS_DIR" "$VAULT_DIR"
+  mkdir -p "$LOG_DIR" "$PID_DIR" "$CREDS_DIR" "$VAULT_DIR" "$STATE_DIR/consul"
+  # Service users traverse the state folder to their own credentials folder and the binaries, and list nothing.
+  chmod 711 "$STATE_DIR" "$CREDS_DIR"
+  chmod 700 "$VAULT_DIR" "$LOG_DIR" "$STATE_DIR/consul"
   CONSUL="$("$SCRIPTS_DIR/tools.sh" ensure consul)"
   VAULT="$("$SCRIPTS_DIR/tools.sh" ensure vault)"
   JQ="$("$SCRIPTS_DIR/tools.sh" ensure jq)"
   CURL="$("$SCRIPTS_DIR/tools.sh" ensure curl)"
+  "$SCRIPTS_DIR/tools.sh" ensure mariadb >/dev/null
+  if ((SERVICE_USERS)); then
+    ensure_user "$ORDER_USER"
+    ensure_user "$GATEWAY_USER"
+  else
+    ORDER_USER="$(id -un)" GATEWAY_USER="$(id -un)"
+  fi
 }
 
-vault() { "$VAULT" "$@"; }
+# ensure_user NAME: a system user with no login and no home, for one service.
+ensure_user() {
+  id -u "$1" >/dev/null 2>&1 && return 0
+  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$1" ||
+    die "could not create the system user $1"
+  log "created system user $1"
+}
 
-# spawn NAME CMD...: CMD detached in its own session (survives this script and its Ctrl-C), log and pid by NAME.
-# Callers export the process's env in a subshell, so nothing secret ever lands on argv.
+# spawn NAME USER CMD...: CMD detached in its own session as USER (survives this script and its Ctrl-C), log and
+# pid by NAME. Callers export the process's env in a subshell, so nothing secret ever lands on argv.
 spawn() {
-  local name="$1"; shift
-  setsid "$@" </dev/null >>"$LOG_DIR/$name.log" 2>&1 &
+  local name="$1" user="$2"; shift 2
+  if ((SERVICE_USERS)) && [[ "$user" != root ]]; then
+    setsid setpriv --reuid="$user" --regid="$user" --clear-groups -- "$@" </dev/null >>"$LOG_DIR/$name.log" 2>&1 &
+  else
+    setsid "$@" </dev/null >>"$LOG_DIR/$name.log" 2>&1 &
+  fi
   echo $! >"$PID_DIR/$name.pid"
 }
 
 running() { pid_alive "$PID_DIR/$1.pid"; }
 
 # need_port NAME PORT: fail early and clearly when something else holds a port we are about to bind.
-need_port() { port_free 127.0.0.1 "$2" || die "port $2 for $1 is already in use; stop that process or override the port (see $0 header)"; }
+need_port() { port_free 127.0.0.1 "$2" || die "port $2 for $1 is already in use; stop that process or override the port (see scripts/settings.sh)"; }
+
+# ---- build and certificates ------------------------------------------------------------------------------------
+
+# build_services: go build when a binary is missing or any Go source is newer (cheap with the build cache).
+build_services() {
+  local cmds=(./cmd/order ./cmd/gateway ./cmd/devcerts ./cmd/meshctl) stale=0 b
+  for b in "${cmds[@]}"; do
+    [[ -x "$BIN_DIR/$(basename "$b")" ]] || stale=1
+  done
+  if ((stale == 0)) && [[ -n "$(find "$ROOT_DIR" -path "$ROOT_DIR/.*" -prune -o \( -name '*.go' -o -name go.mod -o -name '*.sql' \) \
+    -newer "$BIN_DIR/order" -print -quit)" ]]; then
+    stale=1
+  fi
+  ((stale)) || return 0
+  log "building ${cmds[*]} into $BIN_DIR"
+  mkdir -p "$BIN_DIR" && chmod 755 "$BIN_DIR"
+  # STACK_GOFLAGS=-race builds the services with the race detector (the tests do).
+  # shellcheck disable=SC2086 # word splitting of the flags is intended
+  (cd "$ROOT_DIR" && go build ${STACK_GOFLAGS:-} -o "$BIN_DIR/" "${cmds[@]}") >>"$LOG_DIR/build.log" 2>&1 ||
+    { tail -n 20 "$LOG_DIR/build.log" >&2; die "go build failed (see $LOG_DIR/build.log)"; }
+}
+
+# ensure_certs: the project's CA, and a listener certificate each for the gateway, Vault and Consul (devcerts keeps
+# the CA and re-issues a certificate only when needed). Consul's HTTPS listener is reached from elsewhere too,
+# so its certificate names this machine's host name and addresses.
+ensure_certs() {
+  mkdir -p "$CERTS_DIR" && chmod 755 "$CERTS_DIR"
+  local lan
+  lan="$(hostname -I 2>/dev/null | tr ' ' ',' || true),$(hostname 2>/dev/null || true)"
+  if [[ -z "${GATEWAY_TLS_CERT_FILE:-}" ]]; then
+    "$BIN_DIR/devcerts" -out "$CERTS_DIR" >>"$LOG_DIR/devcerts.log" 2>&1 || die "devcerts failed (see $LOG_DIR/devcerts.log)"
+    GATEWAY_TLS_CERT_FILE="$CERTS_DIR/server.pem"
+    GATEWAY_TLS_KEY_FILE="$CERTS_DIR/server-key.pem"
+  fi
+  "$BIN_DIR/devcerts" -out "$CERTS_DIR" -name vault >>"$LOG_DIR/devcerts.log" 2>&1 || die "devcerts (vault) failed"
+  "$BIN_DIR/devcerts" -out "$CERTS_DIR" -name consul -hosts "$lan" >>"$LOG_DIR/devcerts.log" 2>&1 || die "devcerts (consul) failed"
+  chmod 644 "$CERTS_DIR/ca.pem"
+}
 
 # ---- MariaDB -------------------------------------------------------------------------------------------------
 
@@ -51,68 +108,100 @@ start_mariadb() {
 
 # ---- Consul --------------------------------------------------------------------------------------------------
 
-consul_leader() { [[ "$("$CURL" -fsS "$CONSUL_HTTP_ADDR/v1/status/leader")" == \"*:*\" ]]; }
-consul_ca_ready() { "$CURL" -fsS "$CONSUL_HTTP_ADDR/v1/connect/ca/roots" | "$JQ" -e '.Roots | length > 0'; }
+# consul_curl PATH [CURL ARGS]: a request to the agent's socket.
+consul_curl() { local path="$1"; shift; "$CURL" -fsS --unix-socket "$CONSUL_SOCKET" "$@" "http://consul$path"; }
+consul_leader() { [[ "$(consul_curl /v1/status/leader)" == \"*:*\" ]]; }
+
+write_consul_config() {
+  # Paths and ports depend on STATE_DIR and the settings; the static settings stay in consul/agent.hcl.
+  cat >"$STATE_DIR/consul.hcl" <<EOF
+node_name   = "$CONSUL_NODE"
+data_dir    = "$STATE_DIR/consul"
+bind_addr   = "127.0.0.1"
+client_addr = "127.0.0.1"
+addresses {
+  http = "unix://$CONSUL_SOCKET"
+}
+unix_sockets {
+  user  = "$(id -u)"
+  group = "$(id -g)"
+  mode  = "600"
+}
+ports {
+  server           = $CONSUL_SERVER_PORT
+  serf_lan         = $CONSUL_SERF_LAN_PORT
+  serf_wan         = $CONSUL_SERF_WAN_PORT
+  sidecar_min_port = $CONSUL_SIDECAR_MIN_PORT
+  sidecar_max_port = $CONSUL_SIDECAR_MAX_PORT
+}
+EOF
+}
 
 start_consul() {
   if running consul; then
     log "Consul already running (pid $(cat "$PID_DIR/consul.pid"))"
   else
-    need_port consul-http "$CONSUL_HTTP_PORT"
-    need_port consul-grpc "$CONSUL_GRPC_PORT"
-    log "starting Consul dev agent (log: $LOG_DIR/consul.log)"
-    spawn consul "$CONSUL" agent -dev -node=pizza-dev \
-      -config-file="$ROOT_DIR/consul/agent-dev.hcl" \
-      -bind=127.0.0.1 -client=127.0.0.1 \
-      -http-port="$CONSUL_HTTP_PORT" -grpc-port="$CONSUL_GRPC_PORT" \
-      -server-port="$CONSUL_SERVER_PORT" -serf-lan-port="$CONSUL_SERF_LAN_PORT" -serf-wan-port="$CONSUL_SERF_WAN_PORT" \
-      -hcl="addresses { http = \"$CONSUL_HTTP_BIND\" }" \
-      -hcl="ports { grpc_tls = -1, sidecar_min_port = $CONSUL_SIDECAR_MIN_PORT, sidecar_max_port = $CONSUL_SIDECAR_MAX_PORT }"
+    need_port consul-server "$CONSUL_SERVER_PORT"
+    write_consul_config
+    log "starting Consul server agent (ACLs on, data in $STATE_DIR/consul; log: $LOG_DIR/consul.log)"
+    spawn consul root "$CONSUL" agent -config-file="$ROOT_DIR/consul/agent.hcl" -config-file="$STATE_DIR/consul.hcl"
   fi
   wait_for "Consul leader" "$STACK_TIMEOUT" "$LOG_DIR/consul.log" consul_leader
-  wait_for "Consul Connect CA" "$STACK_TIMEOUT" "$LOG_DIR/consul.log" consul_ca_ready
-  local f
-  for f in "$ROOT_DIR"/consul/intentions-*.hcl; do
-    "$CONSUL" config write "$f" >/dev/null || die "consul config write $f failed"
+  log "Consul ready at $CONSUL_HTTP_ADDR"
+}
+
+ui_answers() { "$CURL" -fsS --cacert "$CERTS_DIR/ca.pem" -o /dev/null "https://localhost:$CONSUL_HTTPS_PORT/v1/status/leader"; }
+front_answers() { "$CURL" -fsS --unix-socket "$1" -o /dev/null "http://consul/v1/status/leader"; }
+
+# Fronts of the agent's API (meshctl serve-front; consul/agent.hcl and cmd/meshctl/front.go say why): one unix
+# socket per service user, passing that service's leaf certificate only, and the operators' HTTPS UI.
+consul_addr_of() { echo "unix://$STATE_DIR/consul-$1.sock"; }
+
+start_front() {
+  local name="$1"; shift
+  if running "$name"; then log "$name already running (pid $(cat "$PID_DIR/$name.pid"))"; return 0; fi
+  (
+    meshctl_env
+    export "$@"
+    spawn "$name" root "$BIN_DIR/meshctl" serve-front
+  )
+}
+
+start_consul_fronts() {
+  local svc user
+  for svc in order gateway; do
+    user="$ORDER_USER"; [[ "$svc" == gateway ]] && user="$GATEWAY_USER"
+    start_front "consul-front-$svc" MESHCTL_FRONT_LISTEN="$(consul_addr_of "$svc")" MESHCTL_FRONT_OWNER="$user" MESHCTL_FRONT_LEAF_FOR="$svc"
+    wait_for "consul front for $svc" "$STACK_TIMEOUT" "$LOG_DIR/consul-front-$svc.log" front_answers "$STATE_DIR/consul-$svc.sock"
   done
-  log "Consul ready at $CONSUL_HTTP_ADDR; intentions applied: default deny, gateway → order allow"
+  running consul-ui || need_port consul-https "$CONSUL_HTTPS_PORT"
+  start_front consul-ui MESHCTL_FRONT_LISTEN="$CONSUL_HTTPS_BIND:$CONSUL_HTTPS_PORT" \
+    MESHCTL_FRONT_CERT_FILE="$CERTS_DIR/consul.pem" MESHCTL_FRONT_KEY_FILE="$CERTS_DIR/consul-key.pem"
+  wait_for "Consul UI on https://localhost:$CONSUL_HTTPS_PORT" "$STACK_TIMEOUT" "$LOG_DIR/consul-ui.log" ui_answers
 }
 
 # ---- Vault ---------------------------------------------------------------------------------------------------
 
-# vault_status_code: 0 unsealed, 2 sealed, 1 not answering (vault status's own exit codes).
-vault_status_code() { local rc=0; vault status >/dev/null 2>&1 || rc=$?; echo "$rc"; }
-vault_answers() { [[ "$(vault_status_code)" != 1 ]]; }
-vault_unsealed() { [[ "$(vault_status_code)" == 0 ]]; }
+# vault_answers: the TLS listener answers (any status: sealed and uninitialised are answers too).
+vault_answers() {
+  local code
+  code="$("$CURL" -sS --cacert "$VAULT_CACERT" -o /dev/null -w '%{http_code}' "$VAULT_ADDR/v1/sys/health")" || return 1
+  [[ "$code" != 000 ]]
+}
 
 write_vault_config() {
-  # Paths and ports depend on STATE_DIR/VAULT_PORT; the static settings stay in vault/server.hcl.
   cat >"$VAULT_DIR/local.hcl" <<EOF
 storage "file" {
   path = "$VAULT_DIR/data"
 }
 listener "tcp" {
-  address     = "127.0.0.1:$VAULT_PORT"
-  tls_disable = true # loopback only; put TLS here before binding anything else
+  address         = "127.0.0.1:$VAULT_PORT"
+  tls_cert_file   = "$CERTS_DIR/vault.pem"
+  tls_key_file    = "$CERTS_DIR/vault-key.pem"
+  tls_min_version = "tls12"
 }
 api_addr = "$VAULT_ADDR"
 EOF
-}
-
-vault_init() {
-  local init="$VAULT_DIR/init.json.tmp"
-  log "initialising Vault (1 key share; unseal key and root token go to 0600 files in $VAULT_DIR)"
-  vault operator init -key-shares=1 -key-threshold=1 -format=json >"$init"
-  "$JQ" -j '.unseal_keys_b64[0]' "$init" >"$UNSEAL_KEY_FILE"
-  "$JQ" -j '.root_token' "$init" >"$ROOT_TOKEN_FILE"
-  rm -f "$init"
-}
-
-vault_unseal() {
-  [[ -s "$UNSEAL_KEY_FILE" ]] || die "Vault is sealed and $UNSEAL_KEY_FILE is missing; the data in $VAULT_DIR/data cannot be opened"
-  # sys/unseal through the generic write: the key is read from the 0600 file, never from argv
-  # (`vault operator unseal` only takes the key as an argument or from a terminal).
-  vault write sys/unseal key=@"$UNSEAL_KEY_FILE" >/dev/null
 }
 
 start_vault() {
@@ -121,97 +210,66 @@ start_vault() {
   else
     need_port vault "$VAULT_PORT"
     write_vault_config
-    log "starting Vault server (log: $LOG_DIR/vault.log)"
-    spawn vault "$VAULT" server -config="$ROOT_DIR/vault/server.hcl" -config="$VAULT_DIR/local.hcl"
+    log "starting Vault server over TLS (log: $LOG_DIR/vault.log)"
+    spawn vault root "$VAULT" server -config="$ROOT_DIR/vault/server.hcl" -config="$VAULT_DIR/local.hcl"
   fi
   wait_for "Vault API" "$STACK_TIMEOUT" "$LOG_DIR/vault.log" vault_answers
-  if [[ "$(vault status -format=json 2>/dev/null | "$JQ" -r .initialized)" != true ]]; then
-    vault_init
-  fi
-  vault_unsealed || vault_unseal
-  wait_for "Vault unsealed and active" "$STACK_TIMEOUT" "$LOG_DIR/vault.log" vault_unsealed
-  log "Vault ready at $VAULT_ADDR"
 }
 
+# meshctl_env: the provisioning program's settings for this stack (the tests' short TTLs included).
+meshctl_env() {
+  export MESHCTL_VAULT_ADDR="$VAULT_ADDR" MESHCTL_VAULT_CA_CERT="$VAULT_CACERT" MESHCTL_VAULT_STATE_DIR="$VAULT_DIR" \
+    MESHCTL_VAULT_AUDIT_LOG="$LOG_DIR/vault-audit.log" MESHCTL_CONSUL_ADDR="$CONSUL_HTTP_ADDR" \
+    MESHCTL_CONSUL_NODE="$CONSUL_NODE" MESHCTL_REPO="$ROOT_DIR" \
+    MESHCTL_DB_ADDR="127.0.0.1:$MYSQL_PORT" MESHCTL_DB_SOCKET="$STATE_DIR/mariadb/mariadbd.sock"
+  if [[ -n "${DB_CREDS_TTL:-}" ]]; then export MESHCTL_DB_CREDS_TTL="$DB_CREDS_TTL"; fi
+  if [[ -n "${DB_CREDS_MAX_TTL:-}" ]]; then export MESHCTL_DB_CREDS_MAX="$DB_CREDS_MAX_TTL"; fi
+}
+
+# meshctl ARGS...: the provisioning program; its log goes to meshctl.log, its output (tokens) to stdout.
+meshctl() { (meshctl_env && "$BIN_DIR/meshctl" "$@") 2>>"$LOG_DIR/meshctl.log"; }
+
 bootstrap() {
-  VAULT_TOKEN_FILE="$ROOT_TOKEN_FILE" "$SCRIPTS_DIR/bootstrap.sh"
+  log "meshctl bootstrap (log: $LOG_DIR/meshctl.log)"
+  meshctl bootstrap || { tail -n 20 "$LOG_DIR/meshctl.log" >&2; die "meshctl bootstrap failed (see $LOG_DIR/meshctl.log)"; }
 }
 
 # ---- Go services ---------------------------------------------------------------------------------------------
 
-# build_services: go build when a binary is missing or any Go source is newer (cheap with the build cache).
-build_services() {
-  local cmds=(./cmd/order ./cmd/gateway) stale=0 b
-  [[ -d "$ROOT_DIR/cmd/devcerts" ]] && cmds+=(./cmd/devcerts)
-  for b in "${cmds[@]}"; do
-    [[ -x "$BIN_DIR/$(basename "$b")" ]] || stale=1
-  done
-  if ((stale == 0)) && [[ -n "$(find "$ROOT_DIR" -path "$ROOT_DIR/.*" -prune -o \( -name '*.go' -o -name go.mod -o -name '*.sql' \) \
-    -newer "$BIN_DIR/order" -print -quit)" ]]; then
-    stale=1
-  fi
-  ((stale)) || return 0
-  log "building ${cmds[*]} into $BIN_DIR"
-  mkdir -p "$BIN_DIR"
-  (cd "$ROOT_DIR" && go build -o "$BIN_DIR/" "${cmds[@]}") >>"$LOG_DIR/build.log" 2>&1 ||
-    { tail -n 20 "$LOG_DIR/build.log" >&2; die "go build failed (see $LOG_DIR/build.log)"; }
+# deliver SERVICE ID USER [consul]: credentials for one instance into its own folder, readable by USER only.
+deliver() {
+  local dir="$CREDS_DIR/$2"
+  mkdir -p "$dir"
+  (
+    export MESHCTL_INSTANCE_SERVICE="$1" MESHCTL_INSTANCE_ID="$2" MESHCTL_INSTANCE_DIR="$dir" \
+      MESHCTL_INSTANCE_CONSUL="$([[ "${4:-}" == consul ]] && echo true || echo false)"
+    meshctl deliver
+  ) || { tail -n 20 "$LOG_DIR/meshctl.log" >&2; die "meshctl deliver $2 failed (see $LOG_DIR/meshctl.log)"; }
+  own "$3" "$dir"
 }
 
-# supports BIN WORD: the binary's --help (env names, ardanlabs/conf) mentions WORD, e.g. VAULT or CONSUL.
-# The help text is captured first: `... | grep -q` under pipefail fails when grep's early exit SIGPIPEs the writer.
-supports() {
-  local help
-  help="$(timeout 10 "$BIN_DIR/$1" --help 2>&1 || true)"
-  [[ "$help" == *"$2"* ]]
-}
-
-mesh_enabled() {
-  case "$STACK_MESH" in
-    on) return 0 ;;
-    off) return 1 ;;
-    *) supports order CONSUL && supports gateway CONSUL ;;
-  esac
-}
-
-ensure_certs() {
-  if [[ -n "${GATEWAY_TLS_CERT_FILE:-}" ]]; then return 0; fi
-  [[ -x "$BIN_DIR/devcerts" ]] || die "no GATEWAY_TLS_CERT_FILE and no devcerts binary to make one"
-  # devcerts keeps the CA and re-issues the server certificate only when needed.
-  "$BIN_DIR/devcerts" -out "$CERTS_DIR" >>"$LOG_DIR/devcerts.log" 2>&1 || die "devcerts failed (see $LOG_DIR/devcerts.log)"
-  GATEWAY_TLS_CERT_FILE="$CERTS_DIR/server.pem"
-  GATEWAY_TLS_KEY_FILE="$CERTS_DIR/server-key.pem"
-}
-
-# approle_token NAME: logs in as AppRole NAME and prints the token (role_id/secret_id go in as JSON on stdin).
-approle_token() {
-  "$JQ" -n --rawfile r "$CREDS_DIR/$1-role-id" --rawfile s "$CREDS_DIR/$1-secret-id" '{role_id: $r, secret_id: $s}' |
-    vault write -field=token auth/approle/login -
-}
-
-# db_creds_file ROLE FILE: reads database/creds/ROLE with $VAULT_TOKEN, writes user:password to FILE, prints lease_id.
-db_creds_file() {
-  local json
-  json="$(vault read -format=json "database/creds/$1")"
-  "$JQ" -j '.data.username + ":" + .data.password' <<<"$json" >"$2"
-  "$JQ" -r '.lease_id' <<<"$json"
+# own USER DIR: DIR and its files belong to USER alone.
+own() {
+  chmod -R go-rwx "$2"
+  ((SERVICE_USERS)) && chown -R "$1:$1" "$2"
+  return 0
 }
 
 run_migrations() {
-  local creds="$CREDS_DIR/order-migrate.db" lease rc=0
-  # The DDL user exists only for this run: AppRole order-migrate, 5-minute lease, revoked right after.
+  local dir="$CREDS_DIR/order-migrate" rc=0
+  deliver order-migrate order-migrate "$ORDER_USER"
+  log "running migrations as a short-lived order-migrate user (log: $LOG_DIR/order-migrate.log)"
   (
-    VAULT_TOKEN="$(approle_token order-migrate)"
-    export VAULT_TOKEN
-    trap 'rm -f "$creds"; vault token revoke -self >/dev/null 2>&1 || true' EXIT
-    lease="$(db_creds_file order-migrate "$creds")"
-    log "running migrations as a short-lived order-migrate user (log: $LOG_DIR/order-migrate.log)"
-    (
-      export ORDER_DB_ADDR="127.0.0.1:$MYSQL_PORT" ORDER_DB_NAME="${ORDER_DB_NAME:-pizza}" ORDER_DB_CREDENTIALS_FILE="$creds"
+    export ORDER_DB_ADDR="127.0.0.1:$MYSQL_PORT" ORDER_DB_NAME="${ORDER_DB_NAME:-pizza}" \
+      ORDER_VAULT_ADDR="$VAULT_ADDR" ORDER_VAULT_CA_CERT="$VAULT_CACERT" ORDER_VAULT_ROLE=order-migrate \
+      ORDER_VAULT_DB_ROLE=order-migrate ORDER_VAULT_ROLE_ID_FILE="$dir/role-id" ORDER_VAULT_SECRET_ID_FILE="$dir/secret-id"
+    if ((SERVICE_USERS)); then
+      setpriv --reuid="$ORDER_USER" --regid="$ORDER_USER" --clear-groups -- "$BIN_DIR/order" migrate
+    else
       "$BIN_DIR/order" migrate
-    ) >>"$LOG_DIR/order-migrate.log" 2>&1 || rc=$?
-    vault lease revoke "$lease" >/dev/null 2>&1 || log "warning: could not revoke the migration lease (it expires by itself)"
-    ((rc == 0)) || { tail -n 20 "$LOG_DIR/order-migrate.log" >&2; die "order migrate failed (see $LOG_DIR/order-migrate.log)"; }
-  )
+    fi
+  ) >>"$LOG_DIR/order-migrate.log" 2>&1 || rc=$?
+  ((rc == 0)) || { tail -n 20 "$LOG_DIR/order-migrate.log" >&2; die "order migrate failed (see $LOG_DIR/order-migrate.log)"; }
 }
 
 # Replica N of order: its process name (pid and log file), address and Consul instance ID. Replica 1 keeps
@@ -227,94 +285,105 @@ start_order() {
 }
 
 start_order_replica() {
-  local name addr
-  name="$(order_name "$1")" addr="$(order_addr "$1")"
+  local name addr id dir
+  name="$(order_name "$1")" addr="$(order_addr "$1")" id="$(order_id "$1")"
+  dir="$CREDS_DIR/$id"
   if running "$name"; then log "$name already running (pid $(cat "$PID_DIR/$name.pid"))"; return 0; fi
   need_port "$name" "${addr##*:}"
+  deliver order "$id" "$ORDER_USER" "$(mesh_enabled && echo consul)"
   (
-    export ORDER_HTTP_ADDR="$addr" ORDER_DB_ADDR="127.0.0.1:$MYSQL_PORT" ORDER_DB_NAME="${ORDER_DB_NAME:-pizza}"
+    export ORDER_HTTP_ADDR="$addr" ORDER_DB_ADDR="127.0.0.1:$MYSQL_PORT" ORDER_DB_NAME="${ORDER_DB_NAME:-pizza}" \
+      ORDER_VAULT_ADDR="$VAULT_ADDR" ORDER_VAULT_CA_CERT="$VAULT_CACERT" ORDER_VAULT_ROLE=order ORDER_VAULT_DB_ROLE=order \
+      ORDER_VAULT_ROLE_ID_FILE="$dir/role-id" ORDER_VAULT_SECRET_ID_FILE="$dir/secret-id"
     if [[ "$DB_REPLICAS" != 0 ]]; then export ORDER_DB_REPLICA_ADDR="127.0.0.1:$MYSQL_REPLICA_PORT"; fi
-    if supports order VAULT; then
-      export ORDER_VAULT_ADDR="$VAULT_ADDR" ORDER_VAULT_DB_ROLE=order \
-        ORDER_VAULT_ROLE_ID_FILE="$CREDS_DIR/order-role-id" ORDER_VAULT_SECRET_ID_FILE="$CREDS_DIR/order-secret-id"
-    else
-      # Until the service logs in to Vault itself: one lease read with the operator token, written to a 0600 file.
-      # Nobody renews it, so the MySQL user lives DB_CREDS_TTL (default 1h).
-      log "warning: order has no Vault settings yet; static credentials from database/creds/order (expire with the lease)"
-      VAULT_TOKEN="$(<"$ROOT_TOKEN_FILE")" db_creds_file order "$CREDS_DIR/order.db" >"$CREDS_DIR/order.db.lease"
-      export ORDER_DB_CREDENTIALS_FILE="$CREDS_DIR/order.db"
-    fi
     if mesh_enabled; then
-      export ORDER_CONSUL_ADDR="$CONSUL_HTTP_ADDR" ORDER_SERVICE_ID="$(order_id "$1")"
+      export ORDER_CONSUL_ADDR="$(consul_addr_of order)" ORDER_CONSUL_TOKEN_FILE="$dir/consul-token" ORDER_SERVICE_ID="$id"
     fi
     log "starting $name on $addr (log: $LOG_DIR/$name.log)"
-    spawn "$name" "$BIN_DIR/order" serve
+    spawn "$name" "$ORDER_USER" "$BIN_DIR/order" serve
   )
   wait_for "$name" "$STACK_TIMEOUT" "$LOG_DIR/$name.log" order_ready "$addr"
 }
 
 gateway_live() { "$CURL" -fsSk -o /dev/null "https://127.0.0.1:$GATEWAY_PORT/health/livez"; }
 gateway_ready() { "$CURL" -fsSk -o /dev/null "https://127.0.0.1:$GATEWAY_PORT/health/readyz"; }
-# menu_end_to_end: GET /menu answered by order through the gateway (and the sidecars, with the mesh on). The
-# gateway's own readiness does not depend on order, so only this says customers can order.
+# menu_end_to_end: GET /menu answered by order through the gateway and both sidecars. The gateway's own
+# readiness does not depend on order, so only this says customers can order.
 menu_end_to_end() {
   local trust=(-k) # an operator's own certificate: its CA is theirs, this only checks the path answers
-  [[ -f "$CERTS_DIR/ca.pem" ]] && trust=(--cacert "$CERTS_DIR/ca.pem")
+  [[ -f "$CERTS_DIR/ca.pem" && "$GATEWAY_TLS_CERT_FILE" == "$CERTS_DIR/server.pem" ]] && trust=(--cacert "$CERTS_DIR/ca.pem")
   "$CURL" -fsS "${trust[@]}" -o /dev/null "https://localhost:$GATEWAY_PORT/menu"
 }
 
+# deliver_gateway_cert: the gateway's certificate and key, copied into its own folder (the key is its alone).
+# The gateway re-reads them when they change, so a rotation is a new copy.
+deliver_gateway_cert() {
+  local dir="$CREDS_DIR/$GATEWAY_SERVICE_ID/tls"
+  mkdir -p "$dir"
+  cp "$GATEWAY_TLS_CERT_FILE" "$dir/.server.pem.new" && cp "$GATEWAY_TLS_KEY_FILE" "$dir/.server-key.pem.new"
+  own "$GATEWAY_USER" "$CREDS_DIR/$GATEWAY_SERVICE_ID"
+  mv -f "$dir/.server-key.pem.new" "$dir/server-key.pem" && mv -f "$dir/.server.pem.new" "$dir/server.pem"
+}
+
 start_gateway() {
+  local dir="$CREDS_DIR/$GATEWAY_SERVICE_ID"
   if running gateway; then log "gateway already running (pid $(cat "$PID_DIR/gateway.pid"))"; return 0; fi
   need_port gateway "$GATEWAY_PORT"
-  ensure_certs
+  deliver gateway "$GATEWAY_SERVICE_ID" "$GATEWAY_USER" "$(mesh_enabled && echo consul)"
+  deliver_gateway_cert
   (
-    export GATEWAY_HTTP_ADDR="$GATEWAY_ADDR" GATEWAY_TLS_CERT_FILE GATEWAY_TLS_KEY_FILE
-    if supports gateway VAULT; then
-      # Staff sign-in: the gateway reads staff token hashes from Vault KV with its own AppRole.
-      export GATEWAY_VAULT_ADDR="$VAULT_ADDR" \
-        GATEWAY_VAULT_ROLE_ID_FILE="$CREDS_DIR/gateway-role-id" GATEWAY_VAULT_SECRET_ID_FILE="$CREDS_DIR/gateway-secret-id"
-    fi
+    export GATEWAY_HTTP_ADDR="$GATEWAY_ADDR" GATEWAY_TLS_CERT_FILE="$dir/tls/server.pem" GATEWAY_TLS_KEY_FILE="$dir/tls/server-key.pem" \
+      GATEWAY_VAULT_ADDR="$VAULT_ADDR" GATEWAY_VAULT_CA_CERT="$VAULT_CACERT" GATEWAY_VAULT_ROLE=gateway \
+      GATEWAY_VAULT_ROLE_ID_FILE="$dir/role-id" GATEWAY_VAULT_SECRET_ID_FILE="$dir/secret-id"
     if mesh_enabled; then
       export GATEWAY_ORDER_URL="http://127.0.0.1:$ORDER_UPSTREAM_PORT" \
-        GATEWAY_CONSUL_ADDR="$CONSUL_HTTP_ADDR" GATEWAY_SERVICE_ID="$GATEWAY_SERVICE_ID"
+        GATEWAY_CONSUL_ADDR="$(consul_addr_of gateway)" GATEWAY_CONSUL_TOKEN_FILE="$dir/consul-token" GATEWAY_SERVICE_ID="$GATEWAY_SERVICE_ID"
     else
-      export GATEWAY_ORDER_URL="$ORDER_URL" # no mesh yet: straight to order on loopback
+      export GATEWAY_ORDER_URL="$ORDER_URL" # no mesh (the bench's "direct" setup): straight to order on loopback
     fi
     log "starting gateway on $GATEWAY_ADDR (log: $LOG_DIR/gateway.log)"
-    spawn gateway "$BIN_DIR/gateway"
+    spawn gateway "$GATEWAY_USER" "$BIN_DIR/gateway"
   )
   wait_for "gateway" "$STACK_TIMEOUT" "$LOG_DIR/gateway.log" gateway_live
 }
 
-# sidecar_port ID: the public port of the Connect proxy registered for service ID (empty until it is registered).
-sidecar_port() {
-  "$CURL" -fsS -G "$CONSUL_HTTP_ADDR/v1/agent/services" \
-    --data-urlencode "filter=Kind == \"connect-proxy\" and Proxy.DestinationServiceID == \"$1\"" |
-    "$JQ" -er 'to_entries | first | .value.Port'
+# consul_as ID PATH: GET PATH from the agent with instance ID's own token (sent on stdin, never on argv).
+consul_as() {
+  local token
+  token="$(<"$CREDS_DIR/$1/consul-token")"
+  printf 'X-Consul-Token: %s\n' "$token" | consul_curl "$2" -H @-
 }
+
+# sidecar_port ID: the public port of the Connect proxy registered for service ID (empty until it is registered).
+sidecar_port() { consul_as "$1" "/v1/agent/service/$1-sidecar-proxy" | "$JQ" -er '.Port'; }
 sidecar_registered() { sidecar_port "$1" >/dev/null; }
 listening() { ! port_free 127.0.0.1 "$1"; }
+# passing_in_consul ID: the agent's health of instance ID (and, for ID-sidecar-proxy, of its sidecar) is passing.
+passing_in_consul() { consul_as "${1%-sidecar-proxy}" "/v1/agent/health/service/id/$1" >/dev/null; }
+
+# service_of ID, user_of ID: the service and the OS user of an instance (and of its sidecar).
+service_of() { if [[ "$1" == gateway* ]]; then echo gateway; else echo order; fi; }
+user_of() { if [[ "$1" == gateway* ]]; then echo "$GATEWAY_USER"; else echo "$ORDER_USER"; fi; }
 
 start_sidecar() {
   local id="$1" name="sidecar-$1" port
   wait_for "Consul registration of $id's sidecar (the service registers itself; after code changes restart the stack)" "$STACK_TIMEOUT" \
     "$LOG_DIR/${id%%-*}.log" sidecar_registered "$id"
   if running "$name"; then log "$name already running (pid $(cat "$PID_DIR/$name.pid"))"; return 0; fi
-  log "starting Connect sidecar for $id (log: $LOG_DIR/$name.log)"
-  spawn "$name" "$CONSUL" connect proxy -sidecar-for "$id" -http-addr="$CONSUL_HTTP_ADDR"
+  log "starting Connect sidecar for $id with its token (log: $LOG_DIR/$name.log)"
+  (
+    export CONSUL_HTTP_TOKEN_FILE="$CREDS_DIR/$id/consul-token"
+    spawn "$name" "$(user_of "$id")" "$CONSUL" connect proxy -sidecar-for "$id" -http-addr="$(consul_addr_of "$(service_of "$id")")"
+  )
   port="$(sidecar_port "$id")"
   wait_for "$name public listener on :$port" "$STACK_TIMEOUT" "$LOG_DIR/$name.log" listening "$port"
 }
 
-# passing_in_consul ID: the agent's health of service instance ID is passing (a new check starts critical).
-passing_in_consul() { "$CURL" -fsS -o /dev/null "$CONSUL_HTTP_ADDR/v1/agent/health/service/id/$1"; }
-
 start_mesh() {
-  local n
+  local n id
   for ((n = 1; n <= ORDER_REPLICAS; n++)); do start_sidecar "$(order_id "$n")"; done
   # An instance gets Connect traffic once its own check and its sidecar's pass (the sidecar's TCP check runs
   # every 10 s and starts critical): ready means every replica can take orders.
-  local id
   for ((n = 1; n <= ORDER_REPLICAS; n++)); do
     id="$(order_id "$n")"
     wait_for "$id passing in Consul" "$STACK_TIMEOUT" "$LOG_DIR/consul.log" passing_in_consul "$id"
@@ -325,16 +394,14 @@ start_mesh() {
     "$LOG_DIR/sidecar-$GATEWAY_SERVICE_ID.log" listening "$ORDER_UPSTREAM_PORT"
 }
 
+# mesh_enabled: STACK_MESH=off runs the services without Consul and sidecars (the bench's "direct" setup).
+mesh_enabled() { [[ "$STACK_MESH" != off ]]; }
+
 start_services() {
-  build_services
   run_migrations
   start_order
   start_gateway
-  if mesh_enabled; then
-    start_mesh
-  else
-    log "warning: services do not register with Consul yet; gateway calls order directly (no sidecars)"
-  fi
+  if mesh_enabled; then start_mesh; fi
   # Sidecar health checks take a few seconds before upstream dials find a healthy instance.
   wait_for "gateway ready" "$STACK_TIMEOUT" "$LOG_DIR/gateway.log" gateway_ready
   wait_for "GET /menu end to end (gateway → mesh → order)" "$STACK_TIMEOUT" "$LOG_DIR/gateway.log" menu_end_to_end
@@ -347,39 +414,45 @@ print_summary() {
   cat <<EOF
 
 Pizza Joint mesh is running.
-  Gateway:    $gateway
-  Consul UI:  http://localhost:$CONSUL_HTTP_PORT/ui
-  Logs:       $rel/logs/    Stop: make stop (scripts/stack.sh stop)
+  Customers:  $gateway
+  Consul UI:  https://localhost:$CONSUL_HTTPS_PORT/ui   (log in with the token from: make consul-ui-token)
+  Logs:       $rel/logs/    Stop: make stop
 
-Operator environment:
-  export VAULT_ADDR=$VAULT_ADDR
-  export CONSUL_HTTP_ADDR=$CONSUL_HTTP_ADDR
-  export VAULT_TOKEN="\$(cat $rel/vault/root-token)"   # operator token (root, local stack only; file is 0600)
+Operator environment (Vault over TLS; the operator token's policy is vault/policies/operator.hcl):
+  export VAULT_ADDR=$VAULT_ADDR VAULT_CACERT=$VAULT_CACERT
+  export VAULT_TOKEN="\$(cat $rel/vault/operator-token)"
+  export CONSUL_HTTP_ADDR=$CONSUL_HTTP_ADDR CONSUL_HTTP_TOKEN="\$(make -s consul-operator-token)"
 EOF
 }
 
 cmd_start() {
   setup
+  build_services
+  ensure_certs
   start_mariadb
   start_consul
   start_vault
   bootstrap
+  start_consul_fronts
   if [[ "$STACK_SERVICES" == 1 ]]; then start_services; fi
   print_summary
 }
 
-# ---- stop / status -------------------------------------------------------------------------------------------
-
-# revoke_static_order_creds: drops the MySQL user of the interim static mode now rather than at lease expiry.
-revoke_static_order_creds() {
-  local lease_file="$CREDS_DIR/order.db.lease"
-  [[ -s "$lease_file" ]] || return 0
-  if running vault && [[ -s "$ROOT_TOKEN_FILE" ]]; then
-    VAULT_TOKEN="$(<"$ROOT_TOKEN_FILE")" "$("$SCRIPTS_DIR/tools.sh" ensure vault)" lease revoke "$(<"$lease_file")" >/dev/null 2>&1 ||
-      log "warning: could not revoke the static order lease (it expires by itself)"
-  fi
-  rm -f "$lease_file"
+# cmd_restart_sidecar ID: a new sidecar process for instance ID (after its Consul token was rotated: the
+# built-in proxy reads its token once, at start).
+cmd_restart_sidecar() {
+  local id="${1:?usage: $0 restart-sidecar ID}" port
+  CONSUL="$("$SCRIPTS_DIR/tools.sh" ensure consul)"
+  JQ="$("$SCRIPTS_DIR/tools.sh" ensure jq)"
+  CURL="$("$SCRIPTS_DIR/tools.sh" ensure curl)"
+  port="$(sidecar_port "$id")"
+  stop_pidfile "sidecar-$id" "$PID_DIR/sidecar-$id.pid"
+  wait_for "sidecar-$id's port $port released" "$STACK_TIMEOUT" "" port_free 127.0.0.1 "$port"
+  start_sidecar "$id"
+  wait_for "$id-sidecar-proxy passing in Consul" "$STACK_TIMEOUT" "$LOG_DIR/consul.log" passing_in_consul "$id-sidecar-proxy"
 }
+
+# ---- stop / status -------------------------------------------------------------------------------------------
 
 cmd_stop() {
   local f name
@@ -389,12 +462,11 @@ cmd_stop() {
   done
   # Further order replicas, and any other sidecar a previous run left (other service ids).
   for f in "$PID_DIR"/sidecar-*.pid "$PID_DIR"/order-*.pid; do [[ -e "$f" ]] && stop_pidfile "$(basename "$f" .pid)" "$f"; done
-  revoke_static_order_creds
+  for name in consul-ui consul-front-order consul-front-gateway; do stop_pidfile "$name" "$PID_DIR/$name.pid"; done
   stop_pidfile vault "$PID_DIR/vault.pid"
   stop_pidfile consul "$PID_DIR/consul.pid"
   "$SCRIPTS_DIR/mariadb.sh" stop "$STATE_DIR/mariadb-replica"
   "$SCRIPTS_DIR/mariadb.sh" stop "$STATE_DIR/mariadb"
-  rm -f "$CREDS_DIR/order.db"
   for f in "$PID_DIR"/*.pid; do
     [[ -e "$f" ]] && pid_alive "$f" && die "$(basename "$f" .pid) is still running (pid $(cat "$f"))"
   done
@@ -409,7 +481,7 @@ cmd_status() {
     [[ -e "$f" && "$name" != "sidecar-$ORDER_SERVICE_ID" && "$name" != "sidecar-$GATEWAY_SERVICE_ID" ]] && replicas+=("$name")
   done
   [[ "$DB_REPLICAS" == 0 ]] || replicas=(mariadb-replica "${replicas[@]}")
-  for name in mariadb consul vault order gateway "sidecar-$ORDER_SERVICE_ID" "sidecar-$GATEWAY_SERVICE_ID" "${replicas[@]}"; do
+  for name in mariadb consul consul-front-order consul-front-gateway consul-ui vault order gateway "sidecar-$ORDER_SERVICE_ID" "sidecar-$GATEWAY_SERVICE_ID" "${replicas[@]}"; do
     f="$PID_DIR/$name.pid"
     [[ "$name" == mariadb ]] && f="$STATE_DIR/mariadb/mariadbd.pid"
     [[ "$name" == mariadb-replica ]] && f="$STATE_DIR/mariadb-replica/mariadbd.pid"
@@ -423,5 +495,9 @@ case "${1:-}" in
   start) cmd_start ;;
   stop) cmd_stop ;;
   status) cmd_status ;;
-  *) die "usage: $0 start|stop|status" ;;
+  restart-sidecar) cmd_restart_sidecar "${2:-}" ;;
+  meshctl) shift; meshctl "$@" ;;
+  deliver-gateway-cert) GATEWAY_TLS_CERT_FILE="$CERTS_DIR/server.pem" GATEWAY_TLS_KEY_FILE="$CERTS_DIR/server-key.pem" deliver_gateway_cert ;;
+  own) own "$2" "$3" ;;
+  *) die "usage: $0 start|stop|status|restart-sidecar ID" ;;
 esac

@@ -32,7 +32,10 @@ const (
 var defaultNames = []string{"localhost", "127.0.0.1", "::1"}
 
 type options struct {
-	Dir            string
+	Dir string
+	// Name is the certificate's file name stem: "server" (the gateway) writes server.pem and server-key.pem;
+	// "vault" and "consul" get listener certificates of their own, never the gateway's.
+	Name           string
 	Hosts          []string // extra DNS names or IPs
 	Renew          bool     // re-issue the server certificate even when it is still good
 	Now            time.Time
@@ -44,6 +47,7 @@ type options struct {
 func defaultOptions(dir string, now time.Time) options {
 	return options{
 		Dir:            dir,
+		Name:           "server",
 		Now:            now,
 		CAValidity:     365 * 24 * time.Hour,
 		ServerValidity: 30 * 24 * time.Hour,
@@ -80,14 +84,21 @@ func ensureCerts(opts options) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
+	certName, keyName := serverCertName, serverKeyName
+	if opts.Name != "" && opts.Name != "server" {
+		if strings.ContainsAny(opts.Name, "/\\. ") {
+			return result{}, fmt.Errorf("certificate name %q must be a plain file name stem", opts.Name)
+		}
+		certName, keyName = opts.Name+".pem", opts.Name+"-key.pem"
+	}
 	res := result{CAFile: path(caCertName), CACreated: caCreated, CAExpires: caCert.NotAfter,
-		ServerFile: path(serverCertName), ServerNames: names}
+		ServerFile: path(certName), ServerNames: names}
 
-	cert, err := loadServer(path(serverCertName), path(serverKeyName), caCert, names, opts)
+	cert, err := loadServer(path(certName), path(keyName), caCert, names, opts)
 	if err != nil || opts.Renew {
 		// Any reason to re-issue (missing, broken, other CA, expiring, a name missing) leads here; the next
 		// certificate fixes all of them, so the reason needs no handling of its own.
-		if cert, err = issueServer(path(serverCertName), path(serverKeyName), caCert, caKey, names, opts); err != nil {
+		if cert, err = issueServer(path(certName), path(keyName), caCert, caKey, names, opts); err != nil {
 			return result{}, err
 		}
 		res.ServerIssued = true

@@ -1,7 +1,7 @@
 // Command devcerts writes a development CA and a server certificate for localhost into a folder (certs/ by
 // default), so the gateway can serve HTTPS locally and clients can trust it with --cacert certs/ca.pem.
 //
-//	go run ./cmd/devcerts -out certs [-hosts pizza.local,10.0.0.5] [-renew]
+//	go run ./cmd/devcerts -out certs [-name server|vault|consul] [-hosts pizza.local,10.0.0.5] [-renew]
 //
 // It keeps an existing CA (so clients' trust keeps working) and re-issues the server certificate only when asked,
 // when it is missing, invalid, lacks a requested name, or expires within a week.
@@ -29,6 +29,7 @@ func run(args []string, logger *slog.Logger) error {
 	out := fs.String("out", "certs", "folder for ca.pem, ca-key.pem, server.pem, server-key.pem")
 	hosts := fs.String("hosts", "", "extra comma-separated DNS names or IPs for the server certificate")
 	renew := fs.Bool("renew", false, "re-issue the server certificate even if it is still valid (the CA is kept)")
+	name := fs.String("name", "server", "certificate file stem: server (the gateway: server.pem), vault, consul, …")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -37,6 +38,7 @@ func run(args []string, logger *slog.Logger) error {
 	}
 	opts := defaultOptions(*out, time.Now())
 	opts.Renew = *renew
+	opts.Name = *name
 	for _, h := range strings.Split(*hosts, ",") {
 		if h = strings.TrimSpace(h); h != "" {
 			opts.Hosts = append(opts.Hosts, h)

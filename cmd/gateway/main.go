@@ -23,12 +23,14 @@ import (
 	"github.com/pizzajoint/mesh/gateway"
 	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/platform/applog"
+	"github.com/pizzajoint/mesh/platform/clientlimit"
 	"github.com/pizzajoint/mesh/platform/consulreg"
 	"github.com/pizzajoint/mesh/platform/httpserver"
 	"github.com/pizzajoint/mesh/platform/kitmw"
 	"github.com/pizzajoint/mesh/platform/reqid"
 	"github.com/pizzajoint/mesh/platform/tlsreload"
 	"github.com/pizzajoint/mesh/platform/tokenhash"
+	sidecar "github.com/pizzajoint/mesh/platform/upstream"
 	"github.com/pizzajoint/mesh/platform/vaultcreds"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -46,6 +48,23 @@ type config struct {
 	HTTP struct {
 		Addr string `conf:"default::8443"`
 		httpserver.Config
+		// HSTSMaxAge is how long browsers keep to HTTPS for this site after a visit.
+		HSTSMaxAge time.Duration `conf:"default:8760h"`
+	}
+	// Metrics.Addr serves Prometheus /metrics, on loopback only: never on the public listener.
+	Metrics struct {
+		Addr string `conf:"default:127.0.0.1:9464,help:metrics listen address on loopback (empty: off)"`
+	}
+	// Limits protect the edge from abuse; per client IP address unless said otherwise.
+	Limits struct {
+		OrderRate        float64       `conf:"default:50,help:orders per second per client (0: no limit)"`
+		OrderBurst       int           `conf:"default:100"`
+		LoginRate        float64       `conf:"default:0.2,help:staff sign-in attempts per second per client (0: no limit)"`
+		LoginBurst       int           `conf:"default:10"`
+		Clients          int           `conf:"default:10000,help:clients each rate limit tracks; idle ones are forgotten first"`
+		StreamsPerClient int           `conf:"default:1500,help:open event streams per client (0: no cap)"`
+		Streams          int           `conf:"default:10000,help:open event streams in all (0: no cap)"`
+		StreamLifetime   time.Duration `conf:"default:30m,help:streams end after this and clients resume (0: never)"`
 	}
 	TLS struct {
 		CertFile string `conf:"default:certs/server.pem"`
@@ -61,12 +80,17 @@ type config struct {
 	}
 	Consul struct {
 		Addr string `conf:"help:Consul agent address like http://127.0.0.1:8500 (empty: no mesh)"`
+		// TokenFile holds this instance's Consul token (service identity), delivered by meshctl.
+		TokenFile string `conf:"help:file holding this instance's Consul ACL token"`
 	}
 	// Vault is where staff token hashes come from (KV); without a role_id file staff sign-in is off.
 	Vault vaultcreds.Config
 	Staff struct {
 		TokensPath string        `conf:"default:secret/data/pizza/staff-tokens"`
 		Reload     time.Duration `conf:"default:30s"`
+		// A staff session ends after SessionIdle unused, or SessionMax after sign-in.
+		SessionIdle time.Duration `conf:"default:1h"`
+		SessionMax  time.Duration `conf:"default:12h"`
 	}
 	Service struct {
 		ID string `conf:"help:Consul service instance ID (default: gateway-<host>-<port>)"`
@@ -104,6 +128,10 @@ func run(ctx context.Context, stderr io.Writer) error {
 	if err := httpserver.ServeDebug(ctx, cfg.Debug.Addr, logger); err != nil {
 		return fmt.Errorf("debug server: %w", err)
 	}
+	if err := httpserver.ServeLoopback(ctx, "metrics", cfg.Metrics.Addr, promhttp.Handler(), logger); err != nil {
+		// Metrics are for operators; a taken port must not keep the edge from serving customers.
+		logger.Warn("metrics not served", "addr", cfg.Metrics.Addr, "err", err)
+	}
 
 	certs, err := tlsreload.New(cfg.TLS.CertFile, cfg.TLS.KeyFile, logger)
 	if err != nil {
@@ -112,7 +140,10 @@ func run(ctx context.Context, stderr io.Writer) error {
 	go certs.Run(ctx)
 
 	upstream := upstreamTransport(cfg.Order.MaxConns, cfg.Order.Timeout)
-	orders, err := order.NewHTTPClient(cfg.Order.URL, &http.Client{Transport: upstream})
+	// A sidecar restarting (a token rotation) or an order instance going away drops connections before any
+	// answer: such a call is sent again on a fresh connection when that cannot create a second order.
+	retrying := &sidecar.Retry{Next: upstream, Attempts: 6, Backoff: 50 * time.Millisecond, Logger: logger}
+	orders, err := order.NewHTTPClient(cfg.Order.URL, &http.Client{Transport: retrying})
 	if err != nil {
 		return err
 	}
@@ -140,22 +171,23 @@ func run(ctx context.Context, stderr io.Writer) error {
 	health := httpserver.NewHealth()
 	mux := http.NewServeMux()
 	health.Register(mux)
-	mux.Handle("GET /metrics", promhttp.Handler())
-	gateway.MakeHTTPHandler(mux, endpoints, staff)
+	limits := edgeLimits(cfg)
+	gateway.MakeHTTPHandler(mux, endpoints, staff, limits...)
 	streams, endStreams := context.WithCancel(context.Background())
 	defer endStreams()
-	gateway.MakeStreamHandler(mux, svc, staff, orderURL, gateway.StreamTransport(upstream), streams)
-	handler := reqid.Middleware(httpserver.AccessLog(logger, reqid.FromContext, mux))
+	gateway.MakeStreamHandler(mux, svc, staff, orderURL, gateway.StreamTransport(upstream), streams, limits...)
+	handler := httpserver.StrictTransport(cfg.HTTP.HSTSMaxAge, reqid.Middleware(httpserver.AccessLog(logger, reqid.FromContext, mux)))
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {
 		return err
 	}
-	deregister, err := register(ctx, cfg, ln.Addr().String(), logger)
+	keepRegistered, deregister, err := register(ctx, cfg, ln.Addr().String(), logger)
 	if err != nil {
 		ln.Close()
 		return err
 	}
+	go keepRegistered() // joined by deregister
 	health.SetReady(true)
 	srv := httpserver.New(cfg.HTTP.Config, handler, logger)
 	return httpserver.Run(ctx, srv, ln, certs.TLSConfig(), cfg.HTTP.Config, logger, func() {
@@ -166,25 +198,26 @@ func run(ctx context.Context, stderr io.Writer) error {
 }
 
 // register adds this instance to Consul with a sidecar whose upstream "order" listens where Order.URL points.
-func register(ctx context.Context, cfg config, listenAddr string, logger *slog.Logger) (func(), error) {
+func register(ctx context.Context, cfg config, listenAddr string, logger *slog.Logger) (keep, deregister func(), err error) {
 	if cfg.Consul.Addr == "" {
 		logger.Warn("no Consul address: not registering, no mesh; order is called directly", "order_url", cfg.Order.URL)
-		return func() {}, nil
+		return func() {}, func() {}, nil
 	}
 	host, port, err := consulreg.HostPort(listenAddr)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	u, err := url.Parse(cfg.Order.URL)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	_, upstreamPort, err := consulreg.HostPort(u.Host)
 	if err != nil {
-		return nil, fmt.Errorf("order URL %q must name the sidecar upstream's port: %w", cfg.Order.URL, err)
+		return nil, nil, fmt.Errorf("order URL %q must name the sidecar upstream's port: %w", cfg.Order.URL, err)
 	}
 	return consulreg.Join(ctx, cfg.Consul.Addr, consulreg.Instance{
 		ID: cmp.Or(cfg.Service.ID, consulreg.DefaultID("gateway", port)), Name: "gateway", Address: host, Port: port,
+		TokenFile: cfg.Consul.TokenFile,
 		CheckURL:  fmt.Sprintf("https://%s/health/readyz", net.JoinHostPort(host, strconv.Itoa(port))),
 		Upstreams: []consulreg.Upstream{{Service: "order", LocalPort: upstreamPort}},
 	}, logger)
@@ -248,5 +281,20 @@ func staffAuth(ctx context.Context, cfg config, logger *slog.Logger) (*gateway.S
 		return hashes, nil
 	}, logger)
 	go registry.Run(ctx, cfg.Staff.Reload)
-	return gateway.NewStaffAuth(registry, logger), nil
+	return gateway.NewStaffAuth(registry, logger, gateway.SessionPolicy{Idle: cfg.Staff.SessionIdle, Absolute: cfg.Staff.SessionMax}), nil
+}
+
+// edgeLimits are the per-client rate limits and stream caps of cfg.Limits.
+func edgeLimits(cfg config) []gateway.Option {
+	l := cfg.Limits
+	refused := kitprometheus.NewCounterFrom(prometheus.CounterOpts{
+		Namespace: "pizza", Subsystem: "gateway", Name: "refused_total",
+		Help: "Requests refused by a limit (orders, logins, client_streams, all_streams).",
+	}, []string{"limit"})
+	return []gateway.Option{
+		gateway.WithRefusalCounter(refused),
+		gateway.WithOrderRateLimit(clientlimit.NewRateLimiter(l.OrderRate, l.OrderBurst, l.Clients)),
+		gateway.WithLoginRateLimit(clientlimit.NewRateLimiter(l.LoginRate, l.LoginBurst, l.Clients)),
+		gateway.WithStreamLimits(clientlimit.NewStreamLimiter(l.StreamsPerClient, l.Streams), l.StreamLifetime),
+	}
 }

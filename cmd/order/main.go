@@ -80,6 +80,8 @@ type config struct {
 	Consul struct {
 		// Addr of the local Consul agent; empty means: do not register (no mesh).
 		Addr string `conf:"help:Consul agent address like http://127.0.0.1:8500 (empty: no mesh)"`
+		// TokenFile holds this instance's Consul token (service identity), delivered by meshctl.
+		TokenFile string `conf:"help:file holding this instance's Consul ACL token"`
 	}
 	Service struct {
 		ID string `conf:"help:Consul service instance ID (default: order-<host>-<port>)"`
@@ -163,12 +165,49 @@ func rewrapPII(ctx context.Context, cfg config, logger *slog.Logger) error {
 	return nil
 }
 
-// migrate runs with its own short-lived DDL credentials from a file: the runtime role cannot change the schema.
-func migrate(ctx context.Context, cfg config, logger *slog.Logger) error {
-	if cfg.DBCredentialsFile == "" {
-		return errors.New("migrate needs ORDER_DB_CREDENTIALS_FILE (credentials allowed to change the schema)")
+// migrate runs with its own short-lived DDL credentials: the runtime role cannot change the schema. With Vault
+// (the order-migrate AppRole and database role) the DDL user lives minutes and is dropped when migrate gives its
+// token back; without Vault they come from a file.
+// ddlCredentials are the schema owner's credentials for migrate and maintain-partitions: a short-lived
+// order-migrate user from Vault (renewed while the command runs, revoked after), or a credentials file.
+func ddlCredentials(ctx context.Context, cfg config, command string, logger *slog.Logger) (mysqlconn.CredentialSource, func(), error) {
+	if cfg.Vault.RoleIDFile == "" {
+		if cfg.DBCredentialsFile == "" {
+			return nil, nil, errors.New(command + " needs Vault (ORDER_VAULT_ROLE_ID_FILE, ORDER_VAULT_SECRET_ID_FILE, ORDER_VAULT_DB_ROLE=order-migrate) " +
+				"or ORDER_DB_CREDENTIALS_FILE (credentials allowed to change the schema)")
+		}
+		return mysqlconn.FileCredentials{Path: cfg.DBCredentialsFile}, func() {}, nil
 	}
-	db, err := mysqlconn.Open(cfg.DB, mysqlconn.FileCredentials{Path: cfg.DBCredentialsFile})
+	src, err := vaultcreds.New(cfg.Vault, logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() { src.Run(runCtx); close(done) }()
+	release := func() {
+		stopRun()
+		<-done
+		if err := src.Revoke(context.WithoutCancel(ctx)); err != nil {
+			logger.Warn("could not give the vault token back; the DDL user expires with its lease", "err", err)
+		}
+	}
+	if err := src.WaitReady(ctx); err != nil {
+		release()
+		return nil, nil, err
+	}
+	return src, release, nil
+}
+
+func migrate(ctx context.Context, cfg config, logger *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	creds, release, err := ddlCredentials(ctx, cfg, "migrate", logger)
+	if err != nil {
+		return err
+	}
+	defer release()
+	db, err := mysqlconn.Open(cfg.DB, creds)
 	if err != nil {
 		return err
 	}
@@ -195,10 +234,12 @@ func partitionPolicy(cfg config) mysqlstore.PartitionPolicy {
 // maintainPartitions adds and drops monthly partitions with DDL credentials (the runtime role has none), once
 // or on a ticker. Several running at once is safe: one works, the others skip (a named lock).
 func maintainPartitions(ctx context.Context, cfg config, logger *slog.Logger) error {
-	if cfg.DBCredentialsFile == "" {
-		return errors.New("maintain-partitions needs ORDER_DB_CREDENTIALS_FILE (credentials allowed to change the schema)")
+	creds, release, err := ddlCredentials(ctx, cfg, "maintain-partitions", logger)
+	if err != nil {
+		return err
 	}
-	db, err := mysqlconn.Open(cfg.DB, mysqlconn.FileCredentials{Path: cfg.DBCredentialsFile})
+	defer release()
+	db, err := mysqlconn.Open(cfg.DB, creds)
 	if err != nil {
 		return err
 	}
@@ -258,11 +299,12 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	deregister, err := register(ctx, cfg, ln.Addr().String(), logger)
+	keepRegistered, deregister, err := register(ctx, cfg, ln.Addr().String(), logger)
 	if err != nil {
 		ln.Close()
 		return err
 	}
+	go keepRegistered() // joined by deregister
 	health.SetReady(true)
 	srv := httpserver.New(cfg.HTTP.Config, handler, logger)
 	return httpserver.Run(ctx, srv, ln, nil, cfg.HTTP.Config, logger, func() {
@@ -378,19 +420,20 @@ func openReplica(cfg config, src mysqlconn.CredentialSource, logger *slog.Logger
 	return []mysqlstore.Option{mysqlstore.WithReplica(mysqlstore.NewReplica(db, cfg.DBReplica.ReplicaConfig, m, logger))}, db, nil
 }
 
-// register adds this instance and its sidecar to Consul (when configured) and returns how to take them out.
-func register(ctx context.Context, cfg config, listenAddr string, logger *slog.Logger) (func(), error) {
+// register adds this instance and its sidecar to Consul (when configured); it returns how to keep them
+// registered (run it until deregister) and how to take them out.
+func register(ctx context.Context, cfg config, listenAddr string, logger *slog.Logger) (keep, deregister func(), err error) {
 	if cfg.Consul.Addr == "" {
 		logger.Warn("no Consul address: not registering, no mesh")
-		return func() {}, nil
+		return func() {}, func() {}, nil
 	}
 	host, port, err := consulreg.HostPort(listenAddr)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	id := cmp.Or(cfg.Service.ID, consulreg.DefaultID("order", port))
 	return consulreg.Join(ctx, cfg.Consul.Addr, consulreg.Instance{
-		ID: id, Name: "order", Address: host, Port: port,
+		ID: id, Name: "order", Address: host, Port: port, TokenFile: cfg.Consul.TokenFile,
 		CheckURL: fmt.Sprintf("http://%s/health/readyz", net.JoinHostPort(host, strconv.Itoa(port))),
 	}, logger)
 }

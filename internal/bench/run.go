@@ -241,6 +241,7 @@ func stackEnv(mesh string, debug, extra map[string]string) map[string]string {
 		env[k] = v
 	}
 	env["STACK_MESH"] = mesh
+	env["GATEWAY_LIMITS_ORDER_RATE"] = "0" // every bench client orders from 127.0.0.1: no per-client limit
 	if a := debug["gateway"]; a != "" {
 		env["GATEWAY_DEBUG_ADDR"] = a
 	}

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -44,20 +45,27 @@ type Stack struct {
 	Ports     Ports
 	// GatewayURL is the public edge, e.g. https://127.0.0.1:43121.
 	GatewayURL string
-	ConsulAddr string // http://127.0.0.1:port
-	VaultAddr  string
+	// ConsulAddr is the agent's HTTP API: unix:///<state>/consul.sock, open to the mesh's group (and root) only.
+	ConsulAddr string
+	// ConsulHTTPS is the operators' HTTPS front (UI and API), bound on every interface: https://127.0.0.1:port.
+	ConsulHTTPS string
+	VaultAddr   string // https://127.0.0.1:port
+	// CACert is the project CA's file: it signed the gateway's, Vault's and Consul's listener certificates.
+	CACert string
 	// HTTP trusts the stack's development CA.
 	HTTP *http.Client
 	// Observer is a read-only MySQL pool over everything (incl. mysql.user and the process list), for assertions.
 	Observer *sql.DB
 
 	env []string
+
+	consulOperator string // a Consul token leased for the tests' consul CLI calls (Tool), made on first use
 }
 
 // Ports are the stack's listeners.
 type Ports struct {
-	MySQL, ConsulHTTP, ConsulGRPC, ConsulServer, ConsulSerfLAN, ConsulSerfWAN, Vault int
-	Gateway, Order, OrderUpstream, SidecarMin, SidecarMax                            int
+	MySQL, ConsulHTTPS, ConsulServer, ConsulSerfLAN, ConsulSerfWAN, Vault int
+	Gateway, Order, OrderUpstream, SidecarMin, SidecarMax                 int
 }
 
 // Main starts a stack into *s, runs the tests, prints the stack's logs if any test failed, and stops it.
@@ -109,17 +117,19 @@ func Start(opts Options) (*Stack, error) {
 		return nil, err
 	}
 	s := &Stack{Root: root, Dir: dir, Ports: ports,
-		GatewayURL: fmt.Sprintf("https://127.0.0.1:%d", ports.Gateway),
-		ConsulAddr: fmt.Sprintf("http://127.0.0.1:%d", ports.ConsulHTTP),
-		VaultAddr:  fmt.Sprintf("http://127.0.0.1:%d", ports.Vault),
+		GatewayURL:  fmt.Sprintf("https://127.0.0.1:%d", ports.Gateway),
+		ConsulAddr:  "unix://" + filepath.Join(dir, "consul.sock"),
+		ConsulHTTPS: fmt.Sprintf("https://127.0.0.1:%d", ports.ConsulHTTPS),
+		VaultAddr:   fmt.Sprintf("https://127.0.0.1:%d", ports.Vault),
+		CACert:      filepath.Join(dir, "certs", "ca.pem"),
 	}
 	s.env = append(os.Environ(),
 		"STATE_DIR="+dir,
 		"CERTS_DIR="+filepath.Join(dir, "certs"),
 		"MYSQL_PORT="+strconv.Itoa(ports.MySQL),
-		"CONSUL_HTTP_PORT="+strconv.Itoa(ports.ConsulHTTP),
-		"CONSUL_HTTP_BIND=127.0.0.1",
-		"CONSUL_GRPC_PORT="+strconv.Itoa(ports.ConsulGRPC),
+		"CONSUL_HTTPS_PORT="+strconv.Itoa(ports.ConsulHTTPS),
+		// Every interface, as on an operator's machine: the tests attack it from the machine's own LAN address.
+		"CONSUL_HTTPS_BIND=0.0.0.0",
 		"CONSUL_SERVER_PORT="+strconv.Itoa(ports.ConsulServer),
 		"CONSUL_SERF_LAN_PORT="+strconv.Itoa(ports.ConsulSerfLAN),
 		"CONSUL_SERF_WAN_PORT="+strconv.Itoa(ports.ConsulSerfWAN),
@@ -134,6 +144,8 @@ func Start(opts Options) (*Stack, error) {
 		"STACK_MESH=on",
 		"CONSUL_HTTP_ADDR="+s.ConsulAddr,
 		"VAULT_ADDR="+s.VaultAddr,
+		"VAULT_CACERT="+s.CACert,
+		"CONSUL_CACERT="+s.CACert,
 	)
 	for k, v := range opts.Env {
 		s.env = append(s.env, k+"="+v)
@@ -176,22 +188,54 @@ func (s *Stack) Script(timeout time.Duration, name string, args ...string) (stri
 // Env returns the stack's environment (for tools the test runs).
 func (s *Stack) Env() []string { return s.env }
 
-// Tool runs consul or vault (from the cache scripts/tools.sh fills) with the stack's environment and the
-// operator's root token in VAULT_TOKEN (never on the command line), feeding stdin if not nil.
+// OperatorToken is the operator's Vault token (policy vault/policies/operator.hcl), as the runbook uses it.
+func (s *Stack) OperatorToken() (string, error) {
+	b, err := os.ReadFile(filepath.Join(s.Dir, "vault", "operator-token"))
+	return strings.TrimSpace(string(b)), err
+}
+
+// Meshctl runs the provisioning program with the stack's settings (scripts/stack.sh meshctl) and returns its
+// standard output; its log goes to the stack's meshctl.log.
+func (s *Stack) Meshctl(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(s.Root, "scripts", "stack.sh"), append([]string{"meshctl"}, args...)...)
+	cmd.Dir, cmd.Env = s.Root, s.env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("meshctl %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// Tool runs consul or vault (from the cache scripts/tools.sh fills) with the stack's environment, the
+// operator's Vault token in VAULT_TOKEN and a Consul operator token in CONSUL_HTTP_TOKEN (never on the command
+// line), feeding stdin if not nil.
 func (s *Stack) Tool(name string, stdin []byte, args ...string) (string, error) {
 	bin, err := s.Script(20*time.Minute, "tools.sh", "ensure", name)
 	if err != nil {
 		return "", fmt.Errorf("tools.sh ensure %s: %w\n%s", name, err, bin)
 	}
 	lines := strings.Split(strings.TrimSpace(bin), "\n")
-	token, err := os.ReadFile(filepath.Join(s.Dir, "vault", "root-token"))
+	token, err := s.OperatorToken()
 	if err != nil {
 		return "", err
+	}
+	env := append(slices.Clone(s.env), "VAULT_TOKEN="+token)
+	if name == "consul" {
+		if s.consulOperator == "" {
+			if s.consulOperator, err = s.Meshctl("token", "consul-operator"); err != nil {
+				return "", err
+			}
+		}
+		env = append(env, "CONSUL_HTTP_TOKEN="+s.consulOperator)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, lines[len(lines)-1], args...)
-	cmd.Env = append(s.env, "VAULT_TOKEN="+strings.TrimSpace(string(token)))
+	cmd.Env = env
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
 	}
@@ -199,20 +243,14 @@ func (s *Stack) Tool(name string, stdin []byte, args ...string) (string, error) 
 	return string(out), err
 }
 
-// StaffToken issues a staff token for name with scripts/staff-token.sh and returns it.
+// StaffToken issues a staff token for name (meshctl token staff, as `make staff-token`) and returns it.
 func (s *Stack) StaffToken(t testing.TB, name string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(s.Root, "scripts", "staff-token.sh"), name)
-	cmd.Dir, cmd.Env = s.Root, s.env
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output() // the token alone is on stdout
+	token, err := s.Meshctl("token", "staff", name) // the token alone is on stdout
 	if err != nil {
-		t.Fatalf("staff-token.sh %s: %v\n%s", name, err, stderr.String())
+		t.Fatal(err)
 	}
-	return strings.TrimSpace(string(out))
+	return token
 }
 
 // Logs returns the paths of the stack's log files.
@@ -335,7 +373,7 @@ func freePorts() (Ports, error) {
 			ln.Close()
 		}
 	}()
-	for _, f := range []*int{&p.MySQL, &p.ConsulHTTP, &p.ConsulGRPC, &p.ConsulServer, &p.ConsulSerfLAN,
+	for _, f := range []*int{&p.MySQL, &p.ConsulHTTPS, &p.ConsulServer, &p.ConsulSerfLAN,
 		&p.ConsulSerfWAN, &p.Vault, &p.Gateway, &p.OrderUpstream} {
 		if *f = pick(); *f == 0 {
 			return p, fmt.Errorf("no free port")

@@ -1,14 +1,21 @@
 // Package consulreg registers a service instance with the local Consul agent, with a health check on its
-// readiness endpoint and a Connect sidecar, and deregisters it on shutdown.
+// readiness endpoint and a Connect sidecar, keeps the registration in place while the instance runs (an agent
+// that restarted or lost it gets it again within seconds), and deregisters it on shutdown.
+//
+// The instance acts with its own Consul token, read from a file the provisioner delivers (service identity:
+// register this service and its sidecar, discover others). The file is read again before every call, so a
+// rotated token is picked up without a restart.
 package consulreg
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -31,24 +38,46 @@ type Instance struct {
 	CheckURL  string
 	Upstreams []Upstream
 	Meta      map[string]string
+	// TokenFile holds the instance's Consul token; empty means no token (an agent without ACLs).
+	TokenFile string
 }
 
-// Registrar registers and deregisters one instance.
+// Registrar registers and deregisters one instance, and keeps it registered.
 type Registrar struct {
 	client *api.Client
 	inst   Instance
 	logger *slog.Logger
+	// registeredWith is the token of the last successful registration (only Run's goroutine and Register use it).
+	registeredWith string
 }
 
 // New returns a Registrar talking to the Consul agent at addr (e.g. http://127.0.0.1:8500).
 func New(addr string, inst Instance, logger *slog.Logger) (*Registrar, error) {
 	cfg := api.DefaultConfig()
 	cfg.Address = addr
+	// Never act with a token from the environment: the instance's own token file is the only identity.
+	cfg.Token, cfg.TokenFile = "", ""
 	client, err := api.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("consul client: %w", err)
 	}
 	return &Registrar{client: client, inst: inst, logger: logger.With("service_id", inst.ID)}, nil
+}
+
+// token reads the instance's token file now.
+func (r *Registrar) token() (string, error) {
+	if r.inst.TokenFile == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(r.inst.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("consul token: %w", err)
+	}
+	t := strings.TrimSpace(string(b))
+	if t == "" {
+		return "", fmt.Errorf("consul token file %s is empty", r.inst.TokenFile)
+	}
+	return t, nil
 }
 
 // Client is the underlying Consul API client.
@@ -94,17 +123,76 @@ func (r *Registrar) Registration() *api.AgentServiceRegistration {
 
 // Register registers the instance and its sidecar, replacing an earlier registration with the same ID.
 func (r *Registrar) Register(ctx context.Context) error {
-	opts := api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx)
+	token, err := r.token()
+	if err != nil {
+		return err
+	}
+	opts := api.ServiceRegisterOpts{ReplaceExistingChecks: true, Token: token}.WithContext(ctx)
 	if err := r.client.Agent().ServiceRegisterOpts(r.Registration(), opts); err != nil {
 		return fmt.Errorf("register %s with consul: %w", r.inst.ID, err)
 	}
+	r.registeredWith = token
 	r.logger.Info("registered with consul", "name", r.inst.Name, "upstreams", len(r.inst.Upstreams))
+	return nil
+}
+
+// Run keeps the registration in place until ctx ends: every interval it asks the agent for the instance and
+// registers again when the agent no longer has it (an agent restarted without its data, or a lost
+// registration) or when the token file holds a new token (a rotation). The sidecar's registration is nested in
+// the instance's, so it comes back with it.
+func (r *Registrar) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := r.heal(ctx, interval)
+		switch {
+		case err != nil && !failing:
+			r.logger.Warn("consul registration check failed; retrying", "err", err, "every", interval)
+			failing = true
+		case err == nil && failing:
+			r.logger.Info("consul registration check works again")
+			failing = false
+		}
+	}
+}
+
+func (r *Registrar) heal(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, max(timeout, 2*time.Second))
+	defer cancel()
+	token, err := r.token()
+	if err != nil {
+		return err
+	}
+	if token != r.registeredWith {
+		r.logger.Info("consul token changed; registering again with the new one")
+		return r.Register(ctx)
+	}
+	q := (&api.QueryOptions{Token: token}).WithContext(ctx)
+	svc, _, err := r.client.Agent().Service(r.inst.ID, q)
+	var se api.StatusError
+	switch {
+	case errors.As(err, &se) && se.Code == 404, err == nil && svc == nil:
+		r.logger.Warn("consul agent lost this instance's registration; registering again")
+		return r.Register(ctx)
+	case err != nil:
+		return err
+	}
 	return nil
 }
 
 // Deregister removes the instance (and with it, its sidecar registration) from the agent.
 func (r *Registrar) Deregister(ctx context.Context) error {
-	q := (&api.QueryOptions{}).WithContext(ctx)
+	token, err := r.token()
+	if err != nil {
+		return err
+	}
+	q := (&api.QueryOptions{Token: token}).WithContext(ctx)
 	if err := r.client.Agent().ServiceDeregisterOpts(r.inst.ID, q); err != nil {
 		return fmt.Errorf("deregister %s from consul: %w", r.inst.ID, err)
 	}
@@ -135,23 +223,33 @@ func DefaultID(name string, port int) string {
 	return fmt.Sprintf("%s-%s-%d", name, h, port)
 }
 
-// Join registers inst with the agent at addr and returns leave, which deregisters it within a bounded time
-// (call it when shutdown starts, before draining).
-func Join(ctx context.Context, addr string, inst Instance, logger *slog.Logger) (leave func(), err error) {
+// HealInterval is how often a joined instance checks that the agent still has it.
+const HealInterval = 2 * time.Second
+
+// Join registers inst with the agent at addr, keeps it registered until ctx ends (run keeps it; the caller runs
+// and joins it), and returns leave, which stops keeping it and deregisters it within a bounded time (call it
+// when shutdown starts, before draining).
+func Join(ctx context.Context, addr string, inst Instance, logger *slog.Logger) (run func(), leave func(), err error) {
 	reg, err := New(addr, inst, logger)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := reg.Register(rctx); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return func() {
+	keep, stopKeeping := context.WithCancel(ctx)
+	done := make(chan struct{})
+	run = func() { defer close(done); reg.Run(keep, HealInterval) }
+	leave = func() {
+		stopKeeping()
+		<-done // no re-registration may race the deregistration
 		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := reg.Deregister(dctx); err != nil {
 			reg.logger.Error("deregister", "err", err)
 		}
-	}, nil
+	}
+	return run, leave, nil
 }

@@ -9,7 +9,11 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // RequestError is a request that cannot be used (bad body, unknown path); Status is the HTTP status to answer.
@@ -27,55 +31,90 @@ func (e *RequestError) Error() string {
 }
 
 // Decode reads one JSON object of at most maxBytes from r into v. It insists on Content-Type
-// application/json, rejects unknown fields and trailing data, and names the offending field where it can.
+// application/json; names are matched case-sensitively, unknown and duplicate names are refused, as is
+// trailing data and invalid UTF-8; the offending field is named where it can be.
+//
+// A body whose Content-Length is over maxBytes is refused before a byte of it is read, so a client that
+// sent Expect: 100-continue gets 413 instead of 100 Continue (net/http sends that on the first read).
 func Decode(r *http.Request, maxBytes int64, v any) error {
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		return &RequestError{Status: http.StatusUnsupportedMediaType, Msg: "Content-Type must be application/json"}
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return decodeError(err, maxBytes)
+	if r.ContentLength > maxBytes {
+		return tooLarge(maxBytes)
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return decodeError(err, maxBytes)
-		}
-		return &RequestError{Status: http.StatusBadRequest, Msg: "body must hold a single JSON object"}
+	// encoding/json/v2 semantics: case-sensitive names, duplicates and invalid UTF-8 refused by default.
+	err := jsonv2.UnmarshalRead(http.MaxBytesReader(nil, r.Body, maxBytes), v, jsonv2.RejectUnknownMembers(true))
+	if err != nil {
+		return decodeError(err, maxBytes)
 	}
 	return nil
 }
 
+func tooLarge(maxBytes int64) *RequestError {
+	return &RequestError{Status: http.StatusRequestEntityTooLarge, Msg: fmt.Sprintf("body is larger than %d bytes", maxBytes)}
+}
+
 func decodeError(err error, maxBytes int64) error {
 	var (
-		syntax    *json.SyntaxError
-		typ       *json.UnmarshalTypeError
-		tooLarge  *http.MaxBytesError
-		bad       = http.StatusBadRequest
-		unknownFx = "json: unknown field "
+		big      *http.MaxBytesError
+		syntax   *jsontext.SyntacticError
+		semantic *jsonv2.SemanticError
+		bad      = http.StatusBadRequest
 	)
 	switch {
-	case errors.As(err, &tooLarge):
-		return &RequestError{Status: http.StatusRequestEntityTooLarge, Msg: fmt.Sprintf("body is larger than %d bytes", maxBytes)}
-	case errors.As(err, &syntax):
-		return &RequestError{Status: bad, Msg: fmt.Sprintf("malformed JSON at byte %d", syntax.Offset)}
+	case errors.As(err, &big):
+		return tooLarge(maxBytes)
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 		return &RequestError{Status: bad, Msg: "body is empty or cut short"}
-	case errors.As(err, &typ):
-		if typ.Field == "" {
-			return &RequestError{Status: bad, Msg: fmt.Sprintf("body must be a JSON object, not %s", typ.Value)}
+	case errors.As(err, &syntax):
+		field := FieldName(syntax.JSONPointer)
+		switch {
+		case errors.Is(syntax.Err, jsontext.ErrDuplicateName):
+			return &RequestError{Status: bad, Field: field, Msg: "duplicate field"}
+		case strings.Contains(syntax.Error(), "after top-level value"):
+			// The message is the only mark of trailing data; tests pin it.
+			return &RequestError{Status: bad, Msg: "body must hold a single JSON object"}
 		}
-		return &RequestError{Status: bad, Field: typ.Field, Msg: fmt.Sprintf("must be %s, not %s", jsonType(typ.Type.Kind().String()), typ.Value)}
-	case strings.HasPrefix(err.Error(), unknownFx):
-		// encoding/json has no typed error for this; its message is stable and documented by tests.
-		return &RequestError{Status: bad, Field: strings.Trim(strings.TrimPrefix(err.Error(), unknownFx), `"`), Msg: "unknown field"}
+		return &RequestError{Status: bad, Field: field, Msg: fmt.Sprintf("malformed JSON at byte %d", syntax.ByteOffset)}
+	case errors.As(err, &semantic):
+		field := FieldName(semantic.JSONPointer)
+		switch {
+		case errors.Is(semantic.Err, jsonv2.ErrUnknownName):
+			return &RequestError{Status: bad, Field: field, Msg: "unknown field"}
+		case semantic.GoType == nil:
+			return &RequestError{Status: bad, Field: field, Msg: "malformed JSON"}
+		}
+		want, got := goTypeName(semantic.GoType.Kind().String()), jsonKindName(semantic.JSONKind)
+		switch {
+		case field == "":
+			return &RequestError{Status: bad, Msg: fmt.Sprintf("body must be %s, not %s", want, got)}
+		case want == got:
+			return &RequestError{Status: bad, Field: field, Msg: fmt.Sprintf("%s out of range", want)}
+		}
+		return &RequestError{Status: bad, Field: field, Msg: fmt.Sprintf("must be %s, not %s", want, got)}
 	default:
 		return &RequestError{Status: bad, Msg: "malformed JSON"}
 	}
 }
 
-func jsonType(goKind string) string {
+// FieldName turns a JSON pointer (/items/0/size) into the field names used in error bodies (items[0].size).
+func FieldName(p jsontext.Pointer) string {
+	var b strings.Builder
+	for tok := range p.Tokens() {
+		if _, err := strconv.ParseUint(tok, 10, 64); err == nil && b.Len() > 0 {
+			b.WriteString("[" + tok + "]")
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(tok)
+	}
+	return b.String()
+}
+
+func goTypeName(goKind string) string {
 	switch goKind {
 	case "string":
 		return "a string"
@@ -85,6 +124,23 @@ func jsonType(goKind string) string {
 		return "true or false"
 	case "slice", "array":
 		return "an array"
+	default:
+		return "an object"
+	}
+}
+
+func jsonKindName(k jsontext.Kind) string {
+	switch k {
+	case '"':
+		return "a string"
+	case '0':
+		return "a number"
+	case 't', 'f':
+		return "true or false"
+	case '[':
+		return "an array"
+	case 'n':
+		return "null"
 	default:
 		return "an object"
 	}

@@ -1,3 +1,8 @@
+// Go's servers refuse TLS below 1.2 by default; put the old default back for this test binary, so that
+// TestTLSConfig_minimumVersion checks the config's own MinVersion and fails if it goes.
+//
+//go:debug tls10server=1
+
 package tlsreload
 
 import (
@@ -160,6 +165,7 @@ func TestTLSConfig_minimumVersion(t *testing.T) {
 		max     uint16
 		wantErr bool
 	}{
+		{"TLS 1.0 refused", tls.VersionTLS10, true},
 		{"TLS 1.1 refused", tls.VersionTLS11, true},
 		{"TLS 1.2 accepted", tls.VersionTLS12, false},
 		{"TLS 1.3 accepted", tls.VersionTLS13, false},

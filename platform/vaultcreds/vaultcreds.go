@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,11 +26,16 @@ import (
 
 // Config says how to reach Vault and which credentials to ask for.
 type Config struct {
-	Addr         string `conf:"default:http://127.0.0.1:8200"`
+	Addr string `conf:"default:https://127.0.0.1:8200"`
+	// CACert is the CA that signed Vault's listener certificate; empty trusts the system's roots.
+	CACert       string `conf:"help:CA certificate file to verify Vault's TLS certificate"`
 	RoleIDFile   string `conf:"help:file holding the AppRole role_id"`
 	SecretIDFile string `conf:"help:file holding the AppRole secret_id (or a response-wrapping token for it)"`
-	// SecretIDWrapped says the secret_id file holds a response-wrapping token, unwrapped once per new file.
-	SecretIDWrapped bool `conf:"default:false"`
+	// SecretIDWrapped says the secret_id file holds a response-wrapping token, unwrapped once per new file, as
+	// soon as the file appears (the wrapping token lives minutes).
+	SecretIDWrapped bool `conf:"default:true"`
+	// Role is the AppRole's name: a wrapped secret_id must have been created by its secret-id endpoint.
+	Role string `conf:"help:AppRole name the wrapped secret_id must come from"`
 	// DBRole is the database role to read credentials of; empty keeps only a logged-in token (the gateway).
 	DBRole string `conf:"default:order"`
 	// Timeout bounds each call to Vault.
@@ -58,7 +64,9 @@ type Source struct {
 	// OnNewLease, if set, is called with each new lease's TTL (to keep the pool's ConnMaxLifetime below it).
 	OnNewLease func(ttl time.Duration)
 
-	// secretID caches an unwrapped secret_id with the wrapping token it came from.
+	// secretID caches an unwrapped secret_id with the wrapping token it came from; the file watcher and the
+	// login share it.
+	secretMu              sync.Mutex
 	wrappedFrom, secretID string
 	// pending are refresh requests waiting for the next credentials; fetch answers them. Only Run's goroutine
 	// touches it.
@@ -78,6 +86,9 @@ func New(cfg Config, logger *slog.Logger) (*Source, error) {
 	}
 	vc.Address = cfg.Addr
 	vc.Timeout = cfg.Timeout
+	if err := vc.ConfigureTLS(&vault.TLSConfig{CACert: cfg.CACert}); err != nil {
+		return nil, fmt.Errorf("vault TLS: %w", err)
+	}
 	client, err := vault.NewClient(vc)
 	if err != nil {
 		return nil, fmt.Errorf("vault client: %w", err)
@@ -181,6 +192,11 @@ func (s *Source) Refresh(ctx context.Context, rejected string) error {
 
 // Run logs in and keeps credentials fresh until ctx is done. It returns only then.
 func (s *Source) Run(ctx context.Context) {
+	if s.cfg.SecretIDWrapped {
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		wg.Go(func() { s.watchSecretID(ctx, 2*time.Second) })
+	}
 	backoff := newBackoff(500*time.Millisecond, 15*time.Second)
 	for ctx.Err() == nil {
 		err := s.session(ctx)
@@ -412,6 +428,43 @@ func (s *Source) loginSecretID(ctx context.Context) (string, error) {
 	if !s.cfg.SecretIDWrapped {
 		return v, nil
 	}
+	return s.unwrapSecretID(ctx, v)
+}
+
+// watchSecretID unwraps a newly delivered secret_id as soon as its file changes, not at the next login (which
+// may be hours away, long after the wrapping token expired).
+func (s *Source) watchSecretID(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		v, err := readTrimmed(s.cfg.SecretIDFile)
+		if err != nil {
+			continue // being replaced, or gone: the next login says so
+		}
+		s.secretMu.Lock()
+		seen := v == s.wrappedFrom
+		s.secretMu.Unlock()
+		if seen {
+			continue
+		}
+		if _, err := s.unwrapSecretID(ctx, v); err != nil {
+			s.logger.Error("could not unwrap the newly delivered secret_id", "err", err)
+			continue
+		}
+		s.logger.Info("new secret_id delivered and unwrapped; used at the next login")
+	}
+}
+
+// unwrapSecretID unwraps the wrapping token v once, after checking that Vault made it for an AppRole secret_id
+// (of the configured role): a token wrapping anything else, or one someone else unwrapped first, is refused.
+func (s *Source) unwrapSecretID(ctx context.Context, v string) (string, error) {
+	s.secretMu.Lock()
+	defer s.secretMu.Unlock()
 	if v == s.wrappedFrom && s.secretID != "" {
 		return s.secretID, nil
 	}
@@ -422,6 +475,15 @@ func (s *Source) loginSecretID(ctx context.Context) (string, error) {
 		return "", err
 	}
 	uc.ClearToken()
+	info, err := uc.Logical().WriteWithContext(ctx, "sys/wrapping/lookup", map[string]any{"token": v})
+	if err != nil {
+		return "", fmt.Errorf("look up the secret_id's wrapping token (expired, or already unwrapped by someone else: "+
+			"treat the delivery as compromised): %w", err)
+	}
+	path, _ := info.Data["creation_path"].(string)
+	if !wrappedSecretIDPath(path, s.cfg.Role) {
+		return "", fmt.Errorf("the secret_id file holds a wrapping token from %q, not an AppRole secret_id of role %q", path, s.cfg.Role)
+	}
 	unwrapped, err := uc.Logical().UnwrapWithContext(ctx, v)
 	if err != nil {
 		return "", fmt.Errorf("unwrap secret_id: %w", err)
@@ -432,6 +494,17 @@ func (s *Source) loginSecretID(ctx context.Context) (string, error) {
 	}
 	s.wrappedFrom, s.secretID = v, id
 	return id, nil
+}
+
+// wrappedSecretIDPath says whether a wrapping token's creation path is auth/approle/role/<role>/secret-id (any
+// role when role is empty).
+func wrappedSecretIDPath(path, role string) bool {
+	rest, ok := strings.CutPrefix(path, "auth/approle/role/")
+	if !ok {
+		return false
+	}
+	name, ok := strings.CutSuffix(rest, "/secret-id")
+	return ok && name != "" && !strings.Contains(name, "/") && (role == "" || name == role)
 }
 
 // fetch reads new database credentials and makes them current.

@@ -1,0 +1,174 @@
+// Command meshctl provisions and operates the control plane of Pizza Joint mesh (Vault and Consul). The local
+// stack (scripts/stack.sh), Docker Compose and Kubernetes run it; the Makefile's runbook targets call it.
+//
+//	meshctl bootstrap                 initialise/unseal Vault, then configure Vault and Consul (idempotent)
+//	meshctl unseal                    unseal Vault with the key in the state folder
+//	meshctl deliver                   credentials for one instance (MESHCTL_INSTANCE_*): role_id, wrapped secret_id, Consul token
+//	meshctl rotate WHAT               db-creds | db-root | transit-key | connect-ca | logins
+//	                                  | secret-id | consul-token | consul-token-retire   (these three: MESHCTL_INSTANCE_*)
+//	meshctl token staff NAME          a staff bearer token (printed once; Vault keeps its hash)
+//	meshctl token consul-ui           a read-only Consul token to log in to the UI (leased from Vault, 8 h)
+//	meshctl token consul-operator     a Consul token for the runbook's consul CLI (leased from Vault, 1 h)
+//	meshctl serve-front               a front of the Consul agent's API (MESHCTL_FRONT_*): a service user's
+//	                                  unix socket, or the operators' HTTPS UI; see front.go for why
+//	meshctl operator-token            break glass: read a root token (from `vault operator generate-root`) on
+//	                                  stdin, write a new operator token, revoke the root token
+//
+// Tokens go to stdout only; everything else is logged as JSON on stderr. Every setting has a MESHCTL_* variable;
+// see `meshctl --help`.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/ardanlabs/conf/v3"
+	"github.com/pizzajoint/mesh/platform/applog"
+	"github.com/pizzajoint/mesh/provision"
+)
+
+type config struct {
+	conf.Version
+	Args conf.Args
+	Log  struct {
+		Level string `conf:"default:info"`
+	}
+	provision.Config
+	// Instance names the service instance that deliver and the per-instance rotations act on.
+	Instance struct {
+		Service string `conf:"help:order or order-migrate or gateway"`
+		ID      string `conf:"help:the instance's Consul service ID, e.g. order-1"`
+		Dir     string `conf:"help:the instance's credentials folder"`
+		Consul  bool   `conf:"default:false,help:the instance registers with Consul and gets a Consul token"`
+	}
+	Front frontConfig
+}
+
+func main() {
+	if err := run(context.Background(), os.Stdin, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "meshctl:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) error {
+	var cfg config
+	cfg.Version.Desc = "Pizza Joint mesh control plane"
+	help, err := conf.Parse("MESHCTL", &cfg)
+	if errors.Is(err, conf.ErrHelpWanted) {
+		fmt.Fprintln(stderr, help)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	logger, err := applog.New(stderr, "meshctl", cfg.Log.Level)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	p, err := provision.New(cfg.Config, logger)
+	if err != nil {
+		return err
+	}
+	inst := provision.Instance{Service: cfg.Instance.Service, ID: cfg.Instance.ID, Dir: cfg.Instance.Dir, Consul: cfg.Instance.Consul}
+
+	switch cmd := cfg.Args.Num(0); cmd {
+	case "bootstrap":
+		if _, err := p.OpenVault(ctx); err != nil {
+			return err
+		}
+		if err := p.Authenticate(ctx); err != nil {
+			return err
+		}
+		return p.Bootstrap(ctx)
+	case "unseal":
+		return p.Unseal(ctx)
+	case "serve-front":
+		return serveFront(ctx, cfg.Front, cfg.Consul.Addr, logger)
+	case "operator-token":
+		root, err := bufio.NewReader(stdin).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		if root = strings.TrimSpace(root); root == "" {
+			return errors.New("operator-token reads a root token on stdin (from `vault operator generate-root`)")
+		}
+		return p.ReplaceOperatorToken(ctx, root)
+	case "deliver", "rotate", "token":
+		if err := p.Authenticate(ctx); err != nil {
+			return err
+		}
+	case "":
+		return errors.New("no command; see meshctl --help")
+	default:
+		return fmt.Errorf("unknown command %q; see meshctl --help", cmd)
+	}
+
+	switch cfg.Args.Num(0) {
+	case "deliver":
+		return p.Deliver(ctx, inst)
+	case "rotate":
+		return rotate(ctx, p, cfg.Args.Num(1), inst)
+	default: // token
+		return token(ctx, p, cfg.Args.Num(1), cfg.Args.Num(2), stdout, logger)
+	}
+}
+
+func rotate(ctx context.Context, p *provision.Provisioner, what string, inst provision.Instance) error {
+	switch what {
+	case "db-creds":
+		return p.RotateDBCreds(ctx)
+	case "db-root":
+		return p.RotateDBRoot(ctx)
+	case "transit-key":
+		_, err := p.RotateTransitKey(ctx)
+		return err
+	case "connect-ca":
+		_, err := p.RotateConnectCA(ctx)
+		return err
+	case "logins":
+		return p.RevokeServiceLogins(ctx)
+	case "secret-id":
+		return p.DeliverSecretID(ctx, inst)
+	case "consul-token":
+		return p.RotateConsulToken(ctx, inst)
+	case "consul-token-retire":
+		return p.RetireConsulToken(ctx, inst)
+	default:
+		return fmt.Errorf("unknown rotation %q (db-creds, db-root, transit-key, connect-ca, logins, secret-id, "+
+			"consul-token, consul-token-retire)", what)
+	}
+}
+
+func token(ctx context.Context, p *provision.Provisioner, kind, name string, stdout io.Writer, logger *slog.Logger) error {
+	switch kind {
+	case "staff":
+		t, err := p.StaffToken(ctx, name)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(stdout, t)
+		return err
+	case "consul-ui", "consul-operator":
+		role := map[string]string{"consul-ui": "ui-read", "consul-operator": "operator"}[kind]
+		t, ttl, err := p.ConsulToken(ctx, role)
+		if err != nil {
+			return err
+		}
+		logger.Info("consul token leased from vault", "role", role, "ttl_seconds", ttl)
+		_, err = fmt.Fprintln(stdout, t)
+		return err
+	default:
+		return fmt.Errorf("unknown token kind %q (staff NAME, consul-ui, consul-operator)", kind)
+	}
+}

@@ -1,0 +1,116 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-kit/kit/metrics"
+	"github.com/go-kit/kit/metrics/discard"
+	"github.com/pizzajoint/mesh/platform/clientlimit"
+	"github.com/pizzajoint/mesh/platform/httpjson"
+	"github.com/pizzajoint/mesh/platform/reqid"
+)
+
+// Option configures the edge's protections against abuse; without options nothing is limited.
+type Option func(*options)
+
+type options struct {
+	orders, logins *clientlimit.RateLimiter
+	streams        *clientlimit.StreamLimiter
+	streamLifetime time.Duration
+	refused        metrics.Counter
+}
+
+func applyOptions(opts []Option) options {
+	o := options{refused: discard.NewCounter()}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// WithOrderRateLimit limits POST /pizza per client.
+func WithOrderRateLimit(l *clientlimit.RateLimiter) Option { return func(o *options) { o.orders = l } }
+
+// WithLoginRateLimit limits staff sign-in attempts per client.
+func WithLoginRateLimit(l *clientlimit.RateLimiter) Option { return func(o *options) { o.logins = l } }
+
+// WithStreamLimits caps open event streams, and ends each one after maxLifetime (0: never); clients resume
+// with Last-Event-ID, which EventSource does by itself.
+func WithStreamLimits(l *clientlimit.StreamLimiter, maxLifetime time.Duration) Option {
+	return func(o *options) { o.streams, o.streamLifetime = l, maxLifetime }
+}
+
+// WithRefusalCounter counts refused requests by the limit that refused them (label "limit": orders,
+// logins, client_streams, all_streams), so operators see whether the limits fit their traffic.
+func WithRefusalCounter(c metrics.Counter) Option { return func(o *options) { o.refused = c } }
+
+// LimitError is a request refused to protect the service: 429 for one client's excess, 503 when the whole
+// server is at capacity. Both tell the client when to try again.
+type LimitError struct {
+	Status     int
+	Code       string
+	Msg        string
+	RetryAfter time.Duration
+}
+
+func (e *LimitError) Error() string { return e.Msg }
+
+// Codes of LimitError.
+const (
+	CodeRateLimited = "rate_limited"
+	CodeTooBusy     = "too_busy"
+)
+
+func encodeLimitError(ctx context.Context, e *LimitError, w http.ResponseWriter) {
+	secs := int((e.RetryAfter + time.Second - 1) / time.Second) // whole seconds, rounded up
+	w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
+	_ = httpjson.Write(w, e.Status, httpjson.ErrorBody{Error: e.Msg, Code: e.Code, RequestID: reqid.FromContext(ctx)})
+}
+
+// rateLimited answers 429 when the client has used up its bucket, before next reads the body.
+func rateLimited(l *clientlimit.RateLimiter, refused metrics.Counter, next http.Handler) http.Handler {
+	if l == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ok, retry := l.Allow(clientlimit.ClientKey(r)); !ok {
+			refused.Add(1)
+			EncodeError(r.Context(), &LimitError{Status: http.StatusTooManyRequests, Code: CodeRateLimited,
+				Msg: "too many requests; retry later", RetryAfter: retry}, w)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// acquireStream counts a new stream of the request's client, or answers why not.
+func (o options) acquireStream(w http.ResponseWriter, r *http.Request) (release func(), ok bool) {
+	release, err := o.streams.Acquire(clientlimit.ClientKey(r))
+	switch {
+	case errors.Is(err, clientlimit.ErrClientStreams):
+		o.refused.With("limit", "client_streams").Add(1)
+		EncodeError(r.Context(), &LimitError{Status: http.StatusTooManyRequests, Code: CodeRateLimited,
+			Msg: "too many open event streams from this client; close one", RetryAfter: 5 * time.Second}, w)
+		return nil, false
+	case err != nil:
+		o.refused.With("limit", "all_streams").Add(1)
+		EncodeError(r.Context(), &LimitError{Status: http.StatusServiceUnavailable, Code: CodeTooBusy,
+			Msg: "too many open event streams; retry later", RetryAfter: 5 * time.Second}, w)
+		return nil, false
+	}
+	return release, true
+}
+
+// lifetime is how long this stream may last: the maximum less up to a tenth, so that streams opened
+// together do not all end, and reconnect, together.
+func (o options) lifetime() time.Duration {
+	if o.streamLifetime <= 0 {
+		return 0
+	}
+	return o.streamLifetime - rand.N(o.streamLifetime/10+1)
+}

@@ -1,0 +1,320 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	consul "github.com/hashicorp/consul/api"
+	"github.com/hashicorp/hcl"
+)
+
+// Vault's roles on its Consul secrets engine, each a Consul policy of the same name (consul/policies/*.hcl).
+var consulRoles = []struct{ name, ttl, maxTTL string }{
+	{"provisioner", "10m", "1h"}, // meshctl, for one run
+	{"ui-read", "8h", "24h"},     // an operator's login to the UI (make consul-ui-token)
+	{"operator", "1h", "8h"},     // the runbook's consul CLI
+}
+
+// consulAccess points Vault's Consul secrets engine at the agent. On a Consul whose ACL system is not yet
+// bootstrapped, Vault bootstraps it and keeps the management token as its own configuration: no person or
+// file ever holds it. With the root token (first bootstrap) it also creates the Consul policies and Vault's
+// roles on them.
+func (p *Provisioner) consulAccess(ctx context.Context) error {
+	cfg, err := p.read(ctx, "consul/config/access")
+	if err != nil && !strings.Contains(err.Error(), "haven't been configured") {
+		return err
+	}
+	if cfg == nil || cfg.Data["address"] == nil {
+		if !p.root {
+			return errors.New("vault's consul engine is not configured and this is not a first bootstrap; " +
+				"use the break-glass path (README, \"Operator access\")")
+		}
+		addr := strings.TrimPrefix(strings.TrimPrefix(p.cfg.Consul.Addr, "http://"), "https://")
+		scheme := "http"
+		if strings.HasPrefix(p.cfg.Consul.Addr, "https://") {
+			scheme = "https"
+		}
+		// Right after its election the leader may not take a bootstrap yet: try for a few seconds.
+		var err error
+		for try := 0; try < 15; try++ {
+			if err = p.write(ctx, "consul/config/access", map[string]any{"address": addr, "scheme": scheme}); err == nil ||
+				strings.Contains(err.Error(), "no longer allowed") {
+				break
+			}
+			time.Sleep(time.Second)
+		}
+		if err != nil {
+			return fmt.Errorf("%w (a Consul whose ACL system was bootstrapped before cannot be taken over: "+
+				"its data folder and Vault's must be started afresh together)", err)
+		}
+		p.logger.Info("consul ACL system bootstrapped by vault; vault keeps the management token")
+	}
+	if !p.root {
+		return nil
+	}
+	if err := p.createConsulPolicies(ctx); err != nil {
+		return err
+	}
+	for _, r := range consulRoles {
+		if err := p.write(ctx, "consul/roles/"+r.name, map[string]any{
+			"consul_policies": r.name, "ttl": r.ttl, "max_ttl": r.maxTTL,
+		}); err != nil {
+			return err
+		}
+	}
+	if err := p.write(ctx, "auth/token/roles/connect-ca", map[string]any{
+		"allowed_policies": "connect-ca", "orphan": true, "token_period": "72h", "renewable": true,
+		"token_no_default_policy": true,
+	}); err != nil {
+		return err
+	}
+	p.logger.Info("vault roles for consul tokens ready", "roles", "provisioner,ui-read,operator")
+	return nil
+}
+
+// createConsulPolicies runs once, at the first bootstrap: the policies the roles name must exist before a token
+// can be leased on them, so a management token is leased for a minute on a role that is deleted right after.
+func (p *Provisioner) createConsulPolicies(ctx context.Context) error {
+	if err := p.write(ctx, "consul/roles/bootstrap", map[string]any{
+		"consul_policies": "global-management", "ttl": "2m", "max_ttl": "2m",
+	}); err != nil {
+		return err
+	}
+	defer func() {
+		c, cancel := p.ctx(context.WithoutCancel(ctx))
+		defer cancel()
+		if _, err := p.vault.Logical().DeleteWithContext(c, "consul/roles/bootstrap"); err != nil {
+			p.logger.Warn("could not delete vault's consul/roles/bootstrap", "err", err)
+		}
+	}()
+	return p.withConsulToken(ctx, "bootstrap", func(c *consul.Client) error { return p.upsertConsulPolicies(ctx, c) })
+}
+
+// withConsulToken leases a Consul token on Vault's role, runs fn with a client using it, and revokes the lease.
+func (p *Provisioner) withConsulToken(ctx context.Context, role string, fn func(*consul.Client) error) error {
+	sec, err := p.read(ctx, "consul/creds/"+role)
+	if err != nil {
+		return err
+	}
+	if sec == nil {
+		return fmt.Errorf("vault has no consul role %q", role)
+	}
+	token, _ := sec.Data["token"].(string)
+	defer func() {
+		c, cancel := p.ctx(context.WithoutCancel(ctx))
+		defer cancel()
+		if err := p.vault.Sys().RevokeWithContext(c, sec.LeaseID); err != nil {
+			p.logger.Warn("could not revoke a consul token lease (it expires by itself)", "role", role, "err", err)
+		}
+	}()
+	client, err := p.consulWithToken(token)
+	if err != nil {
+		return err
+	}
+	// A new token reaches the agent's ACL cache at once on a single server, but give replication a moment.
+	if err := waitFor(ctx, "consul token usable", func() error {
+		_, _, err := client.ACL().TokenReadSelf(nil)
+		return err
+	}); err != nil {
+		return err
+	}
+	return fn(client)
+}
+
+func (p *Provisioner) consulWithToken(token string) (*consul.Client, error) {
+	cc := consul.DefaultConfig()
+	cc.Address = p.cfg.Consul.Addr
+	cc.Token = token
+	cc.TokenFile = ""
+	cc.TLSConfig.CAFile = p.cfg.Vault.CACert
+	cc.WaitTime = p.cfg.Timeout
+	return consul.NewClient(cc)
+}
+
+// upsertConsulPolicies writes consul/policies/*.hcl as Consul ACL policies of the same names.
+func (p *Provisioner) upsertConsulPolicies(ctx context.Context, c *consul.Client) error {
+	files, err := filepath.Glob(filepath.Join(p.cfg.Repo, "consul", "policies", "*.hcl"))
+	if err != nil || len(files) == 0 {
+		return fmt.Errorf("no policies under %s/consul/policies (%v)", p.cfg.Repo, err)
+	}
+	existing, _, err := c.ACL().PolicyList(p.q(ctx))
+	if err != nil {
+		return err
+	}
+	ids := map[string]string{}
+	for _, e := range existing {
+		ids[e.Name] = e.ID
+	}
+	for _, f := range files {
+		rules, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		pol := &consul.ACLPolicy{Name: strings.TrimSuffix(filepath.Base(f), ".hcl"), Rules: string(rules),
+			Description: "from consul/policies/" + filepath.Base(f)}
+		if id, ok := ids[pol.Name]; ok {
+			pol.ID = id
+			_, _, err = c.ACL().PolicyUpdate(pol, p.w(ctx))
+		} else {
+			_, _, err = c.ACL().PolicyCreate(pol, p.w(ctx))
+		}
+		if err != nil {
+			return fmt.Errorf("consul policy %s: %w", pol.Name, err)
+		}
+	}
+	return nil
+}
+
+// consulSetup runs on every bootstrap with a provisioner token leased for the run: policies, the agent's token,
+// intentions, and Vault as the Connect CA.
+func (p *Provisioner) consulSetup(ctx context.Context) error {
+	return p.withConsulToken(ctx, "provisioner", func(c *consul.Client) error {
+		for _, step := range []func(context.Context, *consul.Client) error{
+			p.upsertConsulPolicies, p.agentToken, p.applyIntentions, p.connectCA,
+		} {
+			if err := step(ctx, c); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// agentToken gives the agent a token with its node's identity (for its own catalog entry and anti-entropy). The
+// agent persists it in its data folder; only its accessor (not a secret) is kept here, to know it exists.
+func (p *Provisioner) agentToken(ctx context.Context, c *consul.Client) error {
+	if b, err := os.ReadFile(p.agentAccessorFile()); err == nil {
+		if tok, _, err := c.ACL().TokenRead(strings.TrimSpace(string(b)), p.q(ctx)); err == nil && tok != nil {
+			return nil
+		}
+	}
+	tok, _, err := c.ACL().TokenCreate(&consul.ACLToken{
+		Description:    "agent " + p.cfg.Consul.Node + " (meshctl)",
+		NodeIdentities: []*consul.ACLNodeIdentity{{NodeName: p.cfg.Consul.Node, Datacenter: p.cfg.Consul.Datacenter}},
+	}, p.w(ctx))
+	if err != nil {
+		return fmt.Errorf("create the agent token: %w", err)
+	}
+	if _, err := c.Agent().UpdateAgentACLToken(tok.SecretID, p.w(ctx)); err != nil {
+		return fmt.Errorf("give the agent its token: %w", err)
+	}
+	if err := os.WriteFile(p.agentAccessorFile(), []byte(tok.AccessorID+"\n"), 0o600); err != nil {
+		return err
+	}
+	p.logger.Info("consul agent token set (node identity)", "node", p.cfg.Consul.Node, "accessor", tok.AccessorID)
+	return nil
+}
+
+// applyIntentions writes consul/intentions-*.hcl as config entries; writing the same entry again changes nothing.
+func (p *Provisioner) applyIntentions(ctx context.Context, c *consul.Client) error {
+	files, err := filepath.Glob(filepath.Join(p.cfg.Repo, "consul", "intentions-*.hcl"))
+	if err != nil || len(files) == 0 {
+		return fmt.Errorf("no intentions under %s/consul (%v)", p.cfg.Repo, err)
+	}
+	for _, f := range files {
+		entry, err := readConfigEntry(f)
+		if err != nil {
+			return err
+		}
+		if _, _, err := c.ConfigEntries().Set(entry, p.w(ctx)); err != nil {
+			return fmt.Errorf("intentions %s: %w", filepath.Base(f), err)
+		}
+	}
+	p.logger.Info("intentions applied", "files", len(files))
+	return nil
+}
+
+// readConfigEntry decodes an HCL config entry file, as `consul config write` does.
+func readConfigEntry(path string) (consul.ConfigEntry, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var raw map[string]any
+	if err := hcl.Decode(&raw, string(b)); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	entry, err := consul.DecodeConfigEntry(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return entry, nil
+}
+
+// Connect CA mounts carry a generation (connect-root/g1, g2, …): a rotation moves to the next root mount, which
+// Consul creates, cross-signs with the old root and then makes active.
+const (
+	rootMountPrefix  = "connect-root/g"
+	interMountPrefix = "connect-inter/g"
+)
+
+// connectCA makes Vault's PKI the Connect CA, unless it already is.
+func (p *Provisioner) connectCA(ctx context.Context, c *consul.Client) error {
+	cur, _, err := c.Connect().CAGetConfig(p.q(ctx))
+	if err != nil {
+		return fmt.Errorf("read the connect CA configuration: %w", err)
+	}
+	if cur.Provider == "vault" {
+		return nil
+	}
+	if err := p.setConnectCA(ctx, c, 1); err != nil {
+		return err
+	}
+	p.logger.Info("connect CA moved to vault's PKI", "root", rootMountPrefix+"1")
+	return nil
+}
+
+// setConnectCA points Consul at generation gen of the Vault PKI mounts, with a new periodic token for Consul.
+// Consul returns once the new root is active (cross-signed by the old one).
+func (p *Provisioner) setConnectCA(ctx context.Context, c *consul.Client, gen int) error {
+	sec, err := p.writeSecret(ctx, "auth/token/create/connect-ca", map[string]any{
+		"display_name": "consul-connect-ca", "policies": []string{"connect-ca"},
+	})
+	if err != nil {
+		return fmt.Errorf("token for consul's CA provider: %w", err)
+	}
+	ca, err := filepath.Abs(p.cfg.Vault.CACert)
+	if err != nil {
+		return err
+	}
+	cfg := &consul.CAConfig{Provider: "vault", Config: map[string]any{
+		"Address":             p.cfg.Vault.Addr,
+		"Token":               sec.Auth.ClientToken,
+		"CAFile":              ca,
+		"RootPKIPath":         rootMountPrefix + strconv.Itoa(gen) + "/",
+		"IntermediatePKIPath": interMountPrefix + strconv.Itoa(gen) + "/",
+		"LeafCertTTL":         "72h",
+		"PrivateKeyType":      "ec",
+		"PrivateKeyBits":      256,
+	}}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if _, err := c.Connect().CASetConfig(cfg, (&consul.WriteOptions{}).WithContext(wctx)); err != nil {
+		return fmt.Errorf("set the connect CA to vault (%s%d): %w", rootMountPrefix, gen, err)
+	}
+	return nil
+}
+
+// caGeneration reads the generation of the root mount in a Vault CA configuration (0 if it is not one of ours).
+func caGeneration(cfg *consul.CAConfig) int {
+	path, _ := cfg.Config["RootPKIPath"].(string)
+	n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(path, rootMountPrefix), "/"))
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+func (p *Provisioner) q(ctx context.Context) *consul.QueryOptions {
+	return (&consul.QueryOptions{}).WithContext(ctx)
+}
+
+func (p *Provisioner) w(ctx context.Context) *consul.WriteOptions {
+	return (&consul.WriteOptions{}).WithContext(ctx)
+}

@@ -1,0 +1,267 @@
+package provision
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	vault "github.com/hashicorp/vault/api"
+)
+
+// Roles are the AppRoles of the mesh, by the policy their tokens carry (the same name).
+var Roles = []string{"order", "order-migrate", "gateway"}
+
+// writePolicies writes vault/policies/*.hcl. The operator policy is written only with the root token: the
+// operator may not widen its own rights.
+func (p *Provisioner) writePolicies(ctx context.Context) error {
+	files, err := filepath.Glob(filepath.Join(p.cfg.Repo, "vault", "policies", "*.hcl"))
+	if err != nil || len(files) == 0 {
+		return fmt.Errorf("no policies under %s/vault/policies (%v)", p.cfg.Repo, err)
+	}
+	var names []string
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".hcl")
+		if name == "operator" && !p.root {
+			continue
+		}
+		rules, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		c, cancel := p.ctx(ctx)
+		err = p.vault.Sys().PutPolicyWithContext(c, name, string(rules))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("policy %s: %w", name, err)
+		}
+		names = append(names, name)
+	}
+	p.logger.Info("vault policies written", "policies", strings.Join(names, ","))
+	return nil
+}
+
+func (p *Provisioner) enableMounts(ctx context.Context) error {
+	c, cancel := p.ctx(ctx)
+	defer cancel()
+	auths, err := p.vault.Sys().ListAuthWithContext(c)
+	if err != nil {
+		return err
+	}
+	if _, ok := auths["approle/"]; !ok {
+		if err := p.vault.Sys().EnableAuthWithOptionsWithContext(c, "approle", &vault.EnableAuthOptions{Type: "approle"}); err != nil {
+			return err
+		}
+	}
+	mounts, err := p.vault.Sys().ListMountsWithContext(c)
+	if err != nil {
+		return err
+	}
+	want := []struct {
+		path string
+		in   vault.MountInput
+	}{
+		{"database", vault.MountInput{Type: "database"}},
+		{"transit", vault.MountInput{Type: "transit"}},
+		// Staff bearer-token hashes for the gateway.
+		{"secret", vault.MountInput{Type: "kv", Options: map[string]string{"version": "2"}}},
+		{"consul", vault.MountInput{Type: "consul"}},
+	}
+	for _, m := range want {
+		if _, ok := mounts[m.path+"/"]; ok {
+			continue
+		}
+		if err := p.vault.Sys().MountWithContext(c, m.path, &m.in); err != nil {
+			return fmt.Errorf("mount %s: %w", m.path, err)
+		}
+	}
+	audits, err := p.vault.Sys().ListAuditWithContext(c)
+	if err != nil {
+		return err
+	}
+	if _, ok := audits["file/"]; !ok {
+		if err := p.vault.Sys().EnableAuditWithOptionsWithContext(c, "file", &vault.EnableAuditOptions{
+			Type: "file", Options: map[string]string{"file_path": p.cfg.Vault.AuditLog},
+		}); err != nil {
+			return fmt.Errorf("audit device: %w", err)
+		}
+	}
+	p.logger.Info("vault mounts ready", "auth", "approle", "secrets", "database,transit,secret(kv-v2),consul", "audit", p.cfg.Vault.AuditLog)
+	return nil
+}
+
+// approleRoles: periodic, loopback-bound tokens carrying only the role's policy; secret_ids that live hours and
+// serve a handful of logins. order-migrate's secret_id serves exactly one login.
+func (p *Provisioner) approleRoles(ctx context.Context) error {
+	for _, name := range Roles {
+		uses := p.cfg.Approle.SecretUses
+		if name == "order-migrate" {
+			uses = 1
+		}
+		data := map[string]any{
+			"token_policies":          name,
+			"token_no_default_policy": true,
+			"token_period":            p.cfg.Approle.TokenPeriod,
+			"token_bound_cidrs":       p.cfg.Approle.Cidrs,
+			"secret_id_bound_cidrs":   p.cfg.Approle.Cidrs,
+			"secret_id_ttl":           p.cfg.Approle.SecretTTL,
+			"secret_id_num_uses":      uses,
+		}
+		if err := p.write(ctx, "auth/approle/role/"+name, data); err != nil {
+			return err
+		}
+	}
+	p.logger.Info("approle roles ready", "roles", strings.Join(Roles, ","), "token_period", p.cfg.Approle.TokenPeriod,
+		"secret_id_ttl", p.cfg.Approle.SecretTTL, "secret_id_uses", p.cfg.Approle.SecretUses)
+	return nil
+}
+
+// database configures Vault's connection to MariaDB with its own admin user. A fresh admin's password goes from
+// memory to MariaDB (over root's unix socket) and to Vault, which rotates it at once: nobody ever holds the
+// working one.
+func (p *Provisioner) database(ctx context.Context) error {
+	d := p.cfg.DB
+	cfg := map[string]any{
+		"plugin_name":              "mysql-database-plugin",
+		"connection_url":           "{{username}}:{{password}}@tcp(" + d.Addr + ")/",
+		"username":                 d.AdminUser,
+		"allowed_roles":            "order,order-migrate",
+		"root_rotation_statements": fmt.Sprintf("ALTER USER '{{username}}'@'%s' IDENTIFIED BY '{{password}}';", d.AdminHost),
+		"max_open_connections":     4,
+		"max_connection_lifetime":  "5m",
+	}
+	grants := p.adminGrants()
+	existing, err := p.read(ctx, "database/config/"+d.Connection)
+	if err != nil {
+		return err
+	}
+	if existing != nil {
+		if err := p.rootSQL(ctx, grants); err != nil {
+			return err
+		}
+		// An update merges fields, so the rotated password Vault holds stays in place.
+		if err := p.write(ctx, "database/config/"+d.Connection, cfg); err != nil {
+			return err
+		}
+		p.logger.Info("database connection up to date (admin password untouched)", "connection", d.Connection)
+	} else {
+		password, err := randomHex(32)
+		if err != nil {
+			return err
+		}
+		sql := fmt.Sprintf("CREATE USER IF NOT EXISTS '%[1]s'@'%[2]s' IDENTIFIED BY '%[3]s';\n"+
+			"ALTER USER '%[1]s'@'%[2]s' IDENTIFIED BY '%[3]s';\n%[4]s", d.AdminUser, d.AdminHost, password, grants)
+		if err := p.rootSQL(ctx, sql); err != nil {
+			return err
+		}
+		cfg["password"] = password
+		if err := p.write(ctx, "database/config/"+d.Connection, cfg); err != nil {
+			return err
+		}
+		if err := p.write(ctx, "database/rotate-root/"+d.Connection, nil); err != nil {
+			return err
+		}
+		p.logger.Info("database connection configured; admin password rotated by vault", "connection", d.Connection, "admin", d.AdminUser)
+	}
+	for _, r := range []struct{ name, creation, ttl, max string }{
+		{"order", "order-creation.sql", d.CredsTTL, d.CredsMax},
+		{"order-migrate", "order-migrate-creation.sql", d.MigrateTTL, d.MigrateMax},
+	} {
+		creation, err := os.ReadFile(filepath.Join(p.cfg.Repo, "vault", "database", r.creation))
+		if err != nil {
+			return err
+		}
+		revocation, err := os.ReadFile(filepath.Join(p.cfg.Repo, "vault", "database", "revocation.sql"))
+		if err != nil {
+			return err
+		}
+		if err := p.write(ctx, "database/roles/"+r.name, map[string]any{
+			"db_name": d.Connection, "creation_statements": string(creation), "revocation_statements": string(revocation),
+			"default_ttl": r.ttl, "max_ttl": r.max,
+		}); err != nil {
+			return err
+		}
+	}
+	p.logger.Info("database roles ready", "order", d.CredsTTL+"/"+d.CredsMax, "order-migrate", d.MigrateTTL+"/"+d.MigrateMax)
+	return nil
+}
+
+// adminGrants: the least Vault's admin needs to create, grant to and drop the roles' users on the schema only.
+func (p *Provisioner) adminGrants() string {
+	d := p.cfg.DB
+	return fmt.Sprintf("CREATE DATABASE IF NOT EXISTS `%[1]s` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;\n"+
+		"GRANT CREATE USER ON *.* TO '%[2]s'@'%[3]s';\n"+
+		"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX, DROP, REFERENCES ON `%[1]s`.* TO '%[2]s'@'%[3]s' WITH GRANT OPTION;\n",
+		d.Name, d.AdminUser, d.AdminHost)
+}
+
+// rootSQL runs statements as MariaDB's root over its unix socket, the only way root may log in. The text goes
+// on the client's stdin, so a password in it never reaches a command line.
+func (p *Provisioner) rootSQL(ctx context.Context, statements string) error {
+	if p.cfg.DB.Socket == "" {
+		return fmt.Errorf("no MariaDB socket configured (MESHCTL_DB_SOCKET): root's unix socket creates Vault's admin")
+	}
+	ctx, cancel := p.ctx(ctx)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "mariadb", "--no-defaults", "--socket="+p.cfg.DB.Socket, "--user=root", "--batch")
+	cmd.Stdin = strings.NewReader(statements)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("mariadb as root: %w: %s", err, strings.TrimSpace(out.String()))
+	}
+	return nil
+}
+
+func (p *Provisioner) transitKey(ctx context.Context) error {
+	path := "transit/keys/" + p.cfg.Transit.Key
+	existing, err := p.read(ctx, path)
+	if err != nil {
+		return err
+	}
+	if existing == nil {
+		if err := p.write(ctx, path, map[string]any{"type": "aes256-gcm96"}); err != nil {
+			return err
+		}
+	}
+	p.logger.Info("transit key ready", "key", p.cfg.Transit.Key)
+	return nil
+}
+
+func (p *Provisioner) read(ctx context.Context, path string) (*vault.Secret, error) {
+	c, cancel := p.ctx(ctx)
+	defer cancel()
+	s, err := p.vault.Logical().ReadWithContext(c, path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func (p *Provisioner) write(ctx context.Context, path string, data map[string]any) error {
+	_, err := p.writeSecret(ctx, path, data)
+	return err
+}
+
+func (p *Provisioner) writeSecret(ctx context.Context, path string, data map[string]any) (*vault.Secret, error) {
+	c, cancel := p.ctx(ctx)
+	defer cancel()
+	s, err := p.vault.Logical().WriteWithContext(c, path, data)
+	if err != nil {
+		return nil, fmt.Errorf("write %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func randomHex(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
