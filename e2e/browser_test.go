@@ -145,6 +145,11 @@ func newBrowser(t *testing.T, timeout time.Duration) context.Context {
 	t.Cleanup(cancel)
 	ctx, cancelBrowser := chromedp.NewContext(bounded)
 	t.Cleanup(cancelBrowser)
+	// Start the browser under this context now: chromedp ties the browser to the context of its first run, and
+	// a step's shorter-lived context would take the browser down with it.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start Chromium: %v", err)
+	}
 	return ctx
 }
 

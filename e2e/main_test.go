@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"testing"
 
 	"github.com/pizzajoint/mesh/internal/stacktest"
@@ -37,6 +39,15 @@ const (
 
 func TestMain(m *testing.M) {
 	stackOptions.AfterTests = scanForSecrets
+	// The database replica's port: free now, like every other port of the test stack.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	replicaPort = ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	stackOptions.Env["MYSQL_REPLICA_PORT"] = strconv.Itoa(replicaPort)
 	os.Exit(stacktest.Main(m, stackOptions, &stack))
 }
 

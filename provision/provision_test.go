@@ -1,0 +1,75 @@
+package provision
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	consul "github.com/hashicorp/consul/api"
+)
+
+// The intentions operators edit decode as `consul config write` would: default deny, gateway → order allow.
+func TestIntentionFilesDecode(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "consul", "intentions-*.hcl"))
+	if err != nil || len(files) < 2 {
+		t.Fatalf("intention files: %v %v", files, err)
+	}
+	actions := map[string]string{}
+	for _, f := range files {
+		entry, err := readConfigEntry(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		si, ok := entry.(*consul.ServiceIntentionsConfigEntry)
+		if !ok {
+			t.Fatalf("%s: %T, want service-intentions", f, entry)
+		}
+		for _, src := range si.Sources {
+			actions[src.Name+"→"+si.Name] = string(src.Action)
+		}
+	}
+	if actions["*→*"] != "deny" || actions["gateway→order"] != "allow" || len(actions) != 2 {
+		t.Errorf("intentions %v; want exactly *→* deny and gateway→order allow", actions)
+	}
+}
+
+func TestCAGeneration(t *testing.T) {
+	for path, want := range map[string]int{"connect-root/g1/": 1, "connect-root/g12/": 12, "pki/": 0, "": 0} {
+		if got := caGeneration(&consul.CAConfig{Config: map[string]any{"RootPKIPath": path}}); got != want {
+			t.Errorf("caGeneration(%q) = %d; want %d", path, got, want)
+		}
+	}
+}
+
+func TestSecretFiles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "secret")
+	if err := writeSecretFile(path, ""); err == nil {
+		t.Error("an empty secret was written")
+	}
+	if err := writeSecretFile(path, "s3cr3t"); err != nil {
+		t.Fatal(err)
+	}
+	info, err := os.Stat(path)
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v %v; want 0600", info.Mode(), err)
+	}
+	if v, err := readSecretFile(path); err != nil || v != "s3cr3t" {
+		t.Errorf("read back %q %v", v, err)
+	}
+}
+
+func TestInstanceValid(t *testing.T) {
+	for _, tt := range []struct {
+		inst Instance
+		ok   bool
+	}{
+		{Instance{Service: "order", ID: "order-1", Dir: "/x"}, true},
+		{Instance{Service: "gateway", ID: "gateway-1", Dir: "/x"}, true},
+		{Instance{Service: "intruder", ID: "i-1", Dir: "/x"}, false},
+		{Instance{Service: "order", Dir: "/x"}, false},
+	} {
+		if err := tt.inst.valid(); (err == nil) != tt.ok {
+			t.Errorf("%+v: %v", tt.inst, err)
+		}
+	}
+}
