@@ -212,7 +212,8 @@ func closedLoop(prefix string, workers int, stop chan struct{}) *loadResult {
 func storedOnce(t *testing.T, acked map[string]string, prefix string) {
 	t.Helper()
 	out := st.composeT(t, "exec", "-T", "mariadb", "mariadb", "--no-defaults", "--socket=/run/mysqld/mysqld.sock",
-		"-uroot", "-N", "-e", fmt.Sprintf("SELECT idempotency_key, id FROM pizza.orders WHERE idempotency_key LIKE '%s-%%'", prefix))
+		"-uroot", "-N", "-e", fmt.Sprintf("SELECT k.idempotency_key, COALESCE(o.id, 'missing') FROM pizza.idempotency_keys k "+
+			"LEFT JOIN pizza.orders o ON o.id = k.order_id WHERE k.idempotency_key LIKE '%s-%%'", prefix))
 	stored := map[string][]string{} // key → order IDs
 	rows := 0
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
