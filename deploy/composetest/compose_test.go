@@ -243,6 +243,9 @@ func runPrefix(name string) string { return fmt.Sprintf("%s%d", name, time.Now()
 func TestOrderCrashComesBackAndLosesNothing(t *testing.T) {
 	prefix := runPrefix("crash")
 	stop := make(chan struct{})
+	var stopOnce sync.Once
+	halt := func() { stopOnce.Do(func() { close(stop) }) }
+	defer halt() // a failing test stops its load too
 	var res *loadResult
 	done := make(chan struct{})
 	go func() { res = closedLoop(prefix, 4, stop); close(done) }()
@@ -281,7 +284,7 @@ func TestOrderCrashComesBackAndLosesNothing(t *testing.T) {
 	}
 	serving := time.Now()
 	time.Sleep(3 * time.Second)
-	close(stop)
+	halt()
 	<-done
 	outage := time.Duration(0)
 	if !res.firstFail.IsZero() {
@@ -300,18 +303,21 @@ func TestOrderCrashComesBackAndLosesNothing(t *testing.T) {
 func TestRotationUnderLoadFailsNoOrder(t *testing.T) {
 	prefix := runPrefix("rotate")
 	stop := make(chan struct{})
+	var stopOnce sync.Once
+	halt := func() { stopOnce.Do(func() { close(stop) }) }
+	defer halt() // a failing test stops its load too
 	var res *loadResult
 	done := make(chan struct{})
 	go func() { res = closedLoop(prefix, 4, stop); close(done) }()
 	time.Sleep(2 * time.Second)
 	// The runbook's database-credential rotation: every MySQL user of order is dropped.
 	if _, err := st.meshctl("rotate", "db-creds"); err != nil {
-		close(stop)
+		halt()
 		<-done
 		t.Fatal(err)
 	}
 	time.Sleep(5 * time.Second)
-	close(stop)
+	halt()
 	<-done
 	t.Logf("rotate db-creds under load: %d orders acknowledged, %d failed attempts", len(res.acked), res.failedAttempts)
 	if res.failedAttempts != 0 {
