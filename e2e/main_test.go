@@ -6,6 +6,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -36,7 +37,12 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	stackOptions.AfterTests = scanForSecrets
+	// Every service of the test stack is built with the race detector: a race anywhere under the tests'
+	// traffic and faults is a failure (checkNoDataRace), not a log line nobody reads.
+	stackOptions.GoFlags = "-race"
+	stackOptions.AfterTests = func(s *stacktest.Stack) error {
+		return errors.Join(scanForSecrets(s), checkNoDataRace(s))
+	}
 	os.Exit(stacktest.Main(m, stackOptions, &stack))
 }
 

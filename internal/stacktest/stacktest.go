@@ -34,6 +34,9 @@ import (
 type Options struct {
 	// Env adds settings for scripts/stack.sh and scripts/bootstrap.sh, e.g. DB_CREDS_TTL=5s.
 	Env map[string]string
+	// GoFlags are the go build flags of the stack's services (STACK_GOFLAGS), e.g. "-race" so that a data race
+	// anywhere in the running system shows up in its logs. Benchmarks leave it empty: -race slows code ~5×.
+	GoFlags string
 	// AfterTests runs once every test has run, while the stack is still up (e.g. to scan its logs); an
 	// error fails the run.
 	AfterTests func(*Stack) error
@@ -149,6 +152,9 @@ func Start(opts Options) (*Stack, error) {
 	)
 	for k, v := range opts.Env {
 		s.env = append(s.env, k+"="+v)
+	}
+	if opts.GoFlags != "" {
+		s.env = append(s.env, "STACK_GOFLAGS="+opts.GoFlags)
 	}
 	if out, err := s.Script(10*time.Minute, "stack.sh", "start"); err != nil {
 		return s, fmt.Errorf("stack.sh start: %w\n%s", err, out)
