@@ -219,7 +219,7 @@ func TestGatewayRestartLosesNothing(t *testing.T) {
 		t.Fatalf("first staff event %+v, want CREATED of %s", first, id)
 	}
 
-	pid, err := stack.Pid("gateway")
+	pid, err := stack.SupervisorPid("gateway")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,10 +345,19 @@ func TestThousandStreamsOnOneGateway(t *testing.T) {
 	streams := make([]*stream, clients)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	failed := 0
+	failed, retried := 0, 0
 	for i := range clients {
 		wg.Go(func() {
 			s, status := openStream(t, ctx, client, stack.GatewayURL+"/staff/api/events", bearer, 0)
+			// A burst of 1,000 opens on race-built services can outlast the gateway's 5 s call deadline: 503
+			// with Retry-After, which a board (EventSource) answers by coming back; only a second refusal counts.
+			if status == http.StatusServiceUnavailable {
+				time.Sleep(time.Second)
+				mu.Lock()
+				retried++
+				mu.Unlock()
+				s, status = openStream(t, ctx, client, stack.GatewayURL+"/staff/api/events", bearer, 0)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if status != http.StatusOK {
@@ -370,7 +379,10 @@ func TestThousandStreamsOnOneGateway(t *testing.T) {
 		}
 	}()
 	if failed > 0 {
-		t.Fatalf("%d of %d streams were refused", failed, clients)
+		t.Fatalf("%d of %d streams were refused twice", failed, clients)
+	}
+	if retried > clients/20 {
+		t.Errorf("%d of %d streams were refused once (503); want at most 5%%", retried, clients)
 	}
 	time.Sleep(time.Second) // let every stream reach the live feed
 	gwOpen, orderOpen := rss(gwPid), orders()
@@ -378,6 +390,7 @@ func TestThousandStreamsOnOneGateway(t *testing.T) {
 	id, _ := placeTracked(t)
 	start := time.Now()
 	missing := 0
+	var slowest time.Duration
 	for _, s := range streams {
 		deadline := time.After(30*time.Second - time.Since(start))
 	wait:
@@ -385,6 +398,7 @@ func TestThousandStreamsOnOneGateway(t *testing.T) {
 			select {
 			case e := <-s.events:
 				if e.OrderID == id {
+					slowest = time.Since(start) // streams are read in turn: the last one read bounds them all
 					break wait
 				}
 			case err := <-s.done:
@@ -400,7 +414,24 @@ func TestThousandStreamsOnOneGateway(t *testing.T) {
 	if missing > 0 {
 		t.Fatalf("%d of %d streams did not get the new order", missing, clients)
 	}
-	t.Logf("%d streams: all received the new order within %s; RSS gateway %.1f → %.1f MB (%.1f KB/stream), order replicas together %.1f → %.1f MB (%.1f KB/stream)",
-		clients, time.Since(start).Round(time.Millisecond), gwBefore, gwOpen, (gwOpen-gwBefore)*1024/clients,
-		orderBefore, orderOpen, (orderOpen-orderBefore)*1024/clients)
+	gwPerStream, orderPerStream := (gwOpen-gwBefore)*1024/clients, (orderOpen-orderBefore)*1024/clients
+	t.Logf("%d streams (%d opened on a second try): all received the new order within %s; RSS gateway %.1f → %.1f MB (%.1f KB/stream), order replicas together %.1f → %.1f MB (%.1f KB/stream)",
+		clients, retried, slowest.Round(time.Millisecond), gwBefore, gwOpen, gwPerStream, orderBefore, orderOpen, orderPerStream)
+	// The hub polls the log every 200 ms (cmd/order) and fans an event out to its streams in memory: the event
+	// reaches the last stream one poll after it is written plus the relay of 1,000 small writes through the
+	// mesh. streamDeliveryPolls polls covers that on two shared cores with race-built services.
+	if limit := streamDeliveryPolls * hubPollInterval; slowest > limit {
+		t.Errorf("the last stream got the event after %s; the hub's poll bounds it to %s", slowest, limit)
+	}
+	// A stream costs a goroutine or two, a TLS connection's buffers and a subscription: tens of KB, times the race
+	// detector's ~5–10× memory. Far more per stream would be a leak or an unbounded buffer.
+	if gwPerStream > maxKBPerStream || orderPerStream > maxKBPerStream {
+		t.Errorf("memory per stream: gateway %.1f KB, order %.1f KB; want below %d KB", gwPerStream, orderPerStream, maxKBPerStream)
+	}
 }
+
+const (
+	hubPollInterval     = 200 * time.Millisecond
+	streamDeliveryPolls = 25
+	maxKBPerStream      = 512
+)

@@ -18,6 +18,8 @@ import (
 type Store struct {
 	db  *sql.DB
 	pii PIICipher
+	// beforeCommit is a test-only hook (WithBeforeCommitHook): nil in service.
+	beforeCommit func(context.Context)
 }
 
 var _ order.OrderStore = (*Store)(nil)
@@ -35,6 +37,13 @@ type Option func(*Store)
 
 // WithPII encrypts customer PII with c. Without it PII is stored as given (development only).
 func WithPII(c PIICipher) Option { return func(s *Store) { s.pii = c } }
+
+// WithBeforeCommitHook runs hook inside Create's transaction, after its INSERTs and before COMMIT. Test-only:
+// the fault tests use it to hold an order's transaction open and kill the process there (cmd/order enables it
+// only when ORDER_TEST_HOLD_COMMIT_FILE is set).
+func WithBeforeCommitHook(hook func(context.Context)) Option {
+	return func(s *Store) { s.beforeCommit = hook }
+}
 
 // New returns a Store on db. The schema must be migrated (see Migrate).
 func New(db *sql.DB, opts ...Option) *Store {
@@ -79,6 +88,9 @@ func (s *Store) Create(ctx context.Context, o order.Order, idem order.Idempotenc
 		}
 		if err != nil {
 			return fmt.Errorf("insert order: %w", err)
+		}
+		if s.beforeCommit != nil {
+			s.beforeCommit(ctx)
 		}
 		return nil
 	})
