@@ -38,6 +38,9 @@ ports {
 
 log_level = "INFO"
 
+# No calls home from a local stack.
+disable_update_check = true
+
 # The built-in Connect proxy asks the agent on each new upstream connection, so a burst of streams (a thousand
 # staff boards) would pass the default of 200 concurrent HTTP connections per client address and be refused.
 limits {

@@ -52,43 +52,27 @@ func TestConsulUIShowsTheMesh(t *testing.T) {
 
 	// The UI keeps the token it logs in with in localStorage (what its login form does); the token itself was
 	// leased from Vault for this test.
-	step("log in with the read-only token", 30*time.Second,
-		chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`localStorage.setItem("consul:token", JSON.stringify({SecretID: %q}))`, token)),
-		chromedp.Navigate(ui+"/services"),
-		chromedp.WaitReady(chromedp.CSS("body")))
-	eventually(t, 30*time.Second, func() error {
-		page := text()
-		for _, want := range []string{"gateway", "order", "in service mesh with proxy"} {
-			if !strings.Contains(page, want) {
-				return fmt.Errorf("the services page lacks %q:\n%.800s", want, page)
-			}
-		}
-		return nil
-	})
-	shot("consul-ui-services.png")
+	step("log in with the read-only token", 10*time.Second,
+		chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`localStorage.setItem("consul:token", JSON.stringify({SecretID: %q}))`, token)))
 
-	step("open order's instances", 30*time.Second,
-		chromedp.Navigate(ui+"/services/order/instances"), chromedp.WaitReady(chromedp.CSS("body")))
-	eventually(t, 30*time.Second, func() error {
-		page := text()
-		for _, want := range []string{"order-1", "order-2"} {
-			if !strings.Contains(page, want) {
-				return fmt.Errorf("order's instances page lacks %q:\n%.800s", want, page)
+	// page opens a UI page and waits until its text holds every want (case-insensitive), then screenshots it.
+	page := func(path, screenshot string, wants ...string) {
+		t.Helper()
+		step("open "+path, 30*time.Second, chromedp.Navigate(ui+path), chromedp.WaitReady(chromedp.CSS("body")))
+		eventually(t, 30*time.Second, func() error {
+			got := strings.ToLower(text())
+			for _, want := range wants {
+				if !strings.Contains(got, strings.ToLower(want)) {
+					return fmt.Errorf("%s lacks %q:\n%.800s", path, want, got)
+				}
 			}
-		}
-		return nil
-	})
-	shot("consul-ui-order-instances.png")
+			return nil
+		})
+		shot(screenshot)
+	}
+	page("/services", "consul-ui-services.png", "gateway", "order", "in service mesh with proxy")
+	page("/services/order/instances", "consul-ui-order-instances.png", "order-1", "order-2", "in service mesh with proxy")
+	// Both intentions: gateway → order allow, and the default * → * deny.
+	page("/intentions", "consul-ui-intentions.png", "gateway", "allow", "all services (*)", "deny")
 
-	step("open the intentions", 30*time.Second,
-		chromedp.Navigate(ui+"/intentions"), chromedp.WaitReady(chromedp.CSS("body")))
-	eventually(t, 30*time.Second, func() error {
-		page := text()
-		if !strings.Contains(page, "gateway") || !strings.Contains(strings.ToLower(page), "deny") ||
-			!strings.Contains(strings.ToLower(page), "allow") {
-			return fmt.Errorf("the intentions page lacks gateway → order allow or * → * deny:\n%.800s", page)
-		}
-		return nil
-	})
-	shot("consul-ui-intentions.png")
 }

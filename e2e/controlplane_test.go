@@ -452,24 +452,7 @@ func TestConsulAgentRestartHeals(t *testing.T) {
 		t.Fatalf("stack.sh start after killing Consul: %v\n%s", err, out)
 	}
 	restarted := time.Now()
-	eventually(t, 30*time.Second, func() error {
-		c := consul(t)
-		for _, svc := range []string{"gateway", "order", "gateway-sidecar-proxy", "order-sidecar-proxy"} {
-			entries, _, err := c.Health().Service(svc, "", false, nil)
-			if err != nil {
-				return err
-			}
-			if len(entries) == 0 {
-				return fmt.Errorf("%s not in the catalog", svc)
-			}
-			for _, e := range entries {
-				if st := e.Checks.AggregatedStatus(); st != api.HealthPassing {
-					return fmt.Errorf("%s (%s) is %s", svc, e.Service.ID, st)
-				}
-			}
-		}
-		return nil
-	})
+	eventually(t, 30*time.Second, func() error { return meshPassing(consul(t)) })
 	healed := time.Since(restarted)
 	time.Sleep(3 * time.Second)
 	r := l.stop()

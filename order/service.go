@@ -30,7 +30,8 @@ type Service interface {
 	ChangeStatus(ctx context.Context, id string, to Status) (Order, error)
 }
 
-// OrderStore persists orders. Every method is atomic: an error means nothing was written.
+// OrderStore persists orders. Every method is atomic: an error means nothing was written. Reads see every write
+// that completed before they began (read-your-writes), also when a store serves them from a replica.
 type OrderStore interface {
 	// Create stores o with its items and its first event. If idem.Key is already taken, it stores nothing and
 	// returns ErrIdempotencyKeyTaken.

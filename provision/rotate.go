@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -41,13 +42,13 @@ func (p *Provisioner) RotateTransitKey(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	v, _ := sec.Data["latest_version"].(interface{ String() string })
-	p.logger.Info("transit key rotated", "key", p.cfg.Transit.Key, "latest_version", v)
-	var n int
-	if v != nil {
-		_, _ = fmt.Sscan(v.String(), &n)
+	v, _ := sec.Data["latest_version"].(json.Number) // vault/api decodes numbers as json.Number
+	n, err := v.Int64()
+	if err != nil {
+		return 0, fmt.Errorf("transit key %s: latest_version %q: %w", p.cfg.Transit.Key, v, err)
 	}
-	return n, nil
+	p.logger.Info("transit key rotated", "key", p.cfg.Transit.Key, "latest_version", n)
+	return int(n), nil
 }
 
 // RevokeServiceLogins revokes every token an AppRole login made: each service logs in again, with the secret_id

@@ -130,6 +130,10 @@ ensure_certs() {
 
 start_mariadb() {
   MARIADB_LOG="$LOG_DIR/mariadb.log" "$SCRIPTS_DIR/mariadb.sh" start "$STATE_DIR/mariadb" "$MYSQL_PORT"
+  if [[ "$DB_REPLICAS" != 0 ]]; then
+    MARIADB_LOG="$LOG_DIR/mariadb-replica.log" "$SCRIPTS_DIR/mariadb.sh" start-replica "$STATE_DIR/mariadb-replica" \
+      "$MYSQL_REPLICA_PORT" "$STATE_DIR/mariadb" "$MYSQL_PORT"
+  fi
 }
 
 # ---- Consul --------------------------------------------------------------------------------------------------
@@ -321,6 +325,7 @@ start_order_replica() {
     export ORDER_HTTP_ADDR="$addr" ORDER_DB_ADDR="${!db_addr_of:-127.0.0.1:$MYSQL_PORT}" ORDER_DB_NAME="${ORDER_DB_NAME:-pizza}" \
       ORDER_VAULT_ADDR="$VAULT_ADDR" ORDER_VAULT_CA_CERT="$VAULT_CACERT" ORDER_VAULT_ROLE=order ORDER_VAULT_DB_ROLE=order \
       ORDER_VAULT_ROLE_ID_FILE="$dir/role-id" ORDER_VAULT_SECRET_ID_FILE="$dir/secret-id"
+    if [[ "$DB_REPLICAS" != 0 ]]; then export ORDER_DB_REPLICA_ADDR="127.0.0.1:$MYSQL_REPLICA_PORT"; fi
     if mesh_enabled; then
       export ORDER_CONSUL_ADDR="$(consul_addr_of order)" ORDER_CONSUL_TOKEN_FILE="$dir/consul-token" ORDER_SERVICE_ID="$id"
     fi
@@ -489,6 +494,7 @@ cmd_stop() {
   for name in consul-ui consul-front-order consul-front-gateway; do stop_pidfile "$name" "$PID_DIR/$name.pid"; done
   stop_pidfile vault "$PID_DIR/vault.pid"
   stop_pidfile consul "$PID_DIR/consul.pid"
+  "$SCRIPTS_DIR/mariadb.sh" stop "$STATE_DIR/mariadb-replica"
   "$SCRIPTS_DIR/mariadb.sh" stop "$STATE_DIR/mariadb"
   for f in "$PID_DIR"/*.pid; do
     [[ -e "$f" ]] && pid_alive "$f" && die "$(basename "$f" .pid) is still running (pid $(cat "$f"))"
@@ -503,9 +509,11 @@ cmd_status() {
     name="$(basename "$f" .pid)"
     [[ -e "$f" && "$name" != "sidecar-$ORDER_SERVICE_ID" && "$name" != "sidecar-$GATEWAY_SERVICE_ID" ]] && replicas+=("$name")
   done
+  [[ "$DB_REPLICAS" == 0 ]] || replicas=(mariadb-replica "${replicas[@]}")
   for name in mariadb consul consul-front-order consul-front-gateway consul-ui vault order gateway "sidecar-$ORDER_SERVICE_ID" "sidecar-$GATEWAY_SERVICE_ID" "${replicas[@]}"; do
     f="$PID_DIR/$name.pid"
     [[ "$name" == mariadb ]] && f="$STATE_DIR/mariadb/mariadbd.pid"
+    [[ "$name" == mariadb-replica ]] && f="$STATE_DIR/mariadb-replica/mariadbd.pid"
     if pid_alive "$f"; then state="running (pid $(cat "$f"))"; else state="stopped"; rc=3; fi
     [[ -s "$PID_DIR/$name.restarts" ]] && state+=", restarts: $(cat "$PID_DIR/$name.restarts")" # supervise.sh counts them
     printf '%-24s %s\n' "$name" "$state"

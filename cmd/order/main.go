@@ -1,7 +1,11 @@
 // Command order runs the order service, or applies its database migrations.
 //
 //	order [flags] serve        serve the order API (default)
-//	order [flags] migrate      bring the schema up to date, then exit (needs DDL credentials in a file)
+//	order [flags] migrate      bring the schema up to date and maintain the partitions, then exit (needs DDL
+//	                           credentials in a file)
+//	order [flags] maintain-partitions
+//	                           add the coming months' partitions, drop expired ones, purge expired idempotency
+//	                           keys; once, or every ORDER_PARTITIONS_EVERY until stopped (DDL credentials)
 //	order [flags] rewrap-pii   rewrap stored PII data keys to the newest transit key version, then exit
 //
 // Flags go before the command (`order --help`, not `order serve --help`).
@@ -56,6 +60,19 @@ type config struct {
 		httpserver.Config
 	}
 	DB mysqlconn.Config
+	// DBReplica: reads (get one order, list) go to this replica when Addr is set; see mysqlstore.Replica.
+	DBReplica struct {
+		Addr string `conf:"help:address of a read replica of the database, host:port (empty: all reads on the primary)"`
+		mysqlstore.ReplicaConfig
+	}
+	// Partitions: the monthly partitions' maintenance (migrate, maintain-partitions), which needs DDL rights.
+	Partitions struct {
+		Ahead int `conf:"default:3,help:months after the current one whose partitions are made in advance"`
+		// RetentionMonths 0 keeps every month; N keeps the current month and N before it.
+		RetentionMonths      int           `conf:"default:0,help:months of orders kept before the current one (0: all)"`
+		IdempotencyRetention time.Duration `conf:"default:24h,help:how long an Idempotency-Key is remembered"`
+		Every                time.Duration `conf:"default:0s,help:maintain-partitions runs this often until stopped (0: once)"`
+	}
 	// DBCredentialsFile holds "user:password": for `migrate`, and for serving without Vault.
 	DBCredentialsFile string `conf:"help:file holding user:password of the database user (when not using Vault)"`
 	// Vault is used for database credentials when its role_id file is set.
@@ -119,12 +136,14 @@ func run(ctx context.Context, stderr io.Writer) error {
 	switch cmd := cfg.Args.Num(0); cmd {
 	case "migrate":
 		return migrate(ctx, cfg, logger)
+	case "maintain-partitions":
+		return maintainPartitions(ctx, cfg, logger)
 	case "rewrap-pii":
 		return rewrapPII(ctx, cfg, logger)
 	case "", "serve":
 		return serve(ctx, cfg, logger)
 	default:
-		return fmt.Errorf("unknown command %q (want serve, migrate or rewrap-pii)", cmd)
+		return fmt.Errorf("unknown command %q (want serve, migrate, maintain-partitions or rewrap-pii)", cmd)
 	}
 }
 
@@ -155,34 +174,45 @@ func rewrapPII(ctx context.Context, cfg config, logger *slog.Logger) error {
 // migrate runs with its own short-lived DDL credentials: the runtime role cannot change the schema. With Vault
 // (the order-migrate AppRole and database role) the DDL user lives minutes and is dropped when migrate gives its
 // token back; without Vault they come from a file.
+// ddlCredentials are the schema owner's credentials for migrate and maintain-partitions: a short-lived
+// order-migrate user from Vault (renewed while the command runs, revoked after), or a credentials file.
+func ddlCredentials(ctx context.Context, cfg config, command string, logger *slog.Logger) (mysqlconn.CredentialSource, func(), error) {
+	if cfg.Vault.RoleIDFile == "" {
+		if cfg.DBCredentialsFile == "" {
+			return nil, nil, errors.New(command + " needs Vault (ORDER_VAULT_ROLE_ID_FILE, ORDER_VAULT_SECRET_ID_FILE, ORDER_VAULT_DB_ROLE=order-migrate) " +
+				"or ORDER_DB_CREDENTIALS_FILE (credentials allowed to change the schema)")
+		}
+		return mysqlconn.FileCredentials{Path: cfg.DBCredentialsFile}, func() {}, nil
+	}
+	src, err := vaultcreds.New(cfg.Vault, logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() { src.Run(runCtx); close(done) }()
+	release := func() {
+		stopRun()
+		<-done
+		if err := src.Revoke(context.WithoutCancel(ctx)); err != nil {
+			logger.Warn("could not give the vault token back; the DDL user expires with its lease", "err", err)
+		}
+	}
+	if err := src.WaitReady(ctx); err != nil {
+		release()
+		return nil, nil, err
+	}
+	return src, release, nil
+}
+
 func migrate(ctx context.Context, cfg config, logger *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	var creds mysqlconn.CredentialSource = mysqlconn.FileCredentials{Path: cfg.DBCredentialsFile}
-	switch {
-	case cfg.Vault.RoleIDFile != "":
-		src, err := vaultcreds.New(cfg.Vault, logger)
-		if err != nil {
-			return err
-		}
-		runCtx, stopRun := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() { src.Run(runCtx); close(done) }()
-		defer func() {
-			stopRun()
-			<-done
-			if err := src.Revoke(context.WithoutCancel(ctx)); err != nil {
-				logger.Warn("could not give the vault token back; the DDL user expires with its lease", "err", err)
-			}
-		}()
-		if err := src.WaitReady(ctx); err != nil {
-			return err
-		}
-		creds = src
-	case cfg.DBCredentialsFile == "":
-		return errors.New("migrate needs Vault (ORDER_VAULT_ROLE_ID_FILE, ORDER_VAULT_SECRET_ID_FILE, ORDER_VAULT_DB_ROLE=order-migrate) " +
-			"or ORDER_DB_CREDENTIALS_FILE (credentials allowed to change the schema)")
+	creds, release, err := ddlCredentials(ctx, cfg, "migrate", logger)
+	if err != nil {
+		return err
 	}
+	defer release()
 	db, err := mysqlconn.Open(cfg.DB, creds)
 	if err != nil {
 		return err
@@ -193,6 +223,43 @@ func migrate(ctx context.Context, cfg config, logger *slog.Logger) error {
 		return err
 	}
 	logger.Info("schema up to date", "applied", applied)
+	// The partitioned tables need their months before the first order: the same DDL user does it now.
+	rep, err := mysqlstore.MaintainPartitions(ctx, db, time.Now(), partitionPolicy(cfg))
+	if err != nil {
+		return err
+	}
+	logger.Info("partitions maintained", "added", rep.Added, "dropped", rep.Dropped, "skipped", rep.Skipped)
+	return nil
+}
+
+func partitionPolicy(cfg config) mysqlstore.PartitionPolicy {
+	return mysqlstore.PartitionPolicy{Ahead: cfg.Partitions.Ahead, RetentionMonths: cfg.Partitions.RetentionMonths,
+		IdempotencyRetention: cfg.Partitions.IdempotencyRetention}
+}
+
+// maintainPartitions adds and drops monthly partitions with DDL credentials (the runtime role has none), once
+// or on a ticker. Several running at once is safe: one works, the others skip (a named lock).
+func maintainPartitions(ctx context.Context, cfg config, logger *slog.Logger) error {
+	creds, release, err := ddlCredentials(ctx, cfg, "maintain-partitions", logger)
+	if err != nil {
+		return err
+	}
+	defer release()
+	db, err := mysqlconn.Open(cfg.DB, creds)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if cfg.Partitions.Every > 0 {
+		mysqlstore.RunPartitionMaintenance(ctx, db, partitionPolicy(cfg), cfg.Partitions.Every, logger)
+		return nil
+	}
+	rep, err := mysqlstore.MaintainPartitions(ctx, db, time.Now(), partitionPolicy(cfg))
+	if err != nil {
+		return err
+	}
+	logger.Info("partitions maintained", "added", rep.Added, "dropped", rep.Dropped, "skipped", rep.Skipped,
+		"purged_idempotency_keys", rep.PurgedKeys)
 	return nil
 }
 
@@ -216,6 +283,11 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
 
 	hub := order.NewHub(b.store, 200*time.Millisecond, logger)
 	go hub.Run(ctx)
+	// The replica monitor uses the pools: it ends before they close (deferred above, so run after this).
+	monitorCtx, stopMonitor := context.WithCancel(ctx)
+	monitorDone := make(chan struct{})
+	go func() { b.store.MonitorReplica(monitorCtx); close(monitorDone) }()
+	defer func() { stopMonitor(); <-monitorDone }()
 	streams, endStreams := context.WithCancel(context.Background())
 	defer endStreams()
 
@@ -269,11 +341,17 @@ func openBackend(ctx context.Context, cfg config, logger *slog.Logger) (backend,
 				"(Vault), or ORDER_DB_CREDENTIALS_FILE")
 		}
 		logger.Warn("database credentials from a file and PII unencrypted: no Vault, for development only")
-		db, err := mysqlconn.Open(cfg.DB, mysqlconn.FileCredentials{Path: cfg.DBCredentialsFile})
+		src := mysqlconn.FileCredentials{Path: cfg.DBCredentialsFile}
+		db, err := mysqlconn.Open(cfg.DB, src)
 		if err != nil {
 			return backend{}, err
 		}
-		return backend{db: db, store: mysqlstore.New(db), close: func() { db.Close() }}, nil
+		replica, replicaDB, err := openReplica(cfg, src, logger)
+		if err != nil {
+			db.Close()
+			return backend{}, err
+		}
+		return backend{db: db, store: mysqlstore.New(db, replica...), close: func() { replicaDB.Close(); db.Close() }}, nil
 	}
 	src, err := vaultcreds.New(cfg.Vault, logger)
 	if err != nil {
@@ -283,9 +361,16 @@ func openBackend(ctx context.Context, cfg config, logger *slog.Logger) (backend,
 	if err != nil {
 		return backend{}, err
 	}
+	replica, replicaDB, err := openReplica(cfg, src, logger)
+	if err != nil {
+		db.Close()
+		return backend{}, err
+	}
 	// Connections must not outlive their lease: keep their lifetime below half of each new lease's TTL.
 	src.OnNewLease = func(ttl time.Duration) {
-		db.SetConnMaxLifetime(max(min(cfg.DB.ConnMaxLifetime, ttl/2), time.Second))
+		lifetime := max(min(cfg.DB.ConnMaxLifetime, ttl/2), time.Second)
+		db.SetConnMaxLifetime(lifetime)
+		replicaDB.SetConnMaxLifetime(lifetime)
 	}
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
@@ -296,10 +381,11 @@ func openBackend(ctx context.Context, cfg config, logger *slog.Logger) (backend,
 	}, cfg.PII.KeyLifetime, logger)
 	return backend{
 		db:        db,
-		store:     mysqlstore.New(db, mysqlstore.WithPII(keyring), holdCommit(cfg.Test.HoldCommitFile, logger)),
+		store:     mysqlstore.New(db, append(replica, mysqlstore.WithPII(keyring), holdCommit(cfg.Test.HoldCommitFile, logger))...),
 		checks:    []httpserver.Check{{Name: "credentials", Fn: src.Ready}},
 		waitReady: src.WaitReady,
 		close: func() {
+			replicaDB.Close()
 			db.Close()
 			stopRun()
 			<-done
@@ -308,6 +394,36 @@ func openBackend(ctx context.Context, cfg config, logger *slog.Logger) (backend,
 			}
 		},
 	}, nil
+}
+
+// openReplica opens the read replica's pool on the same credentials as the primary's (Vault's users are made
+// on the primary and replicate), with its metrics. Without a replica address it returns no option and an
+// unused pool, so callers close it alike.
+func openReplica(cfg config, src mysqlconn.CredentialSource, logger *slog.Logger) ([]mysqlstore.Option, *sql.DB, error) {
+	rcfg := cfg.DB
+	rcfg.Addr = cfg.DBReplica.Addr
+	// A dead replica host must cost a read little: it falls back to the primary after this.
+	rcfg.DialTimeout = min(rcfg.DialTimeout, cfg.DBReplica.Timeout)
+	db, err := mysqlconn.Open(rcfg, mysqlconn.WithoutRefresh(src))
+	if err != nil || cfg.DBReplica.Addr == "" {
+		return nil, db, err
+	}
+	m := mysqlstore.ReplicaMetrics{
+		Lag: kitprometheus.NewGaugeFrom(prometheus.GaugeOpts{
+			Namespace: "pizza", Subsystem: "order", Name: "db_replica_lag_seconds",
+			Help: "How far the database replica is behind the primary (heartbeat applied), as last measured.",
+		}, nil),
+		Usable: kitprometheus.NewGaugeFrom(prometheus.GaugeOpts{
+			Namespace: "pizza", Subsystem: "order", Name: "db_replica_usable",
+			Help: "1 while reads go to the database replica; 0 while they go to the primary (replica down, lagging or not replicating).",
+		}, nil),
+		Reads: kitprometheus.NewCounterFrom(prometheus.CounterOpts{
+			Namespace: "pizza", Subsystem: "order", Name: "db_reads_total",
+			Help: "Order reads by the pool that served them and why.",
+		}, []string{"pool", "reason"}),
+	}
+	logger.Info("reads go to the database replica when it has caught up", "replica", cfg.DBReplica.Addr)
+	return []mysqlstore.Option{mysqlstore.WithReplica(mysqlstore.NewReplica(db, cfg.DBReplica.ReplicaConfig, m, logger))}, db, nil
 }
 
 // register adds this instance and its sidecar to Consul (when configured); it returns how to keep them

@@ -69,17 +69,21 @@ func startPrivate() (*server, error) {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
+	srv.dir, srv.mariadbd, srv.installDB = dir, mariadbd, installDB
 	return srv, nil
 }
 
-func startIn(dir, mariadbd, installDB string) (*server, error) {
-	dataDir := filepath.Join(dir, "data")
-	userArgs := []string{}
+// userArgs are the flags mariadbd and mariadb-install-db need for the user the tests run as.
+func userArgs() []string {
 	if os.Geteuid() == 0 {
 		// mariadbd refuses to run as root unless told to; as another user the flag is not needed.
-		userArgs = append(userArgs, "--user=root")
+		return []string{"--user=root"}
 	}
+	return nil
+}
 
+// installData initialises an empty data directory under dir.
+func installData(dir, dataDir, installDB string) error {
 	installLog := filepath.Join(dir, "install.log")
 	ctx, cancel := context.WithTimeout(context.Background(), installTimeout)
 	defer cancel()
@@ -87,12 +91,20 @@ func startIn(dir, mariadbd, installDB string) (*server, error) {
 	// A private tmpdir: servers initialising at once in /tmp can delete each other's temporary tables.
 	tmpDir := filepath.Join(dir, "tmp")
 	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
-		return nil, err
+		return err
 	}
 	install := exec.CommandContext(ctx, installDB, append([]string{"--no-defaults",
-		"--datadir=" + dataDir, "--tmpdir=" + tmpDir, "--auth-root-authentication-method=normal", "--skip-test-db"}, userArgs...)...)
+		"--datadir=" + dataDir, "--tmpdir=" + tmpDir, "--auth-root-authentication-method=normal", "--skip-test-db"}, userArgs()...)...)
 	if out, err := runLogged(install, installLog); err != nil {
-		return nil, fmt.Errorf("mariadb-install-db: %v\n--- %s (tail) ---\n%s", err, installLog, out)
+		return fmt.Errorf("mariadb-install-db: %v\n--- %s (tail) ---\n%s", err, installLog, out)
+	}
+	return nil
+}
+
+func startIn(dir, mariadbd, installDB string) (*server, error) {
+	dataDir := filepath.Join(dir, "data")
+	if err := installData(dir, dataDir, installDB); err != nil {
+		return nil, err
 	}
 
 	var lastErr error
@@ -101,7 +113,7 @@ func startIn(dir, mariadbd, installDB string) (*server, error) {
 		if err != nil {
 			return nil, err
 		}
-		srv, err, retry := startMariadbd(dir, dataDir, mariadbd, port, userArgs)
+		srv, err, retry := startMariadbd(dir, dataDir, mariadbd, port)
 		if err == nil {
 			return srv, nil
 		}
@@ -114,41 +126,14 @@ func startIn(dir, mariadbd, installDB string) (*server, error) {
 }
 
 // startMariadbd starts the server and waits until root can log in. retry reports a lost port race.
-func startMariadbd(dir, dataDir, mariadbd string, port int, userArgs []string) (_ *server, _ error, retry bool) {
+func startMariadbd(dir, dataDir, mariadbd string, port int) (_ *server, _ error, retry bool) {
 	logPath := filepath.Join(dir, "mariadbd.log")
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	// A binary log with GTIDs from the first start, so a replica (NewReplica) can follow from the beginning.
+	cmd, exited, err := launch(dir, dataDir, mariadbd, port, "--server-id=1", "--log-bin="+filepath.Join(dir, "binlog"),
+		"--binlog-format=ROW", "--sync-binlog=0")
 	if err != nil {
 		return nil, err, false
-	}
-	defer logFile.Close() // the child holds its own descriptor
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	args := append([]string{
-		"--no-defaults",
-		"--datadir=" + dataDir,
-		"--tmpdir=" + filepath.Join(dir, "tmp"),
-		"--socket=" + filepath.Join(dir, "mysqld.sock"),
-		"--pid-file=" + filepath.Join(dir, "mysqld.pid"),
-		"--port=" + strconv.Itoa(port),
-		"--bind-address=127.0.0.1",
-		"--log-error=" + logPath,
-		"--skip-log-bin",
-		"--max-connections=500",
-		"--innodb-buffer-pool-size=64M",
-		// The data is thrown away after the run, so skip the fsync per commit that only buys crash safety.
-		"--innodb-flush-log-at-trx-commit=2",
-		// MariaDB defaults to latin1; MySQL 8 (compose, production) to utf8mb4. Tests must see the latter.
-		"--character-set-server=utf8mb4",
-		"--collation-server=utf8mb4_unicode_ci",
-		// DATETIME values round-trip with the driver's default loc=UTC only if the session zone is UTC too.
-		"--default-time-zone=+00:00",
-	}, userArgs...)
-	cmd := exec.Command(mariadbd, args...)
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	configureChild(cmd)
-	exited, err := startPinned(cmd)
-	if err != nil {
-		return nil, fmt.Errorf("start mariadbd: %w", err), false
 	}
 	stop := func() {
 		_ = cmd.Process.Kill() // the data is disposable, so no clean shutdown is needed
@@ -196,6 +181,44 @@ func startMariadbd(dir, dataDir, mariadbd string, port int, userArgs []string) (
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// launch starts mariadbd on dir's data with the options every private server shares, plus extra.
+func launch(dir, dataDir, mariadbd string, port int, extra ...string) (*exec.Cmd, <-chan error, error) {
+	logPath := filepath.Join(dir, "mariadbd.log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer logFile.Close() // the child holds its own descriptor
+	args := append([]string{
+		"--no-defaults",
+		"--datadir=" + dataDir,
+		"--tmpdir=" + filepath.Join(dir, "tmp"),
+		"--socket=" + filepath.Join(dir, "mysqld.sock"),
+		"--pid-file=" + filepath.Join(dir, "mysqld.pid"),
+		"--port=" + strconv.Itoa(port),
+		"--bind-address=127.0.0.1",
+		"--log-error=" + logPath,
+		"--max-connections=500",
+		"--innodb-buffer-pool-size=64M",
+		// The data is thrown away after the run, so skip the fsync per commit that only buys crash safety.
+		"--innodb-flush-log-at-trx-commit=2",
+		// MariaDB defaults to latin1; MySQL 8 (compose, production) to utf8mb4. Tests must see the latter.
+		"--character-set-server=utf8mb4",
+		"--collation-server=utf8mb4_unicode_ci",
+		// DATETIME values round-trip with the driver's default loc=UTC only if the session zone is UTC too.
+		"--default-time-zone=+00:00",
+	}, userArgs()...)
+	cmd := exec.Command(mariadbd, append(args, extra...)...)
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	configureChild(cmd)
+	exited, err := startPinned(cmd)
+	if err != nil {
+		return nil, nil, fmt.Errorf("start mariadbd: %w", err)
+	}
+	return cmd, exited, nil
 }
 
 // secure drops the anonymous users (they shadow 'x'@'%' logins over 127.0.0.1) and gives root a random password,

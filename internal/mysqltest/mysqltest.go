@@ -55,6 +55,9 @@ type server struct {
 	admin    *sql.DB       // root pool without a default database, for CREATE/DROP DATABASE and users
 	adminCfg *mysql.Config // root config; DSNs for databases are derived from a clone
 	stop     func()        // nil for a server this package did not start
+
+	// Set for a private server only: what NewReplica needs to start a second mariadbd beside it.
+	dir, mariadbd, installDB string
 }
 
 // Run runs the tests of m and then stops the private mariadbd (if one was started) and removes its files. It
@@ -63,6 +66,7 @@ func Run(m *testing.M) int {
 	running.Store(true)
 	code := m.Run()
 	running.Store(false)
+	stopReplica()
 	if shared != nil {
 		_ = shared.admin.Close()
 		if shared.stop != nil {

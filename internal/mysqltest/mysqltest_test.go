@@ -290,7 +290,7 @@ func TestStartMariadbd_failureShowsLogTail(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			srv, err, retry := startMariadbd(dir, filepath.Join(dir, "data"), fake, port, nil)
+			srv, err, retry := startMariadbd(dir, filepath.Join(dir, "data"), fake, port)
 			if srv != nil || err == nil {
 				t.Fatalf("startMariadbd succeeded with a failing server")
 			}

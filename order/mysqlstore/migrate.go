@@ -15,7 +15,11 @@ var migrations embed.FS
 
 // Migrate brings the schema up to date. Run it with the migration credentials: the runtime role cannot
 // change the schema, on purpose.
-func Migrate(ctx context.Context, db *sql.DB) ([]string, error) {
+// After it, run MaintainPartitions: the partitioned tables start with one catch-all partition.
+func Migrate(ctx context.Context, db *sql.DB) ([]string, error) { return migrateTo(ctx, db, 0) }
+
+// migrateTo applies migrations up to version (0: all).
+func migrateTo(ctx context.Context, db *sql.DB, version int64) ([]string, error) {
 	fsys, err := fs.Sub(migrations, "migrations")
 	if err != nil {
 		return nil, err
@@ -24,7 +28,12 @@ func Migrate(ctx context.Context, db *sql.DB) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("migrations: %w", err)
 	}
-	results, err := p.Up(ctx)
+	var results []*goose.MigrationResult
+	if version > 0 {
+		results, err = p.UpTo(ctx, version)
+	} else {
+		results, err = p.Up(ctx)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("migrate up: %w", err)
 	}

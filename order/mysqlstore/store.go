@@ -1,23 +1,28 @@
-// Package mysqlstore keeps orders in MySQL 8 or MariaDB 10.11. Every write is one transaction, so an error
-// never leaves a partial order behind.
+// Package mysqlstore keeps orders in MariaDB 10.11 (what the tests run; MySQL 8 is untested since the
+// replica's read-your-writes uses MariaDB's GTID functions). Every write is one transaction, so an error never
+// leaves a partial order behind. Orders, items and events are partitioned by month (see MaintainPartitions).
 package mysqlstore
 
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/oklog/ulid/v2"
 	"github.com/pizzajoint/mesh/order"
 )
 
-// Store is an order.OrderStore on MySQL.
+// Store is an order.OrderStore on MySQL. Writes, idempotency look-ups and the event log use the primary (db);
+// Get and List go to the replica when one is configured (see Replica).
 type Store struct {
-	db  *sql.DB
-	pii PIICipher
+	db      *sql.DB
+	replica *Replica
+	pii     PIICipher
 	// beforeCommit is a test-only hook (WithBeforeCommitHook): nil in service.
 	beforeCommit func(context.Context)
 }
@@ -45,7 +50,9 @@ func WithBeforeCommitHook(hook func(context.Context)) Option {
 	return func(s *Store) { s.beforeCommit = hook }
 }
 
-// New returns a Store on db. The schema must be migrated (see Migrate).
+// New returns a Store on db (the primary). The schema must be migrated (see Migrate). Its pools must allow
+// multi-statement batches with client-side interpolation, as mysqlconn.Open's do: a write and a Get are
+// each one batch.
 func New(db *sql.DB, opts ...Option) *Store {
 	s := &Store{db: db}
 	for _, o := range opts {
@@ -56,92 +63,247 @@ func New(db *sql.DB, opts ...Option) *Store {
 
 const orderColumns = `id, status, customer_name, customer_phone, customer_address, pii_key, tracking_token, total_cents, created_at, updated_at`
 
-// Create stores the order, its items and its CREATED event in one transaction.
+// createdRange is the creation time an order ID allows: a ULID starts with its creation time in ms, and the
+// service stamps created_at in that same millisecond (rounded to the microsecond, so the end is inclusive).
+// Adding it to a lookup by ID lets MySQL prune every partition but one.
+func createdRange(id string) (from, to time.Time, ok bool) {
+	u, err := ulid.ParseStrict(id)
+	if err != nil {
+		return time.Time{}, time.Time{}, false
+	}
+	from = time.UnixMilli(int64(u.Time())).UTC()
+	return from, from.Add(time.Millisecond), true
+}
+
+// Create stores the idempotency key, the order, its items and its CREATED event in one transaction and one
+// round trip: BEGIN, the INSERTs and COMMIT go as one multi-statement batch (see execBatch). The key goes
+// first, so a taken key stops the batch before anything else is written.
 func (s *Store) Create(ctx context.Context, o order.Order, idem order.Idempotency) error {
 	// Sealed before the transaction: no outside call while rows are locked.
 	sealed, key, err := s.seal(ctx, o)
 	if err != nil {
 		return err
 	}
-	// The three INSERTs travel as one multi-statement batch: one round trip instead of three (with BEGIN and
-	// COMMIT, three per order instead of five). MySQL stops at the first failing statement and the
-	// transaction is rolled back, so a batch is still all or nothing.
+	q, args := createBatch(o, sealed, key, idem)
+	if s.beforeCommit != nil {
+		q = strings.TrimSuffix(q, "; COMMIT") // test-only: COMMIT goes on its own, after the hook
+	}
+	for range maxAttempts {
+		if err = s.execBatch(ctx, q, args, s.beforeCommit); !isDeadlock(err) {
+			break
+		}
+	}
+	if isDuplicate(err, "idempotency_keys_key") {
+		return order.ErrIdempotencyKeyTaken
+	}
+	if err != nil {
+		return fmt.Errorf("insert order: %w", err)
+	}
+	return nil
+}
+
+// createBatch is the order's transaction as one multi-statement text: BEGIN; the INSERTs; COMMIT.
+func createBatch(o order.Order, sealed []string, key any, idem order.Idempotency) (string, []any) {
 	q := strings.Builder{}
-	q.WriteString(`INSERT INTO orders (` + orderColumns + `, idempotency_key, request_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);`)
-	args := make([]any, 0, 12+6*len(o.Items)+3)
+	args := make([]any, 0, 15+7*len(o.Items)+4)
+	q.WriteString(`BEGIN;`)
+	if idem.Key != "" {
+		q.WriteString(` INSERT INTO idempotency_keys (idempotency_key, request_hash, order_id, order_created_at, created_at) VALUES (?, ?, ?, ?, ?);`)
+		args = append(args, idem.Key, idem.RequestHash, o.ID, o.CreatedAt, o.CreatedAt)
+	}
+	q.WriteString(` INSERT INTO orders (` + orderColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?);`)
 	args = append(args, o.ID, o.Status, o.Customer.Name, sealed[0], sealed[1], key, sealed[2], o.TotalCents,
-		o.CreatedAt, o.UpdatedAt, nullIfEmpty(idem.Key), idem.RequestHash) // a nil hash is NULL
-	q.WriteString(` INSERT INTO order_items (order_id, line, pizza, size, quantity, unit_price_cents) VALUES `)
+		o.CreatedAt, o.UpdatedAt)
+	q.WriteString(` INSERT INTO order_items (order_id, order_created_at, line, pizza, size, quantity, unit_price_cents) VALUES `)
 	for i, it := range o.Items {
 		if i > 0 {
 			q.WriteString(", ")
 		}
-		q.WriteString("(?, ?, ?, ?, ?, ?)")
-		args = append(args, o.ID, i, it.Pizza, it.Size, it.Quantity, it.UnitPriceCents)
+		q.WriteString("(?, ?, ?, ?, ?, ?, ?)")
+		args = append(args, o.ID, o.CreatedAt, i, it.Pizza, it.Size, it.Quantity, it.UnitPriceCents)
 	}
-	q.WriteString(`; INSERT INTO order_events (order_id, status, created_at) VALUES (?, ?, ?)`)
-	args = append(args, o.ID, o.Status, o.CreatedAt)
-	return s.inTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, q.String(), args...)
-		if isDuplicate(err, "orders_idempotency_key") {
-			return order.ErrIdempotencyKeyTaken
-		}
-		if err != nil {
-			return fmt.Errorf("insert order: %w", err)
-		}
-		if s.beforeCommit != nil {
-			s.beforeCommit(ctx)
-		}
-		return nil
-	})
+	q.WriteString(`; INSERT INTO order_events (order_id, order_created_at, status, created_at) VALUES (?, ?, ?, ?); COMMIT`)
+	args = append(args, o.ID, o.CreatedAt, o.Status, o.CreatedAt)
+	return q.String(), args
 }
 
-// OrderByIdempotencyKey returns the order created under key and its request hash.
+// execBatch runs a BEGIN; …; COMMIT batch in one round trip on one connection. The server runs the statements
+// in order and stops at the first error, which leaves the transaction open: it is rolled back here (a second
+// round trip, on errors only), and a connection whose ROLLBACK fails is discarded, so the server rolls back
+// when it closes. Either way nothing of a failed batch is ever committed.
+// beforeCommit, when not nil (a test-only hook), runs after a batch sent without its COMMIT, and COMMIT follows.
+func (s *Store) execBatch(ctx context.Context, q string, args []any, beforeCommit func(context.Context)) error {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		// No connection to be had (database away, login refused): the caller may retry.
+		return fmt.Errorf("%w: connect: %w", order.ErrUnavailable, err)
+	}
+	defer conn.Close()
+	_, err = conn.ExecContext(ctx, q, args...)
+	if err == nil && beforeCommit != nil {
+		beforeCommit(ctx)
+		_, err = conn.ExecContext(ctx, `COMMIT`)
+	}
+	if err == nil {
+		return nil
+	}
+	if _, rbErr := conn.ExecContext(context.WithoutCancel(ctx), `ROLLBACK`); rbErr != nil {
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+	}
+	return err
+}
+
+// OrderByIdempotencyKey returns the order created under key and its request hash, from the primary: it is part
+// of a write (the replay of a retried POST).
 func (s *Store) OrderByIdempotencyKey(ctx context.Context, key string) (order.Order, []byte, error) {
 	var (
-		id   string
-		hash []byte
+		id      string
+		created time.Time
+		hash    []byte
 	)
-	err := s.db.QueryRowContext(ctx, `SELECT id, request_hash FROM orders WHERE idempotency_key = ?`, key).Scan(&id, &hash)
+	err := s.db.QueryRowContext(ctx, `SELECT order_id, order_created_at, request_hash FROM idempotency_keys WHERE idempotency_key = ?`, key).
+		Scan(&id, &created, &hash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return order.Order{}, nil, order.ErrNotFound
 	}
 	if err != nil {
 		return order.Order{}, nil, fmt.Errorf("%w: find idempotency key: %w", order.ErrUnavailable, err)
 	}
-	o, err := s.Get(ctx, id)
-	return o, hash, err
+	orders, err := s.fetch(ctx, s.db, `SELECT `+orderColumns+` FROM orders WHERE id = ? AND created_at = ?`, id, created)
+	if err != nil {
+		return order.Order{}, nil, err
+	}
+	if len(orders) == 0 {
+		return order.Order{}, nil, order.ErrNotFound
+	}
+	if err := s.openAll(ctx, orders); err != nil {
+		return order.Order{}, nil, err
+	}
+	return orders[0].Order, hash, nil
 }
 
-// Get returns one order with its items.
+// getOrderQuery names the order's month through its ID's time, so one partition is read.
+const getOrderQuery = `SELECT ` + orderColumns + ` FROM orders WHERE id = ? AND created_at BETWEEN ? AND ?`
+
+// getItemsQuery reads one order's items, in its month's partition too.
+const getItemsQuery = `SELECT order_id, pizza, size, quantity, unit_price_cents FROM order_items
+	WHERE order_id = ? AND order_created_at BETWEEN ? AND ? ORDER BY line`
+
+// fetchOne reads one order and its items in one round trip (a multi-statement batch with two result sets).
+// With pos set, the batch first has the replica wait for that position; if it did not get there in maxWait,
+// the rows that follow may be stale and are dropped (caughtUp false).
+func fetchOne(ctx context.Context, db *sql.DB, id string, from, to time.Time, pos string, maxWait time.Duration) (
+	orders []sealedOrder, caughtUp bool, err error) {
+	q, args := getOrderQuery+`; `+getItemsQuery, []any{id, from, to, id, from, to}
+	if pos != "" {
+		q, args = `SELECT MASTER_GTID_WAIT(?, ?); `+q, append([]any{pos, maxWait.Seconds()}, args...)
+	}
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: query order: %w", order.ErrUnavailable, err)
+	}
+	defer rows.Close()
+	if pos != "" {
+		var reached sql.NullInt64
+		if rows.Next() {
+			err = rows.Scan(&reached)
+		}
+		if err != nil || !reached.Valid || reached.Int64 != 0 || !rows.NextResultSet() {
+			return nil, false, errors.Join(err, rows.Err())
+		}
+	}
+	for rows.Next() {
+		var o sealedOrder
+		if err := scanOrder(rows, &o); err != nil {
+			return nil, false, err
+		}
+		orders = append(orders, o)
+	}
+	if !rows.NextResultSet() {
+		return nil, false, fmt.Errorf("read order: %w", errors.Join(rows.Err(), errors.New("no items result")))
+	}
+	for rows.Next() {
+		var (
+			oid string
+			it  order.Item
+		)
+		if err := rows.Scan(&oid, &it.Pizza, &it.Size, &it.Quantity, &it.UnitPriceCents); err != nil {
+			return nil, false, fmt.Errorf("scan item: %w", err)
+		}
+		if len(orders) == 1 {
+			orders[0].Items = append(orders[0].Items, it)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, fmt.Errorf("read order: %w", err)
+	}
+	return orders, true, nil
+}
+
+// Get returns one order with its items, from the replica when it has caught up (see Replica).
 func (s *Store) Get(ctx context.Context, id string) (order.Order, error) {
-	orders, err := s.query(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = ?`, id)
+	from, to, ok := createdRange(id)
+	if !ok {
+		return order.Order{}, order.ErrNotFound
+	}
+	var orders []sealedOrder
+	err := s.read(ctx, func(ctx context.Context, db *sql.DB, pos string, maxWait time.Duration) (bool, error) {
+		var (
+			caughtUp bool
+			err      error
+		)
+		orders, caughtUp, err = fetchOne(ctx, db, id, from, to, pos, maxWait)
+		return caughtUp, err
+	})
 	if err != nil {
 		return order.Order{}, err
 	}
 	if len(orders) == 0 {
 		return order.Order{}, order.ErrNotFound
 	}
-	return orders[0], nil
+	if err := s.openAll(ctx, orders); err != nil {
+		return order.Order{}, err
+	}
+	return orders[0].Order, nil
 }
 
-// List returns a page of orders, oldest first, after the cursor.
+// List returns a page of orders, oldest first, after the cursor, from the replica when it has caught up.
 func (s *Store) List(ctx context.Context, f order.ListFilter) (order.Page, error) {
 	q := `SELECT ` + orderColumns + ` FROM orders WHERE id > ?`
 	args := []any{f.After}
+	if from, _, ok := createdRange(f.After); ok {
+		q += ` AND created_at >= ?` // IDs after the cursor were made no earlier: older months are skipped
+		args = append(args, from)
+	}
 	if f.Status != "" {
 		q += ` AND status = ?`
 		args = append(args, f.Status)
 	}
 	q += ` ORDER BY id LIMIT ?`
 	args = append(args, f.Limit+1) // one more tells whether there is a next page
-	orders, err := s.query(ctx, q, args...)
+	var orders []sealedOrder
+	err := s.read(ctx, func(ctx context.Context, db *sql.DB, pos string, maxWait time.Duration) (bool, error) {
+		if pos != "" {
+			if caughtUp, err := waitFor(ctx, db, pos, maxWait); !caughtUp || err != nil {
+				return false, err
+			}
+		}
+		var err error
+		orders, err = s.fetch(ctx, db, q, args...)
+		return true, err
+	})
 	if err != nil {
 		return order.Page{}, err
 	}
-	p := order.Page{Orders: orders}
-	if len(orders) > f.Limit {
-		p.Orders = orders[:f.Limit]
+	if err := s.openAll(ctx, orders); err != nil {
+		return order.Page{}, err
+	}
+	p := order.Page{Orders: make([]order.Order, 0, len(orders))}
+	for _, o := range orders {
+		p.Orders = append(p.Orders, o.Order)
+	}
+	if len(p.Orders) > f.Limit {
+		p.Orders = p.Orders[:f.Limit]
 		p.NextCursor = p.Orders[f.Limit-1].ID
 	}
 	return p, nil
@@ -150,14 +312,18 @@ func (s *Store) List(ctx context.Context, f order.ListFilter) (order.Page, error
 // Transition changes the status if the current one is among from, and appends the event, atomically. The
 // status guard in the UPDATE makes concurrent changes safe without a lock read.
 func (s *Store) Transition(ctx context.Context, id string, from []order.Status, to order.Status, at time.Time) error {
+	lo, hi, ok := createdRange(id)
+	if !ok {
+		return order.ErrNotFound
+	}
 	return s.inTx(ctx, func(tx *sql.Tx) error {
-		args := []any{to, at, id}
+		args := []any{to, at, id, lo, hi}
 		for _, f := range from {
 			args = append(args, f)
 		}
 		res, err := tx.ExecContext(ctx,
-			`UPDATE orders SET status = ?, updated_at = ? WHERE id = ? AND status IN (?`+strings.Repeat(", ?", len(from)-1)+`)`,
-			args...)
+			`UPDATE orders SET status = ?, updated_at = ? WHERE id = ? AND created_at BETWEEN ? AND ? AND status IN (?`+
+				strings.Repeat(", ?", len(from)-1)+`)`, args...)
 		if err != nil {
 			return fmt.Errorf("update status: %w", err)
 		}
@@ -165,7 +331,7 @@ func (s *Store) Transition(ctx context.Context, id string, from []order.Status, 
 			return err
 		} else if n == 0 {
 			var current order.Status
-			err := tx.QueryRowContext(ctx, `SELECT status FROM orders WHERE id = ?`, id).Scan(&current)
+			err := tx.QueryRowContext(ctx, `SELECT status FROM orders WHERE id = ? AND created_at BETWEEN ? AND ?`, id, lo, hi).Scan(&current)
 			if errors.Is(err, sql.ErrNoRows) {
 				return order.ErrNotFound
 			}
@@ -174,40 +340,37 @@ func (s *Store) Transition(ctx context.Context, id string, from []order.Status, 
 			}
 			return &order.IllegalTransitionError{From: current, To: to}
 		}
-		return appendEvent(ctx, tx, id, to, at)
+		// The event takes its order's creation time (its partition) from the row just updated.
+		_, err = tx.ExecContext(ctx, `INSERT INTO order_events (order_id, order_created_at, status, created_at)
+			SELECT id, created_at, ?, ? FROM orders WHERE id = ? AND created_at BETWEEN ? AND ?`, to, at, id, lo, hi)
+		if err != nil {
+			return fmt.Errorf("insert event: %w", err)
+		}
+		return nil
 	})
 }
 
-func appendEvent(ctx context.Context, tx *sql.Tx, id string, status order.Status, at time.Time) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO order_events (order_id, status, created_at) VALUES (?, ?, ?)`, id, status, at)
-	if err != nil {
-		return fmt.Errorf("insert event: %w", err)
-	}
-	return nil
+// sealedOrder is an order as read, before its PII is opened: opening may call Vault, which must not be
+// mistaken for a replica failure or happen while a database connection is held.
+type sealedOrder struct {
+	order.Order
+	key sql.NullString
 }
 
-// query reads orders and then their items in one more round trip.
-func (s *Store) query(ctx context.Context, q string, args ...any) ([]order.Order, error) {
-	rows, err := s.db.QueryContext(ctx, q, args...)
+// fetch reads orders and then their items in one more round trip, on db (primary or replica).
+func (s *Store) fetch(ctx context.Context, db *sql.DB, q string, args ...any) ([]sealedOrder, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: query orders: %w", order.ErrUnavailable, err)
 	}
 	defer rows.Close()
 	var (
-		orders []order.Order
+		orders []sealedOrder
 		index  = map[string]int{}
 	)
 	for rows.Next() {
-		var (
-			o        order.Order
-			key, tok sql.NullString
-		)
-		if err := rows.Scan(&o.ID, &o.Status, &o.Customer.Name, &o.Customer.Phone, &o.Customer.Address, &key, &tok,
-			&o.TotalCents, &o.CreatedAt, &o.UpdatedAt); err != nil {
-			return nil, fmt.Errorf("scan order: %w", err)
-		}
-		o.TrackingToken = tok.String
-		if err := s.open(ctx, &o, key); err != nil {
+		var o sealedOrder
+		if err := scanOrder(rows, &o); err != nil {
 			return nil, err
 		}
 		index[o.ID] = len(orders)
@@ -219,13 +382,16 @@ func (s *Store) query(ctx context.Context, q string, args ...any) ([]order.Order
 	if len(orders) == 0 {
 		return nil, nil
 	}
-	ids := make([]any, 0, len(orders))
+	args = make([]any, 0, len(orders)+2)
+	oldest, newest := orders[0].CreatedAt, orders[0].CreatedAt
 	for _, o := range orders {
-		ids = append(ids, o.ID)
+		args = append(args, o.ID)
+		oldest, newest = minTime(oldest, o.CreatedAt), maxTime(newest, o.CreatedAt)
 	}
-	items, err := s.db.QueryContext(ctx,
+	args = append(args, oldest, newest)
+	items, err := db.QueryContext(ctx,
 		`SELECT order_id, pizza, size, quantity, unit_price_cents FROM order_items WHERE order_id IN (?`+
-			strings.Repeat(", ?", len(ids)-1)+`) ORDER BY order_id, line`, ids...)
+			strings.Repeat(", ?", len(orders)-1)+`) AND order_created_at BETWEEN ? AND ? ORDER BY order_id, line`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("query items: %w", err)
 	}
@@ -245,6 +411,41 @@ func (s *Store) query(ctx context.Context, q string, args ...any) ([]order.Order
 		return nil, fmt.Errorf("read items: %w", err)
 	}
 	return orders, nil
+}
+
+// scanOrder reads one row of orderColumns.
+func scanOrder(rows *sql.Rows, o *sealedOrder) error {
+	var tok sql.NullString
+	if err := rows.Scan(&o.ID, &o.Status, &o.Customer.Name, &o.Customer.Phone, &o.Customer.Address, &o.key, &tok,
+		&o.TotalCents, &o.CreatedAt, &o.UpdatedAt); err != nil {
+		return fmt.Errorf("scan order: %w", err)
+	}
+	o.TrackingToken = tok.String
+	return nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// openAll opens the PII of every order read.
+func (s *Store) openAll(ctx context.Context, orders []sealedOrder) error {
+	for i := range orders {
+		if err := s.open(ctx, &orders[i].Order, orders[i].key); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // seal encrypts the order's PII and tracking token (in that order), bound to its ID so a value cannot be moved
@@ -367,13 +568,6 @@ func (s *Store) tryTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return nil
 }
 
-func nullIfEmpty(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
-}
-
 // MySQL error numbers this store reacts to.
 const (
 	errDuplicateEntry = 1062
@@ -382,7 +576,7 @@ const (
 
 func isDuplicate(err error, key string) bool {
 	var me *mysql.MySQLError
-	// MySQL 8 names the key "orders.orders_idempotency_key", MariaDB "orders_idempotency_key".
+	// MySQL 8 names the key "idempotency_keys.idempotency_keys_key", MariaDB "idempotency_keys_key".
 	return errors.As(err, &me) && me.Number == errDuplicateEntry && strings.Contains(me.Message, key)
 }
 
@@ -404,6 +598,10 @@ func (s *Store) Events(ctx context.Context, q order.EventQuery) ([]order.Event, 
 	if q.OrderID != "" {
 		query += ` AND order_id = ?`
 		args = append(args, q.OrderID)
+		if from, to, ok := createdRange(q.OrderID); ok {
+			query += ` AND order_created_at BETWEEN ? AND ?` // one order's events live in its month
+			args = append(args, from, to)
+		}
 	}
 	query += ` ORDER BY id LIMIT ?`
 	args = append(args, q.Limit)

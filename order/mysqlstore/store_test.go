@@ -28,11 +28,15 @@ type fixture struct {
 	store *mysqlstore.Store
 	svc   order.Service
 	root  *sql.DB // for assertions only
+	mig   *sql.DB // the migration role: DDL, partition maintenance
+	db    *mysqltest.DB
+	// the runtime role's credentials, for a second pool (the replica's)
+	user, pass string
 }
 
 // newFixture migrates a fresh database with a DDL user and opens the store as a least-privilege user, as in
 // production: the runtime role never owns the schema.
-func newFixture(t *testing.T, opts ...mysqlstore.Option) fixture {
+func newFixture(t testing.TB, opts ...mysqlstore.Option) fixture {
 	t.Helper()
 	db := mysqltest.NewDatabase(t)
 	root := db.Open(t)
@@ -47,16 +51,26 @@ func newFixture(t *testing.T, opts ...mysqlstore.Option) fixture {
 	if len(applied) == 0 {
 		t.Fatal("migrate applied nothing on an empty database")
 	}
+	// As `order migrate` does: the monthly partitions right after the schema.
+	if _, err := mysqlstore.MaintainPartitions(ctx, mig, time.Now(), mysqlstore.DefaultPartitionPolicy); err != nil {
+		t.Fatalf("partitions: %v", err)
+	}
 
 	user, pass := db.CreateUser(t, runtimeGrants)
 	store := mysqlstore.New(open(t, db, user, pass), opts...)
-	return fixture{store: store, svc: order.NewService(store, order.DefaultMenu), root: root}
+	return fixture{store: store, svc: order.NewService(store, order.DefaultMenu), root: root, mig: mig, db: db, user: user, pass: pass}
 }
 
-func open(t *testing.T, db *mysqltest.DB, user, pass string) *sql.DB {
+func open(t testing.TB, db *mysqltest.DB, user, pass string) *sql.DB {
+	t.Helper()
+	return openAt(t, db.Addr, db.Name, user, pass)
+}
+
+// openAt opens a pool as the order service does (mysqlconn), on the server at addr.
+func openAt(t testing.TB, addr, name, user, pass string) *sql.DB {
 	t.Helper()
 	pool, err := mysqlconn.Open(mysqlconn.Config{
-		Addr: db.Addr, Name: db.Name, MaxOpen: 64, MaxIdle: 64, ConnMaxLifetime: time.Minute,
+		Addr: addr, Name: name, MaxOpen: 64, MaxIdle: 64, ConnMaxLifetime: time.Minute,
 		DialTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
 	}, mysqlconn.Static{Username: user, Password: pass})
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -47,7 +48,8 @@ type Registrar struct {
 	client *api.Client
 	inst   Instance
 	logger *slog.Logger
-	// registeredWith is the token of the last successful registration (only Run's goroutine and Register use it).
+	mu     sync.Mutex
+	// registeredWith is the token of the last successful registration.
 	registeredWith string
 }
 
@@ -131,7 +133,9 @@ func (r *Registrar) Register(ctx context.Context) error {
 	if err := r.client.Agent().ServiceRegisterOpts(r.Registration(), opts); err != nil {
 		return fmt.Errorf("register %s with consul: %w", r.inst.ID, err)
 	}
+	r.mu.Lock()
 	r.registeredWith = token
+	r.mu.Unlock()
 	r.logger.Info("registered with consul", "name", r.inst.Name, "upstreams", len(r.inst.Upstreams))
 	return nil
 }
@@ -169,7 +173,10 @@ func (r *Registrar) heal(ctx context.Context, timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
-	if token != r.registeredWith {
+	r.mu.Lock()
+	changed := token != r.registeredWith
+	r.mu.Unlock()
+	if changed {
 		r.logger.Info("consul token changed; registering again with the new one")
 		return r.Register(ctx)
 	}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -103,8 +104,12 @@ func AccessLog(logger *slog.Logger, requestID func(context.Context) string, next
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(sw, r)
 		level := slog.LevelInfo
-		if sw.status >= 500 {
+		switch {
+		case sw.status >= 500:
 			level = slog.LevelWarn
+		case strings.HasPrefix(r.URL.Path, "/health/"):
+			// Consul and the scripts probe every second or two: at INFO the access log would be mostly probes.
+			level = slog.LevelDebug
 		}
 		logger.LogAttrs(r.Context(), level, "http request",
 			slog.String("method", r.Method),

@@ -301,3 +301,26 @@ func TestServeLoopback(t *testing.T) {
 		}
 	})
 }
+
+// Probes of /health/ are logged at DEBUG (they come every second or two), other requests at INFO, and any 5xx
+// at WARN, a failing probe included.
+func TestAccessLogLevels(t *testing.T) {
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h := AccessLog(logger, func(context.Context) string { return "rid" }, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("fail") != "" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	for _, tt := range []struct{ url, level string }{
+		{"/health/readyz", "DEBUG"},
+		{"/health/readyz?fail=1", "WARN"},
+		{"/menu", "INFO"},
+	} {
+		buf.Reset()
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", tt.url, nil))
+		if !strings.Contains(buf.String(), `"level":"`+tt.level+`"`) {
+			t.Errorf("%s logged as %s; want %s", tt.url, buf.String(), tt.level)
+		}
+	}
+}

@@ -153,3 +153,10 @@ type Static Credentials
 
 // Credentials returns the fixed credentials.
 func (s Static) Credentials(context.Context) (Credentials, error) { return Credentials(s), nil }
+
+// WithoutRefresh hides src's Refresher, for a pool on a replica: a login the replica refuses may be a user
+// that has not replicated yet (lag), not a revoked one, and must not make the source fetch new credentials.
+// The primary's pool notices revocations.
+func WithoutRefresh(src CredentialSource) CredentialSource { return noRefresh{src} }
+
+type noRefresh struct{ CredentialSource }

@@ -1,0 +1,172 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// replicaPort is the database replica's port in the test stack (MYSQL_REPLICA_PORT).
+var replicaPort int
+
+// replicaScript runs scripts/mariadb.sh on the stack's database replica, SQL on stdin.
+func replicaScript(t *testing.T, stdin string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(stack.Root, "scripts", "mariadb.sh"), args...)
+	cmd.Env = append(stack.Env(), "MARIADB_LOG="+filepath.Join(stack.Dir, "logs", "mariadb-replica.log"))
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("mariadb.sh %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+func replicaSQL(t *testing.T, sqlText string) string {
+	return replicaScript(t, sqlText, "sql", filepath.Join(stack.Dir, "mariadb-replica"), "-N")
+}
+
+func replicaSelects(t *testing.T) int64 {
+	out := strings.Fields(replicaSQL(t, "SHOW GLOBAL STATUS LIKE 'Com_select'"))
+	n, err := strconv.ParseInt(out[len(out)-1], 10, 64)
+	if err != nil {
+		t.Fatalf("Com_select: %q", out)
+	}
+	return n
+}
+
+// trackOrder GETs the order as its customer does.
+func trackOrder(p placed) (int, string, error) {
+	req, _ := http.NewRequest("GET", stack.GatewayURL+"/pizza/"+p.ID, nil)
+	req.Header.Set("X-Tracking-Token", p.TrackingToken)
+	resp, err := stack.HTTP.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	var got placed
+	if resp.StatusCode == http.StatusOK {
+		err = decodeJSON(resp, &got)
+	}
+	return resp.StatusCode, got.Status, err
+}
+
+// Through the whole mesh: customers' GETs are served by the database replica, and one right after the POST
+// never misses the order, also while the replica's SQL thread is stopped (it falls further behind every
+// moment).
+func TestCustomerReadsFromTheReplica(t *testing.T) {
+	before := replicaSelects(t)
+	postThenGet(t, "replica-read", 200)
+	if n := replicaSelects(t) - before; n < 200 {
+		t.Errorf("replica ran %d SELECTs for 200 customer reads; want them on the replica", n)
+	}
+	replicaSQL(t, "STOP SLAVE SQL_THREAD")
+	defer replicaSQL(t, "START SLAVE SQL_THREAD")
+	postThenGet(t, "replica-stopped", 200)
+	for i, port := range []int{stack.Ports.Order, stack.Ports.Order + 1} {
+		t.Logf("order-%d: %s", i+1, strings.Join(replicaMetrics(t, port), "; "))
+	}
+}
+
+// replicaMetrics are an order instance's replica metrics (its /metrics on loopback).
+func replicaMetrics(t *testing.T, port int) []string {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "pizza_order_db_") {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+func postThenGet(t *testing.T, prefix string, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	var failures atomic.Int64
+	for w := range 4 {
+		wg.Go(func() {
+			for i := w; i < n; i += 4 {
+				status, p, err := placeOrder(t, fmt.Sprintf("%s-%d-%d", prefix, time.Now().UnixNano(), i), orderBody("RYW"))
+				if err != nil || status != http.StatusCreated {
+					failures.Add(1)
+					t.Errorf("POST: %d %v", status, err)
+					continue
+				}
+				if code, st, err := trackOrder(p); code != http.StatusOK || st != "CREATED" || err != nil {
+					failures.Add(1)
+					t.Errorf("GET right after POST: %d %q %v", code, st, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if failures.Load() > 0 {
+		t.Fatalf("%d of %d POST-then-GET sequences failed", failures.Load(), n)
+	}
+}
+
+// The database replica goes away under load: orders and reads carry on from the primary with no failed
+// request, and reads go back to the replica when it returns.
+func TestDatabaseReplicaStopUnderLoad(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var (
+		wg             sync.WaitGroup
+		done, failures atomic.Int64
+		firstErr       atomic.Value
+	)
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ctx.Err() == nil; i++ {
+				status, p, err := placeOrder(t, fmt.Sprintf("replica-stop-%d-%d-%d", time.Now().UnixNano(), w, i), orderBody("ReplicaStop"))
+				if err == nil && status == http.StatusCreated {
+					var code int
+					code, _, err = trackOrder(p)
+					if err == nil && code != http.StatusOK {
+						err = fmt.Errorf("GET: %d", code)
+					}
+				}
+				if err != nil && ctx.Err() == nil {
+					failures.Add(1)
+					firstErr.CompareAndSwap(nil, err)
+				}
+				done.Add(1)
+			}
+		})
+	}
+	time.Sleep(2 * time.Second)
+	replicaScript(t, "", "stop", filepath.Join(stack.Dir, "mariadb-replica"))
+	time.Sleep(4 * time.Second)
+	replicaScript(t, "", "start-replica", filepath.Join(stack.Dir, "mariadb-replica"), strconv.Itoa(replicaPort),
+		filepath.Join(stack.Dir, "mariadb"), strconv.Itoa(stack.Ports.MySQL))
+	time.Sleep(3 * time.Second) // the order service's monitor checks the replica every second
+	before := replicaSelects(t)
+	time.Sleep(2 * time.Second)
+	cancel()
+	wg.Wait()
+	if n := failures.Load(); n > 0 {
+		t.Fatalf("%d failed requests of %d while the replica was away; first: %v", n, done.Load(), firstErr.Load())
+	}
+	if n := replicaSelects(t) - before; n < 50 {
+		t.Errorf("replica ran %d SELECTs in the 2 s after it came back; want the reads back on it", n)
+	}
+	t.Logf("%d POST+GET sequences, 0 failed", done.Load())
+}
+
+func decodeJSON(resp *http.Response, v any) error { return json.NewDecoder(resp.Body).Decode(v) }
