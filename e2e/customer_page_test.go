@@ -504,7 +504,7 @@ func testTrackingSurvivesGatewayRestart(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#conn[data-state="live"]`)),
 		chromedp.Evaluate[chromedp.Void](`window.noReloadMarker = 1`))
 
-	pid, err := stack.Pid("gateway")
+	pid, err := stack.SupervisorPid("gateway")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,11 +2,13 @@ package e2e
 
 import (
 	"bytes"
+	"debug/buildinfo"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -140,4 +142,34 @@ func TestNoSecretsOnCommandLines(t *testing.T) {
 	if ours < 5 {
 		t.Fatalf("saw only %d of the stack's processes among %d; the scan would prove nothing", ours, len(procs))
 	}
+}
+
+// checkNoDataRace runs after every test: the services are built with -race (stackOptions.GoFlags), and the
+// race detector reports to the process's stderr, which is its log. One report anywhere fails the run.
+func checkNoDataRace(s *stacktest.Stack) error {
+	var problems []string
+	// A check that cannot fail is none: the binaries must really carry the race detector.
+	for _, bin := range []string{"order", "gateway", "meshctl"} {
+		info, err := buildinfo.ReadFile(filepath.Join(s.Dir, "bin", bin))
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(info.Settings, func(b debug.BuildSetting) bool { return b.Key == "-race" && b.Value == "true" }) {
+			problems = append(problems, bin+" was not built with -race")
+		}
+	}
+	for _, f := range s.Logs() {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		if n := bytes.Count(b, []byte("WARNING: DATA RACE")); n > 0 {
+			i := bytes.Index(b, []byte("WARNING: DATA RACE"))
+			problems = append(problems, fmt.Sprintf("%s reports %d data races; the first:\n%s", filepath.Base(f), n, b[i:min(len(b), i+3000)]))
+		}
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "\n"))
+	}
+	return nil
 }

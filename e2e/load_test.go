@@ -19,15 +19,20 @@ type load struct {
 	mu       sync.Mutex
 	sent     int      // requests sent, retries included
 	acked    []string // order IDs answered 201, one per key
+	ackedAt  []time.Time
 	keys     []string // the keys of acked orders
+	reqIDs   []string // the request IDs of the acknowledging answers
 	failures []string // every non-201 answer or transport error, with its time
 }
 
 // loadReport is what a load saw.
 type loadReport struct {
 	Sent, Acked, Failures int
-	IDs, Keys             []string
+	IDs, Keys, RequestIDs []string
 	FirstFailures         []string
+	// LongestGap is the longest time between two acknowledgements (or from the start to the first): how long
+	// no customer could get an order through.
+	LongestGap time.Duration
 }
 
 const maxAttemptsPerOrder = 20
@@ -35,7 +40,7 @@ const maxAttemptsPerOrder = 20
 func startLoad(t *testing.T, prefix string, clients int) *load {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // a backstop; stop ends it
-	l := &load{prefix: prefix, cancel: cancel}
+	l := &load{prefix: prefix, cancel: cancel, ackedAt: []time.Time{time.Now()}}
 	for c := range clients {
 		l.wg.Go(func() {
 			for n := 0; ctx.Err() == nil && n < 100000; n++ {
@@ -56,7 +61,9 @@ func (l *load) placeWithRetries(t *testing.T, ctx context.Context, key string) {
 		l.sent++
 		if status == http.StatusCreated {
 			l.acked = append(l.acked, p.ID)
+			l.ackedAt = append(l.ackedAt, time.Now())
 			l.keys = append(l.keys, key)
+			l.reqIDs = append(l.reqIDs, p.RequestID)
 			l.mu.Unlock()
 			return
 		}
@@ -71,8 +78,12 @@ func (l *load) stop() loadReport {
 	l.wg.Wait()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return loadReport{Sent: l.sent, Acked: len(l.acked), Failures: len(l.failures), IDs: l.acked, Keys: l.keys,
-		FirstFailures: l.failures[:min(5, len(l.failures))]}
+	var gap time.Duration
+	for i := 1; i < len(l.ackedAt); i++ {
+		gap = max(gap, l.ackedAt[i].Sub(l.ackedAt[i-1]))
+	}
+	return loadReport{Sent: l.sent, Acked: len(l.acked), Failures: len(l.failures), IDs: l.acked, Keys: l.keys, RequestIDs: l.reqIDs,
+		FirstFailures: l.failures[:min(5, len(l.failures))], LongestGap: gap}
 }
 
 // checkStoredOnce asserts every acknowledged order is in MySQL exactly once, and nothing else under the keys.

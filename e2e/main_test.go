@@ -6,6 +6,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -38,7 +39,13 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	stackOptions.AfterTests = scanForSecrets
+	// Every service of the test stack is built with the race detector: a race anywhere under the tests'
+	// traffic and faults is a failure (checkNoDataRace), not a log line nobody reads.
+	stackOptions.GoFlags = "-race"
+	stackOptions.Env["ORDER_TEST_HOLD_COMMIT_FILE"] = holdFile // faults_test.go: inert until the file exists
+	stackOptions.AfterTests = func(s *stacktest.Stack) error {
+		return errors.Join(scanForSecrets(s), checkNoDataRace(s))
+	}
 	// The database replica's port: free now, like every other port of the test stack.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -56,6 +63,7 @@ type placed struct {
 	TrackingToken string `json:"tracking_token"`
 	Status        string `json:"status"`
 	TotalCents    int64  `json:"total_cents"`
+	RequestID     string `json:"-"` // the X-Request-ID the gateway answered with, as every service logs it
 }
 
 func orderBody(name string) []byte {
@@ -79,7 +87,7 @@ func placeOrder(t testing.TB, key string, body []byte) (int, placed, error) {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	var p placed
+	p := placed{RequestID: resp.Header.Get("X-Request-ID")}
 	if resp.StatusCode == http.StatusCreated {
 		if err := json.Unmarshal(b, &p); err != nil {
 			return resp.StatusCode, p, fmt.Errorf("decode %q: %w", b, err)

@@ -244,18 +244,32 @@ func checkPIIOnNewestKey(t *testing.T, _ rotationState) {
 	if stale != 0 {
 		t.Errorf("%d of %d orders have PII data keys not on %s after rewrap", stale, total, latest)
 	}
+	// Rows at rest in plaintext count too: no order, whatever its key, holds the customer's phone or address as
+	// sent (every test order carries testPhone and testAddress) or lacks a data key.
+	var plaintext int
+	if err := stack.Observer.QueryRow(`SELECT COUNT(*) FROM orders WHERE customer_phone = ? OR customer_address = ? OR pii_key IS NULL`,
+		testPhone, testAddress).Scan(&plaintext); err != nil {
+		t.Fatal(err)
+	}
+	if plaintext != 0 || total == 0 {
+		t.Errorf("%d of %d orders hold PII in plaintext or without a data key", plaintext, total)
+	}
 
 	_, p, err := placeOrder(t, "", orderBody("PII check"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var phone, address, key string
-	if err := stack.Observer.QueryRow(`SELECT customer_phone, customer_address, pii_key FROM orders WHERE id = ?`, p.ID).
-		Scan(&phone, &address, &key); err != nil {
+	var phone, address, key, tracking string
+	if err := stack.Observer.QueryRow(`SELECT customer_phone, customer_address, pii_key, tracking_token FROM orders WHERE id = ?`, p.ID).
+		Scan(&phone, &address, &key, &tracking); err != nil {
 		t.Fatal(err)
 	}
 	if phone == testPhone || strings.Contains(address, "Secretive") || !strings.HasPrefix(key, "vault:v") {
 		t.Errorf("MySQL holds phone %q, address %q, key %q: want ciphertext and a wrapped data key", phone, address, key)
+	}
+	// The tracking token opens the order's stream: at rest it is sealed like the PII, never the token itself.
+	if p.TrackingToken == "" || tracking == "" || strings.Contains(tracking, p.TrackingToken) {
+		t.Errorf("MySQL holds the tracking token %q for the customer's %q: want ciphertext", tracking, p.TrackingToken)
 	}
 	req, _ := http.NewRequest("GET", stack.GatewayURL+"/pizza/"+p.ID, nil)
 	req.Header.Set("X-Tracking-Token", p.TrackingToken)

@@ -20,7 +20,7 @@ func orderReady() (bool, error) {
 // With Vault stopped, orders go on with the credentials at hand until they expire; then readiness says so
 // (and Consul stops routing); when Vault is back the service recovers by itself.
 func TestVaultOutage(t *testing.T) {
-	pid, err := stack.Pid("vault")
+	pid, err := stack.SupervisorPid("vault")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,7 @@ pid_alive() {
   [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
 }
 
-# stop_pidfile NAME PIDFILE [TIMEOUT_S]: TERM, wait, then KILL; removes the pid file.
+# stop_pidfile NAME PIDFILE [TIMEOUT_S]: TERM, wait, then KILL; removes the pid file (and NAME.child's, if any).
 stop_pidfile() {
   local name="$1" pidfile="$2" timeout="${3:-20}" pid deadline
   if ! pid_alive "$pidfile"; then rm -f "$pidfile"; return 0; fi
@@ -49,6 +49,9 @@ stop_pidfile() {
   done
   kill -0 "$pid" 2>/dev/null && die "$name (pid $pid) is still running"
   rm -f "$pidfile"
+  # A supervised process (scripts/supervise.sh): its supervisor stops the child, unless it was killed first.
+  if [[ "$pidfile" == *.pid && -e "${pidfile%.pid}.child" ]]; then stop_pidfile "$name's child" "${pidfile%.pid}.child" "$timeout"; fi
+  return 0
 }
 
 # port_free HOST PORT: true when nothing listens there (bash's /dev/tcp, no extra tools).

@@ -41,16 +41,46 @@ ensure_user() {
   log "created system user $1"
 }
 
-# spawn NAME USER CMD...: CMD detached in its own session as USER (survives this script and its Ctrl-C), log and
-# pid by NAME. Callers export the process's env in a subshell, so nothing secret ever lands on argv.
+# spawn NAME USER CMD...: CMD as USER under a supervisor (scripts/supervise.sh) that starts it again when it
+# dies, as Compose's restart policy does; detached in its own session (survives this script and its Ctrl-C), log
+# and pid (the supervisor's; NAME.child is the process's) by NAME. Callers export the process's env in a
+# subshell, so nothing secret ever lands on argv.
 spawn() {
   local name="$1" user="$2"; shift 2
   if ((SERVICE_USERS)) && [[ "$user" != root ]]; then
-    setsid setpriv --reuid="$user" --regid="$user" --clear-groups -- "$@" </dev/null >>"$LOG_DIR/$name.log" 2>&1 &
-  else
-    setsid "$@" </dev/null >>"$LOG_DIR/$name.log" 2>&1 &
+    set -- setpriv --reuid="$user" --regid="$user" --clear-groups -- "$@"
   fi
+  PID_DIR="$PID_DIR" setsid "$SCRIPTS_DIR/supervise.sh" "$name" -- "$@" </dev/null >>"$LOG_DIR/$name.log" 2>&1 &
   echo $! >"$PID_DIR/$name.pid"
+}
+
+# run_delivered SERVICE ID USER CONSUL CMD...: the supervised command of a Go service: credentials delivered
+# afresh, then CMD as USER. Every (re)start needs a new delivery: the secret_id file holds a response-wrapping
+# token, which the previous process already unwrapped.
+run_delivered() {
+  local svc="$1" id="$2" user="$3" consul="$4"; shift 4
+  deliver "$svc" "$id" "$user" "$consul"
+  if ((SERVICE_USERS)); then
+    exec setpriv --reuid="$user" --regid="$user" --clear-groups -- "$@"
+  fi
+  exec "$@"
+}
+
+# run_vault: the supervised Vault server; after a restart (not the first start, which bootstrap initialises) a
+# helper unseals it as soon as it answers. The server is exec'd, so the supervisor's child is Vault itself.
+run_vault() {
+  VAULT="$("$SCRIPTS_DIR/tools.sh" ensure vault)"
+  CURL="$("$SCRIPTS_DIR/tools.sh" ensure curl)"
+  if ((${SUPERVISE_RESTARTS:-0} > 0)); then
+    ( # double fork: the helper is init's child, not a zombie of the exec'd server
+      (
+        deadline=$((SECONDS + STACK_TIMEOUT))
+        until vault_answers >/dev/null 2>&1 || ((SECONDS >= deadline)); do sleep 0.2; done
+        if meshctl unseal; then log "Vault unsealed after restart $SUPERVISE_RESTARTS"; else log "Vault unseal failed (see $LOG_DIR/meshctl.log)"; fi
+      ) </dev/null &
+    )
+  fi
+  exec "$VAULT" server -config="$ROOT_DIR/vault/server.hcl" -config="$VAULT_DIR/local.hcl"
 }
 
 running() { pid_alive "$PID_DIR/$1.pid"; }
@@ -211,7 +241,7 @@ start_vault() {
     need_port vault "$VAULT_PORT"
     write_vault_config
     log "starting Vault server over TLS (log: $LOG_DIR/vault.log)"
-    spawn vault root "$VAULT" server -config="$ROOT_DIR/vault/server.hcl" -config="$VAULT_DIR/local.hcl"
+    spawn vault root "$SCRIPTS_DIR/stack.sh" run-vault
   fi
   wait_for "Vault API" "$STACK_TIMEOUT" "$LOG_DIR/vault.log" vault_answers
 }
@@ -290,9 +320,9 @@ start_order_replica() {
   dir="$CREDS_DIR/$id"
   if running "$name"; then log "$name already running (pid $(cat "$PID_DIR/$name.pid"))"; return 0; fi
   need_port "$name" "${addr##*:}"
-  deliver order "$id" "$ORDER_USER" "$(mesh_enabled && echo consul)"
+  local db_addr_of="ORDER_DB_ADDR_$1" # ORDER_DB_ADDR_2=host:port: replica 2 reaches MySQL there (the fault tests' proxy)
   (
-    export ORDER_HTTP_ADDR="$addr" ORDER_DB_ADDR="127.0.0.1:$MYSQL_PORT" ORDER_DB_NAME="${ORDER_DB_NAME:-pizza}" \
+    export ORDER_HTTP_ADDR="$addr" ORDER_DB_ADDR="${!db_addr_of:-127.0.0.1:$MYSQL_PORT}" ORDER_DB_NAME="${ORDER_DB_NAME:-pizza}" \
       ORDER_VAULT_ADDR="$VAULT_ADDR" ORDER_VAULT_CA_CERT="$VAULT_CACERT" ORDER_VAULT_ROLE=order ORDER_VAULT_DB_ROLE=order \
       ORDER_VAULT_ROLE_ID_FILE="$dir/role-id" ORDER_VAULT_SECRET_ID_FILE="$dir/secret-id"
     if [[ "$DB_REPLICAS" != 0 ]]; then export ORDER_DB_REPLICA_ADDR="127.0.0.1:$MYSQL_REPLICA_PORT"; fi
@@ -300,7 +330,7 @@ start_order_replica() {
       export ORDER_CONSUL_ADDR="$(consul_addr_of order)" ORDER_CONSUL_TOKEN_FILE="$dir/consul-token" ORDER_SERVICE_ID="$id"
     fi
     log "starting $name on $addr (log: $LOG_DIR/$name.log)"
-    spawn "$name" "$ORDER_USER" "$BIN_DIR/order" serve
+    spawn "$name" root "$SCRIPTS_DIR/stack.sh" run-delivered order "$id" "$ORDER_USER" "$(mesh_enabled && echo consul)" "$BIN_DIR/order" serve
   )
   wait_for "$name" "$STACK_TIMEOUT" "$LOG_DIR/$name.log" order_ready "$addr"
 }
@@ -329,7 +359,6 @@ start_gateway() {
   local dir="$CREDS_DIR/$GATEWAY_SERVICE_ID"
   if running gateway; then log "gateway already running (pid $(cat "$PID_DIR/gateway.pid"))"; return 0; fi
   need_port gateway "$GATEWAY_PORT"
-  deliver gateway "$GATEWAY_SERVICE_ID" "$GATEWAY_USER" "$(mesh_enabled && echo consul)"
   deliver_gateway_cert
   (
     export GATEWAY_HTTP_ADDR="$GATEWAY_ADDR" GATEWAY_TLS_CERT_FILE="$dir/tls/server.pem" GATEWAY_TLS_KEY_FILE="$dir/tls/server-key.pem" \
@@ -342,7 +371,7 @@ start_gateway() {
       export GATEWAY_ORDER_URL="$ORDER_URL" # no mesh (the bench's "direct" setup): straight to order on loopback
     fi
     log "starting gateway on $GATEWAY_ADDR (log: $LOG_DIR/gateway.log)"
-    spawn gateway "$GATEWAY_USER" "$BIN_DIR/gateway"
+    spawn gateway root "$SCRIPTS_DIR/stack.sh" run-delivered gateway "$GATEWAY_SERVICE_ID" "$GATEWAY_USER" "$(mesh_enabled && echo consul)" "$BIN_DIR/gateway"
   )
   wait_for "gateway" "$STACK_TIMEOUT" "$LOG_DIR/gateway.log" gateway_live
 }
@@ -486,6 +515,7 @@ cmd_status() {
     [[ "$name" == mariadb ]] && f="$STATE_DIR/mariadb/mariadbd.pid"
     [[ "$name" == mariadb-replica ]] && f="$STATE_DIR/mariadb-replica/mariadbd.pid"
     if pid_alive "$f"; then state="running (pid $(cat "$f"))"; else state="stopped"; rc=3; fi
+    [[ -s "$PID_DIR/$name.restarts" ]] && state+=", restarts: $(cat "$PID_DIR/$name.restarts")" # supervise.sh counts them
     printf '%-24s %s\n' "$name" "$state"
   done
   return "$rc"
@@ -499,5 +529,7 @@ case "${1:-}" in
   meshctl) shift; meshctl "$@" ;;
   deliver-gateway-cert) GATEWAY_TLS_CERT_FILE="$CERTS_DIR/server.pem" GATEWAY_TLS_KEY_FILE="$CERTS_DIR/server-key.pem" deliver_gateway_cert ;;
   own) own "$2" "$3" ;;
+  run-delivered) shift; run_delivered "$@" ;; # supervised commands (spawn), not for operators
+  run-vault) run_vault ;;
   *) die "usage: $0 start|stop|status|restart-sidecar ID" ;;
 esac

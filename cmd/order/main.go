@@ -89,6 +89,12 @@ type config struct {
 	Service struct {
 		ID string `conf:"help:Consul service instance ID (default: order-<host>-<port>)"`
 	}
+	// Test holds test-only hooks; each is inert unless set, and no deployment sets them.
+	Test struct {
+		// HoldCommitFile: while this file exists, every new order's transaction waits after its INSERTs and
+		// before COMMIT (e2e/faults_test.go kills the process there).
+		HoldCommitFile string `conf:"help:TEST ONLY: hold new orders' transactions before COMMIT while this file exists"`
+	}
 	// PII: customer phone and address are sealed with data keys from Vault transit (when Vault is used).
 	PII struct {
 		TransitMount string `conf:"default:transit"`
@@ -382,7 +388,7 @@ func openBackend(ctx context.Context, cfg config, logger *slog.Logger) (backend,
 	}, cfg.PII.KeyLifetime, logger)
 	return backend{
 		db:        db,
-		store:     mysqlstore.New(db, append(replica, mysqlstore.WithPII(keyring))...),
+		store:     mysqlstore.New(db, append(replica, mysqlstore.WithPII(keyring), holdCommit(cfg.Test.HoldCommitFile, logger))...),
 		checks:    []httpserver.Check{{Name: "credentials", Fn: src.Ready}},
 		waitReady: src.WaitReady,
 		close: func() {
@@ -443,4 +449,24 @@ func register(ctx context.Context, cfg config, listenAddr string, logger *slog.L
 		ID: id, Name: "order", Address: host, Port: port, TokenFile: cfg.Consul.TokenFile, AdvertiseNode: cfg.Consul.AdvertiseNode,
 		CheckURL: fmt.Sprintf("http://%s/health/readyz", net.JoinHostPort(host, strconv.Itoa(port))),
 	}, logger)
+}
+
+// holdCommit is the test-only hook of cfg.Test.HoldCommitFile: no option at all when the file is not set.
+func holdCommit(file string, logger *slog.Logger) mysqlstore.Option {
+	if file == "" {
+		return func(*mysqlstore.Store) {}
+	}
+	logger.Warn("TEST ONLY: new orders wait before COMMIT while the hold file exists", "file", file)
+	return mysqlstore.WithBeforeCommitHook(func(ctx context.Context) {
+		for {
+			if _, err := os.Stat(file); err != nil {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	})
 }

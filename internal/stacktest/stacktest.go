@@ -34,6 +34,9 @@ import (
 type Options struct {
 	// Env adds settings for scripts/stack.sh and scripts/bootstrap.sh, e.g. DB_CREDS_TTL=5s.
 	Env map[string]string
+	// GoFlags are the go build flags of the stack's services (STACK_GOFLAGS), e.g. "-race" so that a data race
+	// anywhere in the running system shows up in its logs. Benchmarks leave it empty: -race slows code ~5×.
+	GoFlags string
 	// AfterTests runs once every test has run, while the stack is still up (e.g. to scan its logs); an
 	// error fails the run.
 	AfterTests func(*Stack) error
@@ -149,6 +152,9 @@ func Start(opts Options) (*Stack, error) {
 	)
 	for k, v := range opts.Env {
 		s.env = append(s.env, k+"="+v)
+	}
+	if opts.GoFlags != "" {
+		s.env = append(s.env, "STACK_GOFLAGS="+opts.GoFlags)
 	}
 	if out, err := s.Script(10*time.Minute, "stack.sh", "start"); err != nil {
 		return s, fmt.Errorf("stack.sh start: %w\n%s", err, out)
@@ -271,10 +277,26 @@ func (s *Stack) DumpLogs(w *os.File) {
 	}
 }
 
-// Pid returns the pid of a stack process by its pid file name (order, order-2, gateway, sidecar-order-1,
-// consul, vault).
+// Pid returns the pid of a stack process by its name (order, order-2, gateway, sidecar-order-1, consul,
+// vault): the process itself, which its supervisor (scripts/supervise.sh) starts again if it dies. Killing it
+// is a crash; to stop a process for good, signal SupervisorPid.
 func (s *Stack) Pid(name string) (int, error) {
-	b, err := os.ReadFile(filepath.Join(s.Dir, "pids", name+".pid"))
+	return readPid(filepath.Join(s.Dir, "pids", name+".child"))
+}
+
+// SupervisorPid returns the pid of the supervisor of a stack process: TERM stops the process (it still
+// deregisters and gives its tokens back) without a restart, until `stack.sh start` starts it again.
+func (s *Stack) SupervisorPid(name string) (int, error) {
+	return readPid(filepath.Join(s.Dir, "pids", name+".pid"))
+}
+
+// Restarts returns how many times the supervisor of a stack process started it again.
+func (s *Stack) Restarts(name string) (int, error) {
+	return readPid(filepath.Join(s.Dir, "pids", name+".restarts"))
+}
+
+func readPid(path string) (int, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0, err
 	}
@@ -353,43 +375,32 @@ func repoRoot() (string, error) {
 // MaxOrderReplicas is how many order replicas (ORDER_REPLICAS) a test stack has ports for.
 const MaxOrderReplicas = 3
 
-// freePorts picks distinct free ports, and a block of 20 for the sidecars. A port can be taken between the
-// pick and the use; the stack script then fails loudly.
+// freePorts picks a block of free ports for the stack's listeners, and a block of 20 for the sidecars, all
+// below the kernel's ephemeral range (32768–60999): a port from that range can be taken as the local port of an
+// outgoing connection (a pooled MySQL connection lives for minutes), and a process the supervisor restarts
+// must be able to bind its port again. A port can still be taken between the pick and the use; the stack
+// script then fails loudly.
 func freePorts() (Ports, error) {
-	var (
-		p    Ports
-		lns  []net.Listener
-		pick = func() int {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				return 0
-			}
-			lns = append(lns, ln)
-			return ln.Addr().(*net.TCPAddr).Port
+	var p Ports
+	// The single listeners, then order's replicas on consecutive ports; Vault also binds its port + 1 (its
+	// cluster listener), so the port after Vault's is left to it.
+	const n = 9 + MaxOrderReplicas
+	// 14000–20999 also stays clear of a developer's own stack (MySQL 13306–7, Consul's sidecars from 21000).
+	for base := 14000 + os.Getpid()%250*24; base+n <= 21000; base += 24 {
+		if !blockFree(base, n) {
+			continue
 		}
-	)
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
+		vaultCluster := 0
+		for i, f := range []*int{&p.MySQL, &p.ConsulHTTPS, &p.ConsulServer, &p.ConsulSerfLAN,
+			&p.ConsulSerfWAN, &p.Vault, &vaultCluster, &p.Gateway, &p.OrderUpstream, &p.Order} {
+			*f = base + i // Order is last: its replicas take the ports after it
 		}
-	}()
-	for _, f := range []*int{&p.MySQL, &p.ConsulHTTPS, &p.ConsulServer, &p.ConsulSerfLAN,
-		&p.ConsulSerfWAN, &p.Vault, &p.Gateway, &p.OrderUpstream} {
-		if *f = pick(); *f == 0 {
-			return p, fmt.Errorf("no free port")
-		}
+		break
 	}
-	// Order replicas take consecutive ports (scripts/stack.sh, ORDER_REPLICAS): keep a few free after order's.
-	for tries := 0; p.Order == 0; tries++ {
-		if tries == 50 {
-			return p, fmt.Errorf("no free run of %d ports for order replicas", MaxOrderReplicas)
-		}
-		if base := pick(); base != 0 && blockFree(base+1, MaxOrderReplicas-1) {
-			p.Order = base
-		}
+	if p.Order == 0 {
+		return p, fmt.Errorf("no free block of %d ports", n)
 	}
-	// Sidecar ports come from a range Consul allocates from; find 20 free ones in a row outside the
-	// ephemeral range.
+	// Sidecar ports come from a range Consul allocates from; find 20 free ones in a row.
 	for base := 22000 + os.Getpid()%200*20; base < 32000; base += 20 {
 		if blockFree(base, 20) {
 			p.SidecarMin, p.SidecarMax = base, base+19

@@ -23,6 +23,8 @@ type Store struct {
 	db      *sql.DB
 	replica *Replica
 	pii     PIICipher
+	// beforeCommit is a test-only hook (WithBeforeCommitHook): nil in service.
+	beforeCommit func(context.Context)
 }
 
 var _ order.OrderStore = (*Store)(nil)
@@ -40,6 +42,13 @@ type Option func(*Store)
 
 // WithPII encrypts customer PII with c. Without it PII is stored as given (development only).
 func WithPII(c PIICipher) Option { return func(s *Store) { s.pii = c } }
+
+// WithBeforeCommitHook runs hook inside Create's transaction, after its INSERTs and before COMMIT. Test-only:
+// the fault tests use it to hold an order's transaction open and kill the process there (cmd/order enables it
+// only when ORDER_TEST_HOLD_COMMIT_FILE is set).
+func WithBeforeCommitHook(hook func(context.Context)) Option {
+	return func(s *Store) { s.beforeCommit = hook }
+}
 
 // New returns a Store on db (the primary). The schema must be migrated (see Migrate). Its pools must allow
 // multi-statement batches with client-side interpolation, as mysqlconn.Open's do: a write and a Get are
@@ -76,8 +85,11 @@ func (s *Store) Create(ctx context.Context, o order.Order, idem order.Idempotenc
 		return err
 	}
 	q, args := createBatch(o, sealed, key, idem)
+	if s.beforeCommit != nil {
+		q = strings.TrimSuffix(q, "; COMMIT") // test-only: COMMIT goes on its own, after the hook
+	}
 	for range maxAttempts {
-		if err = s.execBatch(ctx, q, args); !isDeadlock(err) {
+		if err = s.execBatch(ctx, q, args, s.beforeCommit); !isDeadlock(err) {
 			break
 		}
 	}
@@ -119,7 +131,8 @@ func createBatch(o order.Order, sealed []string, key any, idem order.Idempotency
 // in order and stops at the first error, which leaves the transaction open: it is rolled back here (a second
 // round trip, on errors only), and a connection whose ROLLBACK fails is discarded, so the server rolls back
 // when it closes. Either way nothing of a failed batch is ever committed.
-func (s *Store) execBatch(ctx context.Context, q string, args []any) error {
+// beforeCommit, when not nil (a test-only hook), runs after a batch sent without its COMMIT, and COMMIT follows.
+func (s *Store) execBatch(ctx context.Context, q string, args []any, beforeCommit func(context.Context)) error {
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		// No connection to be had (database away, login refused): the caller may retry.
@@ -127,6 +140,10 @@ func (s *Store) execBatch(ctx context.Context, q string, args []any) error {
 	}
 	defer conn.Close()
 	_, err = conn.ExecContext(ctx, q, args...)
+	if err == nil && beforeCommit != nil {
+		beforeCommit(ctx)
+		_, err = conn.ExecContext(ctx, `COMMIT`)
+	}
 	if err == nil {
 		return nil
 	}

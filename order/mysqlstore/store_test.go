@@ -36,7 +36,7 @@ type fixture struct {
 
 // newFixture migrates a fresh database with a DDL user and opens the store as a least-privilege user, as in
 // production: the runtime role never owns the schema.
-func newFixture(t testing.TB) fixture {
+func newFixture(t testing.TB, opts ...mysqlstore.Option) fixture {
 	t.Helper()
 	db := mysqltest.NewDatabase(t)
 	root := db.Open(t)
@@ -57,7 +57,7 @@ func newFixture(t testing.TB) fixture {
 	}
 
 	user, pass := db.CreateUser(t, runtimeGrants)
-	store := mysqlstore.New(open(t, db, user, pass))
+	store := mysqlstore.New(open(t, db, user, pass), opts...)
 	return fixture{store: store, svc: order.NewService(store, order.DefaultMenu), root: root, mig: mig, db: db, user: user, pass: pass}
 }
 
@@ -423,5 +423,38 @@ func TestPIIIsSealedAndRewrapped(t *testing.T) {
 	}
 	if n := count(t, root, `SELECT COUNT(*) FROM orders WHERE pii_key = 'vault:v2:key'`); n != 1 {
 		t.Errorf("rows on the new key version = %d, want 1", n)
+	}
+}
+
+// The test-only hook runs inside Create's transaction after the INSERTs: the rows exist but are not committed,
+// so nobody else sees the order until the hook returns (the fault tests kill the process there).
+func TestBeforeCommitHookRunsBetweenInsertAndCommit(t *testing.T) {
+	var (
+		root   *sql.DB
+		id     string
+		called int
+	)
+	f := newFixture(t, mysqlstore.WithBeforeCommitHook(func(context.Context) {
+		called++
+		if n := count(t, root, `SELECT COUNT(*) FROM orders WHERE id = ?`, id); n != 0 {
+			t.Errorf("inside the hook another session sees %d orders; want the INSERT uncommitted", n)
+		}
+	}))
+	root = f.root
+	now := time.Now().UTC()
+	o := order.Order{
+		ID: order.NewID(now), Status: order.StatusCreated, Customer: order.Customer{Name: "A", Phone: "12345", Address: "x"},
+		Items:     []order.Item{{Pizza: "margherita", Size: "M", Quantity: 1, UnitPriceCents: 1}},
+		CreatedAt: now, UpdatedAt: now,
+	}
+	id = o.ID
+	if err := f.store.Create(context.Background(), o, order.Idempotency{}); err != nil {
+		t.Fatal(err)
+	}
+	if called != 1 {
+		t.Errorf("hook called %d times, want 1", called)
+	}
+	if n := count(t, f.root, `SELECT COUNT(*) FROM orders WHERE id = ?`, id); n != 1 {
+		t.Errorf("after Create: %d orders, want 1", n)
 	}
 }

@@ -1,0 +1,626 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Fault injection on the running stack. Each case runs under the closed-loop load of load_test.go (four
+// clients, an Idempotency-Key per order, a failed attempt retried after 200 ms with the same key) while three
+// customers follow their orders' event streams across the fault. Every case asserts:
+//   - every acknowledged order is stored exactly once (checkStoredOnce);
+//   - no stream skips or repeats an event (each sees CREATED, ACCEPTED, BAKING once, ids rising, reconnecting
+//     with Last-Event-ID when its stream ends, as EventSource does);
+//   - the failed attempts and the outage window (the longest time without an acknowledgement) stay under a
+//     bound derived, in the case's comment, from the mechanism that heals the fault.
+//
+// Figures the bounds use:
+//   - loadClients clients; a client pauses 200 ms after a failed attempt (load_test.go);
+//   - the gateway retries a call that failed before any response byte 6 times, 50 ms doubling: 1.55 s of
+//     pauses (cmd/gateway/main.go), so a refused connection costs a client nothing unless six in a row fail;
+//   - Consul checks an order replica's readiness every 2 s with a 2 s timeout (platform/consulreg), and a
+//     sidecar's listener every 10 s;
+//   - the supervisor restarts a dead process after 1 s (scripts/supervise.sh);
+//   - order's database dial timeout is 3 s (mysqlconn), and its pool retries a dead connection on a new one.
+//
+// The table of results is logged at the end (go test -v -run TestFaults).
+
+const loadClients = 4
+
+// slack covers this shared 2-core machine running race-built services: the bounds' mechanism figures are
+// multiplied by it, never replaced by a guess.
+const slack = 2
+
+type faultCase struct {
+	name string
+	// inject causes the fault and returns once the stack reports it healed (the process is back, or the
+	// dependency answers again); what it measured goes into the result.
+	inject func(t *testing.T, r *faultResult)
+	// maxFailed and maxOutage are the bounds; each case's comment derives them.
+	maxFailed func(r *faultResult) int
+	maxOutage func(r *faultResult) time.Duration
+}
+
+type faultResult struct {
+	name                   string
+	acked, stored, failed  int
+	outage, down, recovery time.Duration // longest gap between acks; the fault until healed; first order after it
+}
+
+func TestFaults(t *testing.T) {
+	var results []*faultResult
+	cases := []faultCase{
+		{
+			// kill -9 of order replica 2; its supervisor starts it again after 1 s (with new credentials).
+			// Replica 1 takes the traffic throughout. An attempt in flight on replica 2 gets a reset before any
+			// response byte, which the gateway retries on a new connection; the gateway's sidecar drops
+			// replica 2 once Consul's 2 s check sees it refuse (≤ 2 s + 2 s timeout = 4 s). A client's attempt
+			// fails only if all six of the gateway's tries (1.55 s) land on the dead replica: at most
+			// loadClients × ⌈4 s / 1.55 s⌉ = 12 failed attempts, and no gap longer than one retry chain
+			// (1.55 s) plus one client pause (0.2 s) plus a round trip: ~2 s.
+			name:      "kill -9 order replica",
+			inject:    killAndAwaitRestart("order-2", func(t *testing.T) func() error { return orderReplicaServes(t, 2) }),
+			maxFailed: func(*faultResult) int { return slack * loadClients * 3 },
+			maxOutage: func(*faultResult) time.Duration { return slack * 2 * time.Second },
+		},
+		{
+			// kill -9 of replica 1 while transactions of new orders are open between their INSERTs and COMMIT
+			// (the test-only hold hook, on both replicas). MariaDB sees the dead connections close and rolls
+			// them back, so their keys stay free; the client's retry stores each such order once. While the hold
+			// lasts (down) no order commits anywhere, and each client's held call may outlive the gateway's 5 s
+			// call deadline (503, retried with its key): ≤ loadClients failures for the hold, plus the routing
+			// bound of the case above; the gap is ≤ down + that case's 2 s.
+			name:      "kill -9 order between INSERT and COMMIT",
+			inject:    killBetweenInsertAndCommit,
+			maxFailed: func(*faultResult) int { return slack * (loadClients + loadClients*3) },
+			maxOutage: func(r *faultResult) time.Duration { return r.down + slack*2*time.Second },
+		},
+		{
+			// MariaDB stopped (clean shutdown) and started again. While it is down, order answers 503 with
+			// Retry-After (checked in inject), and each client fails one attempt per pause + round trip: at most
+			// loadClients × (down / 200 ms + 1). When it is back, a new connection is one dial (≤ 3 s timeout)
+			// and database/sql drops broken connections and retries on new ones: the gap is ≤ down + 3 s.
+			name:   "MariaDB stopped and started",
+			inject: restartMariaDB,
+			maxFailed: func(r *faultResult) int {
+				return slack * loadClients * (int((r.down+r.recovery)/(200*time.Millisecond)) + 1)
+			},
+			maxOutage: func(r *faultResult) time.Duration { return r.down + slack*3*time.Second },
+		},
+		{
+			// kill -9 of Vault; its supervisor starts it after 1 s and unseals it. Nothing on the order path
+			// needs Vault except sealing PII with a data key, which order asks transit for every 3 s
+			// (ORDER_PII_KEY_LIFETIME): orders fail (503) from at most 3 s after the kill until Vault is
+			// unsealed (measured as down) plus the next key request; each client fails at most one attempt per
+			// 200 ms pause in that window.
+			name:   "Vault restarted",
+			inject: killAndAwaitRestart("vault", func(*testing.T) func() error { return vaultUnsealed }),
+			maxFailed: func(r *faultResult) int {
+				return slack * loadClients * (int(r.down/(200*time.Millisecond)) + 1)
+			},
+			maxOutage: func(r *faultResult) time.Duration { return r.down + slack*time.Second },
+		},
+		{
+			// kill -9 of replica 1's sidecar; its supervisor starts it after 1 s. Until Consul's 10 s TCP check
+			// marks it critical (or it is back), the gateway's sidecar may pick it: a refused connection the
+			// gateway retries. As for a replica: a client fails only on six bad picks in a row, at most
+			// loadClients × ⌈(10 s + 1 s) / 1.55 s⌉ = 32 attempts, and gaps stay ≤ 2 s.
+			name:      "kill -9 order's sidecar",
+			inject:    killAndAwaitRestart("sidecar-order-1", func(t *testing.T) func() error { return sidecarListening(t, "order-1") }),
+			maxFailed: func(*faultResult) int { return slack * loadClients * 8 },
+			maxOutage: func(*faultResult) time.Duration { return slack * 2 * time.Second },
+		},
+		{
+			// Replica 2 reaches MySQL through a proxy that first adds latency, then resets every connection.
+			// Latency only slows replica 2; resets break its pooled connections: a statement on a reset
+			// connection fails (503 or a 5xx the client retries), database/sql then dials anew. One burst of
+			// resets fails at most the statements in flight on replica 2: ≤ loadClients attempts per burst;
+			// replica 1 keeps acknowledging, so gaps stay ≤ proxyDelay + 2 s.
+			name:      "latency and resets between order and MySQL",
+			inject:    proxiedDatabase,
+			maxFailed: func(*faultResult) int { return slack * loadClients * resetBursts },
+			maxOutage: func(*faultResult) time.Duration { return slack * (proxyDelay + 2*time.Second) },
+		},
+	}
+	for _, c := range cases {
+		r := &faultResult{name: c.name}
+		results = append(results, r)
+		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) { runFault(t, c, r) })
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n| fault | acknowledged | stored | failed attempts | outage window | fault lasted |\n|---|---|---|---|---|---|\n")
+	for _, r := range results {
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %s | %s |\n", r.name, r.acked, r.stored, r.failed,
+			r.outage.Round(10*time.Millisecond), r.down.Round(10*time.Millisecond))
+	}
+	t.Log(b.String())
+}
+
+func runFault(t *testing.T, c faultCase, r *faultResult) {
+	prefix := fmt.Sprintf("fault-%d", time.Now().UnixNano())
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	followers := make([]*follower, 3)
+	for i := range followers {
+		id, token := placeTracked(t)
+		followers[i] = follow(ctx, id, token)
+	}
+	l := startLoad(t, prefix, loadClients)
+	time.Sleep(2 * time.Second)
+	c.inject(t, r)
+	time.Sleep(time.Second)
+	// The kitchen goes on after the fault: every follower must see exactly what happened.
+	for _, f := range followers {
+		for _, st := range []string{"ACCEPTED", "BAKING"} {
+			moveEventually(t, f.id, st)
+		}
+	}
+	time.Sleep(2 * time.Second) // the load runs on after the fault healed, and retries in flight settle
+	rep := l.stop()
+	r.acked, r.failed, r.outage = rep.Acked, rep.Failures, rep.LongestGap
+	r.stored = checkStoredOnce(t, rep, prefix)
+	for i, f := range followers {
+		if err := f.wait(60 * time.Second); err != nil {
+			t.Errorf("follower %d: %v", i, err)
+		}
+	}
+	t.Logf("%s: acknowledged %d, stored %d, failed attempts %d (first: %v), outage window %s, fault lasted %s, first order %s after",
+		c.name, r.acked, r.stored, r.failed, rep.FirstFailures, r.outage.Round(10*time.Millisecond),
+		r.down.Round(10*time.Millisecond), r.recovery.Round(10*time.Millisecond))
+	if r.acked == 0 {
+		t.Fatal("no order acknowledged")
+	}
+	if maxF := c.maxFailed(r); r.failed > maxF {
+		t.Errorf("%d failed attempts; the mechanism bounds them to %d", r.failed, maxF)
+	}
+	if maxO := c.maxOutage(r); r.outage > maxO {
+		t.Errorf("no order acknowledged for %s; the mechanism bounds that to %s", r.outage, maxO)
+	}
+}
+
+// moveEventually moves an order as staff do, retrying through the fault's tail; 409 is a retry of a change that
+// went through.
+func moveEventually(t *testing.T, id, status string) {
+	t.Helper()
+	eventually(t, 60*time.Second, func() error {
+		req, _ := http.NewRequest("POST", stack.GatewayURL+"/staff/api/orders/"+id+"/status", strings.NewReader(`{"status":"`+status+`"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+staff(t))
+		resp, err := stack.HTTP.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusConflict {
+			return fmt.Errorf("move %s to %s: %d", id, status, resp.StatusCode)
+		}
+		return nil
+	})
+}
+
+// follower is a customer following one order's stream across faults: when the stream ends it comes back with
+// the last event's ID, as EventSource does.
+type follower struct {
+	id, token string
+	mu        sync.Mutex
+	seen      []event
+	reconnect int
+	done      chan error
+}
+
+var wantFollowed = []string{"CREATED", "ACCEPTED", "BAKING"}
+
+func follow(ctx context.Context, id, token string) *follower {
+	f := &follower{id: id, token: token, done: make(chan error, 1)}
+	client := &http.Client{Transport: stack.HTTP.Transport.(*http.Transport).Clone()}
+	go func() { f.done <- f.run(ctx, client) }()
+	return f
+}
+
+func (f *follower) run(ctx context.Context, client *http.Client) error {
+	var last int64
+	for {
+		err := f.readOnce(ctx, client, &last)
+		f.mu.Lock()
+		n := len(f.seen)
+		f.mu.Unlock()
+		if n >= len(wantFollowed) || ctx.Err() != nil {
+			return err
+		}
+		f.mu.Lock()
+		f.reconnect++
+		f.mu.Unlock()
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// readOnce reads one connection of the stream until it ends, or until the three wanted events were seen.
+func (f *follower) readOnce(ctx context.Context, client *http.Client, last *int64) error {
+	req, _ := http.NewRequestWithContext(ctx, "GET", trackURL(f.id, f.token), nil)
+	if *last > 0 {
+		req.Header.Set("Last-Event-ID", strconv.FormatInt(*last, 10))
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		io.Copy(io.Discard, resp.Body)
+		return fmt.Errorf("GET events: %d", resp.StatusCode)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		data, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		var e event
+		if err := json.Unmarshal([]byte(data), &e); err != nil {
+			return fmt.Errorf("bad event %q: %w", data, err)
+		}
+		*last = e.ID
+		f.mu.Lock()
+		f.seen = append(f.seen, e)
+		n := len(f.seen)
+		f.mu.Unlock()
+		if n >= len(wantFollowed) {
+			return nil
+		}
+	}
+	return sc.Err()
+}
+
+// wait waits for the three events and checks them: each once, in order, ids rising.
+func (f *follower) wait(within time.Duration) error {
+	select {
+	case <-f.done:
+	case <-time.After(within):
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var got []string
+	var prev int64
+	for _, e := range f.seen {
+		if e.OrderID != f.id || e.ID <= prev {
+			return fmt.Errorf("event %+v after id %d: another order's, or not after the previous one", e, prev)
+		}
+		prev = e.ID
+		got = append(got, e.Status)
+	}
+	if strings.Join(got, ",") != strings.Join(wantFollowed, ",") {
+		return fmt.Errorf("saw %v over %d reconnections; want %v, each once", got, f.reconnect, wantFollowed)
+	}
+	return nil
+}
+
+// killAndAwaitRestart kills a supervised process with SIGKILL and waits until its supervisor started it again
+// and healed says it serves; down is the time to that point.
+func killAndAwaitRestart(name string, healed func(*testing.T) func() error) func(*testing.T, *faultResult) {
+	return func(t *testing.T, r *faultResult) {
+		before, err := stack.Restarts(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid, err := stack.Pid(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		killed := time.Now()
+		eventually(t, 90*time.Second, func() error {
+			if n, _ := stack.Restarts(name); n <= before {
+				return fmt.Errorf("%s not restarted by its supervisor", name)
+			}
+			return healed(t)()
+		})
+		r.down = time.Since(killed)
+	}
+}
+
+func orderReplicaServes(t *testing.T, n int) func() error {
+	return func() error {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/health/readyz", stack.Ports.Order+n-1))
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("replica %d: readyz %d", n, resp.StatusCode)
+		}
+		return passingInConsul(t, fmt.Sprintf("order-%d", n))
+	}
+}
+
+// passingInConsul: the instance and its sidecar pass their checks, so the mesh routes to it again.
+func passingInConsul(t *testing.T, id string) error {
+	entries, _, err := consul(t).Health().Service("order", "", false, nil)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Service.ID == id {
+			if st := e.Checks.AggregatedStatus(); st != "passing" {
+				return fmt.Errorf("%s is %s", id, st)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("%s not in the catalog", id)
+}
+
+func sidecarListening(t *testing.T, id string) func() error {
+	return func() error {
+		entries, _, err := consul(t).Health().Service("order-sidecar-proxy", "", true, nil)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if e.Service.ID == id+"-sidecar-proxy" {
+				c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", e.Service.Port), time.Second)
+				if err != nil {
+					return err
+				}
+				return c.Close()
+			}
+		}
+		return fmt.Errorf("%s's sidecar not passing", id)
+	}
+}
+
+func vaultUnsealed() error {
+	resp, err := stack.HTTP.Get(stack.VaultAddr + "/v1/sys/health")
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK { // 503: sealed
+		return fmt.Errorf("vault health %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// holdFile is the order service's test-only hold hook (ORDER_TEST_HOLD_COMMIT_FILE, set in TestMain): while it
+// exists, new orders' transactions wait before COMMIT.
+var holdFile = filepath.Join(os.TempDir(), fmt.Sprintf("pz-hold-commit-%d", os.Getpid()))
+
+const holdFor = 2 * time.Second
+
+func killBetweenInsertAndCommit(t *testing.T, r *faultResult) {
+	// Transactions with inserted rows waiting for COMMIT, as the server sees them.
+	open := func() (n int) {
+		if err := stack.Observer.QueryRow(`SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_rows_modified > 0`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before, err := stack.Restarts("order")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := stack.Pid("order")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(holdFile, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	held := time.Now()
+	defer os.Remove(holdFile)
+	time.Sleep(holdFor) // every client's order is now held open on one replica or the other
+	heldTx := open()
+	if heldTx == 0 {
+		t.Fatal("no transaction held between INSERT and COMMIT: the hook is not on, the case would prove nothing")
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitExited(t, pid)
+	// MariaDB rolls back the dead connections' transactions; replica 2's are still held.
+	eventually(t, 10*time.Second, func() error {
+		if n := open(); n >= heldTx {
+			return fmt.Errorf("%d transactions still open of %d held", n, heldTx)
+		}
+		return nil
+	})
+	os.Remove(holdFile)
+	r.down = time.Since(held)
+	eventually(t, 90*time.Second, func() error {
+		if n, _ := stack.Restarts("order"); n <= before {
+			return errors.New("order not restarted by its supervisor")
+		}
+		return orderReplicaServes(t, 1)()
+	})
+	r.recovery = time.Since(held) - r.down
+	t.Logf("%d transactions were held open before COMMIT when replica 1 was killed", heldTx)
+}
+
+func restartMariaDB(t *testing.T, r *faultResult) {
+	dir := filepath.Join(stack.Dir, "mariadb")
+	mariadb := func(args ...string) {
+		cmd := exec.Command(filepath.Join(stack.Root, "scripts", "mariadb.sh"), args...)
+		cmd.Env = stack.Env()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("mariadb.sh %v: %v\n%s", args, err, out)
+		}
+	}
+	stopped := time.Now()
+	mariadb("stop", dir)
+	// The database is away: an order is refused with 503 and Retry-After, not a hang or a 500.
+	req, _ := http.NewRequest("POST", stack.GatewayURL+"/pizza", strings.NewReader(string(orderBody("During DB outage"))))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", fmt.Sprintf("db-outage-%d", time.Now().UnixNano()))
+	asked := time.Now()
+	resp, err := stack.HTTP.Do(req)
+	if err != nil {
+		t.Fatalf("POST /pizza with the database down: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("POST /pizza with the database down: %d, Retry-After %q, %s; want 503 with Retry-After",
+			resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	// Order's dial timeout (3 s) plus the gateway's retries bound the answer: never a hang.
+	if took := time.Since(asked); took > slack*5*time.Second {
+		t.Errorf("the 503 took %s", took)
+	}
+	time.Sleep(time.Second)
+	mariadb("start", dir, strconv.Itoa(stack.Ports.MySQL))
+	r.down = time.Since(stopped)
+	eventually(t, 60*time.Second, func() error {
+		if status, _, err := placeOrder(t, "", orderBody("After DB outage")); status != http.StatusCreated {
+			return fmt.Errorf("POST /pizza after the database came back: %d %v", status, err)
+		}
+		return nil
+	})
+	r.recovery = time.Since(stopped) - r.down
+}
+
+const (
+	proxyDelay  = 100 * time.Millisecond
+	resetBursts = 2
+)
+
+func proxiedDatabase(t *testing.T, r *faultResult) {
+	p := startFaultProxy(t, fmt.Sprintf("127.0.0.1:%d", stack.Ports.MySQL))
+	defer p.close()
+	restartReplica2 := func(extra ...string) {
+		pid, err := stack.SupervisorPid("order-2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		waitExited(t, pid)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, filepath.Join(stack.Root, "scripts", "stack.sh"), "start")
+		cmd.Dir, cmd.Env = stack.Root, append(stack.Env(), extra...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("stack.sh start: %v\n%s", err, out)
+		}
+		eventually(t, 60*time.Second, orderReplicaServes(t, 2))
+	}
+	restartReplica2("ORDER_DB_ADDR_2=" + p.addr)
+	defer restartReplica2() // back on MySQL directly, for the tests after this one
+	start := time.Now()
+	p.setDelay(proxyDelay)
+	time.Sleep(3 * time.Second)
+	p.setDelay(0)
+	for range resetBursts {
+		if n := p.resetAll(); n == 0 {
+			t.Error("no connection through the proxy to reset: replica 2 is not on it")
+		}
+		time.Sleep(2 * time.Second)
+	}
+	r.down = time.Since(start)
+}
+
+// faultProxy is a TCP proxy that can delay what it forwards and reset every connection (RST, not FIN).
+type faultProxy struct {
+	addr  string
+	ln    net.Listener
+	mu    sync.Mutex
+	delay time.Duration
+	conns map[net.Conn]bool
+}
+
+func startFaultProxy(t *testing.T, target string) *faultProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &faultProxy{addr: ln.Addr().String(), ln: ln, conns: map[net.Conn]bool{}}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.serve(c, target)
+		}
+	}()
+	return p
+}
+
+func (p *faultProxy) serve(c net.Conn, target string) {
+	up, err := net.DialTimeout("tcp", target, 3*time.Second)
+	if err != nil {
+		c.Close()
+		return
+	}
+	p.mu.Lock()
+	p.conns[c], p.conns[up] = true, true
+	p.mu.Unlock()
+	pipe := func(dst, src net.Conn) {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if n > 0 {
+				p.mu.Lock()
+				d := p.delay
+				p.mu.Unlock()
+				time.Sleep(d)
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+		dst.Close()
+		src.Close()
+		p.mu.Lock()
+		delete(p.conns, dst)
+		delete(p.conns, src)
+		p.mu.Unlock()
+	}
+	go pipe(up, c)
+	pipe(c, up)
+}
+
+func (p *faultProxy) setDelay(d time.Duration) {
+	p.mu.Lock()
+	p.delay = d
+	p.mu.Unlock()
+}
+
+// resetAll aborts every proxied connection with a RST on both sides, as a crashed middlebox would.
+func (p *faultProxy) resetAll() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := len(p.conns) / 2
+	for c := range p.conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetLinger(0)
+		}
+		c.Close()
+		delete(p.conns, c)
+	}
+	return n
+}
+
+func (p *faultProxy) close() {
+	p.ln.Close()
+	p.resetAll()
+}
