@@ -18,6 +18,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 	vault "github.com/hashicorp/vault/api"
+	"github.com/pizzajoint/mesh/internal/devserver"
 )
 
 // consul is a client with a Consul operator token (leased from Vault as the runbook does): it reads the
@@ -105,17 +106,7 @@ func vaultOperator(t *testing.T) *vault.Client {
 
 func vaultAs(t *testing.T, token string) *vault.Client {
 	t.Helper()
-	cfg := vault.DefaultConfig()
-	cfg.Address = stack.VaultAddr
-	if err := cfg.ConfigureTLS(&vault.TLSConfig{CACert: stack.CACert}); err != nil {
-		t.Fatal(err)
-	}
-	c, err := vault.NewClient(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetToken(token)
-	return c
+	return (&devserver.Vault{Addr: stack.VaultAddr, CACert: stack.CACert}).Client(t, token)
 }
 
 // eventually retries f until it returns nil or the time is up; for state that settles (health checks).

@@ -28,7 +28,7 @@ func gossipKey(args []string, stderr io.Writer) error {
 	}
 	files := fs.Args()
 	if len(files) == 0 {
-		return errors.New("usage: meshctl gossip-key [-owner UID:GID] FILE...")
+		return errors.New("usage: meshctl gossip-key [-owner UID:GID] FILE [FILE ...]")
 	}
 	uid, gid := -1, -1
 	if *owner != "" {

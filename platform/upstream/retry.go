@@ -11,7 +11,8 @@ import (
 	"time"
 )
 
-// IdempotencyKeyHeader marks a POST the server deduplicates: sending it twice creates one order.
+// IdempotencyKeyHeader marks a POST the server deduplicates: sending it twice creates one order. (The same
+// header as order.IdempotencyKeyHeader; platform packages do not import services.)
 const IdempotencyKeyHeader = "Idempotency-Key"
 
 // Retry is an http.RoundTripper that sends a request again, on a fresh connection, when the attempt failed
@@ -59,10 +60,8 @@ func (t *Retry) RoundTrip(r *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		wait *= 2
-		if tr, ok := t.Next.(interface{ CloseIdleConnections() }); ok {
-			// The failure may have come from an idle connection the sidecar already closed: start afresh.
-			tr.CloseIdleConnections()
-		}
+		// The failure may have come from an idle connection the sidecar already closed: start afresh.
+		t.CloseIdleConnections()
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -76,12 +77,18 @@ func (a *approle) source(t *testing.T) *Source {
 	return s
 }
 
-// run runs s until the test ends.
-func run(t *testing.T, s *Source) {
+// runLoggedIn runs s until the test ends, and waits until it has logged in.
+func runLoggedIn(t *testing.T, s *Source) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { s.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
+	wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
+	defer wcancel()
+	if err := s.WaitLoggedIn(wctx); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // wrappingTokenLive says whether a wrapping token can still be unwrapped (the lookup does not use it up).
@@ -115,17 +122,12 @@ func TestLogsInWithAWrappedSecretID(t *testing.T) {
 	a := newAppRole(t, "20m")
 	wrapped, _ := os.ReadFile(a.secretIDFile)
 	s := a.source(t)
-	run(t, s)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	if err := s.WaitLoggedIn(ctx); err != nil {
-		t.Fatal(err)
-	}
+	runLoggedIn(t, s)
 	sec, err := s.Client().Auth().Token().LookupSelf()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if policies, _ := sec.TokenPolicies(); !contains(policies, "self") {
+	if policies, _ := sec.TokenPolicies(); !slices.Contains(policies, "self") {
 		t.Errorf("logged in with policies %v; want the role's", policies)
 	}
 	if a.wrappingTokenLive(string(wrapped)) {
@@ -172,12 +174,7 @@ func TestRefusesForeignOrUsedWrappingTokens(t *testing.T) {
 func TestNewSecretIDIsUnwrappedOnArrival(t *testing.T) {
 	a := newAppRole(t, "20m")
 	s := a.source(t)
-	run(t, s)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	if err := s.WaitLoggedIn(ctx); err != nil {
-		t.Fatal(err)
-	}
+	runLoggedIn(t, s)
 	next := a.wrappedSecretID(t, "order")
 	writeFile(t, a.secretIDFile, next)
 	within(t, 10*time.Second, "the new wrapping token is unwrapped", func() bool { return !a.wrappingTokenLive(next) })
@@ -193,18 +190,13 @@ func TestNewSecretIDIsUnwrappedOnArrival(t *testing.T) {
 func TestLogsInAgainAfterItsTokenIsRevoked(t *testing.T) {
 	a := newAppRole(t, "3s")
 	s := a.source(t)
-	run(t, s)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	if err := s.WaitLoggedIn(ctx); err != nil {
-		t.Fatal(err)
-	}
+	runLoggedIn(t, s)
 	first, logins := s.Client().Token(), s.logins.Load()
 	if err := a.v.Root.Auth().Token().RevokeTree(first); err != nil {
 		t.Fatal(err)
 	}
 	within(t, 15*time.Second, "a new login after the revocation", func() bool {
-		return s.logins.Load() > logins && s.LoggedIn(ctx) == nil
+		return s.logins.Load() > logins && s.LoggedIn(context.Background()) == nil
 	})
 	if s.Client().Token() == first {
 		t.Error("still holding the revoked token")
@@ -212,13 +204,4 @@ func TestLogsInAgainAfterItsTokenIsRevoked(t *testing.T) {
 	if _, err := s.Client().Auth().Token().LookupSelf(); err != nil {
 		t.Errorf("the new token does not work: %v", err)
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
