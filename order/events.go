@@ -29,6 +29,10 @@ type EventQuery struct {
 type EventLog interface {
 	Events(ctx context.Context, q EventQuery) ([]Event, error)
 	LastEventID(ctx context.Context) (int64, error)
+	// TransactionBound is the longest a transaction that writes an event can stay open, enforced by the
+	// writer: IDs are taken at insert but seen at commit, so a gap in IDs is either a commit still to come
+	// (within the bound) or a rollback.
+	TransactionBound() time.Duration
 }
 
 // ErrSlowSubscriber ends a stream whose client does not keep up; it reconnects with its last event ID and
@@ -42,10 +46,16 @@ type Hub struct {
 	log      EventLog
 	logger   *slog.Logger
 	interval time.Duration
-	// settle is how long a gap in event IDs may be an uncommitted transaction (IDs are assigned at insert, not
-	// at commit). Past it the gap is taken for a rollback and skipped.
+	// settle is how long a gap in event IDs may be an uncommitted transaction, counted from when the hub first
+	// saw an event past it: the missing event's transaction took its ID before that event's did, so it was
+	// open then, and the writer ends it within the log's TransactionBound. Past settle the gap is a rollback
+	// and is skipped.
 	settle time.Duration
 	now    func() time.Time
+	// gapAfter and gapSeen are the cursor at which the oldest open gap starts and when it was first seen. Only
+	// Run's goroutine touches them.
+	gapAfter int64
+	gapSeen  time.Time
 
 	mu     sync.Mutex
 	ready  bool
@@ -64,8 +74,10 @@ const subscriberBuffer = 256
 
 // NewHub returns a Hub polling log every interval.
 func NewHub(log EventLog, interval time.Duration, logger *slog.Logger) *Hub {
-	return &Hub{log: log, logger: logger.With("component", "eventhub"), interval: interval, settle: 2 * time.Second,
-		now: time.Now, subs: map[*subscription]struct{}{}}
+	// One more interval covers a commit that lands just after a poll; a second covers clock granularity.
+	settle := log.TransactionBound() + interval + time.Second
+	return &Hub{log: log, logger: logger.With("component", "eventhub"), interval: interval, settle: settle,
+		now: time.Now, gapAfter: -1, subs: map[*subscription]struct{}{}}
 }
 
 // Ready reports an error until the hub knows where the log ends.
@@ -122,11 +134,19 @@ func (h *Hub) poll(ctx context.Context) error {
 	}
 }
 
-// settled returns the prefix of events that can be published: contiguous IDs, or gaps older than settle.
+// settled returns the prefix of events that can be published: contiguous IDs, or gaps first seen longer ago
+// than settle.
 func (h *Hub) settled(cursor int64, events []Event) []Event {
 	for i, e := range events {
-		if e.ID != cursor+1 && h.now().Sub(e.At) < h.settle {
-			return events[:i] // an earlier ID may still commit: wait for it
+		if e.ID != cursor+1 {
+			now := h.now()
+			if h.gapAfter != cursor {
+				h.gapAfter, h.gapSeen = cursor, now
+			}
+			if now.Sub(h.gapSeen) < h.settle {
+				return events[:i] // an earlier ID may still commit: wait for it
+			}
+			h.logger.Info("event IDs skipped as rolled back", "from", cursor+1, "to", e.ID-1)
 		}
 		cursor = e.ID
 	}

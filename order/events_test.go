@@ -17,6 +17,11 @@ type memLog struct {
 	events map[int64]Event
 }
 
+// memLogBound is memLog's TransactionBound, as a writer would enforce it.
+const memLogBound = 5 * time.Second
+
+func (l *memLog) TransactionBound() time.Duration { return memLogBound }
+
 func (l *memLog) commit(es ...Event) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -50,9 +55,12 @@ func (l *memLog) LastEventID(context.Context) (int64, error) {
 	return last, nil
 }
 
+// testPollInterval is the hub's interval in these tests; they call poll themselves.
+const testPollInterval = 100 * time.Millisecond
+
 func newTestHub(t *testing.T, log *memLog) (*Hub, *time.Time) {
 	t.Helper()
-	h := NewHub(log, time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	h := NewHub(log, testPollInterval, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	h.now = func() time.Time { return now }
 	if err := h.poll(context.Background()); err != nil { // starts at the log's end
@@ -158,28 +166,45 @@ func TestStreamReplaysThenFollowsWithoutGapOrRepeat(t *testing.T) {
 }
 
 // IDs are taken at insert and made visible at commit: a gap may fill in later, and must not be skipped
-// until it is old enough to be a rollback.
-func TestHubWaitsForYoungGaps(t *testing.T) {
+// while the transaction that took its ID can still commit (the log's TransactionBound, counted from when the
+// hub first saw the gap). Past that it is a rollback and skipped.
+func TestHubWaitsForGapsWithinTheTransactionBound(t *testing.T) {
 	log := &memLog{events: map[int64]Event{}}
 	h, now := newTestHub(t, log)
 	got, cancel, _ := collect(t, h, StreamRequest{FromNow: true})
 	defer cancel()
 	waitSubscribed(t, h, 1)
+	poll := func() {
+		t.Helper()
+		if err := h.poll(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
 
-	log.commit(ev(2, "b", StatusCreated, *now)) // 1 is still being committed
-	_ = h.poll(context.Background())
+	// 2 is committed, written long ago by its clock; 1 is still being committed and lands within the bound.
+	log.commit(ev(2, "b", StatusCreated, now.Add(-time.Minute)))
+	poll()
+	*now = now.Add(memLogBound - time.Second)
+	poll()
 	time.Sleep(20 * time.Millisecond)
 	if g := got(); len(g) != 0 {
 		t.Fatalf("received %v past an open gap", g)
 	}
 	log.commit(ev(1, "a", StatusCreated, *now))
-	_ = h.poll(context.Background())
+	poll()
 	waitFor(t, got, []int64{1, 2})
 
-	log.commit(ev(4, "c", StatusCreated, *now)) // 3 rolled back: never comes
-	_ = h.poll(context.Background())
-	*now = now.Add(3 * time.Second)
-	_ = h.poll(context.Background())
+	// 3 rolled back: never comes. 4 waits until the gap is older than the bound, then follows.
+	log.commit(ev(4, "c", StatusCreated, *now))
+	poll()
+	*now = now.Add(memLogBound)
+	poll()
+	time.Sleep(20 * time.Millisecond)
+	if g := got(); len(g) != 2 {
+		t.Fatalf("received %v within the transaction bound of a gap; want only 1, 2", g)
+	}
+	*now = now.Add(testPollInterval + time.Second)
+	poll()
 	waitFor(t, got, []int64{1, 2, 4})
 }
 

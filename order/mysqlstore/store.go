@@ -29,6 +29,12 @@ type Store struct {
 
 var _ order.OrderStore = (*Store)(nil)
 
+// MaxTransaction bounds every write transaction: past it the transaction is cancelled, and the driver closes
+// its connection so MariaDB rolls it back. The event hub relies on the bound: a gap in event IDs older than
+// it is a rollback, never a commit still to come (see order.Hub). A write normally takes milliseconds; the
+// gateway gives up on a call after 5 s, so nothing waits for a longer transaction anyway.
+const MaxTransaction = 5 * time.Second
+
 // PIICipher seals customer phone and address before they reach MySQL and opens them when read. The key it
 // returns is stored with the row (envelope.Keyring implements it with Vault transit data keys).
 type PIICipher interface {
@@ -133,6 +139,8 @@ func createBatch(o order.Order, sealed []string, key any, idem order.Idempotency
 // when it closes. Either way nothing of a failed batch is ever committed.
 // beforeCommit, when not nil (a test-only hook), runs after a batch sent without its COMMIT, and COMMIT follows.
 func (s *Store) execBatch(ctx context.Context, q string, args []any, beforeCommit func(context.Context)) error {
+	ctx, cancel := context.WithTimeout(ctx, MaxTransaction)
+	defer cancel()
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		// No connection to be had (database away, login refused): the caller may retry.
@@ -553,6 +561,8 @@ func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 }
 
 func (s *Store) tryTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	ctx, cancel := context.WithTimeout(ctx, MaxTransaction)
+	defer cancel()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		// No connection to be had (database away, login refused): the caller may retry.
@@ -620,6 +630,9 @@ func (s *Store) Events(ctx context.Context, q order.EventQuery) ([]order.Event, 
 	}
 	return events, rows.Err()
 }
+
+// TransactionBound is MaxTransaction: how long an event's ID may be taken but not yet committed.
+func (s *Store) TransactionBound() time.Duration { return MaxTransaction }
 
 // LastEventID is the newest event's ID, 0 for an empty log.
 func (s *Store) LastEventID(ctx context.Context) (int64, error) {

@@ -458,3 +458,30 @@ func TestBeforeCommitHookRunsBetweenInsertAndCommit(t *testing.T) {
 		t.Errorf("after Create: %d orders, want 1", n)
 	}
 }
+
+// A write transaction never outlives MaxTransaction, whatever its caller's context allows: the event hub
+// takes a gap in event IDs older than that for a rollback.
+func TestCreateIsRolledBackPastMaxTransaction(t *testing.T) {
+	var root *sql.DB
+	f := newFixture(t, mysqlstore.WithBeforeCommitHook(func(ctx context.Context) {
+		<-ctx.Done() // a transaction stuck between its INSERTs and COMMIT
+	}))
+	root = f.root
+	now := time.Now().UTC()
+	o := order.Order{
+		ID: order.NewID(now), Status: order.StatusCreated, Customer: order.Customer{Name: "A", Phone: "12345", Address: "x"},
+		Items:     []order.Item{{Pizza: "margherita", Size: "M", Quantity: 1, UnitPriceCents: 1}},
+		CreatedAt: now, UpdatedAt: now,
+	}
+	// Without the bound the hook never returns and the test times out.
+	err := f.store.Create(context.Background(), o, order.Idempotency{Key: "k-stuck", RequestHash: []byte("h")})
+	if err == nil {
+		t.Fatal("Create committed a transaction held past MaxTransaction")
+	}
+	for _, q := range []string{`SELECT COUNT(*) FROM orders WHERE id = ?`, `SELECT COUNT(*) FROM order_events WHERE order_id = ?`,
+		`SELECT COUNT(*) FROM idempotency_keys WHERE order_id = ?`} {
+		if n := count(t, root, q, o.ID); n != 0 {
+			t.Errorf("%s = %d after the rollback; want 0", q, n)
+		}
+	}
+}
