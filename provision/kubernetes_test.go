@@ -133,27 +133,31 @@ func TestKubernetesAuthAgainstVault(t *testing.T) {
 				t.Errorf("role %s: %s = %v; the file says %v", want.Name, field, got, values)
 			}
 		}
-		if sec.Data["audience"] != want.Audience || sec.Data["token_no_default_policy"] != true {
+		if audience, _ := sec.Data["audience"].(string); audience != want.Audience || sec.Data["token_no_default_policy"] != true {
 			t.Errorf("role %s: audience %v, token_no_default_policy %v; the file says %q, true", want.Name,
 				sec.Data["audience"], sec.Data["token_no_default_policy"], want.Audience)
 		}
 	}
 
-	for _, tt := range []struct {
+	type login struct {
 		name                    string
 		role                    string
 		namespace, sa, audience string
 		ok                      bool
-	}{
-		{"order as order", "order", "pizza", "order", "vault", true},
-		{"gateway as gateway", "gateway", "pizza", "gateway", "vault", true},
-		{"the migration Job as order-migrate", "order-migrate", "pizza", "order-migrate", "vault", true},
-		{"gateway as order", "order", "pizza", "gateway", "vault", false},
-		{"order as order-migrate", "order-migrate", "pizza", "order", "vault", false},
-		{"order from another namespace", "order", "shop", "order", "vault", false},
-		{"order with its Kubernetes API token", "order", "pizza", "order", "https://kubernetes.default.svc.cluster.local", false},
-		{"default service account", "order", "pizza", "default", "vault", false},
-	} {
+	}
+	// Each service account of the namespace logs in as its own role and as no other.
+	var logins []login
+	for _, role := range []string{"order", "gateway", "order-migrate"} {
+		for _, sa := range []string{"order", "gateway", "order-migrate", "default"} {
+			logins = append(logins, login{sa + " as " + role, role, "pizza", sa, "vault", sa == role})
+		}
+	}
+	logins = append(logins,
+		login{"order from another namespace", "order", "shop", "order", "vault", false},
+		login{"order with its Kubernetes API token", "order", "pizza", "order", "https://kubernetes.default.svc.cluster.local", false},
+		login{"order-migrate with its Kubernetes API token", "order-migrate", "pizza", "order-migrate", "https://kubernetes.default.svc.cluster.local", false},
+	)
+	for _, tt := range logins {
 		t.Run(tt.name, func(t *testing.T) {
 			jwt := kube.serviceAccountToken(t, tt.namespace, tt.sa, tt.audience)
 			sec, err := v.Client(t, "").Logical().Write("auth/kubernetes/login", map[string]any{"role": tt.role, "jwt": jwt})
