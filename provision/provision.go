@@ -10,7 +10,8 @@
 //   - Vault holds Consul's management token (it bootstrapped the ACL system); meshctl leases a provisioner token
 //     for minutes per run and revokes it when the run ends.
 //   - Each service instance holds a role_id, a response-wrapped secret_id and a Consul token with its service's
-//     identity, in a folder only its OS user can read.
+//     identity, in a folder only its OS user can read. On Kubernetes a pod holds only its service-account token,
+//     which Vault's Kubernetes auth method trusts (vault/kubernetes).
 package provision
 
 import (
@@ -79,6 +80,8 @@ type Config struct {
 	Transit struct {
 		Key string `conf:"default:orders-pii"`
 	}
+	// Kubernetes is the cluster that `meshctl kubernetes-auth` points Vault's Kubernetes auth method at.
+	Kubernetes KubernetesConfig
 	// Timeout bounds every call to Vault and Consul.
 	Timeout time.Duration `conf:"default:15s"`
 }

@@ -7,6 +7,8 @@
 //	meshctl deliver                   credentials for one instance (MESHCTL_INSTANCE_*): role_id, wrapped secret_id, Consul token
 //	meshctl setup                     bootstrap, then agent tokens and deliveries from a plan (MESHCTL_SETUP_*), in
 //	                                  one run: Compose's one-shot bootstrap container, whose image has no shell
+//	meshctl kubernetes-auth           Vault's Kubernetes auth for a cluster: enable it, point it at the cluster's
+//	                                  API (MESHCTL_KUBERNETES_*), write the roles in vault/kubernetes (idempotent)
 //	meshctl probe [-cacert F] URL     exit 0 if URL answers 2xx within a timeout (images' health checks)
 //	meshctl pause                     do nothing until stopped: owns a Compose pod's network namespace
 //	meshctl gossip-key [-owner U:G] FILE...  one gossip encryption key for a stack's Consul agents (kept if present)
@@ -144,7 +146,7 @@ func run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 			return errors.New("operator-token reads a root token on stdin (from `vault operator generate-root`)")
 		}
 		return p.ReplaceOperatorToken(ctx, root)
-	case "deliver", "rotate", "token":
+	case "deliver", "rotate", "token", "kubernetes-auth":
 		if err := p.Authenticate(ctx); err != nil {
 			return err
 		}
@@ -157,6 +159,8 @@ func run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 	switch cfg.Args.Num(0) {
 	case "deliver":
 		return p.Deliver(ctx, inst)
+	case "kubernetes-auth":
+		return p.KubernetesAuth(ctx)
 	case "rotate":
 		return rotate(ctx, p, cfg.Args.Num(1), inst)
 	default: // token

@@ -1,4 +1,4 @@
-# Policy of the gateway's AppRole. The gateway never touches MySQL or customer PII in Vault:
+# Policy of the gateway's roles (AppRole, Kubernetes auth). The gateway never touches MySQL or customer PII in Vault:
 # it reads the hashes of staff bearer tokens and keeps its own token alive. Add pki issue rights here if the gateway's certificate
 # comes from Vault's pki engine (e.g. path "pki/issue/gateway" { capabilities = ["update"] }).
 

@@ -19,6 +19,12 @@ path "consul/config/access" { capabilities = ["read"] }
 path "auth/token/roles/connect-ca" { capabilities = ["read"] }
 path "auth/token/create/connect-ca" { capabilities = ["update"] }
 
+# `meshctl kubernetes-auth`, once per cluster: enable the Kubernetes auth method (sudo, as every auth mount),
+# point it at the cluster's API and write the roles of vault/kubernetes; read them back to check.
+path "sys/auth/kubernetes" { capabilities = ["update", "sudo"] }
+path "auth/kubernetes/config" { capabilities = ["create", "read", "update"] }
+path "auth/kubernetes/role/+" { capabilities = ["create", "read", "update"] }
+
 # Delivering credentials to a service instance: its role_id, a response-wrapped secret_id, and retiring the old.
 path "auth/approle/role/+/secret-id" { capabilities = ["update", "list"] }
 path "auth/approle/role/+/secret-id-accessor/lookup" { capabilities = ["update"] }

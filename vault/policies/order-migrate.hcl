@@ -1,5 +1,5 @@
-# Policy of the order-migrate AppRole: DDL credentials for schema migrations, nothing else.
-# Used by `order migrate` (scripts/stack.sh), never by the running service.
+# Policy of the order-migrate roles (AppRole; on Kubernetes, the migration Job's Kubernetes auth role): DDL
+# credentials for schema migrations, nothing else. Used by `order migrate`, never by the running service.
 
 path "database/creds/order-migrate" {
   capabilities = ["read"]

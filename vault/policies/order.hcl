@@ -1,4 +1,5 @@
-# Policy of the order service's AppRole: its own dynamic MySQL credentials, PII encryption, its own token.
+# Policy of the order service's roles (AppRole, Kubernetes auth): its own dynamic MySQL credentials, PII
+# encryption, its own token.
 
 # Short-lived MySQL user with SELECT/INSERT/UPDATE on the pizza schema only.
 path "database/creds/order" {

@@ -39,7 +39,7 @@ type serviceIntentions struct {
 }
 
 type manifests struct {
-	serviceAccounts map[string]bool
+	serviceAccounts map[string]bool // by namespace/name
 	services        []corev1.Service
 	deployments     []appsv1.Deployment
 	jobs            []batchv1.Job
@@ -48,19 +48,19 @@ type manifests struct {
 	intentions      []serviceIntentions
 }
 
-// workload is a pod template with the name of what runs it.
+// workload is a pod template with the name and namespace of what runs it.
 type workload struct {
-	name string
-	tmpl corev1.PodTemplateSpec
+	name, namespace string
+	tmpl            corev1.PodTemplateSpec
 }
 
 func (m *manifests) workloads() []workload {
 	var out []workload
 	for _, d := range m.deployments {
-		out = append(out, workload{"Deployment/" + d.Name, d.Spec.Template})
+		out = append(out, workload{"Deployment/" + d.Name, d.Namespace, d.Spec.Template})
 	}
 	for _, j := range m.jobs {
-		out = append(out, workload{"Job/" + j.Name, j.Spec.Template})
+		out = append(out, workload{"Job/" + j.Name, j.Namespace, j.Spec.Template})
 	}
 	return out
 }
@@ -87,6 +87,13 @@ func load(t *testing.T) *manifests {
 			if err := yaml.Unmarshal([]byte(doc), &tm); err != nil {
 				t.Fatalf("%s: %v", where, err)
 			}
+			// Vault's roles bind namespaces: an object without one would land wherever kubectl points.
+			var om struct {
+				Metadata metav1.ObjectMeta `json:"metadata"`
+			}
+			if err := yaml.Unmarshal([]byte(doc), &om); err != nil || om.Metadata.Namespace == "" {
+				t.Errorf("%s (%s %s): no metadata.namespace (%v)", where, tm.Kind, om.Metadata.Name, err)
+			}
 			strict := func(into any) {
 				t.Helper()
 				if err := yaml.UnmarshalStrict([]byte(doc), into); err != nil {
@@ -97,7 +104,7 @@ func load(t *testing.T) *manifests {
 			case "v1/ServiceAccount":
 				var o corev1.ServiceAccount
 				strict(&o)
-				m.serviceAccounts[o.Name] = true
+				m.serviceAccounts[o.Namespace+"/"+o.Name] = true
 			case "v1/Service":
 				var o corev1.Service
 				strict(&o)
@@ -176,8 +183,8 @@ func TestReferencesResolve(t *testing.T) {
 	m := load(t)
 	for _, w := range m.workloads() {
 		spec := w.tmpl.Spec
-		if sa := spec.ServiceAccountName; sa == "" || !m.serviceAccounts[sa] {
-			t.Errorf("%s: service account %q is not declared", w.name, sa)
+		if sa := spec.ServiceAccountName; sa == "" || !m.serviceAccounts[w.namespace+"/"+sa] {
+			t.Errorf("%s: service account %q is not declared in namespace %q", w.name, sa, w.namespace)
 		}
 		volumes := map[string]bool{}
 		for _, v := range spec.Volumes {
