@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -230,6 +231,7 @@ func TestKubernetesLogin(t *testing.T) {
 				if jwt != "" && strings.Contains(err.Error(), jwt) {
 					t.Error("the error shows the service-account token")
 				}
+				t.Logf("refused: %v", err)
 				return
 			}
 			if err != nil {
@@ -252,9 +254,15 @@ func TestKubernetesLoginReadsTheRotatedToken(t *testing.T) {
 	v := kubernetesVault(t, api, mount)
 	order := serviceAccount{namespace: "pizza", name: "order", uid: "0b6d5a7e-3c1f-4f0e-9a43-6f1f2c3d4e5f"}
 	tokenFile := filepath.Join(t.TempDir(), "token")
-	devserver.WriteFile(t, tokenFile, api.issue(t, order))
-	s := newSession(t, Config{Addr: v.Addr, CACert: v.CACert, AuthMethod: MethodKubernetes, KubernetesRole: "order",
-		KubernetesTokenFile: tokenFile, KubernetesMount: mount, Timeout: 5 * time.Second})
+	jwt := api.issue(t, order)
+	devserver.WriteFile(t, tokenFile, jwt)
+	logs := &syncBuffer{}
+	s, err := New(Config{Addr: v.Addr, CACert: v.CACert, AuthMethod: MethodKubernetes, KubernetesRole: "order",
+		KubernetesTokenFile: tokenFile, KubernetesMount: mount, Timeout: 5 * time.Second},
+		slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
 	first := runLoggedIn(t, s)
 
 	rotated := api.issue(t, order)
@@ -271,4 +279,32 @@ func TestKubernetesLoginReadsTheRotatedToken(t *testing.T) {
 	if p := policies(t, next.Client()); !slices.Contains(p, "order") {
 		t.Errorf("logged in again with policies %v; want the role's", p)
 	}
+	out := logs.String()
+	if !strings.Contains(out, "logged in to vault") {
+		t.Fatalf("no login logged; the test would not see a secret either:\n%s", out)
+	}
+	for name, secret := range map[string]string{"first JWT": jwt, "rotated JWT": rotated,
+		"first token": first.Client().Token(), "second token": next.Client().Token()} {
+		if strings.Contains(out, secret) {
+			t.Errorf("the logs hold the %s", name)
+		}
+	}
+}
+
+// syncBuffer is a log destination goroutines may share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
