@@ -32,7 +32,8 @@ import (
 	"github.com/pizzajoint/mesh/platform/tlsreload"
 	"github.com/pizzajoint/mesh/platform/tokenhash"
 	sidecar "github.com/pizzajoint/mesh/platform/upstream"
-	"github.com/pizzajoint/mesh/platform/vaultcreds"
+	"github.com/pizzajoint/mesh/platform/vaultauth"
+	"github.com/pizzajoint/mesh/platform/vaultkv"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -86,8 +87,8 @@ type config struct {
 		// AdvertiseNode: the agent is the pod's own (Compose), so the sidecar is advertised at the pod's address.
 		AdvertiseNode bool `conf:"default:false,help:advertise the Consul node's address (a pod's) instead of loopback"`
 	}
-	// Vault is where staff token hashes come from (KV); without a role_id file staff sign-in is off.
-	Vault vaultcreds.Config
+	// Vault is where staff token hashes come from (KV); without a login configured staff sign-in is off.
+	Vault vaultauth.Config
 	Staff struct {
 		TokensPath string        `conf:"default:secret/data/pizza/staff-tokens"`
 		Reload     time.Duration `conf:"default:30s"`
@@ -244,48 +245,21 @@ func upstreamTransport(maxConns int, timeout time.Duration) *http.Transport {
 	}
 }
 
-// staffAuth logs in to Vault with the gateway's AppRole and checks staff tokens against the hashes in KV.
-// Without Vault settings staff sign-in is off (the staff routes answer 503).
+// staffAuth logs in to Vault as the gateway and checks staff tokens against the hashes in KV. Without Vault
+// settings staff sign-in is off (the staff routes answer 503).
 func staffAuth(ctx context.Context, cfg config, logger *slog.Logger) (*gateway.StaffAuth, error) {
-	if cfg.Vault.RoleIDFile == "" {
+	if !cfg.Vault.Enabled() {
 		logger.Warn("no Vault settings: staff sign-in is off")
 		return nil, nil
 	}
-	cfg.Vault.DBRole = "" // the gateway holds no database credentials
-	src, err := vaultcreds.New(cfg.Vault, logger)
+	session, err := vaultauth.New(cfg.Vault, logger)
 	if err != nil {
 		return nil, err
 	}
-	go src.Run(ctx)
-	client := src.Client()
+	go session.Run(ctx)
+	kv := vaultkv.New(session)
 	registry := tokenhash.New(func(ctx context.Context) (map[string]string, error) {
-		ctx, cancel := context.WithTimeout(ctx, cfg.Vault.Timeout)
-		defer cancel()
-		if err := src.WaitLoggedIn(ctx); err != nil { // at start-up the login may still be under way
-			return nil, err
-		}
-		secret, err := client.Logical().ReadWithContext(ctx, cfg.Staff.TokensPath)
-		if vaultcreds.IsForbidden(err) {
-			// The token was revoked (an operator, or a rotation): log in again now and read once more.
-			if err := src.Relogin(ctx); err != nil {
-				return nil, err
-			}
-			secret, err = client.Logical().ReadWithContext(ctx, cfg.Staff.TokensPath)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", cfg.Staff.TokensPath, err)
-		}
-		hashes := map[string]string{}
-		if secret == nil {
-			return hashes, nil // no staff token issued yet
-		}
-		data, _ := secret.Data["data"].(map[string]any) // KV v2 nests the values
-		for name, v := range data {
-			if h, ok := v.(string); ok {
-				hashes[name] = h
-			}
-		}
-		return hashes, nil
+		return kv.Strings(ctx, cfg.Staff.TokensPath) // no secret yet: no staff token issued
 	}, logger)
 	go registry.Run(ctx, cfg.Staff.Reload)
 	return gateway.NewStaffAuth(registry, logger, gateway.SessionPolicy{Idle: cfg.Staff.SessionIdle, Absolute: cfg.Staff.SessionMax}), nil

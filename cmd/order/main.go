@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -34,13 +35,14 @@ import (
 	"github.com/pizzajoint/mesh/order/mysqlstore"
 	"github.com/pizzajoint/mesh/platform/applog"
 	"github.com/pizzajoint/mesh/platform/consulreg"
+	"github.com/pizzajoint/mesh/platform/dblease"
 	"github.com/pizzajoint/mesh/platform/envelope"
 	"github.com/pizzajoint/mesh/platform/httpserver"
 	"github.com/pizzajoint/mesh/platform/kitmw"
 	"github.com/pizzajoint/mesh/platform/mysqlconn"
 	"github.com/pizzajoint/mesh/platform/probe"
 	"github.com/pizzajoint/mesh/platform/reqid"
-	"github.com/pizzajoint/mesh/platform/vaultcreds"
+	"github.com/pizzajoint/mesh/platform/vaultauth"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -76,8 +78,13 @@ type config struct {
 	}
 	// DBCredentialsFile holds "user:password": for `migrate`, and for serving without Vault.
 	DBCredentialsFile string `conf:"help:file holding user:password of the database user (when not using Vault)"`
-	// Vault is used for database credentials when its role_id file is set.
-	Vault  vaultcreds.Config
+	// Vault is used for database credentials when a login is configured (an AppRole role_id file, or the
+	// kubernetes auth method).
+	Vault struct {
+		vaultauth.Config
+		// DBRole is the database role whose credentials the pool uses (order-migrate for the DDL commands).
+		DBRole string `conf:"default:order"`
+	}
 	Consul struct {
 		// Addr of the local Consul agent; empty means: do not register (no mesh).
 		Addr string `conf:"help:Consul agent address like http://127.0.0.1:8500 (empty: no mesh)"`
@@ -165,7 +172,7 @@ func rewrapPII(ctx context.Context, cfg config, logger *slog.Logger) error {
 	}
 	defer b.close()
 	if b.waitReady == nil {
-		return errors.New("rewrap-pii needs Vault (ORDER_VAULT_ROLE_ID_FILE, ORDER_VAULT_SECRET_ID_FILE)")
+		return errors.New("rewrap-pii needs Vault (ORDER_VAULT_ROLE_ID_FILE and ORDER_VAULT_SECRET_ID_FILE, or ORDER_VAULT_AUTH_METHOD=kubernetes)")
 	}
 	if err := b.waitReady(ctx); err != nil {
 		return err
@@ -184,32 +191,57 @@ func rewrapPII(ctx context.Context, cfg config, logger *slog.Logger) error {
 // ddlCredentials are the schema owner's credentials for migrate and maintain-partitions: a short-lived
 // order-migrate user from Vault (renewed while the command runs, revoked after), or a credentials file.
 func ddlCredentials(ctx context.Context, cfg config, command string, logger *slog.Logger) (mysqlconn.CredentialSource, func(), error) {
-	if cfg.Vault.RoleIDFile == "" {
+	if !cfg.Vault.Enabled() {
 		if cfg.DBCredentialsFile == "" {
-			return nil, nil, errors.New(command + " needs Vault (ORDER_VAULT_ROLE_ID_FILE, ORDER_VAULT_SECRET_ID_FILE, ORDER_VAULT_DB_ROLE=order-migrate) " +
+			return nil, nil, errors.New(command + " needs Vault (ORDER_VAULT_ROLE_ID_FILE and ORDER_VAULT_SECRET_ID_FILE, or ORDER_VAULT_AUTH_METHOD=kubernetes; ORDER_VAULT_DB_ROLE=order-migrate) " +
 				"or ORDER_DB_CREDENTIALS_FILE (credentials allowed to change the schema)")
 		}
 		return mysqlconn.FileCredentials{Path: cfg.DBCredentialsFile}, func() {}, nil
 	}
-	src, err := vaultcreds.New(cfg.Vault, logger)
+	v, err := newVaultLeases(cfg, logger)
 	if err != nil {
 		return nil, nil, err
 	}
-	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{})
-	go func() { src.Run(runCtx); close(done) }()
-	release := func() {
-		stopRun()
-		<-done
-		if err := src.Revoke(context.WithoutCancel(ctx)); err != nil {
-			logger.Warn("could not give the vault token back; the DDL user expires with its lease", "err", err)
-		}
-	}
-	if err := src.WaitReady(ctx); err != nil {
+	release := v.run(ctx, logger)
+	if err := v.src.WaitReady(ctx); err != nil {
 		release()
 		return nil, nil, err
 	}
-	return src, release, nil
+	return v.src, release, nil
+}
+
+// vaultLeases is the service's Vault login and the database credentials of cfg.Vault.DBRole made under it.
+type vaultLeases struct {
+	session *vaultauth.Session
+	src     *dblease.Source
+}
+
+func newVaultLeases(cfg config, logger *slog.Logger) (vaultLeases, error) {
+	session, err := vaultauth.New(cfg.Vault.Config, logger)
+	if err != nil {
+		return vaultLeases{}, err
+	}
+	src, err := dblease.New(session, cfg.Vault.DBRole, logger)
+	if err != nil {
+		return vaultLeases{}, err
+	}
+	return vaultLeases{session: session, src: src}, nil
+}
+
+// run logs in and keeps credentials until stop, which then gives the token back: the database users made under
+// it are dropped (a DDL user at once, instead of at its lease's end).
+func (v vaultLeases) run(ctx context.Context, logger *slog.Logger) (stop func()) {
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Go(func() { v.session.Run(runCtx) })
+	wg.Go(func() { v.src.Run(runCtx) })
+	return func() {
+		cancel()
+		wg.Wait()
+		if err := v.src.Revoke(context.WithoutCancel(ctx)); err != nil {
+			logger.Warn("could not give the vault token back; its database users expire with their leases", "err", err)
+		}
+	}
 }
 
 func migrate(ctx context.Context, cfg config, logger *slog.Logger) error {
@@ -342,10 +374,10 @@ type backend struct {
 // credentials file without Vault (development: PII stored as given). The checks make readiness false while
 // no unexpired credentials are at hand.
 func openBackend(ctx context.Context, cfg config, logger *slog.Logger) (backend, error) {
-	if cfg.Vault.RoleIDFile == "" {
+	if !cfg.Vault.Enabled() {
 		if cfg.DBCredentialsFile == "" {
 			return backend{}, errors.New("no database credentials: set ORDER_VAULT_ROLE_ID_FILE and ORDER_VAULT_SECRET_ID_FILE " +
-				"(Vault), or ORDER_DB_CREDENTIALS_FILE")
+				"or ORDER_VAULT_AUTH_METHOD=kubernetes (Vault), or ORDER_DB_CREDENTIALS_FILE")
 		}
 		logger.Warn("database credentials from a file and PII unencrypted: no Vault, for development only")
 		src := mysqlconn.FileCredentials{Path: cfg.DBCredentialsFile}
@@ -360,10 +392,11 @@ func openBackend(ctx context.Context, cfg config, logger *slog.Logger) (backend,
 		}
 		return backend{db: db, store: mysqlstore.New(db, replica...), close: func() { replicaDB.Close(); db.Close() }}, nil
 	}
-	src, err := vaultcreds.New(cfg.Vault, logger)
+	v, err := newVaultLeases(cfg, logger)
 	if err != nil {
 		return backend{}, err
 	}
+	src := v.src
 	db, err := mysqlconn.Open(cfg.DB, src)
 	if err != nil {
 		return backend{}, err
@@ -379,12 +412,10 @@ func openBackend(ctx context.Context, cfg config, logger *slog.Logger) (backend,
 		db.SetConnMaxLifetime(lifetime)
 		replicaDB.SetConnMaxLifetime(lifetime)
 	}
-	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{})
-	go func() { src.Run(runCtx); close(done) }()
+	stopVault := v.run(ctx, logger)
 	keyring := envelope.New(envelope.VaultTransit{
-		Client: src.Client(), Mount: cfg.PII.TransitMount, Key: cfg.PII.TransitKey, Timeout: cfg.Vault.Timeout,
-		OnForbidden: func(error) { src.TokenRejected() },
+		Client: v.session.Client(), Mount: cfg.PII.TransitMount, Key: cfg.PII.TransitKey, Timeout: cfg.Vault.Timeout,
+		OnForbidden: func(error) { v.session.TokenRejected() },
 	}, cfg.PII.KeyLifetime, logger)
 	return backend{
 		db:        db,
@@ -394,11 +425,7 @@ func openBackend(ctx context.Context, cfg config, logger *slog.Logger) (backend,
 		close: func() {
 			replicaDB.Close()
 			db.Close()
-			stopRun()
-			<-done
-			if err := src.Revoke(context.Background()); err != nil {
-				logger.Warn("could not give the vault token back; it expires by itself", "err", err)
-			}
+			stopVault()
 		},
 	}, nil
 }

@@ -1,4 +1,4 @@
-package vaultcreds
+package vaultauth
 
 import "testing"
 
