@@ -17,7 +17,7 @@ import (
 	"github.com/pizzajoint/mesh/order"
 )
 
-// Store is an order.OrderStore on MySQL. Writes, idempotency look-ups and the event log use the primary (db);
+// Store is an order.Store on MySQL. Writes, idempotency look-ups and the event log use the primary (db);
 // Get and List go to the replica when one is configured (see Replica).
 type Store struct {
 	db      *sql.DB
@@ -27,7 +27,7 @@ type Store struct {
 	beforeCommit func(context.Context)
 }
 
-var _ order.OrderStore = (*Store)(nil)
+var _ order.Store = (*Store)(nil)
 
 // PIICipher seals customer phone and address before they reach MySQL and opens them when read. The key it
 // returns is stored with the row (envelope.Keyring implements it with Vault transit data keys).
