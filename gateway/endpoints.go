@@ -20,8 +20,8 @@ type Endpoints struct {
 type trackRequest struct{ ID, Token string }
 
 type changeStatusRequest struct {
-	ID     string       `json:"-"`
-	Status order.Status `json:"status"`
+	ID     string
+	Status order.Status
 }
 
 // MakeEndpoints wraps s, applying mw (outermost first) to every endpoint.

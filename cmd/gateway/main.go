@@ -168,8 +168,8 @@ func run(ctx context.Context, stderr io.Writer) error {
 	}, []string{"method", "outcome"})
 	svc := gateway.NewService(orders)
 	endpoints := gateway.MakeEndpoints(svc,
-		kitmw.Instrumenting(duration, order.Outcome),
-		kitmw.Logging(logger, order.Outcome),
+		kitmw.Instrumenting(duration, gateway.Outcome),
+		kitmw.Logging(logger, gateway.Outcome),
 		kitmw.Deadline(cfg.Order.Timeout),
 	)
 
