@@ -21,6 +21,8 @@ import (
 	"github.com/go-kit/kit/metrics"
 	"github.com/pizzajoint/mesh/gateway"
 	"github.com/pizzajoint/mesh/order"
+	"github.com/pizzajoint/mesh/order/httpapi"
+	"github.com/pizzajoint/mesh/order/orderclient"
 	"github.com/pizzajoint/mesh/order/ordertest"
 	"github.com/pizzajoint/mesh/platform/kitmw"
 	"github.com/pizzajoint/mesh/platform/reqid"
@@ -32,7 +34,7 @@ const validBody = `{"customer":{"name":"Ada","phone":"+1 555 0100","address":"1 
 // newGateway serves the gateway over TLS in front of orderURL, as in production but without the mesh.
 func newGateway(t *testing.T, orderURL string, deadline time.Duration) *httptest.Server {
 	t.Helper()
-	orders, err := order.NewHTTPClient(orderURL, &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}})
+	orders, err := orderclient.New(orderURL, &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +50,7 @@ func newOrderService(t *testing.T) (*httptest.Server, *ordertest.MemStore) {
 	t.Helper()
 	store := ordertest.NewMemStore()
 	mux := http.NewServeMux()
-	order.MakeHTTPHandler(mux, order.MakeServerEndpoints(order.NewService(store, order.DefaultMenu)))
+	httpapi.MakeHTTPHandler(mux, order.MakeServerEndpoints(order.NewService(store, order.DefaultMenu)))
 	srv := httptest.NewServer(reqid.Middleware(mux))
 	t.Cleanup(srv.Close)
 	return srv, store
@@ -378,7 +380,7 @@ func TestGatewayRefusesOversizedBodyBeforeContinue(t *testing.T) {
 // never as a server error.
 func TestGatewayOutcomes(t *testing.T) {
 	orderSrv, _ := newOrderService(t)
-	orders, err := order.NewHTTPClient(orderSrv.URL, &http.Client{})
+	orders, err := orderclient.New(orderSrv.URL, &http.Client{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"github.com/go-kit/kit/endpoint"
-	"github.com/pizzajoint/mesh/platform/kitmw"
 )
 
 // Endpoints collects the service's endpoints. On the server side each wraps a Service; on the client side
@@ -22,12 +21,7 @@ var _ Service = Endpoints{}
 // MakeServerEndpoints wraps s, applying mw (in order, outermost first) to every endpoint; mw gets the
 // endpoint's name for logs and metrics.
 func MakeServerEndpoints(s Service, mw ...func(name string) endpoint.Middleware) Endpoints {
-	wrap := func(name string, e endpoint.Endpoint) endpoint.Endpoint {
-		for i := len(mw) - 1; i >= 0; i-- {
-			e = mw[i](name)(e)
-		}
-		return e
-	}
+	wrap := func(name string, e endpoint.Endpoint) endpoint.Endpoint { return applyMiddleware(name, e, mw) }
 	return Endpoints{
 		MenuEndpoint: wrap("menu", func(ctx context.Context, _ any) (any, error) {
 			return s.Menu(ctx)
@@ -36,24 +30,34 @@ func MakeServerEndpoints(s Service, mw ...func(name string) endpoint.Middleware)
 			return s.CreateOrder(ctx, req.(NewOrder))
 		}),
 		GetOrderEndpoint: wrap("get_order", func(ctx context.Context, req any) (any, error) {
-			return s.GetOrder(ctx, req.(getOrderRequest).ID)
+			return s.GetOrder(ctx, req.(GetOrderRequest).ID)
 		}),
 		ListOrdersEndpoint: wrap("list_orders", func(ctx context.Context, req any) (any, error) {
 			return s.ListOrders(ctx, req.(ListFilter))
 		}),
 		ChangeStatusEndpoint: wrap("change_status", func(ctx context.Context, req any) (any, error) {
-			r := req.(changeStatusRequest)
+			r := req.(ChangeStatusRequest)
 			return s.ChangeStatus(ctx, r.ID, r.Status)
 		}),
 	}
 }
 
-type getOrderRequest struct{ ID string }
-
-type changeStatusRequest struct {
-	ID     string `json:"-"`
-	Status Status `json:"status"`
+// applyMiddleware wraps e in mw, the first outermost.
+func applyMiddleware(name string, e endpoint.Endpoint, mw []func(name string) endpoint.Middleware) endpoint.Endpoint {
+	for i := len(mw) - 1; i >= 0; i-- {
+		e = mw[i](name)(e)
+	}
+	return e
 }
+
+// Requests of the endpoints whose argument is not a single domain value.
+type (
+	GetOrderRequest     struct{ ID string }
+	ChangeStatusRequest struct {
+		ID     string
+		Status Status
+	}
+)
 
 func (e Endpoints) Menu(ctx context.Context) (Menu, error) {
 	resp, err := e.MenuEndpoint(ctx, nil)
@@ -72,7 +76,7 @@ func (e Endpoints) CreateOrder(ctx context.Context, n NewOrder) (Created, error)
 }
 
 func (e Endpoints) GetOrder(ctx context.Context, id string) (Order, error) {
-	resp, err := e.GetOrderEndpoint(ctx, getOrderRequest{ID: id})
+	resp, err := e.GetOrderEndpoint(ctx, GetOrderRequest{ID: id})
 	if err != nil {
 		return Order{}, err
 	}
@@ -88,20 +92,9 @@ func (e Endpoints) ListOrders(ctx context.Context, f ListFilter) (Page, error) {
 }
 
 func (e Endpoints) ChangeStatus(ctx context.Context, id string, to Status) (Order, error) {
-	resp, err := e.ChangeStatusEndpoint(ctx, changeStatusRequest{ID: id, Status: to})
+	resp, err := e.ChangeStatusEndpoint(ctx, ChangeStatusRequest{ID: id, Status: to})
 	if err != nil {
 		return Order{}, err
 	}
 	return resp.(Order), nil
-}
-
-// Outcome classifies an endpoint's error for logs and metrics (see kitmw.Classify).
-func Outcome(err error) string {
-	if err == nil {
-		return kitmw.OutcomeOK
-	}
-	if status, _ := ErrorStatus(err); status < 500 {
-		return kitmw.OutcomeClientError
-	}
-	return kitmw.OutcomeServerError
 }

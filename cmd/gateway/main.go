@@ -21,7 +21,7 @@ import (
 	"github.com/ardanlabs/conf/v3"
 	kitprometheus "github.com/go-kit/kit/metrics/prometheus"
 	"github.com/pizzajoint/mesh/gateway"
-	"github.com/pizzajoint/mesh/order"
+	"github.com/pizzajoint/mesh/order/orderclient"
 	"github.com/pizzajoint/mesh/platform/applog"
 	"github.com/pizzajoint/mesh/platform/clientlimit"
 	"github.com/pizzajoint/mesh/platform/consulreg"
@@ -150,7 +150,7 @@ func run(ctx context.Context, stderr io.Writer) error {
 	// A sidecar restarting (a token rotation) or an order instance going away drops connections before any
 	// answer: such a call is sent again on a fresh connection when that cannot create a second order.
 	retrying := &sidecar.Retry{Next: upstream, Attempts: 6, Backoff: 50 * time.Millisecond, Logger: logger}
-	orders, err := order.NewHTTPClient(cfg.Order.URL, &http.Client{Transport: retrying})
+	orders, err := orderclient.New(cfg.Order.URL, &http.Client{Transport: retrying})
 	if err != nil {
 		return err
 	}

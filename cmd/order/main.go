@@ -31,6 +31,7 @@ import (
 	"github.com/ardanlabs/conf/v3"
 	kitprometheus "github.com/go-kit/kit/metrics/prometheus"
 	"github.com/pizzajoint/mesh/order"
+	"github.com/pizzajoint/mesh/order/httpapi"
 	"github.com/pizzajoint/mesh/order/mysqlstore"
 	"github.com/pizzajoint/mesh/platform/applog"
 	"github.com/pizzajoint/mesh/platform/consulreg"
@@ -284,8 +285,8 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
 		Help: "Time spent in order endpoints, by method and outcome.",
 	}, []string{"method", "outcome"})
 	endpoints := order.MakeServerEndpoints(svc,
-		kitmw.Instrumenting(duration, order.Outcome),
-		kitmw.Logging(logger, order.Outcome),
+		kitmw.Instrumenting(duration, httpapi.Outcome),
+		kitmw.Logging(logger, httpapi.Outcome),
 	)
 
 	hub := order.NewHub(b.store, 200*time.Millisecond, logger)
@@ -304,8 +305,8 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
 	mux := http.NewServeMux()
 	health.Register(mux)
 	mux.Handle("GET /metrics", promhttp.Handler())
-	order.MakeHTTPHandler(mux, endpoints)
-	order.MakeSSEHandler(mux, hub, streams)
+	httpapi.MakeHTTPHandler(mux, endpoints)
+	httpapi.MakeSSEHandler(mux, hub, streams)
 	handler := reqid.Middleware(httpserver.AccessLog(logger, reqid.FromContext, mux))
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pizzajoint/mesh/gateway"
 	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/order/mysqlstore"
 )
@@ -29,7 +30,7 @@ func (t SQLTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, fmt.Errorf("decode order: %w", err)
 	}
-	row, err := newOrderRow(n, req.Header.Get(order.IdempotencyKeyHeader), time.Now())
+	row, err := newOrderRow(n, req.Header.Get(gateway.IdempotencyKeyHeader), time.Now())
 	if err != nil {
 		return nil, err
 	}

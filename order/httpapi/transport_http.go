@@ -1,4 +1,7 @@
-package order
+// Package httpapi is the order service's HTTP transport: handlers, request decoders and response encoders,
+// the event streams, and the error table that the server's encoder, orderclient's decoder and the log and
+// metric outcome share.
+package httpapi
 
 import (
 	"context"
@@ -9,7 +12,9 @@ import (
 	"strconv"
 
 	httptransport "github.com/go-kit/kit/transport/http"
+	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/platform/httpjson"
+	"github.com/pizzajoint/mesh/platform/kitmw"
 	"github.com/pizzajoint/mesh/platform/reqid"
 )
 
@@ -29,20 +34,20 @@ const (
 //	GET  /orders/{id}          one order
 //	GET  /orders?status=&after=&limit=   a page of orders, oldest first
 //	POST /orders/{id}/status   {"status": "ACCEPTED"}: move an order along its lifecycle
-func MakeHTTPHandler(mux *http.ServeMux, e Endpoints) {
+func MakeHTTPHandler(mux *http.ServeMux, e order.Endpoints) {
 	opts := []httptransport.ServerOption{httptransport.ServerErrorEncoder(EncodeError)}
 	mux.Handle("GET /menu", httptransport.NewServer(e.MenuEndpoint, decodeNothing, encodeMenu, opts...))
-	mux.Handle("POST /orders", httptransport.NewServer(e.CreateOrderEndpoint, DecodeNewOrder, EncodeCreated, opts...))
-	mux.Handle("GET /orders/{id}", httptransport.NewServer(e.GetOrderEndpoint, decodeGetOrder, EncodeOK, opts...))
-	mux.Handle("GET /orders", httptransport.NewServer(e.ListOrdersEndpoint, DecodeListFilter, EncodeOK, opts...))
-	mux.Handle("POST /orders/{id}/status", httptransport.NewServer(e.ChangeStatusEndpoint, decodeChangeStatus, EncodeOK, opts...))
+	mux.Handle("POST /orders", httptransport.NewServer(e.CreateOrderEndpoint, decodeNewOrder, encodeCreated, opts...))
+	mux.Handle("GET /orders/{id}", httptransport.NewServer(e.GetOrderEndpoint, decodeGetOrder, encodeOK, opts...))
+	mux.Handle("GET /orders", httptransport.NewServer(e.ListOrdersEndpoint, decodeListFilter, encodeOK, opts...))
+	mux.Handle("POST /orders/{id}/status", httptransport.NewServer(e.ChangeStatusEndpoint, decodeChangeStatus, encodeOK, opts...))
 }
 
 func decodeNothing(context.Context, *http.Request) (any, error) { return nil, nil }
 
-// DecodeNewOrder reads a NewOrder from a request: the body strictly, the idempotency key from its header.
-func DecodeNewOrder(_ context.Context, r *http.Request) (any, error) {
-	var n NewOrder
+// decodeNewOrder reads a NewOrder from a request: the body strictly, the idempotency key from its header.
+func decodeNewOrder(_ context.Context, r *http.Request) (any, error) {
+	var n order.NewOrder
 	if err := httpjson.Decode(r, MaxBodyBytes, &n); err != nil {
 		return nil, err
 	}
@@ -51,43 +56,48 @@ func DecodeNewOrder(_ context.Context, r *http.Request) (any, error) {
 }
 
 func decodeGetOrder(_ context.Context, r *http.Request) (any, error) {
-	return getOrderRequest{ID: r.PathValue("id")}, nil
+	return order.GetOrderRequest{ID: r.PathValue("id")}, nil
 }
 
-// DecodeListFilter reads a ListFilter from the query: status, after (the cursor) and limit.
-func DecodeListFilter(_ context.Context, r *http.Request) (any, error) {
+// decodeListFilter reads a ListFilter from the query: status, after (the cursor) and limit.
+func decodeListFilter(_ context.Context, r *http.Request) (any, error) {
 	q := r.URL.Query()
-	f := ListFilter{Status: Status(q.Get("status")), After: q.Get("after")}
+	f := order.ListFilter{Status: order.Status(q.Get("status")), After: q.Get("after")}
 	if l := q.Get("limit"); l != "" {
 		n, err := strconv.Atoi(l)
 		if err != nil {
-			return nil, &ValidationError{Field: "limit", Reason: "must be a whole number"}
+			return nil, &order.ValidationError{Field: "limit", Reason: "must be a whole number"}
 		}
 		f.Limit = n
 	}
 	return f, nil
 }
 
-func decodeChangeStatus(_ context.Context, r *http.Request) (any, error) {
-	var req changeStatusRequest
-	if err := httpjson.Decode(r, MaxBodyBytes, &req); err != nil {
-		return nil, err
-	}
-	req.ID = r.PathValue("id")
-	return req, nil
+// ChangeStatusBody is the body of POST /orders/{id}/status.
+type ChangeStatusBody struct {
+	Status order.Status `json:"status"`
 }
 
-type menuResponse struct {
-	Pizzas Menu `json:"pizzas"`
+func decodeChangeStatus(_ context.Context, r *http.Request) (any, error) {
+	var b ChangeStatusBody
+	if err := httpjson.Decode(r, MaxBodyBytes, &b); err != nil {
+		return nil, err
+	}
+	return order.ChangeStatusRequest{ID: r.PathValue("id"), Status: b.Status}, nil
+}
+
+// MenuResponse is the body of GET /menu.
+type MenuResponse struct {
+	Pizzas order.Menu `json:"pizzas"`
 }
 
 func encodeMenu(_ context.Context, w http.ResponseWriter, resp any) error {
-	return httpjson.Write(w, http.StatusOK, menuResponse{Pizzas: resp.(Menu)})
+	return httpjson.Write(w, http.StatusOK, MenuResponse{Pizzas: resp.(order.Menu)})
 }
 
-// EncodeCreated answers 201 with the order and its Location; a replayed idempotent request says so in a header.
-func EncodeCreated(_ context.Context, w http.ResponseWriter, resp any) error {
-	c := resp.(Created)
+// encodeCreated answers 201 with the order and its Location; a replayed idempotent request says so in a header.
+func encodeCreated(_ context.Context, w http.ResponseWriter, resp any) error {
+	c := resp.(order.Created)
 	w.Header().Set("Location", "/orders/"+url.PathEscape(c.Order.ID))
 	if c.Replayed {
 		w.Header().Set(ReplayedHeader, "true")
@@ -95,12 +105,12 @@ func EncodeCreated(_ context.Context, w http.ResponseWriter, resp any) error {
 	return httpjson.Write(w, http.StatusCreated, c.Order)
 }
 
-// EncodeOK answers 200 with resp as JSON.
-func EncodeOK(_ context.Context, w http.ResponseWriter, resp any) error {
+// encodeOK answers 200 with resp as JSON.
+func encodeOK(_ context.Context, w http.ResponseWriter, resp any) error {
 	return httpjson.Write(w, http.StatusOK, resp)
 }
 
-// Error codes carried in error bodies, so clients (and this package's own client) can tell errors apart.
+// Error codes carried in error bodies, so clients (and orderclient) can tell errors apart.
 const (
 	CodeInvalid             = "invalid_request"
 	CodeNotFound            = "not_found"
@@ -114,21 +124,21 @@ const (
 func ErrorStatus(err error) (int, string) {
 	var (
 		body    *httpjson.RequestError
-		invalid *ValidationError
-		illegal *IllegalTransitionError
+		invalid *order.ValidationError
+		illegal *order.IllegalTransitionError
 	)
 	switch {
 	case errors.As(err, &body):
 		return body.Status, CodeInvalid
 	case errors.As(err, &invalid):
 		return http.StatusUnprocessableEntity, CodeInvalid
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, order.ErrNotFound):
 		return http.StatusNotFound, CodeNotFound
 	case errors.As(err, &illegal):
 		return http.StatusConflict, CodeIllegalTransition
-	case errors.Is(err, ErrIdempotencyMismatch):
+	case errors.Is(err, order.ErrIdempotencyMismatch):
 		return http.StatusUnprocessableEntity, CodeIdempotencyMismatch
-	case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, order.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable, CodeUnavailable
 	default:
 		return http.StatusInternalServerError, CodeInternal
@@ -142,8 +152,8 @@ func EncodeError(ctx context.Context, err error, w http.ResponseWriter) {
 	body := httpjson.ErrorBody{Error: err.Error(), Code: code, RequestID: reqid.FromContext(ctx)}
 	var (
 		reqErr  *httpjson.RequestError
-		invalid *ValidationError
-		illegal *IllegalTransitionError
+		invalid *order.ValidationError
+		illegal *order.IllegalTransitionError
 	)
 	switch {
 	case errors.As(err, &reqErr):
@@ -166,21 +176,21 @@ func EncodeError(ctx context.Context, err error, w http.ResponseWriter) {
 	_ = httpjson.Write(w, status, body)
 }
 
-// decodeErrorBody turns an error response back into the typed error it was made from.
-func decodeErrorBody(resp *http.Response) error {
+// DecodeError turns an error response back into the typed error it was made from.
+func DecodeError(resp *http.Response) error {
 	var b httpjson.ErrorBody
 	if err := json.NewDecoder(resp.Body).Decode(&b); err != nil {
 		b.Error = resp.Status
 	}
 	switch {
 	case b.Code == CodeInvalid:
-		return &ValidationError{Field: b.Field, Reason: b.Error}
+		return &order.ValidationError{Field: b.Field, Reason: b.Error}
 	case b.Code == CodeNotFound:
-		return ErrNotFound
+		return order.ErrNotFound
 	case b.Code == CodeIllegalTransition:
-		return &IllegalTransitionError{From: Status(b.From), To: Status(b.To)}
+		return &order.IllegalTransitionError{From: order.Status(b.From), To: order.Status(b.To)}
 	case b.Code == CodeIdempotencyMismatch:
-		return ErrIdempotencyMismatch
+		return order.ErrIdempotencyMismatch
 	default:
 		return &remoteError{status: resp.StatusCode, msg: b.Error}
 	}
@@ -195,4 +205,15 @@ type remoteError struct {
 func (e *remoteError) Error() string {
 	return "order service answered " + strconv.Itoa(e.status) + ": " + e.msg
 }
-func (e *remoteError) Unwrap() error { return ErrUnavailable }
+func (e *remoteError) Unwrap() error { return order.ErrUnavailable }
+
+// Outcome classifies an endpoint's error for logs and metrics (see kitmw.Classify).
+func Outcome(err error) string {
+	if err == nil {
+		return kitmw.OutcomeOK
+	}
+	if status, _ := ErrorStatus(err); status < 500 {
+		return kitmw.OutcomeClientError
+	}
+	return kitmw.OutcomeServerError
+}

@@ -1,4 +1,4 @@
-package order
+package httpapi
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/platform/httpjson"
 	"github.com/pizzajoint/mesh/platform/sse"
 )
@@ -22,21 +23,21 @@ const Heartbeat = 15 * time.Second
 //
 // Both resume after the Last-Event-ID header. shutdown ends every stream when the server stops, so clients
 // reconnect elsewhere instead of holding the shutdown up.
-func MakeSSEHandler(mux *http.ServeMux, hub *Hub, shutdown context.Context) {
+func MakeSSEHandler(mux *http.ServeMux, hub *order.Hub, shutdown context.Context) {
 	mux.HandleFunc("GET /orders/{id}/events", func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
-		if !ValidID(id) {
-			EncodeError(r.Context(), ErrNotFound, w)
+		if !order.ValidID(id) {
+			EncodeError(r.Context(), order.ErrNotFound, w)
 			return
 		}
-		serveStream(w, r, hub, shutdown, StreamRequest{OrderID: id})
+		serveStream(w, r, hub, shutdown, order.StreamRequest{OrderID: id})
 	})
 	mux.HandleFunc("GET /events", func(w http.ResponseWriter, r *http.Request) {
-		serveStream(w, r, hub, shutdown, StreamRequest{FromNow: true})
+		serveStream(w, r, hub, shutdown, order.StreamRequest{FromNow: true})
 	})
 }
 
-func serveStream(w http.ResponseWriter, r *http.Request, hub *Hub, shutdown context.Context, req StreamRequest) {
+func serveStream(w http.ResponseWriter, r *http.Request, hub *order.Hub, shutdown context.Context, req order.StreamRequest) {
 	after, err := sse.LastEventID(r)
 	if err != nil {
 		EncodeError(r.Context(), &httpjson.RequestError{Status: http.StatusBadRequest, Field: "Last-Event-ID", Msg: err.Error()}, w)
@@ -44,7 +45,7 @@ func serveStream(w http.ResponseWriter, r *http.Request, hub *Hub, shutdown cont
 	}
 	req.After = after
 	if err := hub.Ready(r.Context()); err != nil {
-		EncodeError(r.Context(), ErrUnavailable, w)
+		EncodeError(r.Context(), order.ErrUnavailable, w)
 		return
 	}
 	ctx, cancel := context.WithCancel(r.Context())
@@ -57,7 +58,7 @@ func serveStream(w http.ResponseWriter, r *http.Request, hub *Hub, shutdown cont
 		return
 	}
 	err = hub.Stream(ctx, req, Heartbeat,
-		func(e Event) error {
+		func(e order.Event) error {
 			data, err := json.Marshal(e)
 			if err != nil {
 				return err
@@ -65,7 +66,7 @@ func serveStream(w http.ResponseWriter, r *http.Request, hub *Hub, shutdown cont
 			return stream.Event(e.ID, "order", data)
 		},
 		func() error { return stream.Comment("keep-alive") })
-	if errors.Is(err, ErrSlowSubscriber) {
+	if errors.Is(err, order.ErrSlowSubscriber) {
 		_ = stream.Comment("too slow: reconnect with Last-Event-ID")
 	}
 }
