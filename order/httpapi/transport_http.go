@@ -5,8 +5,6 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -14,8 +12,6 @@ import (
 	httptransport "github.com/go-kit/kit/transport/http"
 	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/platform/httpjson"
-	"github.com/pizzajoint/mesh/platform/kitmw"
-	"github.com/pizzajoint/mesh/platform/reqid"
 )
 
 // MaxBodyBytes bounds a request body: a big order is a few KiB.
@@ -108,112 +104,4 @@ func encodeCreated(_ context.Context, w http.ResponseWriter, resp any) error {
 // encodeOK answers 200 with resp as JSON.
 func encodeOK(_ context.Context, w http.ResponseWriter, resp any) error {
 	return httpjson.Write(w, http.StatusOK, resp)
-}
-
-// Error codes carried in error bodies, so clients (and orderclient) can tell errors apart.
-const (
-	CodeInvalid             = "invalid_request"
-	CodeNotFound            = "not_found"
-	CodeIllegalTransition   = "illegal_transition"
-	CodeIdempotencyMismatch = "idempotency_key_reused"
-	CodeUnavailable         = "unavailable"
-	CodeInternal            = "internal"
-)
-
-// ErrorStatus maps an error to its HTTP status and code: the one place where errors become statuses.
-func ErrorStatus(err error) (int, string) {
-	var (
-		body    *httpjson.RequestError
-		invalid *order.ValidationError
-		illegal *order.IllegalTransitionError
-	)
-	switch {
-	case errors.As(err, &body):
-		return body.Status, CodeInvalid
-	case errors.As(err, &invalid):
-		return http.StatusUnprocessableEntity, CodeInvalid
-	case errors.Is(err, order.ErrNotFound):
-		return http.StatusNotFound, CodeNotFound
-	case errors.As(err, &illegal):
-		return http.StatusConflict, CodeIllegalTransition
-	case errors.Is(err, order.ErrIdempotencyMismatch):
-		return http.StatusUnprocessableEntity, CodeIdempotencyMismatch
-	case errors.Is(err, order.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-		return http.StatusServiceUnavailable, CodeUnavailable
-	default:
-		return http.StatusInternalServerError, CodeInternal
-	}
-}
-
-// EncodeError writes err as {"error", "code", "field", "request_id"}. Unexpected errors are not described to
-// the client (they are logged); unavailability carries Retry-After.
-func EncodeError(ctx context.Context, err error, w http.ResponseWriter) {
-	status, code := ErrorStatus(err)
-	body := httpjson.ErrorBody{Error: err.Error(), Code: code, RequestID: reqid.FromContext(ctx)}
-	var (
-		reqErr  *httpjson.RequestError
-		invalid *order.ValidationError
-		illegal *order.IllegalTransitionError
-	)
-	switch {
-	case errors.As(err, &reqErr):
-		body.Field, body.Error = reqErr.Field, reqErr.Msg
-		if reqErr.Status == http.StatusRequestEntityTooLarge {
-			// The refused body may still be on its way: close after answering, so it is never read as the
-			// next request and the client sees the 413 rather than a reset mid-upload.
-			w.Header().Set("Connection", "close")
-		}
-	case errors.As(err, &invalid):
-		body.Field, body.Error = invalid.Field, invalid.Reason
-	case errors.As(err, &illegal):
-		body.From, body.To = string(illegal.From), string(illegal.To)
-	case code == CodeUnavailable:
-		body.Error = "the order service is unavailable; retry later"
-		w.Header().Set("Retry-After", "1")
-	case code == CodeInternal:
-		body.Error = "internal error"
-	}
-	_ = httpjson.Write(w, status, body)
-}
-
-// DecodeError turns an error response back into the typed error it was made from.
-func DecodeError(resp *http.Response) error {
-	var b httpjson.ErrorBody
-	if err := json.NewDecoder(resp.Body).Decode(&b); err != nil {
-		b.Error = resp.Status
-	}
-	switch {
-	case b.Code == CodeInvalid:
-		return &order.ValidationError{Field: b.Field, Reason: b.Error}
-	case b.Code == CodeNotFound:
-		return order.ErrNotFound
-	case b.Code == CodeIllegalTransition:
-		return &order.IllegalTransitionError{From: order.Status(b.From), To: order.Status(b.To)}
-	case b.Code == CodeIdempotencyMismatch:
-		return order.ErrIdempotencyMismatch
-	default:
-		return &remoteError{status: resp.StatusCode, msg: b.Error}
-	}
-}
-
-// remoteError is a server-side failure of the order service: to the caller it is unavailability.
-type remoteError struct {
-	status int
-	msg    string
-}
-
-func (e *remoteError) Error() string {
-	return "order service answered " + strconv.Itoa(e.status) + ": " + e.msg
-}
-func (e *remoteError) Unwrap() error { return order.ErrUnavailable }
-
-// Outcome classifies an endpoint's error for logs and metrics (see kitmw.Classify).
-func Outcome(err error) string {
-	if err == nil {
-		return kitmw.OutcomeOK
-	}
-	if status, _ := ErrorStatus(err); status < 500 {
-		return kitmw.OutcomeClientError
-	}
-	return kitmw.OutcomeServerError
 }

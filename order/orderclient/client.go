@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -50,20 +49,11 @@ func New(baseURL string, c *http.Client) (order.Service, error) {
 func unavailableOnTransportError(next endpoint.Endpoint) endpoint.Endpoint {
 	return func(ctx context.Context, req any) (any, error) {
 		resp, err := next(ctx, req)
-		if err == nil || isAnswer(err) {
+		if err == nil || httpapi.IsAnswer(err) {
 			return resp, err
 		}
 		return nil, fmt.Errorf("%w: %w", order.ErrUnavailable, err)
 	}
-}
-
-func isAnswer(err error) bool {
-	var (
-		invalid *order.ValidationError
-		illegal *order.IllegalTransitionError
-	)
-	return errors.As(err, &invalid) || errors.As(err, &illegal) || errors.Is(err, order.ErrNotFound) ||
-		errors.Is(err, order.ErrIdempotencyMismatch) || errors.Is(err, order.ErrUnavailable)
 }
 
 func encodeNoBody(context.Context, *http.Request, any) error { return nil }
