@@ -51,8 +51,9 @@ func newLimitedGateway(t *testing.T, orderURL string, shutdown context.Context, 
 	svc := gateway.NewService(orders)
 	staff := gateway.NewStaffAuth(staffOwners{"tok-alice": "alice"}, slog.New(slog.DiscardHandler), gateway.SessionPolicy{})
 	mux := http.NewServeMux()
-	gateway.MakeHTTPHandler(mux, gateway.MakeEndpoints(svc), staff, opts...)
-	gateway.MakeStreamHandler(mux, svc, staff, u, http.DefaultTransport, shutdown, opts...)
+	endpoints := gateway.MakeEndpoints(svc)
+	gateway.MakeHTTPHandler(mux, endpoints, staff, opts...)
+	gateway.MakeStreamHandler(mux, endpoints, staff, u, http.DefaultTransport, shutdown, opts...)
 	srv := httptest.NewTLSServer(reqid.Middleware(mux))
 	t.Cleanup(srv.Close)
 	return srv

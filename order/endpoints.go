@@ -2,6 +2,9 @@ package order
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"time"
 
 	"github.com/go-kit/kit/endpoint"
 )
@@ -40,6 +43,54 @@ func MakeServerEndpoints(s Service, mw ...func(name string) endpoint.Middleware)
 			return s.ChangeStatus(ctx, r.ID, r.Status)
 		}),
 	}
+}
+
+// EventSink is how an event stream reaches its client; the transport implements it.
+type EventSink interface {
+	// Open tells the client that its stream begins. Until then the stream can still be refused with an error.
+	Open() error
+	Send(Event) error
+	// KeepAlive is sent every heartbeat while nothing happens; it also finds clients that are gone.
+	KeepAlive() error
+}
+
+// StreamEventsRequest asks to follow events (see Hub.Stream), written to Sink.
+type StreamEventsRequest struct {
+	StreamRequest
+	Heartbeat time.Duration
+	Sink      EventSink
+}
+
+// LongLived tells the endpoint middleware that the call lasts as long as the stream: it gets no deadline.
+func (StreamEventsRequest) LongLived() {}
+
+// MakeStreamEndpoint serves event streams from hub, applying mw (outermost first) under the name
+// "stream_events". A call lasts as long as its stream, so the middleware sees it once, when it ends: with
+// the client, at shutdown (ctx), after an order's final status, or with ErrSlowSubscriber.
+func MakeStreamEndpoint(hub *Hub, mw ...func(name string) endpoint.Middleware) endpoint.Endpoint {
+	return applyMiddleware("stream_events", func(ctx context.Context, req any) (any, error) {
+		r := req.(StreamEventsRequest)
+		if r.OrderID != "" && !ValidID(r.OrderID) {
+			return nil, ErrNotFound
+		}
+		if err := hub.Ready(ctx); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		if err := r.Sink.Open(); err != nil {
+			return nil, nil // the client left before its stream began
+		}
+		var clientGone bool
+		err := hub.Stream(ctx, r.StreamRequest, r.Heartbeat,
+			func(e Event) error { err := r.Sink.Send(e); clientGone = err != nil; return err },
+			func() error { err := r.Sink.KeepAlive(); clientGone = err != nil; return err })
+		switch {
+		case errors.Is(err, ErrSlowSubscriber):
+			return nil, err
+		case clientGone || ctx.Err() != nil:
+			return nil, nil // the client left or the server is stopping: how streams end
+		}
+		return nil, err
+	}, mw)
 }
 
 // applyMiddleware wraps e in mw, the first outermost.

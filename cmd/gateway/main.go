@@ -182,7 +182,7 @@ func run(ctx context.Context, stderr io.Writer) error {
 	gateway.MakeHTTPHandler(mux, endpoints, staff, limits...)
 	streams, endStreams := context.WithCancel(context.Background())
 	defer endStreams()
-	gateway.MakeStreamHandler(mux, svc, staff, orderURL, gateway.StreamTransport(upstream), streams, limits...)
+	gateway.MakeStreamHandler(mux, endpoints, staff, orderURL, gateway.StreamTransport(upstream), streams, limits...)
 	handler := httpserver.StrictTransport(cfg.HTTP.HSTSMaxAge, reqid.Middleware(httpserver.AccessLog(logger, reqid.FromContext, mux)))
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
