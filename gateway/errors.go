@@ -37,6 +37,8 @@ var errorTable = httpjson.ErrorTable{
 		// Staff routes of a gateway without staff sign-in: kept with the code it has always been answered with.
 		httpjson.Sentinel(errStaffNotConfigured, http.StatusServiceUnavailable, CodeInvalid),
 		httpjson.RequestErrors(CodeInvalid),
+		// A stream order refused, relayed to the client as it came: never answered here, its status is its outcome.
+		httpjson.Typed(http.StatusBadGateway, CodeUnavailable, func(e *relayedError, a *httpjson.ErrorAnswer) { a.Status = e.status }, nil),
 
 		httpjson.Typed(http.StatusUnprocessableEntity, CodeInvalid, describeInvalid, nil),
 		httpjson.Sentinel(order.ErrNotFound, http.StatusNotFound, CodeNotFound),

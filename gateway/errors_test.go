@@ -34,6 +34,8 @@ func TestErrorTable(t *testing.T) {
 		{"at capacity", &LimitError{Kind: ErrTooBusy, Msg: "too many open event streams; retry later"},
 			503, CodeTooBusy, "too many open event streams; retry later", map[string]string{"Retry-After": "1"}, kitmw.OutcomeServerError},
 		{"staff sign-in not configured", errStaffNotConfigured, 503, CodeInvalid, errStaffNotConfigured.Error(), nil, kitmw.OutcomeServerError},
+		{"a stream order refused, relayed", &relayedError{status: 503}, 503, CodeUnavailable,
+			"the order service answered the stream with 503", nil, kitmw.OutcomeServerError},
 		{"unreadable body", &httpjson.RequestError{Status: 413, Msg: "body is larger than 65536 bytes"}, 413, CodeInvalid,
 			"body is larger than 65536 bytes", map[string]string{"Connection": "close"}, kitmw.OutcomeClientError},
 		{"invalid order", fmt.Errorf("order service: %w", &order.ValidationError{Field: "items", Reason: "must hold at least one item"}),

@@ -2,11 +2,13 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"sync/atomic"
 
 	"github.com/go-kit/kit/endpoint"
@@ -48,8 +50,8 @@ func MakeStreamHandler(mux *http.ServeMux, e Endpoints, staff *StaffAuth, orderU
 			ModifyResponse: endWithStream,
 			// Called only before anything is written: the endpoint's error is answered like any other.
 			ErrorHandler: func(_ http.ResponseWriter, r *http.Request, err error) {
-				if failed, ok := r.Context().Value(relayFailedKey{}).(*error); ok {
-					*failed = fmt.Errorf("%w: %w", order.ErrUnavailable, err)
+				if rs, ok := r.Context().Value(relayKey{}).(*relayState); ok {
+					rs.failed = fmt.Errorf("%w: %w", order.ErrUnavailable, err)
 				}
 			},
 		}
@@ -78,7 +80,7 @@ func MakeStreamHandler(mux *http.ServeMux, e Endpoints, staff *StaffAuth, orderU
 
 // serveStream calls stream with req, whose Relay relays the order service's stream until the client leaves,
 // order ends it, its lifetime is over, or the gateway shuts down. An error before the relay began (no
-// token, order unreachable) is answered as JSON.
+// token, order unreachable) is answered as JSON; an error answer of order's was relayed as it came.
 func (o options) serveStream(w http.ResponseWriter, r *http.Request, stream endpoint.Endpoint, req eventsRequest,
 	relay http.Handler, shutdown context.Context) {
 	req.Relay = func(ctx context.Context) error {
@@ -87,32 +89,50 @@ func (o options) serveStream(w http.ResponseWriter, r *http.Request, stream endp
 			end, cancel = context.WithTimeout(shutdown, d)
 		}
 		defer cancel()
-		var failed error
-		ctx = context.WithValue(context.WithValue(ctx, streamEndKey{}, end), relayFailedKey{}, &failed)
+		rs := &relayState{end: end}
 		sse.LiftDeadlines(w)
-		relay.ServeHTTP(w, r.WithContext(ctx))
-		return failed
+		relay.ServeHTTP(w, r.WithContext(context.WithValue(ctx, relayKey{}, rs)))
+		switch {
+		case rs.failed != nil:
+			return rs.failed
+		case rs.status >= 400:
+			return &relayedError{status: rs.status}
+		}
+		return nil
 	}
-	if _, err := stream(r.Context(), req); err != nil {
+	if _, err := stream(r.Context(), req); err != nil && !errors.As(err, new(*relayedError)) {
 		EncodeError(r.Context(), err, w)
 	}
 }
 
-// relayFailedKey holds where the relay notes that it could not reach the order service.
-type relayFailedKey struct{}
+// relayState is what the relay of one stream shares with its proxy's hooks.
+type relayState struct {
+	end    context.Context // done when the stream must end
+	status int             // of order's answer
+	failed error           // order could not be reached
+}
 
-type streamEndKey struct{}
+type relayKey struct{}
+
+// relayedError is an error answer of the order service to a stream, already passed on to the client as it
+// came; its status makes its outcome.
+type relayedError struct{ status int }
+
+func (e *relayedError) Error() string {
+	return "the order service answered the stream with " + strconv.Itoa(e.status)
+}
 
 // endWithStream makes the relayed body end when the stream's end context is done. Ending the body, rather
 // than cancelling the request, lets the proxy finish the response properly (a cancelled request makes it
 // abort the connection), so the client sees a clean end and reconnects with its Last-Event-ID.
 func endWithStream(res *http.Response) error {
-	end, ok := res.Request.Context().Value(streamEndKey{}).(context.Context)
+	rs, ok := res.Request.Context().Value(relayKey{}).(*relayState)
 	if !ok {
 		return nil
 	}
+	rs.status = res.StatusCode
 	b := &endingBody{ReadCloser: res.Body}
-	b.stop = context.AfterFunc(end, func() {
+	b.stop = context.AfterFunc(rs.end, func() {
 		b.ended.Store(true)
 		_ = b.ReadCloser.Close() // unblocks a Read waiting for the next event
 	})

@@ -42,6 +42,10 @@ func TestGatewayStreamsThroughEndpoints(t *testing.T) {
 	mux.Handle("GET /events", events.Config.Handler)
 	orderSrv := httptest.NewServer(mux)
 	t.Cleanup(orderSrv.Close)
+	refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		httpapi.EncodeError(r.Context(), order.ErrUnavailable, w) // a replica whose hub is not ready
+	}))
+	t.Cleanup(refusing.Close)
 	closed := func() string {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -67,6 +71,7 @@ func TestGatewayStreamsThroughEndpoints(t *testing.T) {
 		{"a customer without a token", orderSrv.URL, "/pizza/" + o.ID + "/events", nil, 401, "track_order_events", kitmw.OutcomeClientError},
 		{"a wrong token", orderSrv.URL, "/pizza/" + o.ID + "/events?token=guess", nil, 404, "track_order_events", kitmw.OutcomeClientError},
 		{"order unreachable", closed, "/staff/api/events", staff, 503, "staff_order_events", kitmw.OutcomeServerError},
+		{"order refusing the stream", refusing.URL, "/staff/api/events", staff, 503, "staff_order_events", kitmw.OutcomeServerError},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -108,6 +113,12 @@ func TestGatewayStreamsThroughEndpoints(t *testing.T) {
 			body, err := io.ReadAll(resp.Body)
 			if err != nil {
 				t.Fatalf("stream ended with %v, want a clean end", err)
+			}
+			if tt.status != 200 {
+				var answer map[string]any
+				if err := json.Unmarshal(body, &answer); err != nil || answer["code"] == nil {
+					t.Errorf("body %q: want one JSON error", body)
+				}
 			}
 			if tt.status == 200 {
 				if took := time.Since(start); took < lifetime*8/10 || !strings.HasPrefix(string(body), "id: 1\n") {
