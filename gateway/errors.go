@@ -40,6 +40,7 @@ var errorTable = httpjson.ErrorTable{
 		// A stream order refused, relayed to the client as it came: never answered here, its status is its outcome.
 		httpjson.Typed(http.StatusBadGateway, CodeUnavailable, func(e *relayedError, a *httpjson.ErrorAnswer) { a.Status = e.status }, nil),
 
+		// The order domain's errors, passed on.
 		httpjson.Typed(http.StatusUnprocessableEntity, CodeInvalid, describeInvalid, nil),
 		httpjson.Sentinel(order.ErrNotFound, http.StatusNotFound, CodeNotFound),
 		httpjson.Typed(http.StatusConflict, CodeIllegalTransition, describeIllegalTransition, nil),
