@@ -59,8 +59,8 @@ lint: ## go vet, gofmt and staticcheck
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 # package:target for every fuzz target; `go test` runs their seeds, `make fuzz` explores.
-FUZZ_TARGETS = ./gateway:FuzzPlaceOrder ./gateway:FuzzStaffLogin ./order:FuzzDecodeResponse ./order:FuzzValidID \
-	./order:FuzzListCursor ./platform/sse:FuzzLastEventID
+FUZZ_TARGETS = ./gateway:FuzzPlaceOrder ./gateway:FuzzStaffLogin ./order/orderclient:FuzzDecodeResponse ./order:FuzzValidID \
+	./order/httpapi:FuzzListCursor ./platform/sse:FuzzLastEventID
 
 fuzz: ## run every fuzz target for FUZZTIME each
 	@set -e; for t in $(FUZZ_TARGETS); do echo "fuzz $$t"; \

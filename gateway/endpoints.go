@@ -5,6 +5,7 @@ import (
 
 	"github.com/go-kit/kit/endpoint"
 	"github.com/pizzajoint/mesh/order"
+	"github.com/pizzajoint/mesh/platform/kitmw"
 )
 
 // Endpoints are the gateway's go-kit endpoints.
@@ -15,14 +16,30 @@ type Endpoints struct {
 	ListOrdersEndpoint    endpoint.Endpoint
 	StaffGetOrderEndpoint endpoint.Endpoint
 	ChangeStatusEndpoint  endpoint.Endpoint
+	// Event streams: a call lasts as long as its stream.
+	TrackEventsEndpoint endpoint.Endpoint
+	StaffEventsEndpoint endpoint.Endpoint
 }
 
 type trackRequest struct{ ID, Token string }
 
 type changeStatusRequest struct {
-	ID     string       `json:"-"`
-	Status order.Status `json:"status"`
+	ID     string
+	Status order.Status
 }
+
+// eventsRequest asks to follow one order's events (a customer, holding its tracking token) or every order's
+// (staff). Relay is the transport's: it relays the order service's stream until the stream ends.
+type eventsRequest struct {
+	ID, Token string
+	Relay     func(ctx context.Context) error
+}
+
+// LongLived tells the endpoint middleware that the call lasts as long as the stream: it gets no deadline
+// (the transport bounds a stream's lifetime).
+func (eventsRequest) LongLived() {}
+
+var _ kitmw.LongLived = eventsRequest{}
 
 // MakeEndpoints wraps s, applying mw (outermost first) to every endpoint.
 func MakeEndpoints(s Service, mw ...func(name string) endpoint.Middleware) Endpoints {
@@ -52,6 +69,16 @@ func MakeEndpoints(s Service, mw ...func(name string) endpoint.Middleware) Endpo
 		ChangeStatusEndpoint: wrap("staff_change_status", func(ctx context.Context, req any) (any, error) {
 			r := req.(changeStatusRequest)
 			return s.ChangeStatus(ctx, r.ID, r.Status)
+		}),
+		TrackEventsEndpoint: wrap("track_order_events", func(ctx context.Context, req any) (any, error) {
+			r := req.(eventsRequest)
+			if _, err := s.TrackOrder(ctx, r.ID, r.Token); err != nil {
+				return nil, err
+			}
+			return nil, r.Relay(ctx)
+		}),
+		StaffEventsEndpoint: wrap("staff_order_events", func(ctx context.Context, req any) (any, error) {
+			return nil, req.(eventsRequest).Relay(ctx)
 		}),
 	}
 }

@@ -1,18 +1,14 @@
 package gateway
 
 import (
-	"context"
 	"errors"
 	"math/rand/v2"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/go-kit/kit/metrics"
 	"github.com/go-kit/kit/metrics/discard"
 	"github.com/pizzajoint/mesh/platform/clientlimit"
-	"github.com/pizzajoint/mesh/platform/httpjson"
-	"github.com/pizzajoint/mesh/platform/reqid"
 )
 
 // Option configures the edge's protections against abuse; without options nothing is limited.
@@ -49,28 +45,23 @@ func WithStreamLimits(l *clientlimit.StreamLimiter, maxLifetime time.Duration) O
 // logins, client_streams, all_streams), so operators see whether the limits fit their traffic.
 func WithRefusalCounter(c metrics.Counter) Option { return func(o *options) { o.refused = c } }
 
-// LimitError is a request refused to protect the service: 429 for one client's excess, 503 when the whole
-// server is at capacity. Both tell the client when to try again.
+var (
+	// ErrRateLimited is one client's excess (of requests or open streams): 429.
+	ErrRateLimited = errors.New("rate limited")
+	// ErrTooBusy is the whole gateway at capacity: 503.
+	ErrTooBusy = errors.New("too busy")
+)
+
+// LimitError is a request refused to protect the service, of kind ErrRateLimited or ErrTooBusy. Both tell
+// the client when to try again.
 type LimitError struct {
-	Status     int
-	Code       string
+	Kind       error
 	Msg        string
 	RetryAfter time.Duration
 }
 
 func (e *LimitError) Error() string { return e.Msg }
-
-// Codes of LimitError.
-const (
-	CodeRateLimited = "rate_limited"
-	CodeTooBusy     = "too_busy"
-)
-
-func encodeLimitError(ctx context.Context, e *LimitError, w http.ResponseWriter) {
-	secs := int((e.RetryAfter + time.Second - 1) / time.Second) // whole seconds, rounded up
-	w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
-	_ = httpjson.Write(w, e.Status, httpjson.ErrorBody{Error: e.Msg, Code: e.Code, RequestID: reqid.FromContext(ctx)})
-}
+func (e *LimitError) Unwrap() error { return e.Kind }
 
 // rateLimited answers 429 when the client has used up its bucket, before next reads the body.
 func rateLimited(l *clientlimit.RateLimiter, refused metrics.Counter, next http.Handler) http.Handler {
@@ -80,7 +71,7 @@ func rateLimited(l *clientlimit.RateLimiter, refused metrics.Counter, next http.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if ok, retry := l.Allow(clientlimit.ClientKey(r)); !ok {
 			refused.Add(1)
-			EncodeError(r.Context(), &LimitError{Status: http.StatusTooManyRequests, Code: CodeRateLimited,
+			EncodeError(r.Context(), &LimitError{Kind: ErrRateLimited,
 				Msg: "too many requests; retry later", RetryAfter: retry}, w)
 			return
 		}
@@ -94,12 +85,12 @@ func (o options) acquireStream(w http.ResponseWriter, r *http.Request) (release 
 	switch {
 	case errors.Is(err, clientlimit.ErrClientStreams):
 		o.refused.With("limit", "client_streams").Add(1)
-		EncodeError(r.Context(), &LimitError{Status: http.StatusTooManyRequests, Code: CodeRateLimited,
+		EncodeError(r.Context(), &LimitError{Kind: ErrRateLimited,
 			Msg: "too many open event streams from this client; close one", RetryAfter: 5 * time.Second}, w)
 		return nil, false
 	case err != nil:
 		o.refused.With("limit", "all_streams").Add(1)
-		EncodeError(r.Context(), &LimitError{Status: http.StatusServiceUnavailable, Code: CodeTooBusy,
+		EncodeError(r.Context(), &LimitError{Kind: ErrTooBusy,
 			Msg: "too many open event streams; retry later", RetryAfter: 5 * time.Second}, w)
 		return nil, false
 	}

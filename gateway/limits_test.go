@@ -19,6 +19,8 @@ import (
 	"github.com/go-kit/kit/metrics"
 	"github.com/pizzajoint/mesh/gateway"
 	"github.com/pizzajoint/mesh/order"
+	"github.com/pizzajoint/mesh/order/httpapi"
+	"github.com/pizzajoint/mesh/order/orderclient"
 	"github.com/pizzajoint/mesh/platform/clientlimit"
 	"github.com/pizzajoint/mesh/platform/reqid"
 )
@@ -41,7 +43,7 @@ func eventSource(t *testing.T) *httptest.Server {
 // newLimitedGateway serves the whole edge (API and streams) with opts, over TLS.
 func newLimitedGateway(t *testing.T, orderURL string, shutdown context.Context, opts ...gateway.Option) *httptest.Server {
 	t.Helper()
-	orders, err := order.NewHTTPClient(orderURL, http.DefaultClient)
+	orders, err := orderclient.New(orderURL, http.DefaultClient)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,8 +51,9 @@ func newLimitedGateway(t *testing.T, orderURL string, shutdown context.Context, 
 	svc := gateway.NewService(orders)
 	staff := gateway.NewStaffAuth(staffOwners{"tok-alice": "alice"}, slog.New(slog.DiscardHandler), gateway.SessionPolicy{})
 	mux := http.NewServeMux()
-	gateway.MakeHTTPHandler(mux, gateway.MakeEndpoints(svc), staff, opts...)
-	gateway.MakeStreamHandler(mux, svc, staff, u, http.DefaultTransport, shutdown, opts...)
+	endpoints := gateway.MakeEndpoints(svc)
+	gateway.MakeHTTPHandler(mux, endpoints, staff, opts...)
+	gateway.MakeStreamHandler(mux, endpoints, staff, u, http.DefaultTransport, shutdown, opts...)
 	srv := httptest.NewTLSServer(reqid.Middleware(mux))
 	t.Cleanup(srv.Close)
 	return srv
@@ -188,7 +191,7 @@ func TestGatewayStreamCaps_beforeAnyWork(t *testing.T) {
 			return
 		}
 		lookups.Add(1)
-		order.EncodeError(r.Context(), order.ErrNotFound, w)
+		httpapi.EncodeError(r.Context(), order.ErrNotFound, w)
 	}))
 	t.Cleanup(orderSrv.Close)
 	gw := newLimitedGateway(t, orderSrv.URL, context.Background(),

@@ -30,7 +30,7 @@ type service struct {
 	orders order.Service
 }
 
-// NewService returns the edge over orders (in the mesh, an order.NewHTTPClient on the sidecar upstream).
+// NewService returns the edge over orders (in the mesh, an orderclient on the sidecar upstream).
 func NewService(orders order.Service) Service {
 	return &service{orders: orders}
 }

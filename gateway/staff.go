@@ -82,12 +82,12 @@ func (a *StaffAuth) check(r *http.Request, token string) (string, error) {
 	return name, nil
 }
 
+// fail answers a request staff sign-in refused: not configured, or not authenticated, never why.
 func (a *StaffAuth) fail(w http.ResponseWriter, r *http.Request, err error) {
-	if errors.Is(err, errStaffNotConfigured) {
-		EncodeError(r.Context(), &httpjson.RequestError{Status: http.StatusServiceUnavailable, Msg: err.Error()}, w)
-		return
+	if !errors.Is(err, errStaffNotConfigured) {
+		err = ErrUnauthenticated
 	}
-	EncodeError(r.Context(), ErrUnauthenticated, w)
+	EncodeError(r.Context(), err, w)
 }
 
 // Require lets signed-in staff through to next.

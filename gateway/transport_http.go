@@ -2,19 +2,28 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"net/url"
+	"strconv"
 
 	httptransport "github.com/go-kit/kit/transport/http"
 	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/platform/httpjson"
-	"github.com/pizzajoint/mesh/platform/reqid"
 )
 
-// TrackingTokenHeader carries a customer's tracking token; EventSource clients, which cannot set headers,
-// pass it as the token query parameter instead.
-const TrackingTokenHeader = "X-Tracking-Token"
+// Headers of the gateway's API.
+const (
+	// TrackingTokenHeader carries a customer's tracking token; EventSource clients, which cannot set
+	// headers, pass it as the token query parameter instead.
+	TrackingTokenHeader = "X-Tracking-Token"
+	// IdempotencyKeyHeader makes POST /pizza safe to retry: a repeat answers with the order it created.
+	IdempotencyKeyHeader = "Idempotency-Key"
+	// ReplayedHeader marks the answer to such a repeat.
+	ReplayedHeader = "Idempotent-Replayed"
+)
+
+// MaxBodyBytes bounds a request body: a big order is a few KiB.
+const MaxBodyBytes = 64 << 10
 
 // MakeHTTPHandler mounts the API on mux:
 //
@@ -33,39 +42,46 @@ const TrackingTokenHeader = "X-Tracking-Token"
 func MakeHTTPHandler(mux *http.ServeMux, e Endpoints, staff *StaffAuth, options ...Option) {
 	o := applyOptions(options)
 	opts := []httptransport.ServerOption{httptransport.ServerErrorEncoder(EncodeError)}
-	mux.Handle("POST /pizza", rateLimited(o.orders, o.refused.With("limit", "orders"), httptransport.NewServer(e.PlaceOrderEndpoint, order.DecodeNewOrder, encodePlaced, opts...)))
-	mux.Handle("GET /pizza/{id}", httptransport.NewServer(e.TrackOrderEndpoint, decodeTrackRequest, order.EncodeOK, opts...))
+	mux.Handle("POST /pizza", rateLimited(o.orders, o.refused.With("limit", "orders"), httptransport.NewServer(e.PlaceOrderEndpoint, decodePlaceOrder, encodePlaced, opts...)))
+	mux.Handle("GET /pizza/{id}", httptransport.NewServer(e.TrackOrderEndpoint, decodeTrackRequest, encodeOK, opts...))
 	mux.Handle("GET /menu", httptransport.NewServer(e.MenuEndpoint, decodeNothing, encodeMenu, opts...))
 
 	mux.Handle("POST /staff/login", rateLimited(o.logins, o.refused.With("limit", "logins"), http.HandlerFunc(staff.Login)))
 	mux.HandleFunc("POST /staff/logout", staff.Logout)
-	mux.Handle("GET /staff/api/orders", staff.Require(httptransport.NewServer(e.ListOrdersEndpoint, order.DecodeListFilter, order.EncodeOK, opts...)))
-	mux.Handle("GET /staff/api/orders/{id}", staff.Require(httptransport.NewServer(e.StaffGetOrderEndpoint, decodeOrderID, order.EncodeOK, opts...)))
-	mux.Handle("POST /staff/api/orders/{id}/status", staff.Require(httptransport.NewServer(e.ChangeStatusEndpoint, decodeChangeStatus, order.EncodeOK, opts...)))
+	mux.Handle("GET /staff/api/orders", staff.Require(httptransport.NewServer(e.ListOrdersEndpoint, decodeListFilter, encodeOK, opts...)))
+	mux.Handle("GET /staff/api/orders/{id}", staff.Require(httptransport.NewServer(e.StaffGetOrderEndpoint, decodeOrderID, encodeOK, opts...)))
+	mux.Handle("POST /staff/api/orders/{id}/status", staff.Require(httptransport.NewServer(e.ChangeStatusEndpoint, decodeChangeStatus, encodeOK, opts...)))
 	mountStaffUI(mux)
 	mountCustomerUI(mux)
 
 	mux.Handle("/", http.HandlerFunc(notFound))
 }
 
-// EncodeError writes err as JSON: authentication failures and limits here, everything else as the order
-// service's errors are mapped (order.EncodeError).
-func EncodeError(ctx context.Context, err error, w http.ResponseWriter) {
-	var limit *LimitError
-	if errors.As(err, &limit) {
-		encodeLimitError(ctx, limit, w)
-		return
+func decodeNothing(context.Context, *http.Request) (any, error) { return nil, nil }
+
+// decodePlaceOrder reads an order from a request: the body strictly, the idempotency key from its header.
+func decodePlaceOrder(_ context.Context, r *http.Request) (any, error) {
+	var n order.NewOrder
+	if err := httpjson.Decode(r, MaxBodyBytes, &n); err != nil {
+		return nil, err
 	}
-	if errors.Is(err, ErrUnauthenticated) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="pizza"`)
-		_ = httpjson.Write(w, http.StatusUnauthorized, httpjson.ErrorBody{
-			Error: "missing or invalid credentials", Code: "unauthenticated", RequestID: reqid.FromContext(ctx)})
-		return
-	}
-	order.EncodeError(ctx, err, w)
+	n.IdempotencyKey = r.Header.Get(IdempotencyKeyHeader)
+	return n, nil
 }
 
-func decodeNothing(context.Context, *http.Request) (any, error) { return nil, nil }
+// decodeListFilter reads a page's filter from the query: status, after (the cursor) and limit.
+func decodeListFilter(_ context.Context, r *http.Request) (any, error) {
+	q := r.URL.Query()
+	f := order.ListFilter{Status: order.Status(q.Get("status")), After: q.Get("after")}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil {
+			return nil, &order.ValidationError{Field: "limit", Reason: "must be a whole number"}
+		}
+		f.Limit = n
+	}
+	return f, nil
+}
 
 func decodeOrderID(_ context.Context, r *http.Request) (any, error) { return r.PathValue("id"), nil }
 
@@ -80,24 +96,39 @@ func decodeTrackRequest(_ context.Context, r *http.Request) (any, error) {
 	return trackRequest{ID: r.PathValue("id"), Token: trackingToken(r)}, nil
 }
 
+// changeStatusBody is the body of POST /staff/api/orders/{id}/status.
+type changeStatusBody struct {
+	Status order.Status `json:"status"`
+}
+
 func decodeChangeStatus(_ context.Context, r *http.Request) (any, error) {
-	var req changeStatusRequest
-	if err := httpjson.Decode(r, order.MaxBodyBytes, &req); err != nil {
+	var b changeStatusBody
+	if err := httpjson.Decode(r, MaxBodyBytes, &b); err != nil {
 		return nil, err
 	}
-	req.ID = r.PathValue("id")
-	return req, nil
+	return changeStatusRequest{ID: r.PathValue("id"), Status: b.Status}, nil
 }
 
 func encodePlaced(_ context.Context, w http.ResponseWriter, resp any) error {
 	c := resp.(order.Created)
 	w.Header().Set("Location", "/pizza/"+url.PathEscape(c.Order.ID))
 	if c.Replayed {
-		w.Header().Set(order.ReplayedHeader, "true")
+		w.Header().Set(ReplayedHeader, "true")
 	}
 	return httpjson.Write(w, http.StatusCreated, c.Order)
 }
 
+// encodeOK answers 200 with resp as JSON.
+func encodeOK(_ context.Context, w http.ResponseWriter, resp any) error {
+	return httpjson.Write(w, http.StatusOK, resp)
+}
+
+// menuResponse is the body of GET /menu: prices are integer cents of Currency.
+type menuResponse struct {
+	Currency string     `json:"currency"`
+	Pizzas   order.Menu `json:"pizzas"`
+}
+
 func encodeMenu(_ context.Context, w http.ResponseWriter, resp any) error {
-	return httpjson.Write(w, http.StatusOK, map[string]any{"currency": order.Currency, "pizzas": resp})
+	return httpjson.Write(w, http.StatusOK, menuResponse{Currency: order.Currency, Pizzas: resp.(order.Menu)})
 }

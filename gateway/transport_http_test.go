@@ -14,11 +14,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/go-kit/kit/metrics"
 	"github.com/pizzajoint/mesh/gateway"
 	"github.com/pizzajoint/mesh/order"
+	"github.com/pizzajoint/mesh/order/httpapi"
+	"github.com/pizzajoint/mesh/order/orderclient"
 	"github.com/pizzajoint/mesh/order/ordertest"
 	"github.com/pizzajoint/mesh/platform/kitmw"
 	"github.com/pizzajoint/mesh/platform/reqid"
@@ -30,7 +34,7 @@ const validBody = `{"customer":{"name":"Ada","phone":"+1 555 0100","address":"1 
 // newGateway serves the gateway over TLS in front of orderURL, as in production but without the mesh.
 func newGateway(t *testing.T, orderURL string, deadline time.Duration) *httptest.Server {
 	t.Helper()
-	orders, err := order.NewHTTPClient(orderURL, &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}})
+	orders, err := orderclient.New(orderURL, &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +50,7 @@ func newOrderService(t *testing.T) (*httptest.Server, *ordertest.MemStore) {
 	t.Helper()
 	store := ordertest.NewMemStore()
 	mux := http.NewServeMux()
-	order.MakeHTTPHandler(mux, order.MakeServerEndpoints(order.NewService(store, order.DefaultMenu)))
+	httpapi.MakeHTTPHandler(mux, order.MakeServerEndpoints(order.NewService(store, order.DefaultMenu)))
 	srv := httptest.NewServer(reqid.Middleware(mux))
 	t.Cleanup(srv.Close)
 	return srv, store
@@ -173,11 +177,11 @@ func TestGatewayHTTP(t *testing.T) {
 		{"unknown size", post(replace(`"size":"L"`, `"size":"XL"`)), 422, "items[0].size"},
 		{"quantity zero", post(replace(`"quantity":2`, `"quantity":0`)), 422, "items[0].quantity"},
 		{"quantity too big", post(replace(`"quantity":2`, `"quantity":21`)), 422, "items[0].quantity"},
-		{"oversized body", post(replace(`"1 Main St"`, `"`+strings.Repeat("x", order.MaxBodyBytes)+`"`)), 413, ""},
+		{"oversized body", post(replace(`"1 Main St"`, `"`+strings.Repeat("x", gateway.MaxBodyBytes)+`"`)), 413, ""},
 		{"wrong content type", request{method: "POST", path: "/pizza", contentType: "text/plain", body: validBody}, 415, ""},
 		{"no content type", request{method: "POST", path: "/pizza", body: validBody}, 415, ""},
 		{"bad idempotency key", request{method: "POST", path: "/pizza", contentType: "application/json", body: validBody,
-			header: map[string]string{order.IdempotencyKeyHeader: "has space"}}, 422, "Idempotency-Key"},
+			header: map[string]string{gateway.IdempotencyKeyHeader: "has space"}}, 422, "Idempotency-Key"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -205,16 +209,16 @@ func TestGatewayIdempotency(t *testing.T) {
 	orderSrv, _ := newOrderService(t)
 	gw := newGateway(t, orderSrv.URL, 5*time.Second)
 	r := post(validBody)
-	r.header = map[string]string{order.IdempotencyKeyHeader: "retry-me"}
+	r.header = map[string]string{gateway.IdempotencyKeyHeader: "retry-me"}
 	first, a := send(t, gw, r)
 	second, b := send(t, gw, r)
-	if first.StatusCode != 201 || second.StatusCode != 201 || a["id"] != b["id"] || second.Header.Get(order.ReplayedHeader) != "true" {
+	if first.StatusCode != 201 || second.StatusCode != 201 || a["id"] != b["id"] || second.Header.Get(gateway.ReplayedHeader) != "true" {
 		t.Fatalf("retry with the same key: %d %v, then %d %v (replayed %q); want one order",
-			first.StatusCode, a["id"], second.StatusCode, b["id"], second.Header.Get(order.ReplayedHeader))
+			first.StatusCode, a["id"], second.StatusCode, b["id"], second.Header.Get(gateway.ReplayedHeader))
 	}
 	r.body = replace(`"quantity":2`, `"quantity":5`)
-	if resp, body := send(t, gw, r); resp.StatusCode != 422 || body["code"] != order.CodeIdempotencyMismatch {
-		t.Errorf("same key, other body: %d %v; want 422 %s", resp.StatusCode, body, order.CodeIdempotencyMismatch)
+	if resp, body := send(t, gw, r); resp.StatusCode != 422 || body["code"] != gateway.CodeIdempotencyMismatch {
+		t.Errorf("same key, other body: %d %v; want 422 %s", resp.StatusCode, body, gateway.CodeIdempotencyMismatch)
 	}
 }
 
@@ -257,7 +261,7 @@ func TestGatewayOrderServiceUnavailable(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			gw := newGateway(t, url(), 300*time.Millisecond)
 			resp, body := send(t, gw, post(validBody))
-			if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || body["code"] != order.CodeUnavailable {
+			if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || body["code"] != gateway.CodeUnavailable {
 				t.Errorf("got %d (Retry-After %q) %v; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 			}
 		})
@@ -324,9 +328,9 @@ func TestGatewayRefusesOversizedBodyBeforeContinue(t *testing.T) {
 		expect bool // Expect: 100-continue, and the body never sent; else the body follows the headers
 	}{
 		{"order of 3 MB", "/pizza", 3 << 20, true},
-		{"order just over the limit", "/pizza", order.MaxBodyBytes + 1, true},
+		{"order just over the limit", "/pizza", gateway.MaxBodyBytes + 1, true},
 		{"staff sign-in of 1 MB", "/staff/login", 1 << 20, true},
-		{"order just over the limit, sent at once", "/pizza", order.MaxBodyBytes + 1, false},
+		{"order just over the limit, sent at once", "/pizza", gateway.MaxBodyBytes + 1, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -358,7 +362,7 @@ func TestGatewayRefusesOversizedBodyBeforeContinue(t *testing.T) {
 				t.Fatal(err)
 			}
 			var body map[string]any
-			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body["code"] != order.CodeInvalid || body["request_id"] == "" {
+			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body["code"] != gateway.CodeInvalid || body["request_id"] == "" {
 				t.Errorf("body %v (%v), want the JSON error", body, err)
 			}
 			if !resp.Close {
@@ -369,4 +373,132 @@ func TestGatewayRefusesOversizedBodyBeforeContinue(t *testing.T) {
 	if p, err := store.List(t.Context(), order.ListFilter{Limit: 10}); err != nil || len(p.Orders) != 0 {
 		t.Errorf("orders stored: %v %v, want none", p.Orders, err)
 	}
+}
+
+// The outcome of each call, as the logging and metrics middleware of cmd/gateway record it. A customer
+// without a tracking token is answered 401: the client's doing, logged at INFO and counted as a client error,
+// never as a server error.
+func TestGatewayOutcomes(t *testing.T) {
+	orderSrv, _ := newOrderService(t)
+	orders, err := orderclient.New(orderSrv.URL, &http.Client{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedBuffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	observed := &outcomeRecorder{}
+	mux := http.NewServeMux()
+	gateway.MakeHTTPHandler(mux, gateway.MakeEndpoints(gateway.NewService(orders),
+		kitmw.Instrumenting(observed, gateway.Outcome), kitmw.Logging(logger, gateway.Outcome), kitmw.Deadline(5*time.Second)),
+		gateway.NewStaffAuth(staffOwners{"tok-alice": "alice"}, slog.New(slog.DiscardHandler), gateway.SessionPolicy{}))
+	gw := httptest.NewTLSServer(reqid.Middleware(mux))
+	t.Cleanup(gw.Close)
+
+	_, placed := send(t, gw, post(validBody))
+	id, _ := placed["id"].(string)
+	token, _ := placed["tracking_token"].(string)
+	staff := map[string]string{"Authorization": "Bearer tok-alice"}
+	tests := []struct {
+		name     string
+		req      request
+		status   int
+		endpoint string
+		outcome  string
+		level    string
+	}{
+		{"track without a token", request{method: "GET", path: "/pizza/" + id}, 401, "track_order", kitmw.OutcomeClientError, "INFO"},
+		{"track with a wrong token", request{method: "GET", path: "/pizza/" + id, header: map[string]string{gateway.TrackingTokenHeader: "guess"}},
+			404, "track_order", kitmw.OutcomeClientError, "INFO"},
+		{"track", request{method: "GET", path: "/pizza/" + id, header: map[string]string{gateway.TrackingTokenHeader: token}},
+			200, "track_order", kitmw.OutcomeOK, "DEBUG"},
+		{"an order without items", post(`{"customer":{"name":"Ada","phone":"+1 555 0100","address":"1 Main St"},"items":[]}`),
+			422, "place_order", kitmw.OutcomeClientError, "INFO"},
+		{"an illegal change", request{method: "POST", path: "/staff/api/orders/" + id + "/status", contentType: "application/json",
+			body: `{"status":"DELIVERED"}`, header: staff}, 409, "staff_change_status", kitmw.OutcomeClientError, "INFO"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			logs.Reset()
+			observed.reset()
+			if resp, body := send(t, gw, tt.req); resp.StatusCode != tt.status {
+				t.Fatalf("status = %d, want %d; body %v", resp.StatusCode, tt.status, body)
+			}
+			var line struct {
+				Level, Endpoint, Outcome string
+			}
+			if err := json.Unmarshal(logs.Bytes(), &line); err != nil {
+				t.Fatalf("log %q: want one endpoint call line: %v", logs.String(), err)
+			}
+			if line.Endpoint != tt.endpoint || line.Outcome != tt.outcome || line.Level != tt.level {
+				t.Errorf("logged %+v, want endpoint %s, outcome %s at %s", line, tt.endpoint, tt.outcome, tt.level)
+			}
+			if got, want := observed.get(), "method="+tt.endpoint+",outcome="+tt.outcome; len(got) != 1 || got[0] != want {
+				t.Errorf("observed %v, want [%s]", got, want)
+			}
+		})
+	}
+}
+
+// lockedBuffer is a log destination safe for the server's goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) Bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Clone(b.buf.Bytes())
+}
+
+func (b *lockedBuffer) String() string { return string(b.Bytes()) }
+
+func (b *lockedBuffer) Reset() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.Reset()
+}
+
+// outcomeRecorder is a histogram noting the labels of each observation.
+type outcomeRecorder struct {
+	mu     sync.Mutex
+	labels []string
+	with   []string
+	parent *outcomeRecorder
+}
+
+func (r *outcomeRecorder) With(lv ...string) metrics.Histogram {
+	root := r
+	if r.parent != nil {
+		root = r.parent
+	}
+	return &outcomeRecorder{parent: root, with: append(append([]string{}, r.with...), lv...)}
+}
+
+func (r *outcomeRecorder) Observe(float64) {
+	var pairs []string
+	for i := 0; i+1 < len(r.with); i += 2 {
+		pairs = append(pairs, r.with[i]+"="+r.with[i+1])
+	}
+	r.parent.mu.Lock()
+	defer r.parent.mu.Unlock()
+	r.parent.labels = append(r.parent.labels, strings.Join(pairs, ","))
+}
+
+func (r *outcomeRecorder) get() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.labels...)
+}
+
+func (r *outcomeRecorder) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.labels = nil
 }

@@ -2,12 +2,16 @@ package gateway
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"sync/atomic"
 
+	"github.com/go-kit/kit/endpoint"
 	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/platform/reqid"
 	"github.com/pizzajoint/mesh/platform/sse"
@@ -18,11 +22,13 @@ import (
 //	GET /pizza/{id}/events?token=…   one order's status changes, for the holder of its tracking token
 //	GET /staff/api/events            every order's changes, for signed-in staff
 //
-// Both resume after Last-Event-ID (header, or last_event_id in the query). rt reaches the order service (the
-// sidecar upstream); it must not cap connections, since every open stream holds one. shutdown ends every
-// relayed stream when the gateway stops, so it does not wait out its shutdown timeout on them; clients
-// reconnect with their last event ID. options cap open streams and their lifetime.
-func MakeStreamHandler(mux *http.ServeMux, svc Service, staff *StaffAuth, orderURL *url.URL, rt http.RoundTripper,
+// Both resume after Last-Event-ID (header, or last_event_id in the query). Each stream is one call of its
+// endpoint (e.TrackEventsEndpoint, e.StaffEventsEndpoint), so it is logged and measured like every call,
+// once, when it ends. rt reaches the order service (the sidecar upstream); it must not cap connections,
+// since every open stream holds one. shutdown ends every relayed stream when the gateway stops, so it does
+// not wait out its shutdown timeout on them; clients reconnect with their last event ID. options cap open
+// streams and their lifetime.
+func MakeStreamHandler(mux *http.ServeMux, e Endpoints, staff *StaffAuth, orderURL *url.URL, rt http.RoundTripper,
 	shutdown context.Context, options ...Option) {
 	o := applyOptions(options)
 	relay := func(path func(*http.Request) string) *httputil.ReverseProxy {
@@ -42,8 +48,11 @@ func MakeStreamHandler(mux *http.ServeMux, svc Service, staff *StaffAuth, orderU
 			Transport:      rt,
 			FlushInterval:  -1, // every event as soon as it arrives
 			ModifyResponse: endWithStream,
-			ErrorHandler: func(w http.ResponseWriter, r *http.Request, _ error) {
-				EncodeError(r.Context(), order.ErrUnavailable, w)
+			// Called only before anything is written: the endpoint's error is answered like any other.
+			ErrorHandler: func(_ http.ResponseWriter, r *http.Request, err error) {
+				if rs, ok := r.Context().Value(relayKey{}).(*relayState); ok {
+					rs.failed = fmt.Errorf("%w: %w", order.ErrUnavailable, err)
+				}
 			},
 		}
 	}
@@ -54,11 +63,8 @@ func MakeStreamHandler(mux *http.ServeMux, svc Service, staff *StaffAuth, orderU
 			return
 		}
 		defer release()
-		if _, err := svc.TrackOrder(r.Context(), r.PathValue("id"), trackingToken(r)); err != nil {
-			EncodeError(r.Context(), err, w)
-			return
-		}
-		o.serveRelay(w, r, customer, shutdown)
+		o.serveStream(w, r, e.TrackEventsEndpoint,
+			eventsRequest{ID: r.PathValue("id"), Token: trackingToken(r)}, customer, shutdown)
 	})
 
 	all := relay(func(*http.Request) string { return "/events" })
@@ -68,34 +74,65 @@ func MakeStreamHandler(mux *http.ServeMux, svc Service, staff *StaffAuth, orderU
 			return
 		}
 		defer release()
-		o.serveRelay(w, r, all, shutdown)
+		o.serveStream(w, r, e.StaffEventsEndpoint, eventsRequest{}, all, shutdown)
 	})))
 }
 
-// serveRelay relays a stream until the client leaves, order ends it, its lifetime is over, or the gateway
-// shuts down.
-func (o options) serveRelay(w http.ResponseWriter, r *http.Request, relay http.Handler, shutdown context.Context) {
-	end, cancel := context.WithCancel(shutdown)
-	if d := o.lifetime(); d > 0 {
-		end, cancel = context.WithTimeout(shutdown, d)
+// serveStream calls stream with req, whose Relay relays the order service's stream until the client leaves,
+// order ends it, its lifetime is over, or the gateway shuts down. An error before the relay began (no
+// token, order unreachable) is answered as JSON; an error answer of order's was relayed as it came.
+func (o options) serveStream(w http.ResponseWriter, r *http.Request, stream endpoint.Endpoint, req eventsRequest,
+	relay http.Handler, shutdown context.Context) {
+	req.Relay = func(ctx context.Context) error {
+		end, cancel := context.WithCancel(shutdown)
+		if d := o.lifetime(); d > 0 {
+			end, cancel = context.WithTimeout(shutdown, d)
+		}
+		defer cancel()
+		rs := &relayState{end: end}
+		sse.LiftDeadlines(w)
+		relay.ServeHTTP(w, r.WithContext(context.WithValue(ctx, relayKey{}, rs)))
+		switch {
+		case rs.failed != nil:
+			return rs.failed
+		case rs.status >= 400:
+			return &relayedError{status: rs.status}
+		}
+		return nil
 	}
-	defer cancel()
-	sse.LiftDeadlines(w)
-	relay.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), streamEndKey{}, end)))
+	if _, err := stream(r.Context(), req); err != nil && !errors.As(err, new(*relayedError)) {
+		EncodeError(r.Context(), err, w)
+	}
 }
 
-type streamEndKey struct{}
+// relayState is what the relay of one stream shares with its proxy's hooks.
+type relayState struct {
+	end    context.Context // done when the stream must end
+	status int             // of order's answer
+	failed error           // order could not be reached
+}
+
+type relayKey struct{}
+
+// relayedError is an error answer of the order service to a stream, already passed on to the client as it
+// came; its status makes its outcome.
+type relayedError struct{ status int }
+
+func (e *relayedError) Error() string {
+	return "the order service answered the stream with " + strconv.Itoa(e.status)
+}
 
 // endWithStream makes the relayed body end when the stream's end context is done. Ending the body, rather
 // than cancelling the request, lets the proxy finish the response properly (a cancelled request makes it
 // abort the connection), so the client sees a clean end and reconnects with its Last-Event-ID.
 func endWithStream(res *http.Response) error {
-	end, ok := res.Request.Context().Value(streamEndKey{}).(context.Context)
+	rs, ok := res.Request.Context().Value(relayKey{}).(*relayState)
 	if !ok {
 		return nil
 	}
+	rs.status = res.StatusCode
 	b := &endingBody{ReadCloser: res.Body}
-	b.stop = context.AfterFunc(end, func() {
+	b.stop = context.AfterFunc(rs.end, func() {
 		b.ended.Store(true)
 		_ = b.ReadCloser.Close() // unblocks a Read waiting for the next event
 	})

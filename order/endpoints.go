@@ -2,9 +2,11 @@ package order
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"time"
 
 	"github.com/go-kit/kit/endpoint"
-	"github.com/pizzajoint/mesh/platform/kitmw"
 )
 
 // Endpoints collects the service's endpoints. On the server side each wraps a Service; on the client side
@@ -22,12 +24,7 @@ var _ Service = Endpoints{}
 // MakeServerEndpoints wraps s, applying mw (in order, outermost first) to every endpoint; mw gets the
 // endpoint's name for logs and metrics.
 func MakeServerEndpoints(s Service, mw ...func(name string) endpoint.Middleware) Endpoints {
-	wrap := func(name string, e endpoint.Endpoint) endpoint.Endpoint {
-		for i := len(mw) - 1; i >= 0; i-- {
-			e = mw[i](name)(e)
-		}
-		return e
-	}
+	wrap := func(name string, e endpoint.Endpoint) endpoint.Endpoint { return applyMiddleware(name, e, mw) }
 	return Endpoints{
 		MenuEndpoint: wrap("menu", func(ctx context.Context, _ any) (any, error) {
 			return s.Menu(ctx)
@@ -36,24 +33,82 @@ func MakeServerEndpoints(s Service, mw ...func(name string) endpoint.Middleware)
 			return s.CreateOrder(ctx, req.(NewOrder))
 		}),
 		GetOrderEndpoint: wrap("get_order", func(ctx context.Context, req any) (any, error) {
-			return s.GetOrder(ctx, req.(getOrderRequest).ID)
+			return s.GetOrder(ctx, req.(GetOrderRequest).ID)
 		}),
 		ListOrdersEndpoint: wrap("list_orders", func(ctx context.Context, req any) (any, error) {
 			return s.ListOrders(ctx, req.(ListFilter))
 		}),
 		ChangeStatusEndpoint: wrap("change_status", func(ctx context.Context, req any) (any, error) {
-			r := req.(changeStatusRequest)
+			r := req.(ChangeStatusRequest)
 			return s.ChangeStatus(ctx, r.ID, r.Status)
 		}),
 	}
 }
 
-type getOrderRequest struct{ ID string }
-
-type changeStatusRequest struct {
-	ID     string `json:"-"`
-	Status Status `json:"status"`
+// EventSink is how an event stream reaches its client; the transport implements it.
+type EventSink interface {
+	// Open tells the client that its stream begins. Until then the stream can still be refused with an error.
+	Open() error
+	Send(Event) error
+	// KeepAlive is sent every heartbeat while nothing happens; it also finds clients that are gone.
+	KeepAlive() error
 }
+
+// StreamEventsRequest asks to follow events (see Hub.Stream), written to Sink.
+type StreamEventsRequest struct {
+	StreamRequest
+	Heartbeat time.Duration
+	Sink      EventSink
+}
+
+// LongLived tells the endpoint middleware that the call lasts as long as the stream: it gets no deadline.
+func (StreamEventsRequest) LongLived() {}
+
+// MakeStreamEndpoint serves event streams from hub, applying mw (outermost first) under the name
+// "stream_events". A call lasts as long as its stream, so the middleware sees it once, when it ends: with
+// the client, at shutdown (ctx), after an order's final status, or with ErrSlowSubscriber.
+func MakeStreamEndpoint(hub *Hub, mw ...func(name string) endpoint.Middleware) endpoint.Endpoint {
+	return applyMiddleware("stream_events", func(ctx context.Context, req any) (any, error) {
+		r := req.(StreamEventsRequest)
+		if r.OrderID != "" && !ValidID(r.OrderID) {
+			return nil, ErrNotFound
+		}
+		if err := hub.Ready(ctx); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		if err := r.Sink.Open(); err != nil {
+			return nil, nil // the client left before its stream began
+		}
+		var clientGone bool
+		err := hub.Stream(ctx, r.StreamRequest, r.Heartbeat,
+			func(e Event) error { err := r.Sink.Send(e); clientGone = err != nil; return err },
+			func() error { err := r.Sink.KeepAlive(); clientGone = err != nil; return err })
+		switch {
+		case errors.Is(err, ErrSlowSubscriber):
+			return nil, err
+		case clientGone || ctx.Err() != nil:
+			return nil, nil // the client left or the server is stopping: how streams end
+		}
+		return nil, err
+	}, mw)
+}
+
+// applyMiddleware wraps e in mw, the first outermost.
+func applyMiddleware(name string, e endpoint.Endpoint, mw []func(name string) endpoint.Middleware) endpoint.Endpoint {
+	for i := len(mw) - 1; i >= 0; i-- {
+		e = mw[i](name)(e)
+	}
+	return e
+}
+
+// Requests of the endpoints whose argument is not a single domain value.
+type (
+	GetOrderRequest     struct{ ID string }
+	ChangeStatusRequest struct {
+		ID     string
+		Status Status
+	}
+)
 
 func (e Endpoints) Menu(ctx context.Context) (Menu, error) {
 	resp, err := e.MenuEndpoint(ctx, nil)
@@ -72,7 +127,7 @@ func (e Endpoints) CreateOrder(ctx context.Context, n NewOrder) (Created, error)
 }
 
 func (e Endpoints) GetOrder(ctx context.Context, id string) (Order, error) {
-	resp, err := e.GetOrderEndpoint(ctx, getOrderRequest{ID: id})
+	resp, err := e.GetOrderEndpoint(ctx, GetOrderRequest{ID: id})
 	if err != nil {
 		return Order{}, err
 	}
@@ -88,20 +143,9 @@ func (e Endpoints) ListOrders(ctx context.Context, f ListFilter) (Page, error) {
 }
 
 func (e Endpoints) ChangeStatus(ctx context.Context, id string, to Status) (Order, error) {
-	resp, err := e.ChangeStatusEndpoint(ctx, changeStatusRequest{ID: id, Status: to})
+	resp, err := e.ChangeStatusEndpoint(ctx, ChangeStatusRequest{ID: id, Status: to})
 	if err != nil {
 		return Order{}, err
 	}
 	return resp.(Order), nil
-}
-
-// Outcome classifies an endpoint's error for logs and metrics (see kitmw.Classify).
-func Outcome(err error) string {
-	if err == nil {
-		return kitmw.OutcomeOK
-	}
-	if status, _ := ErrorStatus(err); status < 500 {
-		return kitmw.OutcomeClientError
-	}
-	return kitmw.OutcomeServerError
 }

@@ -40,17 +40,40 @@ var DefaultMenu = Menu{
 	{Name: "diavola", Description: "tomato, mozzarella, spicy salami, chili", PriceCents: map[Size]int64{"S": 1050, "M": 1400, "L": 1750}},
 }
 
-type priceError struct{ field, reason string }
+// Price is the unit price of pizza in size z. A pizza or size not on the menu is a ValidationError naming
+// "pizza" or "size".
+func (m Menu) Price(pizza string, z Size) (int64, error) {
+	price, err := m.price(pizza, z)
+	if err != nil {
+		return 0, err // not a nil *ValidationError in a non-nil error
+	}
+	return price, nil
+}
 
-// Price is the unit price of pizza in size z.
-func (m Menu) Price(pizza string, z Size) (int64, *priceError) {
+// PriceItems prices the lines of an order and totals them. An item not on the menu is a ValidationError
+// naming it (e.g. "items[1].pizza").
+func (m Menu) PriceItems(items []ItemRequest) ([]Item, int64, error) {
+	priced := make([]Item, len(items))
+	var total int64
+	for i, it := range items {
+		price, err := m.price(it.Pizza, it.Size)
+		if err != nil {
+			return nil, 0, &ValidationError{Field: fmt.Sprintf("items[%d].%s", i, err.Field), Reason: err.Reason}
+		}
+		priced[i] = Item{Pizza: it.Pizza, Size: it.Size, Quantity: it.Quantity, UnitPriceCents: price}
+		total += price * int64(it.Quantity)
+	}
+	return priced, total, nil
+}
+
+func (m Menu) price(pizza string, z Size) (int64, *ValidationError) {
 	i := slices.IndexFunc(m, func(it MenuItem) bool { return it.Name == pizza })
 	if i < 0 {
-		return 0, &priceError{"pizza", fmt.Sprintf("unknown pizza %q (see GET /menu)", pizza)}
+		return 0, &ValidationError{Field: "pizza", Reason: fmt.Sprintf("unknown pizza %q (see GET /menu)", pizza)}
 	}
 	price, ok := m[i].PriceCents[z]
 	if !ok {
-		return 0, &priceError{"size", fmt.Sprintf("%s is not made in size %q", pizza, z)}
+		return 0, &ValidationError{Field: "size", Reason: fmt.Sprintf("%s is not made in size %q", pizza, z)}
 	}
 	return price, nil
 }

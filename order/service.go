@@ -1,5 +1,5 @@
 // Package order is the order domain: the menu, pricing, the status lifecycle and idempotent order creation.
-// It knows nothing of HTTP or SQL; transports and stores plug in through Service and OrderStore.
+// It knows nothing of HTTP or SQL; transports and stores plug in through Service and Store.
 package order
 
 import (
@@ -30,9 +30,9 @@ type Service interface {
 	ChangeStatus(ctx context.Context, id string, to Status) (Order, error)
 }
 
-// OrderStore persists orders. Every method is atomic: an error means nothing was written. Reads see every write
+// Store persists orders. Every method is atomic: an error means nothing was written. Reads see every write
 // that completed before they began (read-your-writes), also when a store serves them from a replica.
-type OrderStore interface {
+type Store interface {
 	// Create stores o with its items and its first event. If idem.Key is already taken, it stores nothing and
 	// returns ErrIdempotencyKeyTaken.
 	Create(ctx context.Context, o Order, idem Idempotency) error
@@ -284,14 +284,14 @@ type Page struct {
 }
 
 type service struct {
-	store OrderStore
+	store Store
 	menu  Menu
 	now   func() time.Time
 	newID func(time.Time) string
 }
 
 // NewService returns the order domain over store, pricing from menu.
-func NewService(store OrderStore, menu Menu) Service {
+func NewService(store Store, menu Menu) Service {
 	return &service{store: store, menu: menu, now: time.Now, newID: NewID}
 }
 
@@ -325,23 +325,19 @@ func (s *service) CreateOrder(ctx context.Context, n NewOrder) (Created, error) 
 		TrackingToken: newTrackingToken(),
 		Status:        StatusCreated,
 		Customer:      n.Customer,
-		Items:         make([]Item, len(n.Items)),
 		CreatedAt:     now,
 		UpdatedAt:     now,
 	}
-	for i, it := range n.Items {
-		price, err := s.menu.Price(it.Pizza, it.Size)
-		if err != nil {
-			return Created{}, invalid(fmt.Sprintf("items[%d].%s", i, err.field), "%s", err.reason)
-		}
-		o.Items[i] = Item{Pizza: it.Pizza, Size: it.Size, Quantity: it.Quantity, UnitPriceCents: price}
-		o.TotalCents += price * int64(it.Quantity)
+	items, total, err := s.menu.PriceItems(n.Items)
+	if err != nil {
+		return Created{}, err
 	}
+	o.Items, o.TotalCents = items, total
 	var idem Idempotency
 	if n.IdempotencyKey != "" {
-		idem = Idempotency{Key: n.IdempotencyKey, RequestHash: requestHash(n)}
+		idem = Idempotency{Key: n.IdempotencyKey, RequestHash: RequestHash(n)}
 	}
-	err := s.store.Create(ctx, o, idem)
+	err = s.store.Create(ctx, o, idem)
 	if errors.Is(err, ErrIdempotencyKeyTaken) {
 		return s.replay(ctx, idem)
 	}
@@ -363,9 +359,9 @@ func (s *service) replay(ctx context.Context, idem Idempotency) (Created, error)
 	return Created{Order: stored, Replayed: true}, nil
 }
 
-// requestHash identifies a request's content for idempotency. JSON of the struct is canonical enough: the
+// RequestHash identifies a request's content for idempotency. JSON of the struct is canonical enough: the
 // fields are always in the same order and the key itself is excluded.
-func requestHash(n NewOrder) []byte {
+func RequestHash(n NewOrder) []byte {
 	b, _ := json.Marshal(struct {
 		Customer Customer      `json:"customer"`
 		Items    []ItemRequest `json:"items"`

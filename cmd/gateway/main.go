@@ -21,7 +21,7 @@ import (
 	"github.com/ardanlabs/conf/v3"
 	kitprometheus "github.com/go-kit/kit/metrics/prometheus"
 	"github.com/pizzajoint/mesh/gateway"
-	"github.com/pizzajoint/mesh/order"
+	"github.com/pizzajoint/mesh/order/orderclient"
 	"github.com/pizzajoint/mesh/platform/applog"
 	"github.com/pizzajoint/mesh/platform/clientlimit"
 	"github.com/pizzajoint/mesh/platform/consulreg"
@@ -151,7 +151,7 @@ func run(ctx context.Context, stderr io.Writer) error {
 	// A sidecar restarting (a token rotation) or an order instance going away drops connections before any
 	// answer: such a call is sent again on a fresh connection when that cannot create a second order.
 	retrying := &sidecar.Retry{Next: upstream, Attempts: 6, Backoff: 50 * time.Millisecond, Logger: logger}
-	orders, err := order.NewHTTPClient(cfg.Order.URL, &http.Client{Transport: retrying})
+	orders, err := orderclient.New(cfg.Order.URL, &http.Client{Transport: retrying})
 	if err != nil {
 		return err
 	}
@@ -169,8 +169,8 @@ func run(ctx context.Context, stderr io.Writer) error {
 	}, []string{"method", "outcome"})
 	svc := gateway.NewService(orders)
 	endpoints := gateway.MakeEndpoints(svc,
-		kitmw.Instrumenting(duration, order.Outcome),
-		kitmw.Logging(logger, order.Outcome),
+		kitmw.Instrumenting(duration, gateway.Outcome),
+		kitmw.Logging(logger, gateway.Outcome),
 		kitmw.Deadline(cfg.Order.Timeout),
 	)
 
@@ -183,7 +183,7 @@ func run(ctx context.Context, stderr io.Writer) error {
 	gateway.MakeHTTPHandler(mux, endpoints, staff, limits...)
 	streams, endStreams := context.WithCancel(context.Background())
 	defer endStreams()
-	gateway.MakeStreamHandler(mux, svc, staff, orderURL, gateway.StreamTransport(upstream), streams, limits...)
+	gateway.MakeStreamHandler(mux, endpoints, staff, orderURL, gateway.StreamTransport(upstream), streams, limits...)
 	handler := httpserver.StrictTransport(cfg.HTTP.HSTSMaxAge, reqid.Middleware(httpserver.AccessLog(logger, reqid.FromContext, mux)))
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)

@@ -30,8 +30,10 @@ import (
 	"time"
 
 	"github.com/ardanlabs/conf/v3"
+	"github.com/go-kit/kit/endpoint"
 	kitprometheus "github.com/go-kit/kit/metrics/prometheus"
 	"github.com/pizzajoint/mesh/order"
+	"github.com/pizzajoint/mesh/order/httpapi"
 	"github.com/pizzajoint/mesh/order/mysqlstore"
 	"github.com/pizzajoint/mesh/platform/applog"
 	"github.com/pizzajoint/mesh/platform/consulreg"
@@ -315,10 +317,12 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
 		Namespace: "pizza", Subsystem: "order", Name: "request_duration_seconds",
 		Help: "Time spent in order endpoints, by method and outcome.",
 	}, []string{"method", "outcome"})
-	endpoints := order.MakeServerEndpoints(svc,
-		kitmw.Instrumenting(duration, order.Outcome),
-		kitmw.Logging(logger, order.Outcome),
-	)
+	// The event streams go through the same middleware as every other endpoint.
+	mw := []func(string) endpoint.Middleware{
+		kitmw.Instrumenting(duration, httpapi.Outcome),
+		kitmw.Logging(logger, httpapi.Outcome),
+	}
+	endpoints := order.MakeServerEndpoints(svc, mw...)
 
 	hub := order.NewHub(b.store, 200*time.Millisecond, logger)
 	go hub.Run(ctx)
@@ -336,8 +340,8 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
 	mux := http.NewServeMux()
 	health.Register(mux)
 	mux.Handle("GET /metrics", promhttp.Handler())
-	order.MakeHTTPHandler(mux, endpoints)
-	order.MakeSSEHandler(mux, hub, streams)
+	httpapi.MakeHTTPHandler(mux, endpoints)
+	httpapi.MakeSSEHandler(mux, order.MakeStreamEndpoint(hub, mw...), streams)
 	handler := reqid.Middleware(httpserver.AccessLog(logger, reqid.FromContext, mux))
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pizzajoint/mesh/gateway"
 	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/order/mysqlstore"
 )
@@ -30,7 +30,7 @@ func (t SQLTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, fmt.Errorf("decode order: %w", err)
 	}
-	row, err := newOrderRow(n, req.Header.Get(order.IdempotencyKeyHeader), time.Now())
+	row, err := newOrderRow(n, req.Header.Get(gateway.IdempotencyKeyHeader), time.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -49,27 +49,18 @@ type orderRow struct {
 	hash []byte
 }
 
+// newOrderRow prices and hashes n with the order domain's own functions, so the ceiling stores what the
+// service would.
 func newOrderRow(n order.NewOrder, key string, now time.Time) (orderRow, error) {
 	now = now.UTC().Truncate(time.Microsecond)
-	r := orderRow{Order: order.Order{
-		ID: order.NewID(now), Status: order.StatusCreated,
-		Customer: n.Customer, CreatedAt: now, UpdatedAt: now,
-	}, key: key}
-	for _, it := range n.Items {
-		price, perr := order.DefaultMenu.Price(it.Pizza, it.Size)
-		if perr != nil {
-			return orderRow{}, fmt.Errorf("price %s/%s: not on the menu", it.Pizza, it.Size)
-		}
-		r.Items = append(r.Items, order.Item{Pizza: it.Pizza, Size: it.Size, Quantity: it.Quantity, UnitPriceCents: price})
-		r.TotalCents += price * int64(it.Quantity)
+	items, total, err := order.DefaultMenu.PriceItems(n.Items)
+	if err != nil {
+		return orderRow{}, fmt.Errorf("price: %w", err)
 	}
-	b, _ := json.Marshal(struct {
-		Customer order.Customer      `json:"customer"`
-		Items    []order.ItemRequest `json:"items"`
-	}{n.Customer, n.Items})
-	sum := sha256.Sum256(b)
-	r.hash = sum[:]
-	return r, nil
+	return orderRow{Order: order.Order{
+		ID: order.NewID(now), Status: order.StatusCreated, Customer: n.Customer,
+		Items: items, TotalCents: total, CreatedAt: now, UpdatedAt: now,
+	}, key: key, hash: order.RequestHash(n)}, nil
 }
 
 // insertOrder stores the row with order/mysqlstore itself, so the ceiling always runs the service's statements

@@ -10,6 +10,7 @@ import (
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
+	"github.com/pizzajoint/mesh/gateway"
 	"github.com/pizzajoint/mesh/order"
 )
 
@@ -66,8 +67,8 @@ func (g *Orders) Targeter() vegeta.Targeter {
 			return err
 		}
 		*t = vegeta.Target{Method: http.MethodPost, URL: g.url, Body: body, Header: http.Header{
-			"Content-Type":             {"application/json"},
-			order.IdempotencyKeyHeader: {g.Key()},
+			"Content-Type":               {"application/json"},
+			gateway.IdempotencyKeyHeader: {g.Key()},
 		}}
 		return nil
 	}

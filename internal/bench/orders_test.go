@@ -12,6 +12,7 @@ import (
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
+	"github.com/pizzajoint/mesh/gateway"
 	"github.com/pizzajoint/mesh/order"
 )
 
@@ -24,7 +25,7 @@ func TestOrdersAreValidAndKeysUnique(t *testing.T) {
 		if err := tr(&tgt); err != nil {
 			t.Fatal(err)
 		}
-		key := tgt.Header.Get(order.IdempotencyKeyHeader)
+		key := tgt.Header.Get(gateway.IdempotencyKeyHeader)
 		if seen[key] {
 			t.Fatalf("key %q twice", key)
 		}
@@ -82,7 +83,7 @@ func TestLoadConcurrency(t *testing.T) {
 		mu.Lock()
 		inFlight--
 		mu.Unlock()
-		if r.Header.Get(order.IdempotencyKeyHeader) == "" {
+		if r.Header.Get(gateway.IdempotencyKeyHeader) == "" {
 			w.WriteHeader(http.StatusBadRequest)
 			return
 		}

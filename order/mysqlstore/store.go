@@ -17,7 +17,7 @@ import (
 	"github.com/pizzajoint/mesh/order"
 )
 
-// Store is an order.OrderStore on MySQL. Writes, idempotency look-ups and the event log use the primary (db);
+// Store is an order.Store on MySQL. Writes, idempotency look-ups and the event log use the primary (db);
 // Get and List go to the replica when one is configured (see Replica).
 type Store struct {
 	db      *sql.DB
@@ -27,7 +27,7 @@ type Store struct {
 	beforeCommit func(context.Context)
 }
 
-var _ order.OrderStore = (*Store)(nil)
+var _ order.Store = (*Store)(nil)
 
 // MaxTransaction bounds every write transaction: past it the transaction is cancelled, and the driver closes
 // its connection so MariaDB rolls it back. The event hub relies on the bound: a gap in event IDs older than

@@ -11,7 +11,7 @@ import (
 	"github.com/pizzajoint/mesh/order"
 )
 
-// MemStore is an in-memory order.OrderStore for unit tests of the layers above the store. The store's real
+// MemStore is an in-memory order.Store for unit tests of the layers above the store. The store's real
 // behaviour is tested against MariaDB in order/mysqlstore.
 type MemStore struct {
 	mu     sync.Mutex
@@ -26,7 +26,7 @@ type MemStore struct {
 	Err error
 }
 
-var _ order.OrderStore = (*MemStore)(nil)
+var _ order.Store = (*MemStore)(nil)
 
 // NewMemStore returns an empty store.
 func NewMemStore() *MemStore {

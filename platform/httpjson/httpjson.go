@@ -1,5 +1,5 @@
 // Package httpjson reads JSON request bodies strictly and writes JSON responses, so that every bad body
-// gets the same clear 4xx answer in every service.
+// gets the same clear 4xx answer in every service. An ErrorTable maps a service's errors to its answers.
 package httpjson
 
 import (

@@ -23,6 +23,25 @@ const (
 	OutcomeServerError = "server_error"
 )
 
+// ByStatus classifies an error by the HTTP status it is answered with (a service's error table): a 4xx is
+// the client's, anything else ours.
+func ByStatus(status func(error) int) Classify {
+	return func(err error) string {
+		if err == nil {
+			return OutcomeOK
+		}
+		if s := status(err); s >= 400 && s < 500 {
+			return OutcomeClientError
+		}
+		return OutcomeServerError
+	}
+}
+
+// LongLived is implemented by the requests of endpoints that last as long as their client wants (event
+// streams). Deadline leaves them alone: they end with the client, at shutdown or at their own maximum
+// lifetime, and Logging and Instrumenting see them once, when they end.
+type LongLived interface{ LongLived() }
+
 // Logging logs one line per call. Requests and responses are never logged: they hold customer data.
 func Logging(logger *slog.Logger, classify Classify) func(name string) endpoint.Middleware {
 	return func(name string) endpoint.Middleware {
@@ -71,11 +90,15 @@ func Instrumenting(duration metrics.Histogram, classify Classify) func(name stri
 	}
 }
 
-// Deadline bounds every call to d, so a slow dependency can never hold a request forever.
+// Deadline bounds every call to d, so a slow dependency can never hold a request forever. LongLived
+// requests are not bounded here.
 func Deadline(d time.Duration) func(name string) endpoint.Middleware {
 	return func(string) endpoint.Middleware {
 		return func(next endpoint.Endpoint) endpoint.Endpoint {
 			return func(ctx context.Context, req any) (any, error) {
+				if _, ok := req.(LongLived); ok {
+					return next(ctx, req)
+				}
 				ctx, cancel := context.WithTimeout(ctx, d)
 				defer cancel()
 				return next(ctx, req)

@@ -165,3 +165,45 @@ func TestDeadline(t *testing.T) {
 		}
 	})
 }
+
+type streamRequest struct{}
+
+func (streamRequest) LongLived() {}
+
+// A stream outlives any call's deadline: Deadline leaves long-lived requests alone, and still bounds the rest.
+func TestDeadline_leavesLongLivedAlone(t *testing.T) {
+	var hasDeadline bool
+	_, _ = Deadline(20*time.Millisecond)("stream")(func(ctx context.Context, _ any) (any, error) {
+		_, hasDeadline = ctx.Deadline()
+		return nil, nil
+	})(context.Background(), streamRequest{})
+	if hasDeadline {
+		t.Error("a long-lived request got a deadline")
+	}
+}
+
+func TestByStatus(t *testing.T) {
+	status := func(err error) int {
+		switch {
+		case errors.Is(err, errBadInput):
+			return 422
+		case errors.Is(err, errBroken):
+			return 503
+		}
+		return 500
+	}
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{nil, OutcomeOK},
+		{errBadInput, OutcomeClientError},
+		{errBroken, OutcomeServerError},
+		{errors.New("unknown"), OutcomeServerError},
+	}
+	for _, tt := range tests {
+		if got := ByStatus(status)(tt.err); got != tt.want {
+			t.Errorf("ByStatus(%v) = %s, want %s", tt.err, got, tt.want)
+		}
+	}
+}

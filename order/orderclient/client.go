@@ -1,10 +1,12 @@
-package order
+// Package orderclient is the go-kit HTTP client of the order service: an order.Service over the network,
+// which the gateway uses through its sidecar. Error answers become the domain errors they were made from, as
+// the order service's error table (order/httpapi) says.
+package orderclient
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,13 +15,15 @@ import (
 
 	"github.com/go-kit/kit/endpoint"
 	httptransport "github.com/go-kit/kit/transport/http"
+	"github.com/pizzajoint/mesh/order"
+	"github.com/pizzajoint/mesh/order/httpapi"
 	"github.com/pizzajoint/mesh/platform/reqid"
 )
 
-// NewHTTPClient returns a Service that calls the order service at baseURL (in the mesh: the local sidecar
+// New returns an order.Service that calls the order service at baseURL (in the mesh: the local sidecar
 // upstream) through c. c's transport should keep connections alive; callers bound each call with a deadline.
-// Failures to reach the service, or its own 5xx answers, come back as errors wrapping ErrUnavailable.
-func NewHTTPClient(baseURL string, c *http.Client) (Service, error) {
+// Failures to reach the service, or its own 5xx answers, come back as errors wrapping order.ErrUnavailable.
+func New(baseURL string, c *http.Client) (order.Service, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil || u.Scheme == "" || u.Host == "" {
 		return nil, fmt.Errorf("order service URL %q must be absolute, like http://127.0.0.1:9191", baseURL)
@@ -31,12 +35,12 @@ func NewHTTPClient(baseURL string, c *http.Client) (Service, error) {
 	client := func(method, path string, enc httptransport.EncodeRequestFunc, dec httptransport.DecodeResponseFunc) endpoint.Endpoint {
 		return unavailableOnTransportError(httptransport.NewClient(method, u.JoinPath(path), enc, dec, opts...).Endpoint())
 	}
-	return Endpoints{
+	return order.Endpoints{
 		MenuEndpoint:         client(http.MethodGet, "/menu", encodeNoBody, decodeMenuResponse),
 		CreateOrderEndpoint:  client(http.MethodPost, "/orders", encodeCreateOrderRequest, decodeCreatedResponse),
-		GetOrderEndpoint:     client(http.MethodGet, "/orders", encodeGetOrderRequest, decodeInto[Order]),
-		ListOrdersEndpoint:   client(http.MethodGet, "/orders", encodeListOrdersRequest, decodeInto[Page]),
-		ChangeStatusEndpoint: client(http.MethodPost, "/orders", encodeChangeStatusRequest, decodeInto[Order]),
+		GetOrderEndpoint:     client(http.MethodGet, "/orders", encodeGetOrderRequest, decodeInto[order.Order]),
+		ListOrdersEndpoint:   client(http.MethodGet, "/orders", encodeListOrdersRequest, decodeInto[order.Page]),
+		ChangeStatusEndpoint: client(http.MethodPost, "/orders", encodeChangeStatusRequest, decodeInto[order.Order]),
 	}, nil
 }
 
@@ -45,20 +49,11 @@ func NewHTTPClient(baseURL string, c *http.Client) (Service, error) {
 func unavailableOnTransportError(next endpoint.Endpoint) endpoint.Endpoint {
 	return func(ctx context.Context, req any) (any, error) {
 		resp, err := next(ctx, req)
-		if err == nil || isAnswer(err) {
+		if err == nil || httpapi.IsAnswer(err) {
 			return resp, err
 		}
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: %w", order.ErrUnavailable, err)
 	}
-}
-
-func isAnswer(err error) bool {
-	var (
-		invalid *ValidationError
-		illegal *IllegalTransitionError
-	)
-	return errors.As(err, &invalid) || errors.As(err, &illegal) || errors.Is(err, ErrNotFound) ||
-		errors.Is(err, ErrIdempotencyMismatch) || errors.Is(err, ErrUnavailable)
 }
 
 func encodeNoBody(context.Context, *http.Request, any) error { return nil }
@@ -76,20 +71,20 @@ func setJSONBody(r *http.Request, v any) error {
 }
 
 func encodeCreateOrderRequest(_ context.Context, r *http.Request, req any) error {
-	n := req.(NewOrder)
+	n := req.(order.NewOrder)
 	if n.IdempotencyKey != "" {
-		r.Header.Set(IdempotencyKeyHeader, n.IdempotencyKey)
+		r.Header.Set(httpapi.IdempotencyKeyHeader, n.IdempotencyKey)
 	}
 	return setJSONBody(r, n)
 }
 
 func encodeGetOrderRequest(_ context.Context, r *http.Request, req any) error {
-	r.URL = r.URL.JoinPath(req.(getOrderRequest).ID)
+	r.URL = r.URL.JoinPath(req.(order.GetOrderRequest).ID)
 	return nil
 }
 
 func encodeListOrdersRequest(_ context.Context, r *http.Request, req any) error {
-	f := req.(ListFilter)
+	f := req.(order.ListFilter)
 	q := url.Values{}
 	if f.Status != "" {
 		q.Set("status", string(f.Status))
@@ -105,25 +100,25 @@ func encodeListOrdersRequest(_ context.Context, r *http.Request, req any) error 
 }
 
 func encodeChangeStatusRequest(_ context.Context, r *http.Request, req any) error {
-	c := req.(changeStatusRequest)
+	c := req.(order.ChangeStatusRequest)
 	r.URL = r.URL.JoinPath(c.ID, "status")
-	return setJSONBody(r, c)
+	return setJSONBody(r, httpapi.ChangeStatusBody{Status: c.Status})
 }
 
 func decodeMenuResponse(ctx context.Context, resp *http.Response) (any, error) {
-	m, err := decodeInto[menuResponse](ctx, resp)
+	m, err := decodeInto[httpapi.MenuResponse](ctx, resp)
 	if err != nil {
 		return nil, err
 	}
-	return m.(menuResponse).Pizzas, nil
+	return m.(httpapi.MenuResponse).Pizzas, nil
 }
 
 func decodeCreatedResponse(ctx context.Context, resp *http.Response) (any, error) {
-	o, err := decodeInto[Order](ctx, resp)
+	o, err := decodeInto[order.Order](ctx, resp)
 	if err != nil {
 		return nil, err
 	}
-	return Created{Order: o.(Order), Replayed: resp.Header.Get(ReplayedHeader) == "true"}, nil
+	return order.Created{Order: o.(order.Order), Replayed: resp.Header.Get(httpapi.ReplayedHeader) == "true"}, nil
 }
 
 // decodeInto reads a 2xx JSON body into a T, or an error body into its typed error.
@@ -131,7 +126,7 @@ func decodeInto[T any](_ context.Context, resp *http.Response) (any, error) {
 	// Read to the end so the keep-alive connection goes back to the pool.
 	defer func() { _, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) }()
 	if resp.StatusCode >= 300 {
-		return nil, decodeErrorBody(resp)
+		return nil, httpapi.DecodeError(resp)
 	}
 	var v T
 	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {

@@ -1,4 +1,4 @@
-package order_test
+package httpapi
 
 import (
 	"context"
@@ -33,7 +33,7 @@ func FuzzListCursor(f *testing.F) {
 	f.Fuzz(func(t *testing.T, status, after, limit string) {
 		q := url.Values{"status": {status}, "after": {after}, "limit": {limit}}
 		r := httptest.NewRequest("GET", "/orders?"+q.Encode(), nil)
-		req, err := order.DecodeListFilter(context.Background(), r)
+		req, err := decodeListFilter(context.Background(), r)
 		var page order.Page
 		if err == nil {
 			page, err = svc.ListOrders(context.Background(), req.(order.ListFilter))

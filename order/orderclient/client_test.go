@@ -1,4 +1,4 @@
-package order_test
+package orderclient_test
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/pizzajoint/mesh/order"
+	"github.com/pizzajoint/mesh/order/httpapi"
+	"github.com/pizzajoint/mesh/order/orderclient"
 	"github.com/pizzajoint/mesh/platform/reqid"
 )
 
@@ -80,17 +82,17 @@ func (f *fakeOrderService) answer(a answer) {
 
 func newClient(t *testing.T, url string) order.Service {
 	t.Helper()
-	c, err := order.NewHTTPClient(url, &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}})
+	c, err := orderclient.New(url, &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
 }
 
-func TestNewHTTPClient_badURL(t *testing.T) {
+func TestNew_badURL(t *testing.T) {
 	for _, u := range []string{"", "127.0.0.1:9191", "/orders", "http://"} {
-		if _, err := order.NewHTTPClient(u, http.DefaultClient); err == nil {
-			t.Errorf("NewHTTPClient(%q): no error", u)
+		if _, err := orderclient.New(u, http.DefaultClient); err == nil {
+			t.Errorf("New(%q): no error", u)
 		}
 	}
 }
@@ -210,14 +212,14 @@ func TestHTTPClient_requests(t *testing.T) {
 		{"menu", answer{status: 200, body: `{"pizzas":[{"name":"margherita","price_cents":{"L":1500}}]}`},
 			func() (any, error) { return c.Menu(ctx) }, "GET", "/menu", "", nil,
 			func(v any) bool { m := v.(order.Menu); return len(m) == 1 && m[0].Name == "margherita" }},
-		{"create with a key, replayed", answer{status: 201, header: map[string]string{order.ReplayedHeader: "true"}, body: orderJSON},
+		{"create with a key, replayed", answer{status: 201, header: map[string]string{httpapi.ReplayedHeader: "true"}, body: orderJSON},
 			func() (any, error) {
 				return c.CreateOrder(ctx, order.NewOrder{Customer: order.Customer{Name: "Ada"}, IdempotencyKey: "k-1"})
-			}, "POST", "/orders", `"name":"Ada"`, map[string]string{order.IdempotencyKeyHeader: "k-1", "Content-Type": "application/json"},
+			}, "POST", "/orders", `"name":"Ada"`, map[string]string{httpapi.IdempotencyKeyHeader: "k-1", "Content-Type": "application/json"},
 			func(v any) bool { cr := v.(order.Created); return cr.Replayed && cr.Order.TotalCents == 3000 }},
 		{"create without a key", answer{status: 201, body: orderJSON},
 			func() (any, error) { return c.CreateOrder(ctx, order.NewOrder{}) }, "POST", "/orders", `"customer"`,
-			map[string]string{order.IdempotencyKeyHeader: ""},
+			map[string]string{httpapi.IdempotencyKeyHeader: ""},
 			func(v any) bool { return !v.(order.Created).Replayed }},
 		{"get", answer{status: 200, body: orderJSON + padding},
 			func() (any, error) { return c.GetOrder(ctx, id) }, "GET", "/orders/" + id, "", nil,

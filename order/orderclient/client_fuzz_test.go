@@ -1,4 +1,4 @@
-package order
+package orderclient
 
 import (
 	"context"
@@ -7,6 +7,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/pizzajoint/mesh/order"
+	"github.com/pizzajoint/mesh/order/httpapi"
 )
 
 // FuzzDecodeResponse feeds the client's response decoders any status and body, as a broken or hostile
@@ -38,8 +41,8 @@ func FuzzDecodeResponse(f *testing.F) {
 		f.Add(s.status, []byte(s.body))
 	}
 	decoders := map[string]func(context.Context, *http.Response) (any, error){
-		"order":   decodeInto[Order],
-		"page":    decodeInto[Page],
+		"order":   decodeInto[order.Order],
+		"page":    decodeInto[order.Page],
 		"created": decodeCreatedResponse,
 		"menu":    decodeMenuResponse,
 	}
@@ -58,9 +61,9 @@ func FuzzDecodeResponse(f *testing.F) {
 				t.Fatalf("%s: status %d decoded without an error: %+v", name, status, v)
 			case err == nil && v == nil:
 				t.Fatalf("%s: no value and no error", name)
-			case err != nil && !isAnswer(err):
+			case err != nil && !httpapi.IsAnswer(err):
 				t.Fatalf("%s: status %d gave %v (%T), which the gateway cannot map", name, status, err, err)
-			case err != nil && status < 300 && !errors.Is(err, ErrUnavailable):
+			case err != nil && status < 300 && !errors.Is(err, order.ErrUnavailable):
 				t.Fatalf("%s: a %d answer became %v; a bad success body is the order service's fault", name, status, err)
 			}
 		}
