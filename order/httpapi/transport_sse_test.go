@@ -43,6 +43,8 @@ func (l *eventLog) Events(_ context.Context, q order.EventQuery) ([]order.Event,
 	return out, nil
 }
 
+func (*eventLog) TransactionBound() time.Duration { return time.Second }
+
 func (l *eventLog) LastEventID(context.Context) (int64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
