@@ -30,7 +30,6 @@ paths() {
   SOCK="$DIR/mariadbd.sock"
   PIDFILE="$DIR/mariadbd.pid"
   MARKER="$DATA/.pizza-initialised"
-  SEEDED="$DATA/.pizza-replica-seeded"
   # A unix socket path longer than 107 bytes fails at bind time with an obscure error; say it plainly.
   ((${#SOCK} < 108)) || die "socket path too long (${#SOCK} bytes): $SOCK; use a shorter folder"
 }
@@ -129,7 +128,6 @@ CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=$pport, MASTER_USER='repli
   MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1;
 START SLAVE;
 SQL
-  touch "$SEEDED"
 }
 
 cmd_replicate() {
@@ -138,7 +136,8 @@ cmd_replicate() {
   pdir="$(cd "$pdir" && pwd)"
   cmd_ready || die "the replica in $DIR is not running"
   (paths "$pdir" && cmd_ready) || die "the primary in $pdir is not running"
-  [[ -f "$SEEDED" ]] || seed_replica "$pdir/mariadbd.sock" "$pport"
+  # Seeded once: a server that has a primary configured (CHANGE MASTER is the seeding's last step) only resumes.
+  [[ -n "$(client -N -e 'SHOW SLAVE STATUS')" ]] || seed_replica "$pdir/mariadbd.sock" "$pport"
   local deadline=$((SECONDS + MARIADB_START_TIMEOUT))
   until replicating; do
     ((SECONDS < deadline)) || { client -e 'SHOW SLAVE STATUS\G' | grep -E 'Running|Error' >&2; die "replica is not replicating"; }
