@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# stack.sh start|stop|status|restart-sidecar ID|start-mariadb|stop-process NAME: the whole Pizza Joint mesh as local processes (make run / make stop).
+# stack.sh start|stop|status|restart-sidecar ID|start-mariadb|stop-process NAME: the whole Pizza Joint mesh as
+# local processes (make run / make stop), each under scripts/supervise.sh.
 #
 # start: build → certificates → MariaDB → Consul server agent (ACLs, persistent data) → Vault (TLS) →
 #        meshctl bootstrap (init/unseal, policies, Consul ACLs through Vault, intentions, Connect CA in Vault) →
@@ -564,7 +565,7 @@ case "${1:-}" in
   status) cmd_status ;;
   restart-sidecar) cmd_restart_sidecar "${2:-}" ;;
   start-mariadb) cmd_start_mariadb ;;
-  stop-process) [[ -n "${2:-}" ]] || die "usage: $0 stop-process NAME"; stop_process "$2" ;;
+  stop-process) [[ "${2:-}" =~ ^[a-z0-9-]+$ ]] || die "usage: $0 stop-process NAME (mariadb, order-2, …)"; stop_process "$2" ;;
   meshctl) shift; meshctl "$@" ;;
   deliver-gateway-cert) GATEWAY_TLS_CERT_FILE="$CERTS_DIR/server.pem" GATEWAY_TLS_KEY_FILE="$CERTS_DIR/server-key.pem" deliver_gateway_cert ;;
   own) own "$2" "$3" ;;
