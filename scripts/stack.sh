@@ -140,7 +140,7 @@ start_mariadb_server() {
     log "starting $name ($role) on 127.0.0.1:$port (log: $LOG_DIR/$name.log)"
     spawn "$name" root "$SCRIPTS_DIR/mariadb.sh" run "$STATE_DIR/$name" "$port" "$role"
   fi
-  wait_for "$name" "$STACK_TIMEOUT" "$LOG_DIR/$name.log" "$SCRIPTS_DIR/mariadb.sh" ready "$STATE_DIR/$name"
+  wait_for "$name" "$MARIADB_START_TIMEOUT" "$LOG_DIR/$name.log" "$SCRIPTS_DIR/mariadb.sh" ready "$STATE_DIR/$name"
 }
 
 # start_mariadb: the primary and (DB_REPLICAS=1) its GTID replica, each started only if not running.
