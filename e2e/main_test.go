@@ -9,10 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"testing"
 
 	"github.com/pizzajoint/mesh/internal/stacktest"
@@ -46,15 +44,6 @@ func TestMain(m *testing.M) {
 	stackOptions.AfterTests = func(s *stacktest.Stack) error {
 		return errors.Join(scanForSecrets(s), checkNoDataRace(s))
 	}
-	// The database replica's port: free now, like every other port of the test stack.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	replicaPort = ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	stackOptions.Env["MYSQL_REPLICA_PORT"] = strconv.Itoa(replicaPort)
 	os.Exit(stacktest.Main(m, stackOptions, &stack))
 }
 

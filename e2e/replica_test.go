@@ -16,24 +16,28 @@ import (
 	"time"
 )
 
-// replicaPort is the database replica's port in the test stack (MYSQL_REPLICA_PORT).
-var replicaPort int
-
-// replicaScript runs scripts/mariadb.sh on the stack's database replica, SQL on stdin.
-func replicaScript(t *testing.T, stdin string, args ...string) string {
+// replicaSQL runs SQL as root on the stack's database replica (scripts/mariadb.sh sql, SQL on stdin).
+func replicaSQL(t *testing.T, sqlText string) string {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(stack.Root, "scripts", "mariadb.sh"), args...)
-	cmd.Env = append(stack.Env(), "MARIADB_LOG="+filepath.Join(stack.Dir, "logs", "mariadb-replica.log"))
-	cmd.Stdin = strings.NewReader(stdin)
+	cmd := exec.Command(filepath.Join(stack.Root, "scripts", "mariadb.sh"), "sql", filepath.Join(stack.Dir, "mariadb-replica"), "-N")
+	cmd.Env = stack.Env()
+	cmd.Stdin = strings.NewReader(sqlText)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("mariadb.sh %v: %v\n%s", args, err, out)
+		t.Fatalf("mariadb.sh sql: %v\n%s", err, out)
 	}
 	return string(out)
 }
 
-func replicaSQL(t *testing.T, sqlText string) string {
-	return replicaScript(t, sqlText, "sql", filepath.Join(stack.Dir, "mariadb-replica"), "-N")
+// stackCommand runs scripts/stack.sh with the stack's settings (e.g. stop-process mariadb, start-mariadb) and
+// returns its output.
+func stackCommand(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := stack.Script(5*time.Minute, "stack.sh", args...)
+	if err != nil {
+		t.Fatalf("stack.sh %v: %v\n%s", args, err, out)
+	}
+	return out
 }
 
 func replicaSelects(t *testing.T) int64 {
@@ -151,10 +155,11 @@ func TestDatabaseReplicaStopUnderLoad(t *testing.T) {
 		})
 	}
 	time.Sleep(2 * time.Second)
-	replicaScript(t, "", "stop", filepath.Join(stack.Dir, "mariadb-replica"))
+	// A clean shutdown of the replica (its supervisor exits with it), then `start-mariadb` starts what is not
+	// running: the replica, which replicates again.
+	stackCommand(t, "stop-process", "mariadb-replica")
 	time.Sleep(4 * time.Second)
-	replicaScript(t, "", "start-replica", filepath.Join(stack.Dir, "mariadb-replica"), strconv.Itoa(replicaPort),
-		filepath.Join(stack.Dir, "mariadb"), strconv.Itoa(stack.Ports.MySQL))
+	stackCommand(t, "start-mariadb")
 	time.Sleep(3 * time.Second) // the order service's monitor checks the replica every second
 	before := replicaSelects(t)
 	time.Sleep(2 * time.Second)

@@ -54,6 +54,14 @@ stop_pidfile() {
   return 0
 }
 
+# find_bin NAME: the path of a program on PATH, or in the sbin folders a user's PATH may lack (Debian's mariadbd).
+find_bin() {
+  command -v "$1" 2>/dev/null && return 0
+  local d
+  for d in /usr/sbin /usr/local/sbin /sbin; do [[ -x "$d/$1" ]] && { echo "$d/$1"; return 0; }; done
+  return 1
+}
+
 # port_free HOST PORT: true when nothing listens there (bash's /dev/tcp, no extra tools).
 port_free() { ! (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 

@@ -38,6 +38,10 @@ GATEWAY_SERVICE_ID="${GATEWAY_SERVICE_ID:-gateway-1}"
 STACK_SERVICES="${STACK_SERVICES:-1}" # 0: infrastructure only (MariaDB, Consul, Vault, bootstrap)
 STACK_MESH="${STACK_MESH:-auto}"      # auto: sidecars when the services register with Consul; on; off
 STACK_TIMEOUT="${STACK_TIMEOUT:-60}"
+# How long MariaDB may take to answer after it was started (the first start initialises its data folder too),
+# and how long a stopping mariadbd may take to finish its shutdown before it is killed.
+export MARIADB_START_TIMEOUT="${MARIADB_START_TIMEOUT:-120}"
+MARIADB_STOP_TIMEOUT="${MARIADB_STOP_TIMEOUT:-60}"
 
 CONSUL_SOCKET="$STATE_DIR/consul.sock"
 export CONSUL_HTTP_ADDR="unix://$CONSUL_SOCKET"

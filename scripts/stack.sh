@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# stack.sh start|stop|status|restart-sidecar ID: the whole Pizza Joint mesh as local processes (make run / make stop).
+# stack.sh start|stop|status|restart-sidecar ID|start-mariadb|stop-process NAME: the whole Pizza Joint mesh as
+# local processes (make run / make stop), each under scripts/supervise.sh.
 #
 # start: build → certificates → MariaDB → Consul server agent (ACLs, persistent data) → Vault (TLS) →
 #        meshctl bootstrap (init/unseal, policies, Consul ACLs through Vault, intentions, Connect CA in Vault) →
@@ -128,12 +129,39 @@ ensure_certs() {
 
 # ---- MariaDB -------------------------------------------------------------------------------------------------
 
-start_mariadb() {
-  MARIADB_LOG="$LOG_DIR/mariadb.log" "$SCRIPTS_DIR/mariadb.sh" start "$STATE_DIR/mariadb" "$MYSQL_PORT"
-  if [[ "$DB_REPLICAS" != 0 ]]; then
-    MARIADB_LOG="$LOG_DIR/mariadb-replica.log" "$SCRIPTS_DIR/mariadb.sh" start-replica "$STATE_DIR/mariadb-replica" \
-      "$MYSQL_REPLICA_PORT" "$STATE_DIR/mariadb" "$MYSQL_PORT"
+# start_mariadb_server NAME PORT ROLE: scripts/mariadb.sh run, supervised like every other process (it initialises
+# the data folder STATE_DIR/NAME on first use), then waits until root answers over the socket.
+start_mariadb_server() {
+  local name="$1" port="$2" role="$3"
+  if running "$name"; then
+    log "$name already running (pid $(cat "$PID_DIR/$name.pid"))"
+  else
+    need_port "$name" "$port"
+    log "starting $name ($role) on 127.0.0.1:$port (log: $LOG_DIR/$name.log)"
+    spawn "$name" root "$SCRIPTS_DIR/mariadb.sh" run "$STATE_DIR/$name" "$port" "$role"
   fi
+  wait_for "$name" "$MARIADB_START_TIMEOUT" "$LOG_DIR/$name.log" "$SCRIPTS_DIR/mariadb.sh" ready "$STATE_DIR/$name"
+}
+
+# start_mariadb: the primary and (DB_REPLICAS=1) its GTID replica, each started only if not running.
+start_mariadb() {
+  start_mariadb_server mariadb "$MYSQL_PORT" primary
+  log "MariaDB ready on 127.0.0.1:$MYSQL_PORT"
+  if [[ "$DB_REPLICAS" != 0 ]]; then
+    start_mariadb_server mariadb-replica "$MYSQL_REPLICA_PORT" replica
+    "$SCRIPTS_DIR/mariadb.sh" replicate "$STATE_DIR/mariadb-replica" "$STATE_DIR/mariadb" "$MYSQL_PORT" 2>>"$LOG_DIR/mariadb-replica.log" ||
+      { tail -n 20 "$LOG_DIR/mariadb-replica.log" >&2; die "the MariaDB replica does not replicate (see $LOG_DIR/mariadb-replica.log)"; }
+    log "MariaDB replica ready on 127.0.0.1:$MYSQL_REPLICA_PORT, replicating from 127.0.0.1:$MYSQL_PORT"
+  fi
+}
+
+# cmd_start_mariadb: only the MariaDB phase of start (after stop-process mariadb, or for the supervision tests).
+cmd_start_mariadb() {
+  mkdir -p "$LOG_DIR" "$PID_DIR"
+  chmod 711 "$STATE_DIR"
+  chmod 700 "$LOG_DIR"
+  "$SCRIPTS_DIR/tools.sh" ensure mariadb >/dev/null
+  start_mariadb
 }
 
 # ---- Consul --------------------------------------------------------------------------------------------------
@@ -494,12 +522,24 @@ cmd_stop() {
   for name in consul-ui consul-front-order consul-front-gateway; do stop_pidfile "$name" "$PID_DIR/$name.pid"; done
   stop_pidfile vault "$PID_DIR/vault.pid"
   stop_pidfile consul "$PID_DIR/consul.pid"
-  "$SCRIPTS_DIR/mariadb.sh" stop "$STATE_DIR/mariadb-replica"
-  "$SCRIPTS_DIR/mariadb.sh" stop "$STATE_DIR/mariadb"
+  stop_process mariadb-replica
+  stop_process mariadb
+  # A server that a stack.sh from before supervision started as a daemon of its own (its pid file is mariadbd's).
+  for name in mariadb-replica mariadb; do
+    stop_pidfile "$name (unsupervised)" "$STATE_DIR/$name/mariadbd.pid" "$MARIADB_STOP_TIMEOUT"
+  done
   for f in "$PID_DIR"/*.pid; do
     [[ -e "$f" ]] && pid_alive "$f" && die "$(basename "$f" .pid) is still running (pid $(cat "$f"))"
   done
   log "stack stopped"
+}
+
+# stop_process NAME: one supervised process, cleanly: TERM to its supervisor, which passes it on and waits.
+# mariadbd may need a while to flush and shut down; it is given MARIADB_STOP_TIMEOUT before any KILL.
+stop_process() {
+  local timeout=20
+  [[ "$1" == mariadb* ]] && timeout="$MARIADB_STOP_TIMEOUT"
+  stop_pidfile "$1" "$PID_DIR/$1.pid" "$timeout"
 }
 
 cmd_status() {
@@ -512,8 +552,6 @@ cmd_status() {
   [[ "$DB_REPLICAS" == 0 ]] || replicas=(mariadb-replica "${replicas[@]}")
   for name in mariadb consul consul-front-order consul-front-gateway consul-ui vault order gateway "sidecar-$ORDER_SERVICE_ID" "sidecar-$GATEWAY_SERVICE_ID" "${replicas[@]}"; do
     f="$PID_DIR/$name.pid"
-    [[ "$name" == mariadb ]] && f="$STATE_DIR/mariadb/mariadbd.pid"
-    [[ "$name" == mariadb-replica ]] && f="$STATE_DIR/mariadb-replica/mariadbd.pid"
     if pid_alive "$f"; then state="running (pid $(cat "$f"))"; else state="stopped"; rc=3; fi
     [[ -s "$PID_DIR/$name.restarts" ]] && state+=", restarts: $(cat "$PID_DIR/$name.restarts")" # supervise.sh counts them
     printf '%-24s %s\n' "$name" "$state"
@@ -526,10 +564,12 @@ case "${1:-}" in
   stop) cmd_stop ;;
   status) cmd_status ;;
   restart-sidecar) cmd_restart_sidecar "${2:-}" ;;
+  start-mariadb) cmd_start_mariadb ;;
+  stop-process) [[ "${2:-}" =~ ^[a-z0-9-]+$ ]] || die "usage: $0 stop-process NAME (mariadb, order-2, …)"; stop_process "$2" ;;
   meshctl) shift; meshctl "$@" ;;
   deliver-gateway-cert) GATEWAY_TLS_CERT_FILE="$CERTS_DIR/server.pem" GATEWAY_TLS_KEY_FILE="$CERTS_DIR/server-key.pem" deliver_gateway_cert ;;
   own) own "$2" "$3" ;;
   run-delivered) shift; run_delivered "$@" ;; # supervised commands (spawn), not for operators
   run-vault) run_vault ;;
-  *) die "usage: $0 start|stop|status|restart-sidecar ID" ;;
+  *) die "usage: $0 start|stop|status|restart-sidecar ID|start-mariadb|stop-process NAME" ;;
 esac

@@ -101,14 +101,6 @@ apt_install() {
   return 0
 }
 
-# find_bin NAME: PATH, then the sbin folders root's PATH may lack.
-find_bin() {
-  command -v "$1" 2>/dev/null && return 0
-  local d
-  for d in /usr/sbin /usr/local/sbin /sbin; do [[ -x "$d/$1" ]] && { echo "$d/$1"; return 0; }; done
-  return 1
-}
-
 ensure_mariadb() {
   if ! find_bin mariadbd >/dev/null || ! find_bin mariadb-install-db >/dev/null || ! find_bin mariadb >/dev/null; then
     apt_install mariadb-server mariadb-client

@@ -226,11 +226,6 @@ func serviceTarget(setup string, s *stacktest.Stack, debug map[string]string) *t
 
 // stackProc finds a stack process's pid; a missing pid file gives pid 0, whose reads fail and count as 0.
 func stackProc(s *stacktest.Stack, name string) Process {
-	if name == "mariadb" {
-		b, _ := os.ReadFile(filepath.Join(s.Dir, "mariadb", "mariadbd.pid"))
-		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-		return Process{Name: name, Pid: pid}
-	}
 	pid, _ := s.Pid(name)
 	return Process{Name: name, Pid: pid}
 }

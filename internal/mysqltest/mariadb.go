@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -25,31 +26,31 @@ const (
 	startAttempts = 3
 )
 
-// binDirs are searched after PATH: Debian puts mariadbd in /usr/sbin, which is often not on a user's PATH.
-var binDirs = []string{"/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin"}
+// ephemeralOpts are the tests' only mariadbd options beyond scripts/mariadb.sh's: the data is thrown away after the
+// run, so skip the fsync per commit that only buys crash safety.
+var ephemeralOpts = []string{"--innodb-flush-log-at-trx-commit=2"}
 
-// lookBinary finds a MariaDB program on PATH or in dirs, or says how to install it.
-func lookBinary(name string, dirs []string) (string, error) {
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
+// findLauncher finds scripts/mariadb.sh above the working directory (go test runs in the package's folder): the
+// launcher the local stack runs too, the one place that initialises a data folder and knows mariadbd's options.
+func findLauncher() (string, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
 	}
-	for _, dir := range dirs {
-		p := filepath.Join(dir, name)
-		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+	for dir := wd; ; dir = filepath.Dir(dir) {
+		p := filepath.Join(dir, "scripts", "mariadb.sh")
+		if _, err := os.Stat(p); err == nil {
 			return p, nil
 		}
+		if filepath.Dir(dir) == dir {
+			return "", fmt.Errorf("no scripts/mariadb.sh above %s (or set %s to a root DSN of a running server)", wd, EnvDSN)
+		}
 	}
-	return "", fmt.Errorf("%s not found on PATH: run 'make test', which installs mariadb-server, "+
-		"or apt-get install mariadb-server (or set %s to a root DSN of a running server)", name, EnvDSN)
 }
 
 // startPrivate initialises a data directory in a temp dir and starts mariadbd on a free 127.0.0.1 port.
 func startPrivate() (*server, error) {
-	mariadbd, err := lookBinary("mariadbd", binDirs)
-	if err != nil {
-		return nil, err
-	}
-	installDB, err := lookBinary("mariadb-install-db", binDirs)
+	launcher, err := findLauncher()
 	if err != nil {
 		return nil, err
 	}
@@ -64,46 +65,30 @@ func startPrivate() (*server, error) {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
-	srv, err := startIn(dir, mariadbd, installDB)
+	srv, err := startIn(dir, launcher)
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
-	srv.dir, srv.mariadbd, srv.installDB = dir, mariadbd, installDB
+	srv.dir, srv.launcher = dir, launcher
 	return srv, nil
 }
 
-// userArgs are the flags mariadbd and mariadb-install-db need for the user the tests run as.
-func userArgs() []string {
-	if os.Geteuid() == 0 {
-		// mariadbd refuses to run as root unless told to; as another user the flag is not needed.
-		return []string{"--user=root"}
-	}
-	return nil
-}
-
-// installData initialises an empty data directory under dir.
-func installData(dir, dataDir, installDB string) error {
+// installData initialises dir's data folder (scripts/mariadb.sh init): root may log in over the unix socket
+// only, as the OS user running the tests; no password exists yet.
+func installData(dir, launcher string) error {
 	installLog := filepath.Join(dir, "install.log")
 	ctx, cancel := context.WithTimeout(context.Background(), installTimeout)
 	defer cancel()
-	// --no-defaults must come first; it keeps /etc/mysql and ~/.my.cnf out of the private server.
-	// A private tmpdir: servers initialising at once in /tmp can delete each other's temporary tables.
-	tmpDir := filepath.Join(dir, "tmp")
-	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
-		return err
-	}
-	install := exec.CommandContext(ctx, installDB, append([]string{"--no-defaults",
-		"--datadir=" + dataDir, "--tmpdir=" + tmpDir, "--auth-root-authentication-method=normal", "--skip-test-db"}, userArgs()...)...)
+	install := exec.CommandContext(ctx, launcher, "init", dir)
 	if out, err := runLogged(install, installLog); err != nil {
-		return fmt.Errorf("mariadb-install-db: %v\n--- %s (tail) ---\n%s", err, installLog, out)
+		return fmt.Errorf("%s init: %v\n--- %s (tail) ---\n%s", launcher, err, installLog, out)
 	}
 	return nil
 }
 
-func startIn(dir, mariadbd, installDB string) (*server, error) {
-	dataDir := filepath.Join(dir, "data")
-	if err := installData(dir, dataDir, installDB); err != nil {
+func startIn(dir, launcher string) (*server, error) {
+	if err := installData(dir, launcher); err != nil {
 		return nil, err
 	}
 
@@ -113,7 +98,7 @@ func startIn(dir, mariadbd, installDB string) (*server, error) {
 		if err != nil {
 			return nil, err
 		}
-		srv, err, retry := startMariadbd(dir, dataDir, mariadbd, port)
+		srv, err, retry := startMariadbd(dir, launcher, port)
 		if err == nil {
 			return srv, nil
 		}
@@ -125,13 +110,13 @@ func startIn(dir, mariadbd, installDB string) (*server, error) {
 	return nil, lastErr
 }
 
-// startMariadbd starts the server and waits until root can log in. retry reports a lost port race.
-func startMariadbd(dir, dataDir, mariadbd string, port int) (_ *server, _ error, retry bool) {
+// startMariadbd starts the primary and waits until root can log in. retry reports a lost port race.
+func startMariadbd(dir, launcher string, port int) (_ *server, _ error, retry bool) {
 	logPath := filepath.Join(dir, "mariadbd.log")
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	// A binary log with GTIDs from the first start, so a replica (NewReplica) can follow from the beginning.
-	cmd, exited, err := launch(dir, dataDir, mariadbd, port, "--server-id=1", "--log-bin="+filepath.Join(dir, "binlog"),
-		"--binlog-format=ROW", "--sync-binlog=0")
+	// The primary writes a binary log with GTIDs from its first start, so a replica (NewReplica) can follow
+	// from the beginning.
+	cmd, exited, err := launch(dir, launcher, port, "primary")
 	if err != nil {
 		return nil, err, false
 	}
@@ -151,9 +136,6 @@ func startMariadbd(dir, dataDir, mariadbd string, port int) (_ *server, _ error,
 	cfg.Addr = addr
 	cfg.ParseTime = true
 	cfg.Timeout = 5 * time.Second
-	// During start-up the server resets connections; those are expected, not worth the driver's stderr log.
-	pollCfg := cfg.Clone()
-	pollCfg.Logger = &mysql.NopLogger{}
 
 	deadline := time.Now().Add(readyTimeout)
 	for {
@@ -164,7 +146,7 @@ func startMariadbd(dir, dataDir, mariadbd string, port int) (_ *server, _ error,
 			return nil, fmt.Errorf("mariadbd exited before it was ready (%v)\n--- %s (tail) ---\n%s", werr, logPath, tail), retry
 		default:
 		}
-		pool, err := openPool(pollCfg, time.Second)
+		pool, err := openPool(socketConfig(dir), time.Second)
 		if err == nil {
 			admin, err := secure(pool, cfg)
 			_ = pool.Close()
@@ -183,34 +165,16 @@ func startMariadbd(dir, dataDir, mariadbd string, port int) (_ *server, _ error,
 	}
 }
 
-// launch starts mariadbd on dir's data with the options every private server shares, plus extra.
-func launch(dir, dataDir, mariadbd string, port int, extra ...string) (*exec.Cmd, <-chan error, error) {
+// launch runs `scripts/mariadb.sh run dir port role`, which execs mariadbd: the child is the server itself, and
+// dies with the test process (Pdeathsig survives the exec).
+func launch(dir, launcher string, port int, role string) (*exec.Cmd, <-chan error, error) {
 	logPath := filepath.Join(dir, "mariadbd.log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer logFile.Close() // the child holds its own descriptor
-	args := append([]string{
-		"--no-defaults",
-		"--datadir=" + dataDir,
-		"--tmpdir=" + filepath.Join(dir, "tmp"),
-		"--socket=" + filepath.Join(dir, "mysqld.sock"),
-		"--pid-file=" + filepath.Join(dir, "mysqld.pid"),
-		"--port=" + strconv.Itoa(port),
-		"--bind-address=127.0.0.1",
-		"--log-error=" + logPath,
-		"--max-connections=500",
-		"--innodb-buffer-pool-size=64M",
-		// The data is thrown away after the run, so skip the fsync per commit that only buys crash safety.
-		"--innodb-flush-log-at-trx-commit=2",
-		// MariaDB defaults to latin1; MySQL 8 (compose, production) to utf8mb4. Tests must see the latter.
-		"--character-set-server=utf8mb4",
-		"--collation-server=utf8mb4_unicode_ci",
-		// DATETIME values round-trip with the driver's default loc=UTC only if the session zone is UTC too.
-		"--default-time-zone=+00:00",
-	}, userArgs()...)
-	cmd := exec.Command(mariadbd, append(args, extra...)...)
+	cmd := exec.Command(launcher, append([]string{"run", dir, strconv.Itoa(port), role, "--"}, ephemeralOpts...)...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	configureChild(cmd)
@@ -221,49 +185,45 @@ func launch(dir, dataDir, mariadbd string, port int, extra ...string) (*exec.Cmd
 	return cmd, exited, nil
 }
 
-// secure drops the anonymous users (they shadow 'x'@'%' logins over 127.0.0.1) and gives root a random password,
-// so other local users cannot log in to the tests' server. It sets the password in cfg and returns a root pool
-// that uses it.
-func secure(pool *sql.DB, cfg *mysql.Config) (*sql.DB, error) {
+// socketConfig logs in to the server of dir over its unix socket as the OS user running the tests (unix_socket
+// authentication: scripts/mariadb.sh init makes that user, and root, the socket's only accounts).
+func socketConfig(dir string) *mysql.Config {
+	cfg := mysql.NewConfig()
+	cfg.User = osUser()
+	cfg.Net = "unix"
+	cfg.Addr = filepath.Join(dir, "mariadbd.sock")
+	cfg.Timeout = 5 * time.Second
+	// During start-up the server resets connections; those are expected, not worth the driver's stderr log.
+	cfg.Logger = &mysql.NopLogger{}
+	return cfg
+}
+
+func osUser() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return "root"
+}
+
+// secure gives the tests a root over TCP: root@127.0.0.1 with a random password (the server has no TCP account
+// for root, and no anonymous users), so other local users cannot log in to the tests' server. It sets the
+// password in cfg and returns a root pool that uses it. The CREATE USER goes to the binary log, so a replica
+// (NewReplica) gets the same account.
+func secure(socketPool *sql.DB, cfg *mysql.Config) (*sql.DB, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	accounts, err := queryAccounts(ctx, pool, "SELECT User, Host FROM mysql.user WHERE User IN ('', 'root')")
-	if err != nil {
-		return nil, err
-	}
 	password := randomHex(16)
-	for _, a := range accounts {
-		stmt := "DROP USER " + a.String()
-		if a.user == "root" {
-			stmt = "ALTER USER " + a.String() + " IDENTIFIED BY '" + password + "'"
-		}
-		if _, err := pool.ExecContext(ctx, stmt); err != nil {
+	account := quoteString(cfg.User) + "@'127.0.0.1'"
+	for _, stmt := range []string{
+		"CREATE USER " + account + " IDENTIFIED BY '" + password + "'",
+		"GRANT ALL PRIVILEGES ON *.* TO " + account + " WITH GRANT OPTION",
+	} {
+		if _, err := socketPool.ExecContext(ctx, stmt); err != nil {
 			return nil, fmt.Errorf("%s: %w", strings.SplitN(stmt, " IDENTIFIED", 2)[0], err)
 		}
 	}
 	cfg.Passwd = password
 	return openPool(cfg, 10*time.Second)
-}
-
-type account struct{ user, host string }
-
-func (a account) String() string { return quoteString(a.user) + "@" + quoteString(a.host) }
-
-func queryAccounts(ctx context.Context, db *sql.DB, query string) ([]account, error) {
-	rows, err := db.QueryContext(ctx, query)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []account
-	for rows.Next() {
-		var a account
-		if err := rows.Scan(&a.user, &a.host); err != nil {
-			return nil, err
-		}
-		out = append(out, a)
-	}
-	return out, rows.Err()
 }
 
 func quoteString(s string) string {
@@ -338,7 +298,7 @@ func logTail(path string, n int) string {
 func removeOrphans(tmp string) {
 	dirs, _ := filepath.Glob(filepath.Join(tmp, dirPrefix+"*"))
 	for _, dir := range dirs {
-		if pidAlive(filepath.Join(dir, "owner.pid")) || pidAlive(filepath.Join(dir, "mysqld.pid")) {
+		if pidAlive(filepath.Join(dir, "owner.pid")) || pidAlive(filepath.Join(dir, "mariadbd.pid")) {
 			continue
 		}
 		if _, err := os.Stat(filepath.Join(dir, "owner.pid")); errors.Is(err, os.ErrNotExist) {

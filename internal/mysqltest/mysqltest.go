@@ -1,5 +1,7 @@
 // Package mysqltest gives integration tests a real, private MariaDB: one mariadbd per test binary, started
-// lazily on its own data directory and free port, and a fresh, empty database per test.
+// lazily on its own data directory and free port, and a fresh, empty database per test. The server is
+// initialised and started by scripts/mariadb.sh (init, run), the launcher the local stack supervises, so the
+// tests run MariaDB with the stack's options.
 //
 // Use it from TestMain so the server is stopped and its files removed when the tests end:
 //
@@ -57,7 +59,7 @@ type server struct {
 	stop     func()        // nil for a server this package did not start
 
 	// Set for a private server only: what NewReplica needs to start a second mariadbd beside it.
-	dir, mariadbd, installDB string
+	dir, launcher string
 }
 
 // Run runs the tests of m and then stops the private mariadbd (if one was started) and removes its files. It

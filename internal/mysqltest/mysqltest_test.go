@@ -192,39 +192,6 @@ func TestCheckGrants(t *testing.T) {
 	}
 }
 
-func TestLookBinary(t *testing.T) {
-	dir := t.TempDir()
-	exe := filepath.Join(dir, "pizza-fake-mariadbd")
-	if err := os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("PATH", t.TempDir()) // an empty PATH: only the extra directories can find it
-
-	tests := []struct {
-		name    string
-		dirs    []string
-		want    string
-		wantErr string
-	}{
-		{name: "found in an extra directory", dirs: []string{dir}, want: exe},
-		{name: "missing says how to install", dirs: []string{t.TempDir()}, wantErr: "run 'make test'"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := lookBinary("pizza-fake-mariadbd", tt.dirs)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil || got != tt.want {
-				t.Fatalf("lookBinary = %q, %v; want %q", got, err, tt.want)
-			}
-		})
-	}
-}
-
 func mustExec(t *testing.T, db *sql.DB, stmt string, args ...any) {
 	t.Helper()
 	if _, err := db.ExecContext(context.Background(), stmt, args...); err != nil {
@@ -282,7 +249,7 @@ func TestStartMariadbd_failureShowsLogTail(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			fake := filepath.Join(dir, "fake-mariadbd")
+			fake := filepath.Join(dir, "fake-mariadb.sh") // a launcher whose server fails at once
 			if err := os.WriteFile(fake, []byte("#!/bin/sh\n"+tt.script+"\n"), 0o755); err != nil {
 				t.Fatal(err)
 			}
@@ -290,7 +257,7 @@ func TestStartMariadbd_failureShowsLogTail(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			srv, err, retry := startMariadbd(dir, filepath.Join(dir, "data"), fake, port)
+			srv, err, retry := startMariadbd(dir, fake, port)
 			if srv != nil || err == nil {
 				t.Fatalf("startMariadbd succeeded with a failing server")
 			}

@@ -85,7 +85,7 @@ func startReplica(primary *server) (*Replica, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	if err := installData(dir, filepath.Join(dir, "data"), primary.installDB); err != nil {
+	if err := installData(dir, primary.launcher); err != nil {
 		return nil, err
 	}
 	port, err := freePort()
@@ -96,15 +96,12 @@ func startReplica(primary *server) (*Replica, error) {
 	if err := r.launch(); err != nil {
 		return nil, err
 	}
-	// A fresh install lets root in without a password; the primary's root password arrives by replication.
-	fresh := mysql.NewConfig()
-	fresh.User, fresh.Net, fresh.Addr, fresh.Logger = "root", "tcp", r.Addr, &mysql.NopLogger{}
-	pool, err := r.waitAnswers(fresh)
+	// Root over the replica's own socket; the primary's TCP root arrives by replication.
+	pool, err := r.waitAnswers(socketConfig(dir))
 	if err != nil {
 		return nil, err
 	}
 	defer pool.Close()
-	pool.SetMaxOpenConns(1) // one session, which keeps working after root's password changes under it
 
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
@@ -137,10 +134,10 @@ func startReplica(primary *server) (*Replica, error) {
 	return r, nil
 }
 
-// launch starts the replica's mariadbd: read_only, its own server id, no binary log of its own.
+// launch starts the replica's mariadbd (scripts/mariadb.sh's replica role: read_only, its own server id, no
+// binary log of its own).
 func (r *Replica) launch() error {
-	cmd, exited, err := launch(r.dir, filepath.Join(r.dir, "data"), r.primary.mariadbd, r.port,
-		"--server-id=2", "--read-only", "--skip-log-bin", "--relay-log="+filepath.Join(r.dir, "relay"))
+	cmd, exited, err := launch(r.dir, r.primary.launcher, r.port, "replica")
 	if err != nil {
 		return err
 	}

@@ -67,8 +67,8 @@ type Stack struct {
 
 // Ports are the stack's listeners.
 type Ports struct {
-	MySQL, ConsulHTTPS, ConsulServer, ConsulSerfLAN, ConsulSerfWAN, Vault int
-	Gateway, Order, OrderUpstream, SidecarMin, SidecarMax                 int
+	MySQL, MySQLReplica, ConsulHTTPS, ConsulServer, ConsulSerfLAN, ConsulSerfWAN, Vault int
+	Gateway, Order, OrderUpstream, SidecarMin, SidecarMax                               int
 }
 
 // Main starts a stack into *s, runs the tests, prints the stack's logs if any test failed, and stops it.
@@ -130,6 +130,7 @@ func Start(opts Options) (*Stack, error) {
 		"STATE_DIR="+dir,
 		"CERTS_DIR="+filepath.Join(dir, "certs"),
 		"MYSQL_PORT="+strconv.Itoa(ports.MySQL),
+		"MYSQL_REPLICA_PORT="+strconv.Itoa(ports.MySQLReplica),
 		"CONSUL_HTTPS_PORT="+strconv.Itoa(ports.ConsulHTTPS),
 		// Every interface, as on an operator's machine: the tests attack it from the machine's own LAN address.
 		"CONSUL_HTTPS_BIND=0.0.0.0",
@@ -182,11 +183,19 @@ func (s *Stack) Stop() error {
 
 // Script runs scripts/NAME with the stack's environment and returns its combined output.
 func (s *Stack) Script(timeout time.Duration, name string, args ...string) (string, error) {
+	return s.scriptIn(timeout, "", name, args...)
+}
+
+// scriptIn is Script with stdin (e.g. the SQL for mariadb.sh sql, which never goes on a command line).
+func (s *Stack) scriptIn(timeout time.Duration, stdin, name string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(s.Root, "scripts", name), args...)
 	cmd.Dir = s.Root
 	cmd.Env = s.env
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -278,7 +287,7 @@ func (s *Stack) DumpLogs(w *os.File) {
 }
 
 // Pid returns the pid of a stack process by its name (order, order-2, gateway, sidecar-order-1, consul,
-// vault): the process itself, which its supervisor (scripts/supervise.sh) starts again if it dies. Killing it
+// vault, mariadb, mariadb-replica): the process itself, which its supervisor (scripts/supervise.sh) starts again if it dies. Killing it
 // is a crash; to stop a process for good, signal SupervisorPid.
 func (s *Stack) Pid(name string) (int, error) {
 	return readPid(filepath.Join(s.Dir, "pids", name+".child"))
@@ -324,11 +333,7 @@ func (s *Stack) httpClient() (*http.Client, error) {
 // RootSQL runs sqlText as MariaDB's root over the unix socket (scripts/mariadb.sh sql), the only way root can
 // log in. The text goes on stdin, so a password in it never reaches a command line.
 func (s *Stack) RootSQL(sqlText string) (string, error) {
-	cmd := exec.Command(filepath.Join(s.Root, "scripts", "mariadb.sh"), "sql", filepath.Join(s.Dir, "mariadb"))
-	cmd.Env = s.env
-	cmd.Stdin = strings.NewReader(sqlText)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	return s.scriptIn(time.Minute, sqlText, "mariadb.sh", "sql", filepath.Join(s.Dir, "mariadb"))
 }
 
 // observer creates a read-only MySQL user through root's unix socket (root has no password to use over TCP).
@@ -336,10 +341,7 @@ func (s *Stack) observer() (*sql.DB, error) {
 	pass := strconv.FormatInt(time.Now().UnixNano(), 36) + strconv.Itoa(os.Getpid())
 	sqlText := fmt.Sprintf("CREATE OR REPLACE USER 'observer'@'%%' IDENTIFIED BY '%s';\n"+
 		"GRANT SELECT, PROCESS ON *.* TO 'observer'@'%%';\n", pass)
-	cmd := exec.Command(filepath.Join(s.Root, "scripts", "mariadb.sh"), "sql", filepath.Join(s.Dir, "mariadb"))
-	cmd.Env = s.env
-	cmd.Stdin = strings.NewReader(sqlText)
-	if out, err := cmd.CombinedOutput(); err != nil {
+	if out, err := s.RootSQL(sqlText); err != nil {
 		return nil, fmt.Errorf("create observer user: %w\n%s", err, out)
 	}
 	cfg := mysql.NewConfig()
@@ -384,14 +386,14 @@ func freePorts() (Ports, error) {
 	var p Ports
 	// The single listeners, then order's replicas on consecutive ports; Vault also binds its port + 1 (its
 	// cluster listener), so the port after Vault's is left to it.
-	const n = 9 + MaxOrderReplicas
+	const n = 10 + MaxOrderReplicas
 	// 14000–20999 also stays clear of a developer's own stack (MySQL 13306–7, Consul's sidecars from 21000).
 	for base := 14000 + os.Getpid()%250*24; base+n <= 21000; base += 24 {
 		if !blockFree(base, n) {
 			continue
 		}
 		vaultCluster := 0
-		for i, f := range []*int{&p.MySQL, &p.ConsulHTTPS, &p.ConsulServer, &p.ConsulSerfLAN,
+		for i, f := range []*int{&p.MySQL, &p.MySQLReplica, &p.ConsulHTTPS, &p.ConsulServer, &p.ConsulSerfLAN,
 			&p.ConsulSerfWAN, &p.Vault, &vaultCluster, &p.Gateway, &p.OrderUpstream, &p.Order} {
 			*f = base + i // Order is last: its replicas take the ports after it
 		}
