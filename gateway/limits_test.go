@@ -41,7 +41,7 @@ func eventSource(t *testing.T) *httptest.Server {
 }
 
 // newLimitedGateway serves the whole edge (API and streams) with opts, over TLS.
-func newLimitedGateway(t *testing.T, orderURL string, shutdown context.Context, opts ...gateway.Option) *httptest.Server {
+func newLimitedGateway(t *testing.T, orderURL string, opts ...gateway.Option) *httptest.Server {
 	t.Helper()
 	orders, err := orderclient.New(orderURL, http.DefaultClient)
 	if err != nil {
@@ -53,8 +53,10 @@ func newLimitedGateway(t *testing.T, orderURL string, shutdown context.Context, 
 	mux := http.NewServeMux()
 	endpoints := gateway.MakeEndpoints(svc)
 	gateway.MakeHTTPHandler(mux, endpoints, staff, opts...)
-	gateway.MakeStreamHandler(mux, endpoints, staff, u, http.DefaultTransport, shutdown, opts...)
-	srv := httptest.NewTLSServer(reqid.Middleware(mux))
+	endStreams := gateway.MakeStreamHandler(mux, endpoints, staff, u, http.DefaultTransport, opts...)
+	srv := httptest.NewUnstartedServer(reqid.Middleware(mux))
+	srv.Config.RegisterOnShutdown(endStreams)
+	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	return srv
 }
@@ -87,7 +89,7 @@ func (r *refusals) get(limit string) float64 {
 func TestGatewayRateLimits(t *testing.T) {
 	orderSrv, _ := newOrderService(t)
 	refused := newRefusals()
-	gw := newLimitedGateway(t, orderSrv.URL, context.Background(),
+	gw := newLimitedGateway(t, orderSrv.URL,
 		gateway.WithOrderRateLimit(clientlimit.NewRateLimiter(0.001, 2, 100)),
 		gateway.WithLoginRateLimit(clientlimit.NewRateLimiter(0.001, 1, 100)),
 		gateway.WithRefusalCounter(refused))
@@ -160,7 +162,7 @@ func TestGatewayStreamCaps(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			refused := newRefusals()
-			gw := newLimitedGateway(t, eventSource(t).URL, context.Background(),
+			gw := newLimitedGateway(t, eventSource(t).URL,
 				gateway.WithStreamLimits(clientlimit.NewStreamLimiter(tt.perClient, tt.total), 0), gateway.WithRefusalCounter(refused))
 			for i := range tt.open {
 				if resp, _ := openStream(t, gw, ""); resp.StatusCode != 200 {
@@ -194,7 +196,7 @@ func TestGatewayStreamCaps_beforeAnyWork(t *testing.T) {
 		httpapi.EncodeError(r.Context(), order.ErrNotFound, w)
 	}))
 	t.Cleanup(orderSrv.Close)
-	gw := newLimitedGateway(t, orderSrv.URL, context.Background(),
+	gw := newLimitedGateway(t, orderSrv.URL,
 		gateway.WithStreamLimits(clientlimit.NewStreamLimiter(1, 0), 0))
 	resp, _ := send(t, gw, request{method: "GET", path: "/pizza/01ARZ3NDEKTSV4RRFFQ69G5FAV/events?token=t"})
 	if resp.StatusCode != 404 || lookups.Load() != 1 {
@@ -229,7 +231,7 @@ func holdStream(t *testing.T, gw *httptest.Server) (release func()) {
 // A stream that reaches its maximum lifetime ends cleanly (the client reads EOF, not an error), and frees
 // its place under the caps; the client resumes with Last-Event-ID.
 func TestGatewayStreamLifetime(t *testing.T) {
-	gw := newLimitedGateway(t, eventSource(t).URL, context.Background(),
+	gw := newLimitedGateway(t, eventSource(t).URL,
 		gateway.WithStreamLimits(clientlimit.NewStreamLimiter(1, 1), 300*time.Millisecond))
 	last := ""
 	for round := range 3 {
@@ -256,13 +258,17 @@ func TestGatewayStreamLifetime(t *testing.T) {
 
 // Shutting the gateway down ends relayed streams cleanly as well.
 func TestGatewayStreamEndsAtShutdown(t *testing.T) {
-	shutdown, stop := context.WithCancel(context.Background())
-	gw := newLimitedGateway(t, eventSource(t).URL, shutdown)
+	gw := newLimitedGateway(t, eventSource(t).URL)
 	resp, br := openStream(t, gw, "")
 	if _, err := br.ReadString('\n'); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("stream: %d %v", resp.StatusCode, err)
 	}
-	stop()
+	shutdown := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		shutdown <- gw.Config.Shutdown(ctx) // waits for the stream: RegisterOnShutdown's endStreams ends it
+	}()
 	done := make(chan error, 1)
 	go func() { _, err := io.ReadAll(br); done <- err }()
 	select {
@@ -272,5 +278,8 @@ func TestGatewayStreamEndsAtShutdown(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("stream still open after shutdown")
+	}
+	if err := <-shutdown; err != nil {
+		t.Errorf("Shutdown: %v; want it done once the stream ended", err)
 	}
 }

@@ -25,12 +25,14 @@ import (
 // Both resume after Last-Event-ID (header, or last_event_id in the query). Each stream is one call of its
 // endpoint (e.TrackEventsEndpoint, e.StaffEventsEndpoint), so it is logged and measured like every call,
 // once, when it ends. rt reaches the order service (the sidecar upstream); it must not cap connections,
-// since every open stream holds one. shutdown ends every relayed stream when the gateway stops, so it does
-// not wait out its shutdown timeout on them; clients reconnect with their last event ID. options cap open
-// streams and their lifetime.
+// since every open stream holds one. options cap open streams and their lifetime.
+//
+// endStreams ends every relayed stream; give it to the server's RegisterOnShutdown, so a stopping gateway does
+// not wait out its shutdown timeout on them. Clients reconnect with their last event ID.
 func MakeStreamHandler(mux *http.ServeMux, e Endpoints, staff *StaffAuth, orderURL *url.URL, rt http.RoundTripper,
-	shutdown context.Context, options ...Option) {
+	options ...Option) (endStreams func()) {
 	o := applyOptions(options)
+	shutdown, endStreams := context.WithCancel(context.Background())
 	relay := func(path func(*http.Request) string) *httputil.ReverseProxy {
 		return &httputil.ReverseProxy{
 			Rewrite: func(pr *httputil.ProxyRequest) {
@@ -76,6 +78,7 @@ func MakeStreamHandler(mux *http.ServeMux, e Endpoints, staff *StaffAuth, orderU
 		defer release()
 		o.serveStream(w, r, e.StaffEventsEndpoint, eventsRequest{}, all, shutdown)
 	})))
+	return endStreams
 }
 
 // serveStream calls stream with req, whose Relay relays the order service's stream until the client leaves,

@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -86,7 +85,7 @@ func TestGatewayStreamsThroughEndpoints(t *testing.T) {
 			endpoints := gateway.MakeEndpoints(gateway.NewService(orders),
 				kitmw.Logging(logger, gateway.Outcome), kitmw.Deadline(50*time.Millisecond))
 			auth := gateway.NewStaffAuth(staffOwners{"tok-alice": "alice"}, slog.New(slog.DiscardHandler), gateway.SessionPolicy{})
-			gateway.MakeStreamHandler(gwMux, endpoints, auth, u, http.DefaultTransport, context.Background(),
+			gateway.MakeStreamHandler(gwMux, endpoints, auth, u, http.DefaultTransport,
 				gateway.WithStreamLimits(clientlimit.NewStreamLimiter(10, 10), lifetime))
 			gw := httptest.NewTLSServer(reqid.Middleware(gwMux))
 			t.Cleanup(gw.Close)

@@ -5,30 +5,25 @@ package main
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"os/signal"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/ardanlabs/conf/v3"
 	kitprometheus "github.com/go-kit/kit/metrics/prometheus"
 	"github.com/pizzajoint/mesh/gateway"
 	"github.com/pizzajoint/mesh/order/orderclient"
-	"github.com/pizzajoint/mesh/platform/applog"
 	"github.com/pizzajoint/mesh/platform/clientlimit"
 	"github.com/pizzajoint/mesh/platform/consulreg"
 	"github.com/pizzajoint/mesh/platform/httpserver"
 	"github.com/pizzajoint/mesh/platform/kitmw"
-	"github.com/pizzajoint/mesh/platform/probe"
 	"github.com/pizzajoint/mesh/platform/reqid"
+	"github.com/pizzajoint/mesh/platform/svcmain"
 	"github.com/pizzajoint/mesh/platform/tlsreload"
 	"github.com/pizzajoint/mesh/platform/tokenhash"
 	sidecar "github.com/pizzajoint/mesh/platform/upstream"
@@ -40,13 +35,7 @@ import (
 
 type config struct {
 	conf.Version
-	Log struct {
-		Level string `conf:"default:info"`
-	}
-	// Debug.Addr serves pprof when set (loopback only), for profiling.
-	Debug struct {
-		Addr string `conf:"help:pprof listen address on loopback (empty: off)"`
-	}
+	svcmain.Common
 	HTTP struct {
 		Addr string `conf:"default::8443"`
 		httpserver.Config
@@ -101,51 +90,35 @@ type config struct {
 	}
 }
 
-func main() {
-	// `gateway probe URL`: the image's health check (it has no shell, curl or wget).
-	if len(os.Args) > 1 && os.Args[1] == "probe" {
-		os.Exit(probe.Main(os.Args[2:], os.Stderr))
-	}
-	if err := run(context.Background(), os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "gateway:", err)
-		os.Exit(1)
-	}
-}
+func main() { svcmain.Main("gateway", run) }
 
 func run(ctx context.Context, stderr io.Writer) error {
 	var cfg config
 	cfg.Version.Desc = "Pizza Joint public gateway"
-	help, err := conf.Parse("GATEWAY", &cfg)
-	if errors.Is(err, conf.ErrHelpWanted) {
-		fmt.Fprintln(stderr, help)
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	logger, err := applog.New(stderr, "gateway", cfg.Log.Level)
+	p, err := svcmain.Start(ctx, stderr, "gateway", "GATEWAY", &cfg)
 	if err != nil {
 		return err
 	}
-	if s, err := conf.String(&cfg); err == nil {
-		logger.Info("config", "values", s)
-	}
+	return p.Finish(serve(p, cfg))
+}
 
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := httpserver.ServeDebug(ctx, cfg.Debug.Addr, logger); err != nil {
-		return fmt.Errorf("debug server: %w", err)
-	}
-	if err := httpserver.ServeLoopback(ctx, "metrics", cfg.Metrics.Addr, promhttp.Handler(), logger); err != nil {
+// serve runs the edge until the process ends. Its background work (certificate reloads, the Vault login and
+// the staff token hashes, the Consul registration) runs in the process's errgroup.
+func serve(p *svcmain.Process, cfg config) error {
+	ctx, logger := p.Ctx, p.Logger
+	serveMetrics, err := httpserver.ServeLoopback(ctx, "metrics", cfg.Metrics.Addr, promhttp.Handler(), logger)
+	if err != nil {
 		// Metrics are for operators; a taken port must not keep the edge from serving customers.
 		logger.Warn("metrics not served", "addr", cfg.Metrics.Addr, "err", err)
+	} else {
+		p.Go(serveMetrics)
 	}
 
 	certs, err := tlsreload.New(cfg.TLS.CertFile, cfg.TLS.KeyFile, logger)
 	if err != nil {
 		return fmt.Errorf("tls: %w (run 'make certs' for a development certificate)", err)
 	}
-	go certs.Run(ctx)
+	p.Go(func() error { certs.Run(ctx); return nil })
 
 	upstream := upstreamTransport(cfg.Order.MaxConns, cfg.Order.Timeout)
 	// A sidecar restarting (a token rotation) or an order instance going away drops connections before any
@@ -159,7 +132,7 @@ func run(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	staff, err := staffAuth(ctx, cfg, logger)
+	staff, err := staffAuth(p, cfg)
 	if err != nil {
 		return err
 	}
@@ -181,9 +154,7 @@ func run(ctx context.Context, stderr io.Writer) error {
 	health.Register(mux)
 	limits := edgeLimits(cfg)
 	gateway.MakeHTTPHandler(mux, endpoints, staff, limits...)
-	streams, endStreams := context.WithCancel(context.Background())
-	defer endStreams()
-	gateway.MakeStreamHandler(mux, endpoints, staff, orderURL, gateway.StreamTransport(upstream), streams, limits...)
+	endStreams := gateway.MakeStreamHandler(mux, endpoints, staff, orderURL, gateway.StreamTransport(upstream), limits...)
 	handler := httpserver.StrictTransport(cfg.HTTP.HSTSMaxAge, reqid.Middleware(httpserver.AccessLog(logger, reqid.FromContext, mux)))
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
@@ -195,13 +166,14 @@ func run(ctx context.Context, stderr io.Writer) error {
 		ln.Close()
 		return err
 	}
-	go keepRegistered() // joined by deregister
+	defer deregister() // if serving failed; at shutdown it has run already
+	p.Go(func() error { keepRegistered(); return nil })
 	health.SetReady(true)
 	srv := httpserver.New(cfg.HTTP.Config, handler, logger)
+	srv.RegisterOnShutdown(endStreams) // clients reconnect with Last-Event-ID to another gateway or after the restart
 	return httpserver.Run(ctx, srv, ln, certs.TLSConfig(), cfg.HTTP.Config, logger, func() {
 		health.SetReady(false)
 		deregister()
-		endStreams() // clients reconnect with Last-Event-ID to another gateway or after the restart
 	})
 }
 
@@ -247,7 +219,8 @@ func upstreamTransport(maxConns int, timeout time.Duration) *http.Transport {
 
 // staffAuth logs in to Vault as the gateway and checks staff tokens against the hashes in KV. Without Vault
 // settings staff sign-in is off (the staff routes answer 503).
-func staffAuth(ctx context.Context, cfg config, logger *slog.Logger) (*gateway.StaffAuth, error) {
+func staffAuth(p *svcmain.Process, cfg config) (*gateway.StaffAuth, error) {
+	ctx, logger := p.Ctx, p.Logger
 	if !cfg.Vault.Enabled() {
 		logger.Warn("no Vault settings: staff sign-in is off")
 		return nil, nil
@@ -256,12 +229,12 @@ func staffAuth(ctx context.Context, cfg config, logger *slog.Logger) (*gateway.S
 	if err != nil {
 		return nil, err
 	}
-	go session.Run(ctx)
+	p.Go(func() error { session.Run(ctx); return nil })
 	kv := vaultkv.New(session)
 	registry := tokenhash.New(func(ctx context.Context) (map[string]string, error) {
 		return kv.Strings(ctx, cfg.Staff.TokensPath) // no secret yet: no staff token issued
 	}, logger)
-	go registry.Run(ctx, cfg.Staff.Reload)
+	p.Go(func() error { registry.Run(ctx, cfg.Staff.Reload); return nil })
 	return gateway.NewStaffAuth(registry, logger, gateway.SessionPolicy{Idle: cfg.Staff.SessionIdle, Absolute: cfg.Staff.SessionMax}), nil
 }
 

@@ -23,10 +23,8 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/ardanlabs/conf/v3"
@@ -35,30 +33,24 @@ import (
 	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/order/httpapi"
 	"github.com/pizzajoint/mesh/order/mysqlstore"
-	"github.com/pizzajoint/mesh/platform/applog"
 	"github.com/pizzajoint/mesh/platform/consulreg"
 	"github.com/pizzajoint/mesh/platform/dblease"
 	"github.com/pizzajoint/mesh/platform/envelope"
 	"github.com/pizzajoint/mesh/platform/httpserver"
 	"github.com/pizzajoint/mesh/platform/kitmw"
 	"github.com/pizzajoint/mesh/platform/mysqlconn"
-	"github.com/pizzajoint/mesh/platform/probe"
 	"github.com/pizzajoint/mesh/platform/reqid"
+	"github.com/pizzajoint/mesh/platform/svcmain"
 	"github.com/pizzajoint/mesh/platform/vaultauth"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
 )
 
 type config struct {
 	conf.Version
 	Args conf.Args
-	Log  struct {
-		Level string `conf:"default:info"`
-	}
-	// Debug.Addr serves pprof when set (loopback only), for profiling.
-	Debug struct {
-		Addr string `conf:"help:pprof listen address on loopback (empty: off)"`
-	}
+	svcmain.Common
 	HTTP struct {
 		// Addr stays on loopback: the order service is reached only through its sidecar.
 		Addr string `conf:"default:127.0.0.1:9090"`
@@ -113,42 +105,20 @@ type config struct {
 	}
 }
 
-func main() {
-	// `order probe URL`: the image's health check (it has no shell, curl or wget).
-	if len(os.Args) > 1 && os.Args[1] == "probe" {
-		os.Exit(probe.Main(os.Args[2:], os.Stderr))
-	}
-	if err := run(context.Background(), os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "order:", err)
-		os.Exit(1)
-	}
-}
+func main() { svcmain.Main("order", run) }
 
 func run(ctx context.Context, stderr io.Writer) error {
 	var cfg config
 	cfg.Version.Desc = "Pizza Joint order service"
-	help, err := conf.Parse("ORDER", &cfg)
-	if errors.Is(err, conf.ErrHelpWanted) {
-		fmt.Fprintln(stderr, help)
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	logger, err := applog.New(stderr, "order", cfg.Log.Level)
+	p, err := svcmain.Start(ctx, stderr, "order", "ORDER", &cfg)
 	if err != nil {
 		return err
 	}
-	if s, err := conf.String(&cfg); err == nil {
-		logger.Info("config", "values", s)
-	}
+	return p.Finish(command(p, cfg))
+}
 
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := httpserver.ServeDebug(ctx, cfg.Debug.Addr, logger); err != nil {
-		return fmt.Errorf("debug server: %w", err)
-	}
-
+func command(p *svcmain.Process, cfg config) error {
+	ctx, logger := p.Ctx, p.Logger
 	switch cmd := cfg.Args.Num(0); cmd {
 	case "migrate":
 		return migrate(ctx, cfg, logger)
@@ -157,7 +127,7 @@ func run(ctx context.Context, stderr io.Writer) error {
 	case "rewrap-pii":
 		return rewrapPII(ctx, cfg, logger)
 	case "", "serve":
-		return serve(ctx, cfg, logger)
+		return serve(p, cfg)
 	default:
 		return fmt.Errorf("unknown command %q (want serve, migrate, maintain-partitions or rewrap-pii)", cmd)
 	}
@@ -187,9 +157,6 @@ func rewrapPII(ctx context.Context, cfg config, logger *slog.Logger) error {
 	return nil
 }
 
-// migrate runs with its own short-lived DDL credentials: the runtime role cannot change the schema. With Vault
-// (the order-migrate AppRole and database role) the DDL user lives minutes and is dropped when migrate gives its
-// token back; without Vault they come from a file.
 // ddlCredentials are the schema owner's credentials for migrate and maintain-partitions: a short-lived
 // order-migrate user from Vault (renewed while the command runs, revoked after), or a credentials file.
 func ddlCredentials(ctx context.Context, cfg config, command string, logger *slog.Logger) (mysqlconn.CredentialSource, func(), error) {
@@ -304,13 +271,24 @@ func maintainPartitions(ctx context.Context, cfg config, logger *slog.Logger) er
 	return nil
 }
 
-func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
+// serve runs the order API until the process ends. Its background work (the event hub, the replica monitor,
+// the Consul registration) runs in the process's errgroup and is joined before the pools close.
+func serve(p *svcmain.Process, cfg config) (err error) {
+	ctx, logger := p.Ctx, p.Logger
 	b, err := openBackend(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
-	db := b.db
 	defer b.close()
+	// Every goroutine below uses the pools: they all end, and are joined, before b.close runs.
+	g, ctx := errgroup.WithContext(ctx)
+	ctx, stopWork := context.WithCancel(ctx)
+	defer func() {
+		stopWork()
+		if werr := g.Wait(); err == nil {
+			err = werr
+		}
+	}()
 
 	svc := order.NewService(b.store, order.DefaultMenu)
 	duration := kitprometheus.NewHistogramFrom(prometheus.HistogramOpts{
@@ -323,25 +301,18 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
 		kitmw.Logging(logger, httpapi.Outcome),
 	}
 	endpoints := order.MakeServerEndpoints(svc, mw...)
-
 	hub := order.NewHub(b.store, 200*time.Millisecond, logger)
-	go hub.Run(ctx)
-	// The replica monitor uses the pools: it ends before they close (deferred above, so run after this).
-	monitorCtx, stopMonitor := context.WithCancel(ctx)
-	monitorDone := make(chan struct{})
-	go func() { b.store.MonitorReplica(monitorCtx); close(monitorDone) }()
-	defer func() { stopMonitor(); <-monitorDone }()
-	streams, endStreams := context.WithCancel(context.Background())
-	defer endStreams()
+	g.Go(func() error { hub.Run(ctx); return nil })
+	g.Go(func() error { b.store.MonitorReplica(ctx); return nil })
 
 	health := httpserver.NewHealth(append(b.checks,
-		httpserver.Check{Name: "database", Fn: db.PingContext},
+		httpserver.Check{Name: "database", Fn: b.db.PingContext},
 		httpserver.Check{Name: "events", Fn: hub.Ready})...)
 	mux := http.NewServeMux()
 	health.Register(mux)
 	mux.Handle("GET /metrics", promhttp.Handler())
 	httpapi.MakeHTTPHandler(mux, endpoints)
-	httpapi.MakeSSEHandler(mux, order.MakeStreamEndpoint(hub, mw...), streams)
+	endStreams := httpapi.MakeSSEHandler(mux, order.MakeStreamEndpoint(hub, mw...))
 	handler := reqid.Middleware(httpserver.AccessLog(logger, reqid.FromContext, mux))
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
@@ -353,13 +324,14 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) error {
 		ln.Close()
 		return err
 	}
-	go keepRegistered() // joined by deregister
+	defer deregister() // if serving failed; at shutdown it has run already
+	g.Go(func() error { keepRegistered(); return nil })
 	health.SetReady(true)
 	srv := httpserver.New(cfg.HTTP.Config, handler, logger)
+	srv.RegisterOnShutdown(endStreams) // clients reconnect with Last-Event-ID to another replica or after the restart
 	return httpserver.Run(ctx, srv, ln, nil, cfg.HTTP.Config, logger, func() {
 		health.SetReady(false)
 		deregister()
-		endStreams() // clients reconnect with Last-Event-ID to another replica or after the restart
 	})
 }
 

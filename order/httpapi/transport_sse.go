@@ -24,9 +24,10 @@ const Heartbeat = 15 * time.Second
 //	GET /orders/{id}/events   one order's events (history, then live) until DELIVERED or CANCELLED
 //	GET /events               every order's events from now on (staff); with Last-Event-ID, what was missed
 //
-// Both resume after the Last-Event-ID header. shutdown ends every stream when the server stops, so clients
-// reconnect elsewhere instead of holding the shutdown up.
-func MakeSSEHandler(mux *http.ServeMux, stream endpoint.Endpoint, shutdown context.Context) {
+// Both resume after the Last-Event-ID header. endStreams ends every stream; give it to the server's
+// RegisterOnShutdown, so clients reconnect elsewhere instead of holding the shutdown up.
+func MakeSSEHandler(mux *http.ServeMux, stream endpoint.Endpoint) (endStreams func()) {
+	shutdown, endStreams := context.WithCancel(context.Background())
 	mux.HandleFunc("GET /orders/{id}/events", func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
 		if !order.ValidID(id) {
@@ -38,6 +39,7 @@ func MakeSSEHandler(mux *http.ServeMux, stream endpoint.Endpoint, shutdown conte
 	mux.HandleFunc("GET /events", func(w http.ResponseWriter, r *http.Request) {
 		serveStream(w, r, stream, shutdown, order.StreamRequest{FromNow: true})
 	})
+	return endStreams
 }
 
 func serveStream(w http.ResponseWriter, r *http.Request, stream endpoint.Endpoint, shutdown context.Context, req order.StreamRequest) {

@@ -90,8 +90,7 @@ func newStreamServer(t *testing.T, log *eventLog, started bool) (*httptest.Serve
 		}
 	}
 	mux := http.NewServeMux()
-	httpapi.MakeSSEHandler(mux, order.MakeStreamEndpoint(hub, kitmw.Logging(logger, httpapi.Outcome), kitmw.Deadline(50*time.Millisecond)),
-		context.Background())
+	httpapi.MakeSSEHandler(mux, order.MakeStreamEndpoint(hub, kitmw.Logging(logger, httpapi.Outcome), kitmw.Deadline(50*time.Millisecond)))
 	srv := httptest.NewServer(reqid.Middleware(mux))
 	t.Cleanup(srv.Close)
 	return srv, logs

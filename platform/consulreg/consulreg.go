@@ -258,7 +258,8 @@ func Join(ctx context.Context, addr string, inst Instance, logger *slog.Logger) 
 	keep, stopKeeping := context.WithCancel(ctx)
 	done := make(chan struct{})
 	run = func() { defer close(done); reg.Run(keep, HealInterval) }
-	leave = func() {
+	// leave may be called more than once (at shutdown, and deferred for an early error): it acts once.
+	leave = sync.OnceFunc(func() {
 		stopKeeping()
 		<-done // no re-registration may race the deregistration
 		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -266,6 +267,6 @@ func Join(ctx context.Context, addr string, inst Instance, logger *slog.Logger) 
 		if err := reg.Deregister(dctx); err != nil {
 			reg.logger.Error("deregister", "err", err)
 		}
-	}
+	})
 	return run, leave, nil
 }

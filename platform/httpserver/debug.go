@@ -2,6 +2,7 @@ package httpserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,9 +11,10 @@ import (
 	"time"
 )
 
-// ServeDebug serves pprof on addr until ctx is done. It refuses a non-loopback address: profiles expose
-// memory contents. An empty addr serves nothing.
-func ServeDebug(ctx context.Context, addr string, logger *slog.Logger) error {
+// ServeDebug listens on addr for pprof and returns serve, which serves until ctx is done (run it in the
+// service's errgroup). It refuses a non-loopback address: profiles expose memory contents. An empty addr
+// serves nothing.
+func ServeDebug(ctx context.Context, addr string, logger *slog.Logger) (serve func() error, err error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -22,29 +24,32 @@ func ServeDebug(ctx context.Context, addr string, logger *slog.Logger) error {
 	return ServeLoopback(ctx, "pprof", addr, mux, logger)
 }
 
-// ServeLoopback serves h on addr until ctx is done, for operators' endpoints (metrics, profiles) that must
-// stay off the public listener. It refuses a non-loopback address. An empty addr serves nothing.
-func ServeLoopback(ctx context.Context, what, addr string, h http.Handler, logger *slog.Logger) error {
+// ServeLoopback listens on addr for operators' endpoints (metrics, profiles) that must stay off the public
+// listener, and returns serve, which serves h until ctx is done. Listening first makes a taken or refused
+// address an error at start-up. It refuses a non-loopback address. An empty addr serves nothing.
+func ServeLoopback(ctx context.Context, what, addr string, h http.Handler, logger *slog.Logger) (serve func() error, err error) {
 	if addr == "" {
-		return nil
+		return func() error { return nil }, nil
 	}
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return fmt.Errorf("%s address %q must be on loopback, e.g. 127.0.0.1:6060", what, addr)
+		return nil, fmt.Errorf("%s address %q must be on loopback, e.g. 127.0.0.1:6060", what, addr)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	srv := &http.Server{Handler: noSniff(h), ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		<-ctx.Done()
-		_ = srv.Close()
-	}()
 	logger.Info(what+" listening", "addr", ln.Addr().String())
-	go func() { _ = srv.Serve(ln) }()
-	return nil
+	return func() error {
+		srv := &http.Server{Handler: noSniff(h), ReadHeaderTimeout: 5 * time.Second}
+		stop := context.AfterFunc(ctx, func() { _ = srv.Close() })
+		defer stop()
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		return nil
+	}, nil
 }

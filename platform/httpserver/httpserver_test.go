@@ -257,7 +257,7 @@ func TestServeLoopback(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			err := ServeLoopback(ctx, "metrics", tt.addr, http.NotFoundHandler(), discard)
+			_, err := ServeLoopback(ctx, "metrics", tt.addr, http.NotFoundHandler(), discard)
 			if tt.name == "IPv6 loopback" && err != nil && strings.Contains(err.Error(), "cannot assign") {
 				t.Skip("no IPv6 loopback here")
 			}
@@ -270,9 +270,12 @@ func TestServeLoopback(t *testing.T) {
 		var logs bytes.Buffer
 		ctx, cancel := context.WithCancel(context.Background())
 		h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("metric 1\n")) })
-		if err := ServeLoopback(ctx, "metrics", "127.0.0.1:0", h, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
+		serve, err := ServeLoopback(ctx, "metrics", "127.0.0.1:0", h, slog.New(slog.NewTextHandler(&logs, nil)))
+		if err != nil {
 			t.Fatal(err)
 		}
+		served := make(chan error, 1)
+		go func() { served <- serve() }()
 		addr := regexp.MustCompile(`addr=(\S+)`).FindStringSubmatch(logs.String())
 		if addr == nil {
 			t.Fatalf("no address logged: %s", logs.String())
@@ -298,6 +301,9 @@ func TestServeLoopback(t *testing.T) {
 				t.Fatal("still serving after ctx ended")
 			}
 			time.Sleep(10 * time.Millisecond)
+		}
+		if err := <-served; err != nil {
+			t.Errorf("serve returned %v after ctx ended; want nil", err)
 		}
 	})
 }

@@ -1,6 +1,6 @@
 // Package svcmain is the opening every service's main shares: the probe subcommand of the images' health
-// checks, configuration from the environment and flags, the logger, the signal context and the debug
-// listener. A main then only wires its service (ardanlabs/service's run(ctx) error, in one place).
+// checks, configuration from the environment and flags, the logger, the signal context, the debug listener,
+// and the errgroup that joins every background goroutine. A main then only wires its service.
 package svcmain
 
 import (
@@ -17,6 +17,7 @@ import (
 	"github.com/pizzajoint/mesh/platform/applog"
 	"github.com/pizzajoint/mesh/platform/httpserver"
 	"github.com/pizzajoint/mesh/platform/probe"
+	"golang.org/x/sync/errgroup"
 )
 
 // Common is the configuration every service has. Embedded in a service's config struct its fields keep their
@@ -51,30 +52,56 @@ func Main(name string, run func(ctx context.Context, stderr io.Writer) error) {
 	}
 }
 
+// Process is a started service: its context, its logger and the group its goroutines run in.
+type Process struct {
+	// Ctx ends at SIGINT or SIGTERM, or when a goroutine of the group fails.
+	Ctx    context.Context
+	Logger *slog.Logger
+	group  *errgroup.Group
+	stop   context.CancelFunc
+}
+
+// Go runs f in the process's group: Finish waits for it. f must return once Ctx is done.
+func (p *Process) Go(f func() error) { p.group.Go(f) }
+
+// Finish ends the process: it cancels Ctx, waits for every goroutine of the group and returns err, or else
+// the first error of the group.
+func (p *Process) Finish(err error) error {
+	p.stop()
+	if werr := p.group.Wait(); err == nil {
+		err = werr
+	}
+	return err
+}
+
 // Start reads cfg from the environment under prefix (ORDER_…) and from flags, makes the service's logger and
-// logs the configuration (fields tagged `mask` are masked), and starts the debug listener when configured.
-// The context it returns ends at SIGINT or SIGTERM; stop releases the signals.
-func Start(ctx context.Context, stderr io.Writer, service, prefix string, cfg Config) (_ context.Context, stop context.CancelFunc, _ *slog.Logger, err error) {
+// logs the configuration (fields tagged `mask` are masked), and serves the debug listener when configured.
+// The caller ends the process with Finish.
+func Start(ctx context.Context, stderr io.Writer, service, prefix string, cfg Config) (*Process, error) {
 	help, err := conf.Parse(prefix, cfg)
 	if errors.Is(err, conf.ErrHelpWanted) {
 		fmt.Fprintln(stderr, help)
-		return nil, nil, nil, ErrHelpShown
+		return nil, ErrHelpShown
 	}
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("config: %w", err)
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	c := cfg.common()
 	logger, err := applog.New(stderr, service, c.Log.Level)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	if s, err := conf.String(cfg); err == nil {
 		logger.Info("config", "values", s)
 	}
-	ctx, stop = signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	if err := httpserver.ServeDebug(ctx, c.Debug.Addr, logger); err != nil {
-		stop()
-		return nil, nil, nil, fmt.Errorf("debug server: %w", err)
+	ctx, stopSignals := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(ctx)
+	g, ctx := errgroup.WithContext(ctx)
+	p := &Process{Ctx: ctx, Logger: logger, group: g, stop: func() { cancel(); stopSignals() }}
+	serveDebug, err := httpserver.ServeDebug(ctx, c.Debug.Addr, logger)
+	if err != nil {
+		return nil, p.Finish(fmt.Errorf("debug server: %w", err))
 	}
-	return ctx, stop, logger, nil
+	p.Go(serveDebug)
+	return p, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"strings"
 	"testing"
@@ -64,7 +65,7 @@ func TestStart(t *testing.T) {
 			}
 			var cfg testConfig
 			var out bytes.Buffer
-			ctx, stop, logger, err := Start(context.Background(), &out, "svc", "SVC", &cfg)
+			p, err := Start(context.Background(), &out, "svc", "SVC", &cfg)
 			switch {
 			case tc.wantErr == nil && err != nil:
 				t.Fatalf("Start: %v", err)
@@ -72,9 +73,11 @@ func TestStart(t *testing.T) {
 				t.Fatalf("Start = %v; want %v", err, tc.wantErr)
 			}
 			if err == nil {
-				defer stop()
-				if ctx.Err() != nil || logger == nil {
+				if p.Ctx.Err() != nil || p.Logger == nil {
 					t.Fatal("started without a live context or a logger")
+				}
+				if err := p.Finish(nil); err != nil || p.Ctx.Err() == nil {
+					t.Fatalf("Finish = %v, context %v; want nil and the context ended", err, p.Ctx.Err())
 				}
 			}
 			if tc.check != nil {
@@ -86,3 +89,41 @@ func TestStart(t *testing.T) {
 
 // errAny stands for any error in the table.
 var errAny = errors.New("any error")
+
+// Finish waits for every goroutine of the process, which end with its context, and returns the first error.
+func TestFinishJoinsTheGroup(t *testing.T) {
+	withArgs(t)
+	var cfg testConfig
+	p, err := Start(context.Background(), io.Discard, "svc", "SVC", &cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan struct{})
+	p.Go(func() error { <-p.Ctx.Done(); close(ended); return nil })
+	failure := errors.New("background work failed")
+	p.Go(func() error { <-p.Ctx.Done(); return failure })
+	if err := p.Finish(nil); !errors.Is(err, failure) {
+		t.Errorf("Finish = %v; want the group's error", err)
+	}
+	select {
+	case <-ended:
+	default:
+		t.Error("Finish returned before a goroutine of the group ended")
+	}
+}
+
+// A failing goroutine ends the process's context, so the server and the other goroutines stop too.
+func TestAFailingGoroutineEndsTheContext(t *testing.T) {
+	withArgs(t)
+	var cfg testConfig
+	p, err := Start(context.Background(), io.Discard, "svc", "SVC", &cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failure := errors.New("lost the listener")
+	p.Go(func() error { return failure })
+	<-p.Ctx.Done()
+	if err := p.Finish(nil); !errors.Is(err, failure) {
+		t.Errorf("Finish = %v; want %v", err, failure)
+	}
+}
