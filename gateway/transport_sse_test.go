@@ -124,6 +124,9 @@ func TestGatewayStreamsThroughEndpoints(t *testing.T) {
 					t.Errorf("stream of %v with %q; want an event and its full lifetime of about %v", took, body, lifetime)
 				}
 			}
+			// The endpoint logs when its handler returns, which may be just after the client read the answer:
+			// Close waits for the handler.
+			gw.Close()
 			var line struct{ Endpoint, Outcome string }
 			lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
 			if err := json.Unmarshal([]byte(lines[0]), &line); err != nil || len(lines) != 1 ||
