@@ -157,6 +157,21 @@ func rewrapPII(ctx context.Context, cfg config, logger *slog.Logger) error {
 	return nil
 }
 
+// openDDL opens a pool on the schema owner's credentials (ddlCredentials) for command; closeDB closes the pool,
+// then gives the credentials back.
+func openDDL(ctx context.Context, cfg config, command string, logger *slog.Logger) (db *sql.DB, closeDB func(), err error) {
+	creds, release, err := ddlCredentials(ctx, cfg, command, logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	db, err = mysqlconn.Open(cfg.DB, creds)
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	return db, func() { db.Close(); release() }, nil
+}
+
 // ddlCredentials are the schema owner's credentials for migrate and maintain-partitions: a short-lived
 // order-migrate user from Vault (renewed while the command runs, revoked after), or a credentials file.
 func ddlCredentials(ctx context.Context, cfg config, command string, logger *slog.Logger) (mysqlconn.CredentialSource, func(), error) {
@@ -216,16 +231,11 @@ func (v vaultLeases) run(ctx context.Context, logger *slog.Logger) (stop func())
 func migrate(ctx context.Context, cfg config, logger *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	creds, release, err := ddlCredentials(ctx, cfg, "migrate", logger)
+	db, closeDB, err := openDDL(ctx, cfg, "migrate", logger)
 	if err != nil {
 		return err
 	}
-	defer release()
-	db, err := mysqlconn.Open(cfg.DB, creds)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
+	defer closeDB()
 	applied, err := mysqlstore.Migrate(ctx, db)
 	if err != nil {
 		return err
@@ -248,16 +258,11 @@ func partitionPolicy(cfg config) mysqlstore.PartitionPolicy {
 // maintainPartitions adds and drops monthly partitions with DDL credentials (the runtime role has none), once
 // or on a ticker. Several running at once is safe: one works, the others skip (a named lock).
 func maintainPartitions(ctx context.Context, cfg config, logger *slog.Logger) error {
-	creds, release, err := ddlCredentials(ctx, cfg, "maintain-partitions", logger)
+	db, closeDB, err := openDDL(ctx, cfg, "maintain-partitions", logger)
 	if err != nil {
 		return err
 	}
-	defer release()
-	db, err := mysqlconn.Open(cfg.DB, creds)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
+	defer closeDB()
 	if cfg.Partitions.Every > 0 {
 		mysqlstore.RunPartitionMaintenance(ctx, db, partitionPolicy(cfg), cfg.Partitions.Every, logger)
 		return nil
