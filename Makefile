@@ -49,6 +49,8 @@ build: ## static binaries into bin/: gateway, order, meshctl, devcerts (and the 
 	@# consul and vault from their pinned modules (built once into .cache/bin): a hard link when possible.
 	@for t in consul vault; do src="$$(readlink -f "$$(scripts/tools.sh ensure $$t)")"; \
 		ln -f "$$src" $(BIN_DIR)/$$t 2>/dev/null || cp -f "$$src" $(BIN_DIR)/$$t; done
+	@# The images run these as non-root users: readable and executable by all, whatever the caller's umask.
+	chmod 755 $(BIN_DIR) $(BIN_DIR)/*
 
 certs: ## (re)issue the development CA and the gateway's localhost certificate into certs/
 	$(GO) run ./cmd/devcerts -out certs

@@ -11,8 +11,14 @@ CACHE_BIN="${CACHE_BIN:-$ROOT_DIR/.cache/bin}"
 # TOOLS_STRICT=1 refuses a PATH binary whose version differs from the pin (default: use it, with a warning).
 TOOLS_STRICT="${TOOLS_STRICT:-0}"
 
-# tool_version BIN: the bare version ("1.22.3") from `BIN version`.
-tool_version() { "$1" version 2>/dev/null | head -n 1 | sed -nE 's/^[A-Za-z ]+ v([0-9]+\.[0-9]+\.[0-9]+[^ ,]*).*/\1/p'; }
+# tool_version BIN: the bare version ("1.22.3") from the first line of `BIN version`. The whole output is read
+# before the first line is taken: a reader that stops early (head) kills the tool with SIGPIPE, and under
+# pipefail that fails the caller at random.
+tool_version() {
+  local out
+  out="$("$1" version 2>/dev/null)" || true
+  sed -nE '1s/^[A-Za-z ]+ v([0-9]+\.[0-9]+\.[0-9]+[^ ,]*).*/\1/p' <<<"$out"
+}
 
 pinned_version() {
   case "$1" in
@@ -44,6 +50,9 @@ build_tool() {
   fi
   (cd "$src" && GOWORK=off GOFLAGS=-mod=readonly CGO_ENABLED=0 \
     go build -trimpath -ldflags="$ldflags" -o "$out.tmp" "$pkg") >&2 || die "building $name failed"
+  # Mode 755 whatever the caller's umask (stack.sh runs with 077): the images' non-root users and the service
+  # users run these binaries too.
+  chmod 755 "$out.tmp" "$CACHE_BIN"
   mv -f "$out.tmp" "$out"
   exec 9>&-
   log "built $out"
@@ -66,6 +75,9 @@ ensure_hashicorp() {
   if [[ ! -x "$path" || "$(tool_version "$path")" != "$want" ]]; then
     build_tool "$name"
   fi
+  # A binary cached under a tighter umask by an earlier version of this script: the service users and the images
+  # run it too.
+  [[ "$(stat -c %a "$path")" == 755 ]] || chmod 755 "$path"
   echo "$path"
 }
 

@@ -23,12 +23,17 @@ type placed struct {
 	Status        string `json:"status"`
 }
 
-const orderBody = `{"customer":{"name":"Compose Test","phone":"+44 20 7946 0000","address":"1 Pizza Lane"},` +
-	`"items":[{"pizza":"margherita","size":"M","quantity":1}]}`
+// orderBody is an order whose customer is named after its load (the idempotency key up to its first "-"), so that
+// storedOnce finds every order a load stored, with or without a key row.
+func orderBody(key string) string {
+	load, _, _ := strings.Cut(key, "-")
+	return `{"customer":{"name":"Compose ` + load + `","phone":"+44 20 7946 0000","address":"1 Pizza Lane"},` +
+		`"items":[{"pizza":"margherita","size":"M","quantity":1}]}`
+}
 
 // placeOrder POSTs one order with key; it returns the HTTP status and the order on 201.
 func placeOrder(key string) (int, placed, error) {
-	req, err := http.NewRequest(http.MethodPost, st.url("/pizza"), strings.NewReader(orderBody))
+	req, err := http.NewRequest(http.MethodPost, st.url("/pizza"), strings.NewReader(orderBody(key)))
 	if err != nil {
 		return 0, placed{}, err
 	}
@@ -165,6 +170,9 @@ type loadResult struct {
 	lastFail       time.Time
 }
 
+// retryPause is how long a load's client waits before it tries a failed order again.
+const retryPause = 100 * time.Millisecond
+
 // closedLoop places orders from workers clients until stop closes; a key is retried (up to 90 s) until it gets
 // 201, so every order is eventually acknowledged, and a retry never makes a second one.
 func closedLoop(prefix string, workers int, stop chan struct{}) *loadResult {
@@ -198,7 +206,7 @@ func closedLoop(prefix string, workers int, stop chan struct{}) *loadResult {
 					}
 					res.lastFail = time.Now()
 					mu.Unlock()
-					time.Sleep(100 * time.Millisecond)
+					time.Sleep(retryPause)
 				}
 			}
 		}()
@@ -208,12 +216,13 @@ func closedLoop(prefix string, workers int, stop chan struct{}) *loadResult {
 }
 
 // storedOnce checks that every acknowledged order is in MariaDB exactly once, under its key, and that no order
-// with a key of this load (prefix) is there that was not acknowledged (a retry that made a second order).
+// of this load (prefix, in the customer's name) is there that was not acknowledged: a retry that made a second
+// order, or an order stored without its key.
 func storedOnce(t *testing.T, acked map[string]string, prefix string) {
 	t.Helper()
 	out := st.composeT(t, "exec", "-T", "mariadb", "mariadb", "--no-defaults", "--socket=/run/mysqld/mysqld.sock",
-		"-uroot", "-N", "-e", fmt.Sprintf("SELECT k.idempotency_key, COALESCE(o.id, 'missing') FROM pizza.idempotency_keys k "+
-			"LEFT JOIN pizza.orders o ON o.id = k.order_id WHERE k.idempotency_key LIKE '%s-%%'", prefix))
+		"-uroot", "-N", "-e", fmt.Sprintf("SELECT COALESCE(k.idempotency_key, 'none'), o.id FROM pizza.orders o "+
+			"LEFT JOIN pizza.idempotency_keys k ON k.order_id = o.id WHERE o.customer_name = 'Compose %s'", prefix))
 	stored := map[string][]string{} // key → order IDs
 	rows := 0
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
@@ -295,6 +304,21 @@ func TestOrderCrashComesBackAndLosesNothing(t *testing.T) {
 		len(res.acked), res.failedAttempts, outage.Round(time.Millisecond))
 	if len(res.acked) == 0 {
 		t.Fatal("no order was acknowledged")
+	}
+	// What the mechanism allows: attempts fail only while order is down, i.e. from the kill until orders work
+	// again, plus one attempt already in flight then (bounded by the client's timeout); and a client retries a
+	// failed attempt after retryPause, so it fails at most once per pause of that window, plus the first.
+	if res.failedAttempts > 0 {
+		if res.firstFail.Before(killed) {
+			t.Errorf("an attempt failed %v before the crash", killed.Sub(res.firstFail).Round(time.Millisecond))
+		}
+		if late := res.lastFail.Sub(serving); late > st.http.Timeout {
+			t.Errorf("an attempt failed %v after orders worked again, longer than a call may take (%v)", late.Round(time.Millisecond), st.http.Timeout)
+		}
+		if most := 4 * (int(outage/retryPause) + 1); res.failedAttempts > most {
+			t.Errorf("%d failed attempts in an outage window of %v: 4 clients pausing %v can fail at most %d times",
+				res.failedAttempts, outage.Round(time.Millisecond), retryPause, most)
+		}
 	}
 	res.acked[prefix+"-probe"] = res2probe
 	storedOnce(t, res.acked, prefix)

@@ -18,8 +18,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pizzajoint/mesh/internal/stacktest"
 )
 
 // stack is the Compose project under test.
@@ -98,6 +101,17 @@ func (s *stack) start() error {
 		return fmt.Errorf("MariaDB image: %w", err)
 	}
 	s.env = append(s.env, "PIZZA_MARIADB_IMAGE="+strings.TrimSpace(lastLine(img)))
+	// The README's commands in a newcomer's order, under the tightest umask an operator may have (the local
+	// stack's own): `make run` and `make stop`, then the seed's three. The cached consul and vault start as
+	// owner-only copies, as an earlier `make run` left them; the images' non-root users must still run them.
+	restore := syscall.Umask(0o077)
+	defer syscall.Umask(restore)
+	if err := s.plantOwnerOnlyTools(); err != nil {
+		return err
+	}
+	if err := s.localStackRunsAndStops(); err != nil {
+		return err
+	}
 	t0 := time.Now()
 	if out, err := s.cmd(25*time.Minute, "make", "-s", "build", "dockerize", "run-docker"); err != nil {
 		return fmt.Errorf("make build dockerize run-docker: %w\n%s", err, tail(out, 40))
@@ -113,6 +127,60 @@ func (s *stack) start() error {
 		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, MaxIdleConnsPerHost: 16}}
 	fmt.Fprintf(os.Stderr, "composetest: project %s up in %v (make build dockerize run-docker)\n", s.project, s.runDockerCold.Round(time.Second))
 	return nil
+}
+
+// plantOwnerOnlyTools points CACHE_BIN at a folder of its own holding mode-0700 copies of the pinned consul and
+// vault (built into the shared cache first when missing).
+func (s *stack) plantOwnerOnlyTools() error {
+	dir := filepath.Join(filepath.Dir(s.caFile), "tools")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for _, tool := range []string{"consul", "vault"} {
+		path, err := s.cmd(30*time.Minute, "scripts/tools.sh", "ensure", tool)
+		if err != nil {
+			return err
+		}
+		b, err := os.ReadFile(strings.TrimSpace(path))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, tool), b, 0o700); err != nil {
+			return err
+		}
+	}
+	s.env = append(s.env, "CACHE_BIN="+dir)
+	return nil
+}
+
+// localStackRunsAndStops runs `make run` on private ports and `make stop`, with the stack's CACHE_BIN.
+func (s *stack) localStackRunsAndStops() error {
+	t0 := time.Now()
+	local, err := stacktest.Start(stacktest.Options{ViaMake: true, Env: map[string]string{"CACHE_BIN": envValue(s.env, "CACHE_BIN")}})
+	if err != nil {
+		if local != nil {
+			local.DumpLogs(os.Stderr)
+			_ = local.Stop()
+		}
+		return fmt.Errorf("make run: %w", err)
+	}
+	defer os.RemoveAll(local.Dir)
+	if err := local.Stop(); err != nil {
+		return fmt.Errorf("make stop: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "composetest: make run and make stop of the local stack took %v\n", time.Since(t0).Round(time.Second))
+	return nil
+}
+
+// envValue is the last value of key in env.
+func envValue(env []string, key string) string {
+	v := ""
+	for _, kv := range env {
+		if k, val, ok := strings.Cut(kv, "="); ok && k == key {
+			v = val
+		}
+	}
+	return v
 }
 
 // cleanup removes every container, network and volume of the project (images stay cached).

@@ -31,6 +31,8 @@ for img in "${IMAGES[@]}"; do
     [[ -x "$BIN/$b" ]] || die "$BIN/$b is missing: run make build first"
     src="$(readlink -f "$BIN/$b")"
     ln -f "$src" "$dir/$b" 2>/dev/null || cp -f "$src" "$dir/$b"
+    # The images run as non-root users, and a container's runtime refuses to exec a binary they cannot read.
+    chmod 755 "$dir/$b"
   done
   case "$img" in
     consul) mkdir -p "$dir/consul-home/data" "$dir/consul-home/agent" && chmod 700 "$dir/consul-home/data" ;;

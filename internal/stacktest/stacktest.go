@@ -40,6 +40,9 @@ type Options struct {
 	// AfterTests runs once every test has run, while the stack is still up (e.g. to scan its logs); an
 	// error fails the run.
 	AfterTests func(*Stack) error
+	// ViaMake starts and stops the stack with `make run` and `make stop`, the README's commands, instead of
+	// scripts/stack.sh itself.
+	ViaMake bool
 }
 
 // Stack is a running stack.
@@ -60,7 +63,8 @@ type Stack struct {
 	// Observer is a read-only MySQL pool over everything (incl. mysql.user and the process list), for assertions.
 	Observer *sql.DB
 
-	env []string
+	env     []string
+	viaMake bool
 
 	consulOperator string // a Consul token leased for the tests' consul CLI calls (Tool), made on first use
 }
@@ -157,8 +161,9 @@ func Start(opts Options) (*Stack, error) {
 	if opts.GoFlags != "" {
 		s.env = append(s.env, "STACK_GOFLAGS="+opts.GoFlags)
 	}
-	if out, err := s.Script(10*time.Minute, "stack.sh", "start"); err != nil {
-		return s, fmt.Errorf("stack.sh start: %w\n%s", err, out)
+	s.viaMake = opts.ViaMake
+	if out, err := s.lifecycle(10*time.Minute, "start"); err != nil {
+		return s, fmt.Errorf("starting the stack: %w\n%s", err, out)
 	}
 	if s.HTTP, err = s.httpClient(); err != nil {
 		return s, err
@@ -174,7 +179,7 @@ func (s *Stack) Stop() error {
 	if s.Observer != nil {
 		s.Observer.Close()
 	}
-	out, err := s.Script(3*time.Minute, "stack.sh", "stop")
+	out, err := s.lifecycle(3*time.Minute, "stop")
 	if err != nil {
 		return fmt.Errorf("%w\n%s", err, out)
 	}
@@ -184,6 +189,21 @@ func (s *Stack) Stop() error {
 // Script runs scripts/NAME with the stack's environment and returns its combined output.
 func (s *Stack) Script(timeout time.Duration, name string, args ...string) (string, error) {
 	return s.scriptIn(timeout, "", name, args...)
+}
+
+// lifecycle runs stack.sh start or stop, or with ViaMake the README's `make run` or `make stop`, with the
+// stack's environment.
+func (s *Stack) lifecycle(timeout time.Duration, command string) (string, error) {
+	if !s.viaMake {
+		return s.Script(timeout, "stack.sh", command)
+	}
+	target := map[string]string{"start": "run", "stop": "stop"}[command]
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "make", "-s", target)
+	cmd.Dir, cmd.Env = s.Root, s.env
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 // scriptIn is Script with stdin (e.g. the SQL for mariadb.sh sql, which never goes on a command line).
