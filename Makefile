@@ -27,12 +27,10 @@ status: ## show which processes of the stack are running
 	STATE_DIR=$(STATE_DIR) scripts/stack.sh status
 
 deps: ## install or build what the tests need: mariadb-server, jq, curl, chromium, consul, vault
-	@scripts/tools.sh ensure mariadb >/dev/null
-	@scripts/tools.sh ensure chromium >/dev/null
-	@scripts/tools.sh ensure jq >/dev/null
-	@scripts/tools.sh ensure curl >/dev/null
-	@scripts/tools.sh ensure consul >/dev/null
-	@scripts/tools.sh ensure vault >/dev/null
+	@# consul, vault and the Compose plugin build (the first time) while apt-get installs the packages.
+	@scripts/tools.sh prebuild consul vault compose & build=$$!; \
+		for t in mariadb chromium jq curl; do scripts/tools.sh ensure $$t >/dev/null; done; \
+		wait $$build
 
 test: deps ## every test: vet, unit, integration against real MariaDB/Consul/Vault, Compose on Docker, Kubernetes manifests; with -race
 	$(GO) vet ./...
@@ -47,6 +45,7 @@ test: deps ## every test: vet, unit, integration against real MariaDB/Consul/Vau
 build: ## static binaries into bin/: gateway, order, meshctl, devcerts (and the other commands), consul, vault
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(BIN_DIR)/ ./cmd/...
 	@# consul and vault from their pinned modules (built once into .cache/bin): a hard link when possible.
+	@scripts/tools.sh prebuild consul vault
 	@for t in consul vault; do src="$$(readlink -f "$$(scripts/tools.sh ensure $$t)")"; \
 		ln -f "$$src" $(BIN_DIR)/$$t 2>/dev/null || cp -f "$$src" $(BIN_DIR)/$$t; done
 	@# The images run these as non-root users: readable and executable by all, whatever the caller's umask.

@@ -21,6 +21,7 @@ setup() {
   # Service users traverse the state folder to their own credentials folder and the binaries, and list nothing.
   chmod 711 "$STATE_DIR" "$CREDS_DIR"
   chmod 700 "$VAULT_DIR" "$LOG_DIR" "$STATE_DIR/consul"
+  "$SCRIPTS_DIR/tools.sh" prebuild consul vault
   CONSUL="$("$SCRIPTS_DIR/tools.sh" ensure consul)"
   VAULT="$("$SCRIPTS_DIR/tools.sh" ensure vault)"
   JQ="$("$SCRIPTS_DIR/tools.sh" ensure jq)"
@@ -499,6 +500,7 @@ cmd_start() {
 # built-in proxy reads its token once, at start).
 cmd_restart_sidecar() {
   local id="${1:?usage: $0 restart-sidecar ID}" port
+  "$SCRIPTS_DIR/tools.sh" prebuild consul vault
   CONSUL="$("$SCRIPTS_DIR/tools.sh" ensure consul)"
   JQ="$("$SCRIPTS_DIR/tools.sh" ensure jq)"
   CURL="$("$SCRIPTS_DIR/tools.sh" ensure curl)"

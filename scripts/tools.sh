@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# tools.sh prebuild TOOL...: ensure several at once (see prebuild).
 # tools.sh ensure consul|vault|compose|mariadb|jq: prints the path of a usable binary, installing or building it when
 # missing. consul/vault: PATH first, else .cache/bin (pinned version), else built once from consul/build or vault/build.
 # compose: `docker compose` if it works, else the Compose v2 plugin built once from compose/build and installed as a
@@ -125,7 +126,20 @@ ensure_apt_tool() {
   find_bin "$1"
 }
 
+# prebuild TOOL...: ensures each tool at once, in the background, and waits for all of them. The first builds of
+# consul and vault overlap their module downloads and their single-threaded links with each other's compiles.
+prebuild() {
+  local pids=() t pid rc=0
+  for t in "$@"; do
+    main ensure "$t" >/dev/null &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
+  return "$rc"
+}
+
 main() {
+  if [[ "${1:-}" == prebuild ]]; then shift; prebuild "$@"; return; fi
   case "${1:-}:${2:-}" in
     ensure:consul | ensure:vault) ensure_hashicorp "$2" ;;
     ensure:compose) ensure_compose ;;
