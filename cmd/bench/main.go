@@ -40,6 +40,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 		env      = fs.String("env", "", "KEY=VALUE,... for both stacks' services, e.g. ORDER_DB_MAX_OPEN=8")
 	)
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil // the usage is printed; asking for it is no failure
+		}
 		return err
 	}
 	opts := bench.Options{Warmup: *warmup, Duration: *duration, ProfileDir: *profile, ProfileClients: *profileC,
