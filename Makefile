@@ -87,7 +87,7 @@ rotate-consul-token: ## new Consul token for one instance (INSTANCE=order-1 by d
 bench: deps ## ceiling (raw MySQL) vs direct vs mesh, interleaved, ~6 min; prints a table, writes docs/benchmarks.md (BENCH_FLAGS=-h)
 	$(GO) run ./cmd/bench $(BENCH_FLAGS)
 
-bench-smoke: deps ## the bench once at one level for a few seconds (part of `make test`): both stacks, every setup, ~2.5 min
+bench-smoke: deps ## the bench once at one level for a few seconds (part of `make test`): both stacks, every setup; ~2 min, ~70 CPU-s
 	$(GO) test -race -count=1 -run '^TestBenchSmoke$$' -v ./internal/bench
 
 staff-token: ## issue a staff token for the portal: make staff-token NAME=alice (printed once; only its hash is kept)

@@ -32,8 +32,9 @@ type Range struct{ Lo, Hi int }
 
 // LockDir holds one lock file per reserved port, shared by every process on the machine (other test binaries,
 // other people's runs). A port is reserved while a process holds the flock of its file; the kernel releases it
-// when that process ends, however it ends, so a crashed run never leaks a reservation.
-var LockDir = filepath.Join(os.TempDir(), "pizzajoint-ports")
+// when that process ends, however it ends, so a crashed run never leaks a reservation. It is /tmp, not
+// os.TempDir(): ports are the machine's, and two runs with different TMPDIRs must still see each other's locks.
+var LockDir = "/tmp/pizzajoint-ports"
 
 // process is the allocator of this process: every caller goes through it, so two stacks started at once in
 // one process (the bench) never get the same ports.
