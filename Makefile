@@ -12,7 +12,7 @@ FUZZTIME ?= 30s
 
 .PHONY: help run stop status test deps rotate-db-creds rotate-db-root rotate-secret-id rotate-transit-key \
 	rotate-gateway-cert rotate-connect-ca rotate-consul-token rotate-logins staff-token consul-ui-token \
-	consul-operator-token demo build certs lint fmt fuzz bench clean
+	consul-operator-token demo build certs lint fmt fuzz bench bench-smoke clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -87,6 +87,9 @@ rotate-consul-token: ## new Consul token for one instance (INSTANCE=order-1 by d
 
 bench: deps ## ceiling (raw MySQL) vs direct vs mesh, interleaved, ~6 min; prints a table, writes docs/benchmarks.md (BENCH_FLAGS=-h)
 	$(GO) run ./cmd/bench $(BENCH_FLAGS)
+
+bench-smoke: deps ## the bench once at one level for a few seconds (part of `make test`): both stacks, every setup; ~2 min, ~70 CPU-s
+	$(GO) test -race -count=1 -run '^TestBenchSmoke$$' -v ./internal/bench
 
 staff-token: ## issue a staff token for the portal: make staff-token NAME=alice (printed once; only its hash is kept)
 	@test -n "$(NAME)" || { echo "usage: make staff-token NAME=<staff name>"; exit 2; }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/go-kit/kit/metrics"
 	"github.com/pizzajoint/mesh/gateway"
+	"github.com/pizzajoint/mesh/internal/testkit"
 	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/order/httpapi"
 	"github.com/pizzajoint/mesh/order/orderclient"
@@ -225,13 +226,7 @@ func TestGatewayIdempotency(t *testing.T) {
 // When the order service is down or hangs, the customer gets 503 with Retry-After, never a hang.
 func TestGatewayOrderServiceUnavailable(t *testing.T) {
 	closed := func() string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		return "http://" + addr
+		return fmt.Sprintf("http://127.0.0.1:%d", testkit.FreePort(t)) // reserved, never bound
 	}
 	hanging := func() string {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")

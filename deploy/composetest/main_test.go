@@ -11,18 +11,17 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/pizzajoint/mesh/internal/stacktest"
+	"github.com/pizzajoint/mesh/internal/testkit"
 )
 
 // stack is the Compose project under test.
@@ -64,16 +63,17 @@ func run(m *testing.M) int {
 }
 
 func newStack() (*stack, error) {
-	_, file, _, _ := runtime.Caller(0)
-	root, err := filepath.Abs(filepath.Join(filepath.Dir(file), "..", ".."))
+	root, err := testkit.RepoRoot()
 	if err != nil {
 		return nil, err
 	}
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
-	ports, err := freePorts(2)
-	if err != nil {
-		return nil, err
+	var ports [2]int // the gateway's and the Consul UI's published ports
+	for i := range ports {
+		if ports[i], err = testkit.Port(); err != nil {
+			return nil, err
+		}
 	}
 	dir, err := os.MkdirTemp("", "composetest-")
 	if err != nil {
@@ -228,25 +228,6 @@ func (s *stack) container(service string) string { return s.project + "-" + serv
 
 func (s *stack) url(path string) string {
 	return fmt.Sprintf("https://localhost:%d%s", s.gatewayPort, path)
-}
-
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var lns []net.Listener
-	defer func() {
-		for _, l := range lns {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		lns = append(lns, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 func lastLine(s string) string {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -53,6 +54,21 @@ type Report struct {
 	Levels            []int
 	PeakRSSPerMeasure bool // VmHWM was reset before each measurement (else it is the peak since start)
 	Measurements      []Measurement
+}
+
+// Broken names every measurement in which no order succeeded: a setup that answers nothing is broken, whatever
+// its numbers. A slow setup, or one that fails some orders, is reported in the tables, never failed.
+func (r Report) Broken() error {
+	var errs []error
+	for _, m := range r.Measurements {
+		if m.Summary.Requests > m.Summary.Errors {
+			continue
+		}
+		kinds := slices.Sorted(maps.Keys(m.Summary.ErrorKinds))
+		errs = append(errs, fmt.Errorf("%s at %d clients: no order succeeded (%d requests; %s)", m.Setup, m.Clients,
+			m.Summary.Requests, cmp.Or(strings.Join(kinds, "; "), "no request was sent")))
+	}
+	return errors.Join(errs...)
 }
 
 func (r Report) find(setup string, clients int) (Measurement, bool) {

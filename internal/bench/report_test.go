@@ -110,3 +110,36 @@ func TestSplice(t *testing.T) {
 		})
 	}
 }
+
+func TestBroken(t *testing.T) {
+	working := sampleReport()
+	partly := sampleReport()
+	partly.Measurements[2].Summary.Errors = partly.Measurements[2].Summary.Requests - 1
+	dead := sampleReport()
+	dead.Measurements[2].Summary = Summary{Requests: 7, Errors: 7, ErrorKinds: map[string]int{"503 Service Unavailable": 7}}
+	silent := sampleReport()
+	silent.Measurements[0].Summary = Summary{}
+	for _, tc := range []struct {
+		name string
+		r    Report
+		want string // "" for not broken
+	}{
+		{"every setup answers", working, ""},
+		{"a setup fails all orders but one", partly, ""},
+		{"a setup fails every order", dead, "mesh at 64 clients: no order succeeded (7 requests; 503 Service Unavailable)"},
+		{"a setup got no request", silent, "ceiling at 64 clients: no order succeeded (0 requests; no request was sent)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.r.Broken()
+			if tc.want == "" {
+				if err != nil {
+					t.Errorf("Broken() = %v; want nil", err)
+				}
+				return
+			}
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("Broken() = %v; want %q", err, tc.want)
+			}
+		})
+	}
+}

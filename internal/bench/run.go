@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,6 +22,7 @@ import (
 	"time"
 
 	"github.com/pizzajoint/mesh/internal/stacktest"
+	"github.com/pizzajoint/mesh/internal/testkit"
 	"github.com/pizzajoint/mesh/platform/mysqlconn"
 )
 
@@ -246,19 +246,18 @@ func stackEnv(mesh string, debug, extra map[string]string) map[string]string {
 	return env
 }
 
-// debugAddrs picks free loopback ports for the services' pprof listeners, or none when not profiling.
+// debugAddrs reserves loopback ports for the services' pprof listeners, or none when not profiling.
 func debugAddrs(on bool) map[string]string {
 	if !on {
 		return nil
 	}
 	out := map[string]string{}
 	for _, svc := range []string{"gateway", "order"} {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		port, err := testkit.Port()
 		if err != nil {
 			continue
 		}
-		out[svc] = ln.Addr().String()
-		ln.Close()
+		out[svc] = "127.0.0.1:" + strconv.Itoa(port)
 	}
 	return out
 }

@@ -10,7 +10,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +20,8 @@ import (
 
 	consul "github.com/hashicorp/consul/api"
 	vault "github.com/hashicorp/vault/api"
+
+	"github.com/pizzajoint/mesh/internal/testkit"
 )
 
 // Vault is a dev-mode Vault over TLS, with a root token.
@@ -33,7 +34,11 @@ type Vault struct {
 func StartVault(t testing.TB) *Vault {
 	t.Helper()
 	dir := t.TempDir()
-	port := freePort(t)
+	// Vault also binds the port after its listener's (its cluster listener).
+	port, err := testkit.Block(testkit.Singles, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
 	token := randomHex(t)
 	cmd := exec.Command(tool(t, "vault"), "server", "-dev", "-dev-tls", "-dev-tls-cert-dir="+dir,
 		"-dev-listen-address=127.0.0.1:"+strconv.Itoa(port))
@@ -41,7 +46,7 @@ func StartVault(t testing.TB) *Vault {
 	cmd.Env = append(os.Environ(), "VAULT_DEV_ROOT_TOKEN_ID="+token, "VAULT_DISABLE_MLOCK=true", "HOME="+dir)
 	start(t, cmd, filepath.Join(dir, "vault.log"))
 	v := &Vault{Addr: fmt.Sprintf("https://127.0.0.1:%d", port), CACert: filepath.Join(dir, "vault-ca.pem"), RootToken: token}
-	waitFor(t, "vault", 30*time.Second, func() error {
+	testkit.Eventually(t, 30*time.Second, "vault", func() error {
 		if _, err := os.Stat(v.CACert); err != nil {
 			return err
 		}
@@ -85,7 +90,7 @@ func StartConsul(t testing.TB) *Consul {
 	t.Helper()
 	dir := t.TempDir()
 	token := newUUID(t)
-	http := freePort(t)
+	http := testkit.FreePort(t)
 	cfg := fmt.Sprintf(`acl {
   enabled = true
   default_policy = "deny"
@@ -101,7 +106,7 @@ ports {
   serf_lan = %d
   serf_wan = %d
 }
-`, token, http, freePort(t), freePort(t), freePort(t))
+`, token, http, testkit.FreePort(t), testkit.FreePort(t), testkit.FreePort(t))
 	file := filepath.Join(dir, "agent.hcl")
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -110,7 +115,7 @@ ports {
 	start(t, cmd, filepath.Join(dir, "consul.log"))
 	c := &Consul{Addr: fmt.Sprintf("http://127.0.0.1:%d", http), ManagementToken: token}
 	c.Root = c.Client(t, token)
-	waitFor(t, "consul", 30*time.Second, func() error {
+	testkit.Eventually(t, 30*time.Second, "consul", func() error {
 		if leader, err := c.Root.Status().Leader(); err != nil || leader == "" {
 			return fmt.Errorf("no leader yet (%v)", err)
 		}
@@ -163,25 +168,10 @@ func start(t testing.TB, cmd *exec.Cmd, logPath string) {
 	})
 }
 
-func waitFor(t testing.TB, what string, within time.Duration, ready func() error) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := ready()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready after %s: %v", what, within, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // tool finds consul or vault as the stack does (scripts/tools.sh ensure NAME), building it once if needed.
 func tool(t testing.TB, name string) string {
 	t.Helper()
-	root, err := repoRoot()
+	root, err := testkit.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,33 +185,6 @@ func tool(t testing.TB, name string) string {
 		t.Fatalf("tools.sh ensure %s: %v\n%s", name, err, stderr.String())
 	}
 	return strings.TrimSpace(string(out))
-}
-
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "scripts", "tools.sh")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no scripts/tools.sh above the test's folder")
-		}
-		dir = parent
-	}
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 func randomHex(t testing.TB) string {

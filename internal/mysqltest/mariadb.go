@@ -16,13 +16,16 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/pizzajoint/mesh/internal/testkit"
 )
 
 const (
 	dirPrefix      = "pizza-mysqltest-"
 	installTimeout = 2 * time.Minute
 	readyTimeout   = 60 * time.Second
-	// startAttempts covers the race between picking a free port and mariadbd binding it.
+	// startAttempts covers the race between picking a free port and mariadbd binding it (a program outside the
+	// tests may bind it meanwhile).
 	startAttempts = 3
 )
 
@@ -30,22 +33,14 @@ const (
 // run, so skip the fsync per commit that only buys crash safety.
 var ephemeralOpts = []string{"--innodb-flush-log-at-trx-commit=2"}
 
-// findLauncher finds scripts/mariadb.sh above the working directory (go test runs in the package's folder): the
-// launcher the local stack runs too, the one place that initialises a data folder and knows mariadbd's options.
+// findLauncher finds scripts/mariadb.sh in the repository: the launcher the local stack runs too, the one place
+// that initialises a data folder and knows mariadbd's options.
 func findLauncher() (string, error) {
-	wd, err := os.Getwd()
+	root, err := testkit.RepoRoot()
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("%w (or set %s to a root DSN of a running server)", err, EnvDSN)
 	}
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		p := filepath.Join(dir, "scripts", "mariadb.sh")
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-		if filepath.Dir(dir) == dir {
-			return "", fmt.Errorf("no scripts/mariadb.sh above %s (or set %s to a root DSN of a running server)", wd, EnvDSN)
-		}
-	}
+	return filepath.Join(root, "scripts", "mariadb.sh"), nil
 }
 
 // startPrivate initialises a data directory in a temp dir and starts mariadbd on a free 127.0.0.1 port.
@@ -94,7 +89,7 @@ func startIn(dir, launcher string) (*server, error) {
 
 	var lastErr error
 	for attempt := 1; attempt <= startAttempts; attempt++ {
-		port, err := freePort()
+		port, err := testkit.Port()
 		if err != nil {
 			return nil, err
 		}
@@ -228,17 +223,6 @@ func secure(socketPool *sql.DB, cfg *mysql.Config) (*sql.DB, error) {
 
 func quoteString(s string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(s) + "'"
-}
-
-// freePort asks the kernel for a free port. Another process may take it before mariadbd binds it; the caller
-// retries on that.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // startPinned starts cmd from a goroutine locked to its OS thread and keeps that thread until the child exits.

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/pizzajoint/mesh/internal/testkit"
 )
 
 func TestMain(m *testing.M) { os.Exit(Run(m)) }
@@ -253,7 +255,7 @@ func TestStartMariadbd_failureShowsLogTail(t *testing.T) {
 			if err := os.WriteFile(fake, []byte("#!/bin/sh\n"+tt.script+"\n"), 0o755); err != nil {
 				t.Fatal(err)
 			}
-			port, err := freePort()
+			port, err := testkit.Port()
 			if err != nil {
 				t.Fatal(err)
 			}

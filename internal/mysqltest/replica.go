@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/pizzajoint/mesh/internal/testkit"
 )
 
 // Replica is a second private mariadbd that follows the shared server with GTID replication, read_only, as the
@@ -88,7 +90,7 @@ func startReplica(primary *server) (*Replica, error) {
 	if err := installData(dir, primary.launcher); err != nil {
 		return nil, err
 	}
-	port, err := freePort()
+	port, err := testkit.Port()
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pizzajoint/mesh/internal/testkit"
 )
 
 // The stack's MariaDB, primary and replica, runs under its supervisor like every other process of the stack:
@@ -18,7 +20,7 @@ import (
 // (`stack.sh status` shows it), the replica replicates again, and `stack.sh stop` shuts both down cleanly (TERM,
 // and mariadbd finishes its shutdown; no KILL).
 func TestMariaDBSupervisedRestartsAfterKill(t *testing.T) {
-	root, err := repoRoot()
+	root, err := testkit.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,6 @@ import (
 	"crypto/x509"
 	"database/sql"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -28,6 +27,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/pizzajoint/mesh/internal/testkit"
 )
 
 // Options change the stack for a test package.
@@ -110,7 +111,7 @@ func Main(m *testing.M, opts Options, s **Stack) int {
 // Start brings up a stack in a new temporary folder. On error the returned Stack (if any) can be inspected
 // and must be stopped.
 func Start(opts Options) (*Stack, error) {
-	root, err := repoRoot()
+	root, err := testkit.RepoRoot()
 	if err != nil {
 		return nil, err
 	}
@@ -377,68 +378,31 @@ func (s *Stack) observer() (*sql.DB, error) {
 	return db, db.Ping()
 }
 
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "scripts", "stack.sh")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no scripts/stack.sh above the test's folder")
-		}
-		dir = parent
-	}
-}
-
 // MaxOrderReplicas is how many order replicas (ORDER_REPLICAS) a test stack has ports for.
 const MaxOrderReplicas = 3
 
-// freePorts picks a block of free ports for the stack's listeners, and a block of 20 for the sidecars, all
-// below the kernel's ephemeral range (32768–60999): a port from that range can be taken as the local port of an
-// outgoing connection (a pooled MySQL connection lives for minutes), and a process the supervisor restarts
-// must be able to bind its port again. A port can still be taken between the pick and the use; the stack
-// script then fails loudly.
+// freePorts reserves the stack's listener ports and a block of 20 for its sidecars (testkit.Block), for the
+// rest of the process: no other stack of this process or of another test process gets any of them, and a
+// process the supervisor restarts can bind its port again. A program outside the tests can still take one
+// between the pick and the use; the stack script then fails loudly.
 func freePorts() (Ports, error) {
 	var p Ports
 	// The single listeners, then order's replicas on consecutive ports; Vault also binds its port + 1 (its
 	// cluster listener), so the port after Vault's is left to it.
 	const n = 10 + MaxOrderReplicas
-	// 14000–20999 also stays clear of a developer's own stack (MySQL 13306–7, Consul's sidecars from 21000).
-	for base := 14000 + os.Getpid()%250*24; base+n <= 21000; base += 24 {
-		if !blockFree(base, n) {
-			continue
-		}
-		vaultCluster := 0
-		for i, f := range []*int{&p.MySQL, &p.MySQLReplica, &p.ConsulHTTPS, &p.ConsulServer, &p.ConsulSerfLAN,
-			&p.ConsulSerfWAN, &p.Vault, &vaultCluster, &p.Gateway, &p.OrderUpstream, &p.Order} {
-			*f = base + i // Order is last: its replicas take the ports after it
-		}
-		break
+	base, err := testkit.Block(testkit.StackListeners, n)
+	if err != nil {
+		return p, err
 	}
-	if p.Order == 0 {
-		return p, fmt.Errorf("no free block of %d ports", n)
+	vaultCluster := 0
+	for i, f := range []*int{&p.MySQL, &p.MySQLReplica, &p.ConsulHTTPS, &p.ConsulServer, &p.ConsulSerfLAN,
+		&p.ConsulSerfWAN, &p.Vault, &vaultCluster, &p.Gateway, &p.OrderUpstream, &p.Order} {
+		*f = base + i // Order is last: its replicas take the ports after it
 	}
-	// Sidecar ports come from a range Consul allocates from; find 20 free ones in a row.
-	for base := 22000 + os.Getpid()%200*20; base < 32000; base += 20 {
-		if blockFree(base, 20) {
-			p.SidecarMin, p.SidecarMax = base, base+19
-			return p, nil
-		}
+	// Consul allocates sidecar ports from a range: 20 in a row.
+	if p.SidecarMin, err = testkit.Block(testkit.StackSidecars, 20); err != nil {
+		return p, err
 	}
-	return p, fmt.Errorf("no free block of 20 ports for sidecars")
-}
-
-func blockFree(base, n int) bool {
-	for port := base; port < base+n; port++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-		if err != nil {
-			return false
-		}
-		ln.Close()
-	}
-	return true
+	p.SidecarMax = p.SidecarMin + 19
+	return p, nil
 }

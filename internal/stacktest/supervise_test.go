@@ -8,12 +8,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pizzajoint/mesh/internal/testkit"
 )
 
 // scripts/supervise.sh restarts a command that exits, after 1 s then 2 s (doubling), counts the restarts, and on
 // TERM stops its child first and exits without a restart.
 func TestSuperviseRestartsWithBackoffAndStops(t *testing.T) {
-	root, err := repoRoot()
+	root, err := testkit.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/pizzajoint/mesh/internal/testkit"
 )
 
 // Every command of the stack starts with `tools.sh ensure`, and the tests call it dozens of times: it must answer
@@ -14,7 +16,7 @@ import (
 // route reads the tool's version; a pipeline that stops reading early kills the tool with SIGPIPE, which under
 // pipefail failed about one call in twenty. Calls run four at a time, as parallel test packages make them.
 func TestToolsEnsureAnswersEveryTime(t *testing.T) {
-	root, err := repoRoot()
+	root, err := testkit.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

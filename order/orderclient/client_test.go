@@ -3,6 +3,7 @@ package orderclient_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pizzajoint/mesh/internal/testkit"
 	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/order/httpapi"
 	"github.com/pizzajoint/mesh/order/orderclient"
@@ -172,9 +174,7 @@ func TestHTTPClient_reusesConnection(t *testing.T) {
 
 func TestHTTPClient_transportFailures(t *testing.T) {
 	t.Run("refused", func(t *testing.T) {
-		ln, _ := net.Listen("tcp", "127.0.0.1:0")
-		addr := ln.Addr().String()
-		ln.Close()
+		addr := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t)) // reserved, never bound
 		_, err := newClient(t, "http://"+addr).Menu(context.Background())
 		if !errors.Is(err, order.ErrUnavailable) {
 			t.Errorf("Menu = %v, want ErrUnavailable", err)

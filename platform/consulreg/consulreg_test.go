@@ -2,6 +2,7 @@ package consulreg
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 	"github.com/pizzajoint/mesh/internal/devserver"
+	"github.com/pizzajoint/mesh/internal/testkit"
 )
 
 // serviceToken mints a token with service's identity, as meshctl does for an instance.
@@ -39,15 +41,12 @@ func registered(c *devserver.Consul, id string) bool {
 	return err == nil && svc != nil
 }
 
-func eventually(t *testing.T, d time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", d, what)
-		}
-		time.Sleep(50 * time.Millisecond)
+// holds turns a condition into testkit.Eventually's error.
+func holds(ok bool) error {
+	if ok {
+		return nil
 	}
+	return errors.New("not yet")
 }
 
 func instance(file string) Instance {
@@ -107,18 +106,18 @@ func TestRunHealsLostRegistrationsAndFollowsTheToken(t *testing.T) {
 	if err := c.Root.Agent().ServiceDeregister("order-1"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "order-1 registered again after the agent lost it", func() bool {
-		return registered(c, "order-1") && registered(c, "order-1-sidecar-proxy")
+	testkit.Eventually(t, 5*time.Second, "order-1 registered again after the agent lost it", func() error {
+		return holds(registered(c, "order-1") && registered(c, "order-1-sidecar-proxy"))
 	})
 
 	// Rotation: a new token in the file, then the old one deleted. The instance acts with the new one: it
 	// keeps its registration through a loss after the old token is gone.
 	second := serviceToken(t, c, "order")
 	tokenFile(t, dir, second.SecretID)
-	eventually(t, 5*time.Second, "registered with the new token", func() bool {
+	testkit.Eventually(t, 5*time.Second, "registered with the new token", func() error {
 		reg.mu.Lock()
 		defer reg.mu.Unlock()
-		return reg.registeredWith == second.SecretID
+		return holds(reg.registeredWith == second.SecretID)
 	})
 	if _, err := c.Root.ACL().TokenDelete(first.AccessorID, nil); err != nil {
 		t.Fatal(err)
@@ -126,5 +125,5 @@ func TestRunHealsLostRegistrationsAndFollowsTheToken(t *testing.T) {
 	if err := c.Root.Agent().ServiceDeregister("order-1"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "order-1 registered again with the new token", func() bool { return registered(c, "order-1") })
+	testkit.Eventually(t, 5*time.Second, "order-1 registered again with the new token", func() error { return holds(registered(c, "order-1")) })
 }

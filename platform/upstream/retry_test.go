@@ -2,14 +2,16 @@ package upstream
 
 import (
 	"context"
+	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pizzajoint/mesh/internal/testkit"
 )
 
 // flaky answers after dropping the first `drops` connections without a response (a sidecar restarting).
@@ -77,12 +79,7 @@ func TestRetry(t *testing.T) {
 
 // A connection that cannot be opened is retried whatever the request: nothing was sent.
 func TestRetryDialFailure(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens: every dial is refused
+	addr := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t)) // reserved, never bound: every dial is refused
 	var retries atomic.Int32
 	c := &http.Client{Transport: &Retry{Next: &http.Transport{}, Attempts: 3, Backoff: time.Millisecond,
 		OnRetry: func(*http.Request, error) { retries.Add(1) }}}

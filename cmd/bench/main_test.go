@@ -1,0 +1,32 @@
+package main
+
+import (
+	"io"
+	"strings"
+	"testing"
+)
+
+// Flags are checked before any stack starts; none of these cases starts one.
+func TestRunFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		wantErr string // "" for success
+	}{
+		{"help is no failure", []string{"-h"}, ""},
+		{"a level that is no number", []string{"-levels", "1,x"}, `-levels: "x" is not a positive number`},
+		{"a level of zero clients", []string{"-levels", "0"}, `-levels: "0" is not a positive number`},
+		{"an env setting without =", []string{"-env", "ORDER_DB_MAX_OPEN"}, `-env: "ORDER_DB_MAX_OPEN" is not KEY=VALUE`},
+		{"an unknown flag", []string{"-nope"}, "flag provided but not defined: -nope"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := run(tc.args, io.Discard, io.Discard)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Errorf("run(%q) = %v; want success", tc.args, err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Errorf("run(%q) = %v; want an error containing %q", tc.args, err, tc.wantErr)
+			}
+		})
+	}
+}
