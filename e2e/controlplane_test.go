@@ -289,14 +289,25 @@ func TestNoRootTokenInState(t *testing.T) {
 		rel, _ := filepath.Rel(stack.Dir, path)
 		if filepath.Base(path) == "secret-id" {
 			info, err := vaultAs(t, "").Logical().Write("sys/wrapping/lookup", map[string]any{"token": tok})
-			if err == nil && info != nil && !strings.HasSuffix(fmt.Sprint(info.Data["creation_path"]), "/secret-id") {
+			switch {
+			case vaultStatus(err) == http.StatusBadRequest && strings.Contains(err.Error(), "wrapping token is not valid"):
+				return nil // unwrapped already, by the service it was delivered to
+			case err != nil:
+				t.Errorf("%s: look up the wrapping token: %v", rel, err)
+			case info == nil:
+				t.Errorf("%s: look up the wrapping token: an empty answer", rel)
+			case !strings.HasSuffix(fmt.Sprint(info.Data["creation_path"]), "/secret-id"):
 				t.Errorf("%s wraps %v, not a secret_id", rel, info.Data["creation_path"])
 			}
 			return nil
 		}
 		sec, err := vaultAs(t, tok).Auth().Token().LookupSelf()
+		if vaultStatus(err) == http.StatusForbidden {
+			return nil // not a live token: Vault refuses it
+		}
 		if err != nil {
-			return nil // not a live token
+			t.Errorf("%s: look up the token: %v", rel, err)
+			return nil
 		}
 		looked = append(looked, rel)
 		policies, _ := sec.TokenPolicies()
