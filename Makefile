@@ -12,7 +12,7 @@ FUZZTIME ?= 30s
 
 .PHONY: help run stop status test deps rotate-db-creds rotate-db-root rotate-secret-id rotate-transit-key \
 	rotate-gateway-cert rotate-connect-ca rotate-consul-token rotate-logins staff-token consul-ui-token \
-	consul-operator-token demo build certs lint fmt fuzz bench bench-smoke clean
+	consul-operator-token demo build certs lint fmt fuzz fuzz-smoke bench bench-smoke clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -35,6 +35,8 @@ deps: ## install or build what the tests need: mariadb-server, jq, curl, chromiu
 test: deps ## every test: vet, unit, integration against real MariaDB/Consul/Vault, Compose on Docker, Kubernetes manifests; with -race
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	@# Each fuzz target a few seconds beyond its seeds (and the committed corpus), before the long tests.
+	$(MAKE) --no-print-directory fuzz-smoke
 	@# The Compose tests run after the others: Docker creating networks while headless Chromium runs makes the
 	@# browser tests fail with ERR_NETWORK_CHANGED.
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v /deploy/composetest)
@@ -59,13 +61,18 @@ lint: ## go vet, gofmt and staticcheck
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
-# package:target for every fuzz target; `go test` runs their seeds, `make fuzz` explores.
+# package:target for every fuzz target; `go test` runs their seeds (f.Add and the committed corpus in
+# <pkg>/testdata/fuzz/<Target>/), `make fuzz` explores and keeps a small corpus, `make fuzz-smoke` (in make test)
+# runs each a few seconds beyond its seeds.
 FUZZ_TARGETS = ./gateway:FuzzPlaceOrder ./gateway:FuzzStaffLogin ./order/orderclient:FuzzDecodeResponse ./order:FuzzValidID \
 	./order/httpapi:FuzzListCursor ./platform/sse:FuzzLastEventID
+FUZZ_SMOKE_TIME ?= 3s
 
-fuzz: ## run every fuzz target for FUZZTIME each
-	@set -e; for t in $(FUZZ_TARGETS); do echo "fuzz $$t"; \
-		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; done
+fuzz: ## run every fuzz target for FUZZTIME each and keep a small corpus in testdata/fuzz/ (commit it)
+	GO=$(GO) scripts/fuzz.sh --keep-corpus $(FUZZTIME) $(FUZZ_TARGETS)
+
+fuzz-smoke: ## run every fuzz target for FUZZ_SMOKE_TIME beyond its seeds (part of make test)
+	GO=$(GO) scripts/fuzz.sh $(FUZZ_SMOKE_TIME) $(FUZZ_TARGETS)
 
 # Operator rotations on the running stack (`make run`); each keeps orders flowing. See the README's runbook.
 rotate-db-creds: ## revoke every MySQL credential of the order service (it fetches new ones)

@@ -18,6 +18,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pizzajoint/mesh/internal/stacktest"
+	"github.com/pizzajoint/mesh/order"
+	"github.com/pizzajoint/mesh/order/orderclient"
 )
 
 // Fault injection on the running stack. Each case runs under the closed-loop load of load_test.go (four
@@ -79,12 +83,14 @@ func TestFaults(t *testing.T) {
 			maxOutage: func(*faultResult) time.Duration { return slack * 2 * time.Second },
 		},
 		{
-			// kill -9 of replica 1 while transactions of new orders are open between their INSERTs and COMMIT
-			// (the test-only hold hook, on both replicas). MariaDB sees the dead connections close and rolls
-			// them back, so their keys stay free; the client's retry stores each such order once. While the hold
-			// lasts (down) no order commits anywhere, and each client's held call may outlive the gateway's 5 s
-			// call deadline (503, retried with its key): ≤ loadClients failures for the hold, plus the routing
-			// bound of the case above; the gap is ≤ down + that case's 2 s.
+			// kill -9 of an order instance while transactions of new orders are open between their INSERTs and
+			// COMMIT. The case starts that instance for itself (holdReplica, in the mesh like a replica) with
+			// order's test-only hold hook, the only instance that has it, and sends it orders of its own so that
+			// some are held. MariaDB sees the dead connections close and rolls them back, so their keys stay
+			// free; each retry stores its order once (checked in inject). Load clients whose calls landed on the
+			// held instance may each fail once for the hold (a call past the gateway's 5 s deadline, retried with
+			// its key), plus the routing bound of the case above for the dead instance; the gap is ≤ down + that
+			// case's 2 s.
 			name:      "kill -9 order between INSERT and COMMIT",
 			inject:    killBetweenInsertAndCommit,
 			maxFailed: func(*faultResult) int { return slack * (loadClients + loadClients*3) },
@@ -93,14 +99,12 @@ func TestFaults(t *testing.T) {
 		{
 			// MariaDB stopped (clean shutdown through `stack.sh stop-process mariadb`: its supervisor passes TERM
 			// on and exits) and started again (`stack.sh start-mariadb`). While it is down, order answers 503 with
-			// Retry-After (checked in inject), and each client fails one attempt per pause + round trip: at most
-			// loadClients × (down / 200 ms + 1). When it is back, a new connection is one dial (≤ 3 s timeout)
+			// Retry-After (checked in inject). When it is back, a new connection is one dial (≤ 3 s timeout)
 			// and database/sql drops broken connections and retries on new ones: the gap is ≤ down + 3 s.
-			name:   "MariaDB stopped and started",
-			inject: restartMariaDB,
-			maxFailed: func(r *faultResult) int {
-				return slack * loadClients * (int((r.down+r.recovery)/(200*time.Millisecond)) + 1)
-			},
+			// Failed attempts are bounded by the load's own pacing (paced): a client pauses 200 ms after each.
+			name:      "MariaDB stopped and started",
+			inject:    restartMariaDB,
+			maxFailed: func(r *faultResult) int { return paced(r.down + r.recovery) },
 			maxOutage: func(r *faultResult) time.Duration { return r.down + slack*3*time.Second },
 		},
 		{
@@ -108,24 +112,20 @@ func TestFaults(t *testing.T) {
 			// recovers from its redo log, so every order acknowledged before the kill is still stored
 			// (checkStoredOnce). The outage is as for the clean stop above, with down measured from the kill to
 			// the server answering again: the same bounds.
-			name:   "kill -9 MariaDB",
-			inject: crashMariaDB,
-			maxFailed: func(r *faultResult) int {
-				return slack * loadClients * (int((r.down+r.recovery)/(200*time.Millisecond)) + 1)
-			},
+			name:      "kill -9 MariaDB",
+			inject:    crashMariaDB,
+			maxFailed: func(r *faultResult) int { return paced(r.down + r.recovery) },
 			maxOutage: func(r *faultResult) time.Duration { return r.down + slack*3*time.Second },
 		},
 		{
 			// kill -9 of Vault; its supervisor starts it after 1 s and unseals it. Nothing on the order path
-			// needs Vault except sealing PII with a data key, which order asks transit for every 3 s
-			// (ORDER_PII_KEY_LIFETIME): orders fail (503) from at most 3 s after the kill until Vault is
-			// unsealed (measured as down) plus the next key request; each client fails at most one attempt per
-			// 200 ms pause in that window.
-			name:   "Vault restarted",
-			inject: killAndAwaitRestart("vault", func(*testing.T) func() error { return vaultUnsealed }),
-			maxFailed: func(r *faultResult) int {
-				return slack * loadClients * (int(r.down/(200*time.Millisecond)) + 1)
-			},
+			// needs Vault but sealing PII with a data key, which order asks transit for every 3 s
+			// (ORDER_PII_KEY_LIFETIME) and, while transit is away, keeps sealing with the one it has
+			// (envelope.Keyring); database credentials are renewed off the path. An order can only fail while
+			// Vault is away (down), so the failed attempts are bounded by the load's pacing over that window.
+			name:      "Vault restarted",
+			inject:    killAndAwaitRestart("vault", func(*testing.T) func() error { return vaultUnsealed }),
+			maxFailed: func(r *faultResult) int { return paced(r.down) },
 			maxOutage: func(r *faultResult) time.Duration { return r.down + slack*time.Second },
 		},
 		{
@@ -162,6 +162,14 @@ func TestFaults(t *testing.T) {
 			r.outage.Round(10*time.Millisecond), r.down.Round(10*time.Millisecond))
 	}
 	t.Log(b.String())
+}
+
+// paced is the most failed attempts the load's own pacing allows while a fault lasts window: each client
+// has one attempt in flight and pauses loadPause after a failed one, so the attempts it starts within the
+// window are at most window/loadPause + 1, and one more may have started before the fault and fail in it.
+// No slack: a slower machine only spaces attempts further apart.
+func paced(window time.Duration) int {
+	return loadClients * (int(window/loadPause) + 2)
 }
 
 func runFault(t *testing.T, c faultCase, r *faultResult) {
@@ -410,25 +418,45 @@ func vaultUnsealed() error {
 	return nil
 }
 
-// holdFile is the order service's test-only hold hook (ORDER_TEST_HOLD_COMMIT_FILE, set in TestMain): while it
-// exists, new orders' transactions wait before COMMIT.
+// holdFile switches on the test-only hold hook (ORDER_TEST_HOLD_COMMIT_FILE) of the one order instance that
+// has it: while the file exists, that instance's new orders wait between their INSERTs and COMMIT. It lives in
+// the shared temporary folder, where the service's own user can see it.
 var holdFile = filepath.Join(os.TempDir(), fmt.Sprintf("pz-hold-commit-%d", os.Getpid()))
 
-const holdFor = 2 * time.Second
+// holdReplica is the order instance the INSERT/COMMIT case starts for itself, registered in the mesh like any
+// replica, and the only instance of the suite with the hold hook: every other one runs production's write
+// path (BEGIN, the INSERTs and COMMIT in one batch).
+const holdReplica = stacktest.MaxOrderReplicas
+
+// heldOrders are sent straight to the hold instance, as its sidecar would pass them on, so that transactions
+// are held whatever instances the gateway's pooled connections lead to.
+const heldOrders = loadClients
 
 func killBetweenInsertAndCommit(t *testing.T, r *faultResult) {
-	// Transactions with inserted rows waiting for COMMIT, as the server sees them.
-	open := func() (n int) {
-		if err := stack.Observer.QueryRow(`SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_rows_modified > 0`).Scan(&n); err != nil {
+	name := fmt.Sprintf("order-%d", holdReplica)
+	startHoldReplica(t)
+	t.Cleanup(func() { stopHoldReplica(t) })
+
+	// Transactions with inserted rows, waiting for COMMIT, that began before a time (MariaDB's clock), as the
+	// server sees them. A production write is one batch, open for a round trip; a held one stays open.
+	openBefore := func(at string, args ...any) (n int) {
+		if err := stack.Observer.QueryRow(`SELECT COUNT(*) FROM information_schema.INNODB_TRX
+			WHERE trx_rows_modified > 0 AND trx_started <= `+at, args...).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		return n
 	}
-	before, err := stack.Restarts("order")
+	dbNow := func() (now string) { // as text: compared in MariaDB's own time zone
+		if err := stack.Observer.QueryRow(`SELECT CAST(NOW(6) AS CHAR)`).Scan(&now); err != nil {
+			t.Fatal(err)
+		}
+		return now
+	}
+	before, err := stack.Restarts(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pid, err := stack.Pid("order")
+	pid, err := stack.Pid(name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -437,32 +465,129 @@ func killBetweenInsertAndCommit(t *testing.T, r *faultResult) {
 	}
 	held := time.Now()
 	defer os.Remove(holdFile)
-	time.Sleep(holdFor) // every client's order is now held open on one replica or the other
-	heldTx := open()
-	if heldTx == 0 {
-		t.Fatal("no transaction held between INSERT and COMMIT: the hook is not on, the case would prove nothing")
+
+	direct, err := orderclient.New(fmt.Sprintf("http://127.0.0.1:%d", stack.Ports.Order+holdReplica-1), &http.Client{})
+	if err != nil {
+		t.Fatal(err)
 	}
+	prefix := fmt.Sprintf("held-%d", time.Now().UnixNano())
+	answers := make(chan error, heldOrders)
+	for i := range heldOrders {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_, err := direct.CreateOrder(ctx, order.NewOrder{
+				Customer:       order.Customer{Name: "Held " + prefix, Phone: testPhone, Address: testAddress},
+				Items:          []order.ItemRequest{{Pizza: "margherita", Size: "M", Quantity: 1}},
+				IdempotencyKey: fmt.Sprintf("%s-%d", prefix, i),
+			})
+			answers <- err
+		}()
+	}
+	// The hook holds a transaction at most the store's MaxTransaction (5 s): the held ones are those open for a
+	// second already, and the kill comes well within the bound.
+	var heldTx int
+	eventually(t, 3*time.Second, func() error {
+		if heldTx = openBefore(`NOW(6) - INTERVAL 1 SECOND`); heldTx < heldOrders {
+			return fmt.Errorf("%d transactions held between INSERT and COMMIT; want at least the %d sent to %s", heldTx, heldOrders, name)
+		}
+		return nil
+	})
+	killedAt := dbNow()
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	waitExited(t, pid)
-	// MariaDB rolls back the dead connections' transactions; replica 2's are still held.
+	// MariaDB sees the dead connections close and rolls their transactions back.
 	eventually(t, 10*time.Second, func() error {
-		if n := open(); n >= heldTx {
-			return fmt.Errorf("%d transactions still open of %d held", n, heldTx)
+		if n := openBefore(`?`, killedAt); n > 0 {
+			return fmt.Errorf("%d of %d held transactions still open after the kill", n, heldTx)
 		}
 		return nil
 	})
 	os.Remove(holdFile)
 	r.down = time.Since(held)
-	eventually(t, 90*time.Second, func() error {
-		if n, _ := stack.Restarts("order"); n <= before {
-			return errors.New("order not restarted by its supervisor")
+	for range heldOrders {
+		if err := <-answers; err == nil {
+			t.Error("an order sent to the hold instance was acknowledged: it was not held, the case proves nothing")
 		}
-		return orderReplicaServes(t, 1)()
+	}
+	// Rolled back, each key is free: the customer's retry through the gateway stores the order, once.
+	for i := range heldOrders {
+		key := fmt.Sprintf("%s-%d", prefix, i)
+		var p placed
+		eventually(t, 30*time.Second, func() (err error) {
+			var status int
+			if status, p, err = placeOrder(t, key, orderBody("Held "+prefix)); status != http.StatusCreated {
+				return fmt.Errorf("retry of held order %s: %d %v", key, status, err)
+			}
+			return nil
+		})
+		var n int
+		var stored string
+		if err := stack.Observer.QueryRow(`SELECT COUNT(*), COALESCE(MAX(o.id), '') FROM idempotency_keys k
+			JOIN orders o ON o.id = k.order_id WHERE k.idempotency_key = ?`, key).Scan(&n, &stored); err != nil {
+			t.Fatal(err)
+		}
+		if n != 1 || stored != p.ID {
+			t.Errorf("held order %s: %d stored (%q); want exactly the retry's %s", key, n, stored, p.ID)
+		}
+	}
+	var all int
+	if err := stack.Observer.QueryRow(`SELECT COUNT(*) FROM orders WHERE customer_name = ?`, "Held "+prefix).Scan(&all); err != nil {
+		t.Fatal(err)
+	}
+	if all != heldOrders {
+		t.Errorf("%d orders stored for the %d held ones; want each once", all, heldOrders)
+	}
+	eventually(t, 90*time.Second, func() error {
+		if n, _ := stack.Restarts(name); n <= before {
+			return fmt.Errorf("%s not restarted by its supervisor", name)
+		}
+		return orderReplicaServes(t, holdReplica)()
 	})
 	r.recovery = time.Since(held) - r.down
-	t.Logf("%d transactions were held open before COMMIT when replica 1 was killed", heldTx)
+	t.Logf("%d transactions were held open before COMMIT when %s was killed", heldTx, name)
+	stopHoldReplica(t)
+}
+
+// startHoldReplica starts the hold instance and its sidecar (stack.sh start with one more replica) and waits
+// until both pass in Consul, as `make run` waits for every replica.
+func startHoldReplica(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(stack.Root, "scripts", "stack.sh"), "start")
+	cmd.Dir = stack.Root
+	cmd.Env = append(stack.Env(), fmt.Sprintf("ORDER_REPLICAS=%d", holdReplica),
+		fmt.Sprintf("ORDER_TEST_HOLD_COMMIT_FILE_%d=%s", holdReplica, holdFile))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("stack.sh start with the hold instance: %v\n%s", err, out)
+	}
+	eventually(t, 60*time.Second, orderReplicaServes(t, holdReplica))
+}
+
+// stopHoldReplica stops the hold instance (it deregisters itself and its sidecar) and then its sidecar, and
+// waits until Consul no longer lists it, so the tests after this one see the stack's own replicas only.
+func stopHoldReplica(t *testing.T) {
+	t.Helper()
+	id := fmt.Sprintf("order-%d", holdReplica)
+	stackCommand(t, "stop-process", id)
+	stackCommand(t, "stop-process", "sidecar-"+id)
+	eventually(t, 30*time.Second, func() error {
+		for _, svc := range []string{"order", "order-sidecar-proxy"} {
+			entries, _, err := consul(t).Health().Service(svc, "", false, nil)
+			if err != nil {
+				return err
+			}
+			for _, e := range entries {
+				if strings.HasPrefix(e.Service.ID, id) {
+					return fmt.Errorf("%s still registered", e.Service.ID)
+				}
+			}
+		}
+		return nil
+	})
 }
 
 func restartMariaDB(t *testing.T, r *faultResult) {

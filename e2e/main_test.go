@@ -11,6 +11,9 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/pizzajoint/mesh/internal/stacktest"
@@ -40,9 +43,8 @@ func TestMain(m *testing.M) {
 	// Every service of the test stack is built with the race detector: a race anywhere under the tests'
 	// traffic and faults is a failure (checkNoDataRace), not a log line nobody reads.
 	stackOptions.GoFlags = "-race"
-	stackOptions.Env["ORDER_TEST_HOLD_COMMIT_FILE"] = holdFile // faults_test.go: inert until the file exists
 	stackOptions.AfterTests = func(s *stacktest.Stack) error {
-		return errors.Join(scanForSecrets(s), checkNoDataRace(s))
+		return errors.Join(scanForSecrets(s), checkNoDataRace(s), checkProductionWritePath(s))
 	}
 	os.Exit(stacktest.Main(m, stackOptions, &stack))
 }
@@ -85,4 +87,38 @@ func placeOrder(t testing.TB, key string, body []byte) (int, placed, error) {
 		err = fmt.Errorf("POST /pizza: %d %s", resp.StatusCode, b)
 	}
 	return resp.StatusCode, p, err
+}
+
+// Only the fault test's own hold instance ever has order's test-only hold hook: every other order instance
+// runs production's write path (checked again after the last test, over every restart the tests caused).
+func TestEveryOrderInstanceRunsTheProductionWritePath(t *testing.T) {
+	if err := checkProductionWritePath(stack); err != nil {
+		t.Error(err)
+	}
+}
+
+// checkProductionWritePath: no order instance of the stack but the fault test's own hold instance
+// (faults_test.go, holdReplica) ran with a test-only hook; each logs it at start when it does.
+func checkProductionWritePath(s *stacktest.Stack) error {
+	var errs []error
+	scanned := 0
+	for _, f := range s.Logs() {
+		name := strings.TrimSuffix(filepath.Base(f), ".log")
+		if name != "order" && !regexp.MustCompile(`^order-[0-9]+$`).MatchString(name) || name == fmt.Sprintf("order-%d", holdReplica) {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		scanned++
+		if bytes.Contains(b, []byte("TEST ONLY")) {
+			errs = append(errs, fmt.Errorf("%s ran with a test-only hook: the e2e stack must run production's write path", name))
+		}
+	}
+	if scanned == 0 {
+		errs = append(errs, fmt.Errorf("no order instance's log in %s: nothing checked", s.Dir))
+	}
+	return errors.Join(errs...)
 }

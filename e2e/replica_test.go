@@ -68,18 +68,69 @@ func trackOrder(p placed) (int, string, error) {
 // Through the whole mesh: customers' GETs are served by the database replica, and one right after the POST
 // never misses the order, also while the replica's SQL thread is stopped (it falls further behind every
 // moment).
+//
+// Every read is counted where it was served, by the order replicas' own metric (one count per store read; a
+// customer's GET is one read): all 200 must have been served by the replica. The replica's server confirms
+// it: a read there is three SELECTs (position wait, the order, its items).
 func TestCustomerReadsFromTheReplica(t *testing.T) {
-	before := replicaSelects(t)
-	postThenGet(t, "replica-read", 200)
-	if n := replicaSelects(t) - before; n < 200 {
-		t.Errorf("replica ran %d SELECTs for 200 customer reads; want them on the replica", n)
+	const reads = 200
+	before, selectsBefore := readsCounted(t), replicaSelects(t)
+	postThenGet(t, "replica-read", reads)
+	after, selects := readsCounted(t), replicaSelects(t)-selectsBefore
+	onReplica, all := after.replica-before.replica, after.all-before.all
+	t.Logf("%d customer reads: %d counted, %d served by the replica; the replica ran %d SELECTs", reads, all, onReplica, selects)
+	if all != reads {
+		t.Errorf("the order replicas counted %d reads for %d customer GETs; want one each", all, reads)
+	}
+	if onReplica != reads {
+		t.Errorf("%d of %d customer reads were served by the database replica; want every one", onReplica, reads)
+	}
+	if selects < 3*reads {
+		t.Errorf("the replica ran %d SELECTs; %d reads served there take at least %d", selects, reads, 3*reads)
 	}
 	replicaSQL(t, "STOP SLAVE SQL_THREAD")
 	defer replicaSQL(t, "START SLAVE SQL_THREAD")
-	postThenGet(t, "replica-stopped", 200)
-	for i, port := range []int{stack.Ports.Order, stack.Ports.Order + 1} {
+	postThenGet(t, "replica-stopped", reads)
+	for i, port := range orderPorts() {
 		t.Logf("order-%d: %s", i+1, strings.Join(replicaMetrics(t, port), "; "))
 	}
+}
+
+// orderPorts are the loopback ports of the stack's order replicas.
+func orderPorts() []int {
+	n, _ := strconv.Atoi(stackOptions.Env["ORDER_REPLICAS"])
+	ports := make([]int, max(n, 1))
+	for i := range ports {
+		ports[i] = stack.Ports.Order + i
+	}
+	return ports
+}
+
+type readCount struct{ replica, all int64 }
+
+// readsCounted sums pizza_order_db_reads_total over the order replicas: all reads, and those the replica
+// served (pool="replica").
+func readsCounted(t *testing.T) readCount {
+	t.Helper()
+	var c readCount
+	for _, port := range orderPorts() {
+		for _, l := range replicaMetrics(t, port) {
+			sample, ok := strings.CutPrefix(l, "pizza_order_db_reads_total{")
+			if !ok {
+				continue
+			}
+			labels, value, _ := strings.Cut(sample, " ")
+			n, err := strconv.ParseFloat(value, 64)
+			if err != nil {
+				t.Fatalf("order on :%d: %q: %v", port, l, err)
+			}
+			c.all += int64(n)
+			if strings.Contains(labels, `pool="replica"`) {
+				c.replica += int64(n)
+			}
+		}
+	}
+	return c
 }
 
 // replicaMetrics are an order instance's replica metrics (its /metrics on loopback).

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	vault "github.com/hashicorp/vault/api"
 )
 
 // Each operator rotation runs in turn while clients keep ordering. Every acknowledged order must be in MySQL
@@ -143,7 +146,9 @@ func secretIDAccessors(t *testing.T) []string {
 	return append(secretIDAccessorsOf(t, "order-1"), secretIDAccessorsOf(t, "order-2")...)
 }
 
-// secretIDAccessorsOf lists the accessors of the live secret_ids of AppRole order delivered to instance.
+// secretIDAccessorsOf lists the accessors of the live secret_ids of AppRole order delivered to instance. A
+// secret_id destroyed between the list and its lookup (404) is not live; any other lookup failure fails the
+// test, so a list it could not check never passes for an empty one.
 func secretIDAccessorsOf(t *testing.T, instance string) []string {
 	t.Helper()
 	v := vaultOperator(t)
@@ -156,8 +161,8 @@ func secretIDAccessorsOf(t *testing.T, instance string) []string {
 		return nil
 	}
 	for _, k := range sec.Data["keys"].([]any) {
-		info, err := v.Logical().Write("auth/approle/role/order/secret-id-accessor/lookup", map[string]any{"secret_id_accessor": k})
-		if err != nil || info == nil {
+		info, found := lookupSecretIDAccessor(t, k.(string))
+		if !found {
 			continue
 		}
 		if md, _ := info.Data["metadata"].(map[string]any); md["instance"] == instance {
@@ -165,6 +170,33 @@ func secretIDAccessorsOf(t *testing.T, instance string) []string {
 		}
 	}
 	return out
+}
+
+// lookupSecretIDAccessor looks up a secret_id of AppRole order by its accessor: found false when Vault answers
+// that no such secret_id exists (404), the test fails on any other error.
+func lookupSecretIDAccessor(t *testing.T, accessor string) (*vault.Secret, bool) {
+	t.Helper()
+	info, err := vaultOperator(t).Logical().Write("auth/approle/role/order/secret-id-accessor/lookup",
+		map[string]any{"secret_id_accessor": accessor})
+	if vaultStatus(err) == http.StatusNotFound {
+		return nil, false
+	}
+	if err != nil {
+		t.Fatalf("look up secret_id accessor %s: %v", accessor, err)
+	}
+	if info == nil || info.Data == nil {
+		t.Fatalf("look up secret_id accessor %s: an empty answer", accessor)
+	}
+	return info, true
+}
+
+// vaultStatus is the HTTP status of a Vault API error (0 when err is not an answer of Vault's).
+func vaultStatus(err error) int {
+	var re *vault.ResponseError
+	if errors.As(err, &re) {
+		return re.StatusCode
+	}
+	return 0
 }
 
 func consulAccessor(t *testing.T, id string) string {
@@ -190,9 +222,9 @@ func checkLoggedInWithNewSecretID(t *testing.T, before rotationState) {
 	if len(before.secretIDAccessors) == 0 {
 		t.Fatal("order had no secret_id before the rotation")
 	}
-	now := secretIDAccessors(t)
+	// Each old one is looked up by its accessor: Vault must answer that it does not exist.
 	for _, old := range before.secretIDAccessors {
-		if contains(now, old) {
+		if _, found := lookupSecretIDAccessor(t, old); found {
 			t.Errorf("secret_id %s still exists after the rotation", old)
 		}
 	}

@@ -54,8 +54,19 @@ func openStream(t *testing.T, ctx context.Context, client *http.Client, url stri
 	return s, status
 }
 
-// tryOpenStream is openStream that returns a connection failure instead of failing the test.
+// tryOpenStream is openStream that returns a connection failure instead of failing the test. A connection
+// the server closed as it was reused is worth one more try: opening a stream is a GET.
 func tryOpenStream(t *testing.T, ctx context.Context, client *http.Client, url string, header map[string]string, lastID int64) (*stream, int, error) {
+	t.Helper()
+	s, status, err := openStreamOnce(t, ctx, client, url, header, lastID)
+	if err != nil {
+		return openStreamOnce(t, ctx, client, url, header, lastID)
+	}
+	return s, status, err
+}
+
+// openStreamOnce sends one request for a stream: its connection failure, its refusal's status, or the stream.
+func openStreamOnce(t *testing.T, ctx context.Context, client *http.Client, url string, header map[string]string, lastID int64) (*stream, int, error) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
 	if err != nil {
@@ -69,10 +80,7 @@ func tryOpenStream(t *testing.T, ctx context.Context, client *http.Client, url s
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		// Opening a stream is a GET: a connection the server closed as it was reused is worth one more try.
-		if resp, err = client.Do(req.Clone(ctx)); err != nil {
-			return nil, 0, err
-		}
+		return nil, 0, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()
@@ -360,38 +368,28 @@ func TestThousandStreamsOnOneGateway(t *testing.T) {
 	client.Transport.(*http.Transport).MaxConnsPerHost = 0
 	bearer := map[string]string{"Authorization": "Bearer " + staff(t)}
 	streams := make([]*stream, clients)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	failed, retried := 0, 0
-	for i := range clients {
-		wg.Go(func() {
-			// A board whose stream is refused (503 when the gateway's dial to its sidecar times out in the
-			// ramp), or whose connection fails (a TLS handshake past the gateway's timeout while a thousand
-			// arrive on two shared cores), tries again after a second, as EventSource does; three tries at most.
-			for try := 1; ; try++ {
-				s, status, err := tryOpenStream(t, ctx, client, stack.GatewayURL+"/staff/api/events", bearer, 0)
-				mu.Lock()
-				if err == nil && status == http.StatusOK {
-					streams[i] = s
-					mu.Unlock()
+	// Boards come online in groups of streamBatch, a group once the one before is open. An open can only
+	// fail when one of the gateway's own timeouts fires while opens queue for two shared cores: the TLS
+	// handshake (the server's 5 s ReadHeaderTimeout), its dial to its sidecar (2 s) or the upstream's answer
+	// (5 s). A group keeps at most streamBatch opens in flight, each waiting behind the others' few
+	// milliseconds of work: the mechanism leaves none to fail, so no open is retried and any failure fails
+	// the test. (Opening all thousand at once queues them for tens of seconds on this machine, and then
+	// retries only measure the queue.)
+	for first := 0; first < clients; first += streamBatch {
+		var wg sync.WaitGroup
+		for i := first; i < min(first+streamBatch, clients); i++ {
+			wg.Go(func() {
+				started := time.Now()
+				s, status, err := openStreamOnce(t, ctx, client, stack.GatewayURL+"/staff/api/events", bearer, 0)
+				if err != nil || status != http.StatusOK {
+					t.Errorf("board %d: open failed after %s: %d %v", i, time.Since(started).Round(time.Millisecond), status, err)
 					return
 				}
-				if try == 3 {
-					failed++
-					mu.Unlock()
-					t.Errorf("stream refused three times, the last with %d %v", status, err)
-					return
-				}
-				retried++
-				mu.Unlock()
-				time.Sleep(time.Second)
-			}
-		})
-		if i%50 == 49 {
-			time.Sleep(50 * time.Millisecond) // a ramp, like boards coming online
+				streams[i] = s
+			})
 		}
+		wg.Wait()
 	}
-	wg.Wait()
 	defer func() {
 		for _, s := range streams {
 			if s != nil {
@@ -399,11 +397,8 @@ func TestThousandStreamsOnOneGateway(t *testing.T) {
 			}
 		}
 	}()
-	if failed > 0 {
-		t.Fatalf("%d of %d streams were refused three times", failed, clients)
-	}
-	if retried > 0 {
-		t.Logf("%d stream opens were refused once and tried again", retried)
+	if t.Failed() {
+		t.FailNow()
 	}
 	time.Sleep(time.Second) // let every stream reach the live feed
 	gwOpen, orderOpen := rss(gwPid), orders()
@@ -436,8 +431,8 @@ func TestThousandStreamsOnOneGateway(t *testing.T) {
 		t.Fatalf("%d of %d streams did not get the new order", missing, clients)
 	}
 	gwPerStream, orderPerStream := (gwOpen-gwBefore)*1024/clients, (orderOpen-orderBefore)*1024/clients
-	t.Logf("%d streams (%d opened on a second try): all received the new order within %s; RSS gateway %.1f → %.1f MB (%.1f KB/stream), order replicas together %.1f → %.1f MB (%.1f KB/stream)",
-		clients, retried, slowest.Round(time.Millisecond), gwBefore, gwOpen, gwPerStream, orderBefore, orderOpen, orderPerStream)
+	t.Logf("%d streams, each opened at its first try: all received the new order within %s; RSS gateway %.1f → %.1f MB (%.1f KB/stream), order replicas together %.1f → %.1f MB (%.1f KB/stream)",
+		clients, slowest.Round(time.Millisecond), gwBefore, gwOpen, gwPerStream, orderBefore, orderOpen, orderPerStream)
 	// The hub polls the log every 200 ms (cmd/order) and fans an event out to its streams in memory: the event
 	// reaches the last stream one poll after it is written plus the relay of 1,000 small writes through the
 	// mesh. streamDeliveryPolls polls covers that on two shared cores with race-built services.
@@ -457,6 +452,7 @@ func TestThousandStreamsOnOneGateway(t *testing.T) {
 }
 
 const (
+	streamBatch         = 50 // boards that come online together (TestThousandStreamsOnOneGateway)
 	hubPollInterval     = 200 * time.Millisecond
 	streamDeliveryPolls = 25
 	maxKBPerStream      = 128

@@ -350,7 +350,12 @@ start_order_replica() {
   if running "$name"; then log "$name already running (pid $(cat "$PID_DIR/$name.pid"))"; return 0; fi
   need_port "$name" "${addr##*:}"
   local db_addr_of="ORDER_DB_ADDR_$1" # ORDER_DB_ADDR_2=host:port: replica 2 reaches MySQL there (the fault tests' proxy)
+  # ORDER_TEST_HOLD_COMMIT_FILE_3=FILE: replica 3 only gets order's test-only hold-before-COMMIT hook (the fault
+  # test that kills order mid-transaction starts such an instance of its own); no other instance ever has it.
+  local hold_of="ORDER_TEST_HOLD_COMMIT_FILE_$1"
   (
+    unset ORDER_TEST_HOLD_COMMIT_FILE
+    if [[ -n "${!hold_of:-}" ]]; then export ORDER_TEST_HOLD_COMMIT_FILE="${!hold_of}"; fi
     export ORDER_HTTP_ADDR="$addr" ORDER_DB_ADDR="${!db_addr_of:-127.0.0.1:$MYSQL_PORT}" ORDER_DB_NAME="${ORDER_DB_NAME:-pizza}" \
       ORDER_VAULT_ADDR="$VAULT_ADDR" ORDER_VAULT_CA_CERT="$VAULT_CACERT" ORDER_VAULT_ROLE=order ORDER_VAULT_DB_ROLE=order \
       ORDER_VAULT_ROLE_ID_FILE="$dir/role-id" ORDER_VAULT_SECRET_ID_FILE="$dir/secret-id"

@@ -43,6 +43,34 @@ func (c countByLabels) Add(delta float64) {
 	v.(*atomic.Int64).Add(int64(delta))
 }
 
+// snapshot returns the totals so far, by label set ("pool replica reason caught_up", …).
+func (c countByLabels) snapshot() map[string]int64 {
+	m := map[string]int64{}
+	c.totals.Range(func(k, v any) bool {
+		m[k.(string)] = v.(*atomic.Int64).Load()
+		return true
+	})
+	return m
+}
+
+// readsSince sums the reads counted since before, by pool.
+func (c countByLabels) readsSince(before map[string]int64) (replica, primary int64, byLabels map[string]int64) {
+	byLabels = map[string]int64{}
+	for k, v := range c.snapshot() {
+		n := v - before[k]
+		if n == 0 {
+			continue
+		}
+		byLabels[k] = n
+		if strings.HasPrefix(k, "pool replica ") {
+			replica += n
+		} else {
+			primary += n
+		}
+	}
+	return replica, primary, byLabels
+}
+
 func (c countByLabels) String() string {
 	var parts []string
 	c.totals.Range(func(k, v any) bool {
@@ -140,13 +168,34 @@ func TestReadsGoToTheReplica(t *testing.T) {
 // A customer who just ordered never gets a 404, and a staff member who just moved an order sees its new
 // status: first while the replica applies every change 1 to 2 s late (MASTER_DELAY), then while its SQL
 // thread stops and starts again every 300 ms, so reads meet it both behind and caught up.
+//
+// Where each read went is counted by the replica's metric, one count per read: a sequence reads three times
+// (GetOrder, ChangeStatus's read of the changed order, GetOrder again).
+//   - With the delay, no read can be served by the replica: each waits for a position that includes the
+//     worker's own write of a moment before, which the replica applies 1 s or more later, and a read waits
+//     at most MaxLag (200 ms) before it goes to the primary; the monitor's heartbeat waits as long, so it never
+//     puts the replica back either.
+//   - While the SQL thread toggles, reads in its running half are served by the replica once the monitor put
+//     it back (every 200 ms), and reads in its stopped half go to the primary: both must happen.
 func TestReadYourWritesWithADelayedReplica(t *testing.T) {
 	f := newReplicaFixture(t)
+	const sequences, readsPerSequence = 500, 3
 	f.replica.SetDelay(t, 2*time.Second) // MASTER_DELAY counts whole seconds of event timestamps: 1 to 2 s
-	readYourWrites(t, f, 500)
+	before := f.reads.snapshot()
+	readYourWrites(t, f, sequences)
+	onReplica, onPrimary, byLabels := f.reads.readsSince(before)
+	t.Logf("delayed replica: reads by pool and reason %v", byLabels)
+	if total := onReplica + onPrimary; total != sequences*readsPerSequence {
+		t.Errorf("delayed replica: %d reads counted; want %d (%d sequences of %d)", total, sequences*readsPerSequence, sequences, readsPerSequence)
+	}
+	if onReplica != 0 {
+		t.Errorf("delayed replica: %d reads served by a replica 1 s or more behind; the %s wait allows none", onReplica, 200*time.Millisecond)
+	}
+
 	f.replica.SetDelay(t, 0)
 	waitUntil(t, 10*time.Second, "replica back in use", f.split.Usable)
-	before := f.replica.ComSelect(t)
+	selectsBefore := f.replica.ComSelect(t)
+	before = f.reads.snapshot()
 	stop := make(chan struct{})
 	toggled := make(chan struct{})
 	go func() {
@@ -162,12 +211,24 @@ func TestReadYourWritesWithADelayedReplica(t *testing.T) {
 			f.replica.Exec(t, "START SLAVE SQL_THREAD")
 		}
 	}()
-	readYourWrites(t, f, 500)
+	readYourWrites(t, f, sequences)
 	close(stop)
 	<-toggled
+	onReplica, onPrimary, byLabels = f.reads.readsSince(before)
+	selects := f.replica.ComSelect(t) - selectsBefore
 	_, maxLag := f.lag.values()
-	t.Logf("replica SELECTs during the second phase: %d; reads by pool and reason: %s; largest lag measured %.0f ms",
-		f.replica.ComSelect(t)-before, f.reads, maxLag*1000)
+	t.Logf("toggled replica: reads by pool and reason %v; replica SELECTs %d; largest lag measured %.0f ms", byLabels, selects, maxLag*1000)
+	if total := onReplica + onPrimary; total != sequences*readsPerSequence {
+		t.Errorf("toggled replica: %d reads counted; want %d", total, sequences*readsPerSequence)
+	}
+	if onReplica == 0 || onPrimary == 0 {
+		t.Errorf("toggled replica: %d reads on the replica, %d on the primary; want both: reads meet it caught up and behind", onReplica, onPrimary)
+	}
+	// A read served by the replica is three SELECTs there (position wait, order, items): the server's own
+	// count confirms the metric.
+	if selects < 3*onReplica {
+		t.Errorf("toggled replica: the replica ran %d SELECTs; %d reads served there take at least %d", selects, onReplica, 3*onReplica)
+	}
 }
 
 // readYourWrites runs sequences of POST, GET, status change, GET on 4 workers and fails on any 404 or stale
