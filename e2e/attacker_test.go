@@ -14,10 +14,10 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -98,26 +98,43 @@ func TestAttackerReachesNoGuardedPort(t *testing.T) {
 	})
 }
 
-// An account that binds a guarded port while it is free (a service between two restarts) answers nobody: the
-// filter drops a guarded port's replies unless its owner sent them. Vault's cluster port is guarded for root and
-// unused by a single Vault node, so it is free to squat. Seen red without the filter: root's dial reached the
-// squatter and read its greeting.
+// An account that binds a guarded port while it is free answers nobody: the filter drops a guarded port's replies
+// unless its owner sent them. Here order-2 is stopped (as between two restarts), the new account binds its port,
+// and neither root (Consul's health check) nor order's account (order-2's sidecar, which would hand it the
+// customers' orders) gets an answer; order's own account binding the port is answered (positive control). Seen
+// red without the filter: root and the sidecar's account both read the squatter's greeting.
 func TestAttackerSquattingAGuardedPortAnswersNobody(t *testing.T) {
 	attacker := hostaccount.New(t)
-	port := stack.Ports.Vault + 1
-	if ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err != nil {
-		t.Fatalf("Vault's cluster port %d is taken (%v); this test squats it while it is free", port, err)
-	} else {
-		ln.Close()
+	order := hostaccount.Lookup(t, "pizza-order")
+	port := stack.Ports.Order + 1
+	pid, err := stack.SupervisorPid("order-2")
+	if err != nil {
+		t.Fatal(err)
 	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if out, err := stack.Script(5*time.Minute, "stack.sh", "start"); err != nil {
+			t.Errorf("restart order-2: %v\n%s", err, out)
+		}
+	})
+	waitExited(t, pid)
+	eventually(t, 30*time.Second, func() error {
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			return fmt.Errorf("order-2's port %d is not free yet: %w", port, err)
+		}
+		return ln.Close()
+	})
+
 	script := `my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => $ARGV[0], Listen => 5, ReuseAddr => 1)
 		or die "listen: $!\n"; $| = 1; print "listening\n";
 		while (my $c = $s->accept) { print $c "squatter here\n"; close $c }`
-	args := []string{"-MIO::Socket::INET", "-e", script, strconv.Itoa(port)}
-	// squat listens on the port with command (perl, as root or as the attacker) and returns a dial by root.
-	squat := func(t *testing.T, command func(context.Context) *exec.Cmd) (greeting func() (string, error)) {
+	// squat listens on order-2's port as the account and ends when the subtest does.
+	squat := func(t *testing.T, as hostaccount.Account) {
 		ctx, cancel := context.WithCancel(context.Background())
-		cmd := command(ctx)
+		cmd := as.Command(ctx, "perl", "-MIO::Socket::INET", "-e", script, strconv.Itoa(port))
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -127,28 +144,36 @@ func TestAttackerSquattingAGuardedPortAnswersNobody(t *testing.T) {
 		}
 		t.Cleanup(func() { cancel(); _ = cmd.Wait() })
 		if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "listening\n" {
-			t.Fatalf("the squatter did not listen: %q %v", line, err)
-		}
-		return func() (string, error) {
-			c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), 3*time.Second)
-			if err != nil {
-				return "", err
-			}
-			defer c.Close()
-			_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
-			return bufio.NewReader(c).ReadString('\n')
+			t.Fatalf("%s did not listen on %d: %q %v", as.Name, port, line, err)
 		}
 	}
-	t.Run("root, the port's owner, is answered (positive control)", func(t *testing.T) {
-		greeting := squat(t, func(ctx context.Context) *exec.Cmd { return exec.CommandContext(ctx, "perl", args...) })
-		if got, err := greeting(); err != nil || got != "squatter here\n" {
-			t.Fatalf("root's own listener on %d: %q, %v", port, got, err)
+	// greeting is what a client of the port reads: as root, or as an account with bash's /dev/tcp.
+	greeting := func(as *hostaccount.Account) (string, error) {
+		if as != nil {
+			return as.Run(8*time.Second, "timeout", "4", "bash", "-c",
+				`exec 3<>"/dev/tcp/127.0.0.1/$1" && IFS= read -r line <&3 && echo "$line"`, "read", strconv.Itoa(port))
+		}
+		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), 4*time.Second)
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(4 * time.Second))
+		return bufio.NewReader(c).ReadString('\n')
+	}
+	t.Run("the port's own account is answered (positive control)", func(t *testing.T) {
+		squat(t, order)
+		if got, err := greeting(nil); err != nil || got != "squatter here\n" {
+			t.Fatalf("root reading order's account's listener on %d: %q, %v", port, got, err)
 		}
 	})
-	t.Run("another account is not", func(t *testing.T) {
-		greeting := squat(t, func(ctx context.Context) *exec.Cmd { return attacker.Command(ctx, "perl", args...) })
-		if got, err := greeting(); err == nil {
-			t.Fatalf("a squatter of %s on port %d answered root: %q", attacker.Name, port, got)
+	t.Run("another account answers nobody", func(t *testing.T) {
+		squat(t, attacker)
+		if got, err := greeting(nil); err == nil {
+			t.Errorf("%s, squatting order-2's port %d, answered root: %q", attacker.Name, port, got)
+		}
+		if got, err := greeting(&order); err == nil {
+			t.Errorf("%s, squatting order-2's port %d, answered order's account (its sidecar's): %q", attacker.Name, port, got)
 		}
 	})
 }
