@@ -32,7 +32,8 @@ func applyOptions(opts []Option) options {
 // WithOrderRateLimit limits POST /pizza per client.
 func WithOrderRateLimit(l *clientlimit.RateLimiter) Option { return func(o *options) { o.orders = l } }
 
-// WithLoginRateLimit limits staff sign-in attempts per client.
+// WithLoginRateLimit limits staff sign-in attempts per client, and wrong bearer tokens on the staff routes with
+// the same budget: a guess is a guess, whichever door it tries.
 func WithLoginRateLimit(l *clientlimit.RateLimiter) Option { return func(o *options) { o.logins = l } }
 
 // WithStreamLimits caps open event streams, and ends each one after maxLifetime (0: never); clients resume
@@ -77,6 +78,11 @@ func rateLimited(l *clientlimit.RateLimiter, refused metrics.Counter, next http.
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// requireStaff lets signed-in staff through to next; wrong bearer tokens draw on the sign-in limit.
+func (o options) requireStaff(a *StaffAuth, next http.Handler) http.Handler {
+	return a.requireLimited(o.logins, o.refused.With("limit", "logins"), next)
 }
 
 // acquireStream counts a new stream of the request's client, or answers why not.

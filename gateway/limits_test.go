@@ -104,10 +104,12 @@ func TestGatewayRateLimits(t *testing.T) {
 		{"third order is over the burst", post(validBody), 429},
 		{"even a bad one", post(`{`), 429},
 		{"reading is not limited", request{method: "GET", path: "/menu"}, 200},
+		{"staff API with a valid bearer token costs no sign-in attempt", bearer("tok-alice"), 200},
+		{"and again", bearer("tok-alice"), 200},
 		{"first sign-in attempt", login, 401},
 		{"second sign-in attempt", login, 429},
-		{"staff API with a bearer token is not limited", request{method: "GET", path: "/staff/api/orders",
-			header: map[string]string{"Authorization": "Bearer tok-alice"}}, 200},
+		{"a wrong bearer token once the attempts are spent", bearer("nope"), 429},
+		{"even a valid one: it is not checked until the client may try again", bearer("tok-alice"), 429},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -126,8 +128,44 @@ func TestGatewayRateLimits(t *testing.T) {
 			}
 		})
 	}
-	if o, l := refused.get("orders"), refused.get("logins"); o != 2 || l != 1 {
-		t.Errorf("refusals counted: orders %v, logins %v; want 2 and 1", o, l)
+	if o, l := refused.get("orders"), refused.get("logins"); o != 2 || l != 3 {
+		t.Errorf("refusals counted: orders %v, logins %v; want 2 and 3", o, l)
+	}
+}
+
+func bearer(token string) request {
+	return request{method: "GET", path: "/staff/api/orders", header: map[string]string{"Authorization": "Bearer " + token}}
+}
+
+// Wrong bearer tokens are guesses like wrong sign-ins: they draw on the same per-client budget, on every staff
+// route (the stream too), and once it is spent the client gets 429 with Retry-After before any token is checked.
+func TestGatewayLimitsWrongBearerTokens(t *testing.T) {
+	orderSrv, _ := newOrderService(t)
+	refused := newRefusals()
+	gw := newLimitedGateway(t, orderSrv.URL,
+		gateway.WithLoginRateLimit(clientlimit.NewRateLimiter(0.001, 3, 100)),
+		gateway.WithRefusalCounter(refused))
+	stream := request{method: "GET", path: "/staff/api/events", header: map[string]string{"Authorization": "Bearer nope"}}
+	login := request{method: "POST", path: "/staff/login", contentType: "application/json", body: `{"token":"tok-alice"}`}
+	for i, c := range []struct {
+		req    request
+		status int
+	}{
+		{bearer("nope"), 401}, {bearer("tok-alice"), 200}, {stream, 401}, {bearer("nope2"), 401},
+		{bearer("nope"), 429}, {stream, 429}, {bearer("tok-alice"), 429}, {login, 429},
+	} {
+		resp, body := send(t, gw, c.req)
+		if resp.StatusCode != c.status {
+			t.Fatalf("request %d (%s %s): status = %d, want %d; body %v", i+1, c.req.method, c.req.path, resp.StatusCode, c.status, body)
+		}
+		if c.status == 429 {
+			if ra, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || ra < 1 {
+				t.Errorf("request %d: Retry-After = %q, want whole seconds ≥ 1", i+1, resp.Header.Get("Retry-After"))
+			}
+		}
+	}
+	if l := refused.get("logins"); l != 4 {
+		t.Errorf("refusals counted under logins: %v; want 4", l)
 	}
 }
 

@@ -9,6 +9,9 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/go-kit/kit/metrics"
+	"github.com/go-kit/kit/metrics/discard"
+	"github.com/pizzajoint/mesh/platform/clientlimit"
 	"github.com/pizzajoint/mesh/platform/httpjson"
 )
 
@@ -92,9 +95,30 @@ func (a *StaffAuth) fail(w http.ResponseWriter, r *http.Request, err error) {
 
 // Require lets signed-in staff through to next.
 func (a *StaffAuth) Require(next http.Handler) http.Handler {
+	return a.requireLimited(nil, discard.NewCounter(), next)
+}
+
+// requireLimited is Require where a wrong bearer token is a guess like a wrong sign-in: each one takes a request
+// from the client's bucket in guesses (the sign-in limit), and a client whose bucket is empty is refused with 429
+// before its token is checked, so bearer tokens cannot be brute-forced faster than sign-in. A valid token costs
+// nothing, so staff API clients are not slowed. refused counts the 429s.
+func (a *StaffAuth) requireLimited(guesses *clientlimit.RateLimiter, refused metrics.Counter, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		bearer := strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ")
+		client := clientlimit.ClientKey(r)
+		if bearer {
+			if ok, retry := guesses.Peek(client); !ok {
+				refused.Add(1)
+				EncodeError(r.Context(), &LimitError{Kind: ErrRateLimited,
+					Msg: "too many wrong staff tokens; retry later", RetryAfter: retry}, w)
+				return
+			}
+		}
 		name, err := a.authenticate(r)
 		if err != nil {
+			if bearer && errors.Is(err, ErrUnauthenticated) {
+				guesses.Allow(client)
+			}
 			a.fail(w, r, err)
 			return
 		}

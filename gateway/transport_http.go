@@ -48,9 +48,9 @@ func MakeHTTPHandler(mux *http.ServeMux, e Endpoints, staff *StaffAuth, options 
 
 	mux.Handle("POST /staff/login", rateLimited(o.logins, o.refused.With("limit", "logins"), http.HandlerFunc(staff.Login)))
 	mux.HandleFunc("POST /staff/logout", staff.Logout)
-	mux.Handle("GET /staff/api/orders", staff.Require(httptransport.NewServer(e.ListOrdersEndpoint, decodeListFilter, encodeOK, opts...)))
-	mux.Handle("GET /staff/api/orders/{id}", staff.Require(httptransport.NewServer(e.StaffGetOrderEndpoint, decodeOrderID, encodeOK, opts...)))
-	mux.Handle("POST /staff/api/orders/{id}/status", staff.Require(httptransport.NewServer(e.ChangeStatusEndpoint, decodeChangeStatus, encodeOK, opts...)))
+	mux.Handle("GET /staff/api/orders", o.requireStaff(staff, httptransport.NewServer(e.ListOrdersEndpoint, decodeListFilter, encodeOK, opts...)))
+	mux.Handle("GET /staff/api/orders/{id}", o.requireStaff(staff, httptransport.NewServer(e.StaffGetOrderEndpoint, decodeOrderID, encodeOK, opts...)))
+	mux.Handle("POST /staff/api/orders/{id}/status", o.requireStaff(staff, httptransport.NewServer(e.ChangeStatusEndpoint, decodeChangeStatus, encodeOK, opts...)))
 	mountStaffUI(mux)
 	mountCustomerUI(mux)
 

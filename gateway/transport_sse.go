@@ -70,7 +70,7 @@ func MakeStreamHandler(mux *http.ServeMux, e Endpoints, staff *StaffAuth, orderU
 	})
 
 	all := relay(func(*http.Request) string { return "/events" })
-	mux.Handle("GET /staff/api/events", staff.Require(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("GET /staff/api/events", o.requireStaff(staff, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		release, ok := o.acquireStream(w, r)
 		if !ok {
 			return

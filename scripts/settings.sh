@@ -29,6 +29,8 @@ CONSUL_HTTPS_BIND="${CONSUL_HTTPS_BIND:-0.0.0.0}"
 CONSUL_NODE="${CONSUL_NODE:-pizza-1}"
 export VAULT_PORT="${VAULT_PORT:-8200}"
 GATEWAY_ADDR="${GATEWAY_ADDR:-:8443}"
+# The gateway's Prometheus /metrics, on loopback; only root may read it (the host filter). Empty: not served.
+export GATEWAY_METRICS_ADDR="${GATEWAY_METRICS_ADDR-127.0.0.1:9464}"
 ORDER_ADDR="${ORDER_ADDR:-127.0.0.1:9090}"
 # Horizontal scaling: replica N (from 2) listens on ORDER_ADDR's port + N-1 as service instance order-N.
 ORDER_REPLICAS="${ORDER_REPLICAS:-1}"
@@ -54,5 +56,7 @@ OPERATOR_TOKEN_FILE="$VAULT_DIR/operator-token"
 if [[ "$(id -u)" == 0 ]]; then SERVICE_USERS="${SERVICE_USERS:-1}"; else SERVICE_USERS=0; fi
 ORDER_USER="${ORDER_USER:-pizza-order}"
 GATEWAY_USER="${GATEWAY_USER:-pizza-gateway}"
+# order migrate runs as an account of its own: the running order's account never sees the DDL user's credentials.
+MIGRATE_USER="${MIGRATE_USER:-pizza-migrate}"
 GATEWAY_PORT="${GATEWAY_ADDR##*:}"
 ORDER_URL="http://$ORDER_ADDR"

@@ -30,8 +30,9 @@ setup() {
   if ((SERVICE_USERS)); then
     ensure_user "$ORDER_USER"
     ensure_user "$GATEWAY_USER"
+    ensure_user "$MIGRATE_USER"
   else
-    ORDER_USER="$(id -un)" GATEWAY_USER="$(id -un)"
+    ORDER_USER="$(id -un)" GATEWAY_USER="$(id -un)" MIGRATE_USER="$(id -un)"
   fi
 }
 
@@ -89,6 +90,78 @@ running() { pid_alive "$PID_DIR/$1.pid"; }
 
 # need_port NAME PORT: fail early and clearly when something else holds a port we are about to bind.
 need_port() { port_free 127.0.0.1 "$2" || die "port $2 for $1 is already in use; stop that process or override the port (see scripts/settings.sh)"; }
+
+# ---- host filter ---------------------------------------------------------------------------------------------
+
+# Each instance's loopback ports are reachable only by the accounts that use them, enforced by the kernel:
+# an nftables table of this stack's own (platform/hostfilter, `meshctl host-filter`) matches the owner of the
+# socket that connects (`meta skuid`), as Istio's init container does with `iptables -m owner`. Root (the control
+# plane, Consul's health checks, the operator) is always allowed. The README's "Security on one host" says why
+# this and not a network namespace per instance.
+host_filter_table() { printf 'pizzajoint_%s' "$(printf '%s' "$STATE_DIR" | sha256sum | cut -c1-10)"; }
+
+# loopback_port ADDR: the port of a loopback listen address (127.0.0.1:9464), or nothing for an empty address.
+loopback_port() { if [[ -n "$1" ]]; then echo "${1##*:}"; fi; }
+
+# host_filter_ports: NAME:PORT/PROTO:OWNER:CLIENTS, one per line, for each guarded listener of this stack.
+host_filter_ports() {
+  local n order_clients="$ORDER_USER" port
+  # Without the mesh (the bench's "direct" setup) the gateway calls order's port itself.
+  mesh_enabled || order_clients+=",$GATEWAY_USER"
+  for ((n = 1; n <= ORDER_REPLICAS; n++)); do
+    echo "$(order_id "$n"):$(order_addr "$n" | sed 's/.*://')/tcp:$ORDER_USER:$order_clients"
+  done
+  if mesh_enabled; then echo "$GATEWAY_SERVICE_ID upstream to order:$ORDER_UPSTREAM_PORT/tcp:$GATEWAY_USER:$GATEWAY_USER"; fi
+  # Metrics and profiles are the operator's (root's): no other account reads them.
+  port="$(loopback_port "$GATEWAY_METRICS_ADDR")"
+  if [[ -n "$port" ]]; then echo "gateway metrics:$port/tcp:$GATEWAY_USER:"; fi
+  port="$(loopback_port "${GATEWAY_DEBUG_ADDR:-}")"
+  if [[ -n "$port" ]]; then echo "gateway pprof:$port/tcp:$GATEWAY_USER:"; fi
+  port="$(loopback_port "${ORDER_DEBUG_ADDR:-}")"
+  if [[ -n "$port" ]]; then echo "order pprof:$port/tcp:$ORDER_USER:"; fi
+  echo "mariadb:$MYSQL_PORT/tcp:root:$ORDER_USER,$MIGRATE_USER"
+  [[ "$DB_REPLICAS" == 0 ]] || echo "mariadb-replica:$MYSQL_REPLICA_PORT/tcp:root:$ORDER_USER"
+  echo "vault:$VAULT_PORT/tcp:root:$ORDER_USER,$GATEWAY_USER,$MIGRATE_USER"
+  echo "vault cluster:$((VAULT_PORT + 1))/tcp:root:"
+  echo "consul server rpc:$CONSUL_SERVER_PORT/tcp:root:"
+  local proto
+  for proto in tcp udp; do
+    echo "consul serf lan:$CONSUL_SERF_LAN_PORT/$proto:root:"
+    echo "consul serf wan:$CONSUL_SERF_WAN_PORT/$proto:root:"
+  done
+}
+
+# host_filter_enforced: only root can put the filter in place (as root with SERVICE_USERS=0, every process is
+# root's and the filter lets root alone in).
+host_filter_enforced() { [[ "$(id -u)" == 0 ]]; }
+
+start_host_filter() {
+  if ! host_filter_enforced; then
+    log "WARNING: not root, so no host filter: ANY local account reaches order's plain port, the gateway's" \
+      "upstream to order, the metrics, MariaDB, Vault and Consul's server ports on loopback"
+    return 0
+  fi
+  local ports=()
+  mapfile -t ports < <(host_filter_ports)
+  NFT="$("$SCRIPTS_DIR/tools.sh" ensure nft)"
+  "$BIN_DIR/meshctl" host-filter -nft "$NFT" apply "$(host_filter_table)" "${ports[@]}" 2>>"$LOG_DIR/meshctl.log" ||
+    { tail -n 5 "$LOG_DIR/meshctl.log" >&2; die "the host filter could not be put in place (see $LOG_DIR/meshctl.log)"; }
+  log "host filter on: nft table inet $(host_filter_table) guards ${#ports[@]} loopback ports by account"
+}
+
+stop_host_filter() {
+  host_filter_enforced && [[ -x "$BIN_DIR/meshctl" ]] && NFT="$(find_bin nft)" || return 0
+  "$BIN_DIR/meshctl" host-filter -nft "$NFT" remove "$(host_filter_table)" 2>>"$LOG_DIR/meshctl.log" ||
+    die "could not remove the host filter (nft table inet $(host_filter_table); see $LOG_DIR/meshctl.log)"
+}
+
+# host_filter_state: one line for `status`; fails when root's stack has no filter.
+host_filter_state() {
+  if ! host_filter_enforced; then echo "not enforced (not root): any local account reaches the loopback ports"; return 0; fi
+  NFT="$(find_bin nft)" && [[ -x "$BIN_DIR/meshctl" ]] &&
+    "$BIN_DIR/meshctl" host-filter -nft "$NFT" show "$(host_filter_table)" >/dev/null 2>&1 || { echo "off"; return 3; }
+  echo "on (nft table inet $(host_filter_table))"
+}
 
 # ---- build and certificates ------------------------------------------------------------------------------------
 
@@ -314,20 +387,25 @@ own() {
   return 0
 }
 
+# run_migrations: `order migrate` as MIGRATE_USER, an account of its own, with a DDL user from Vault. Its
+# credentials folder belongs to that account alone from the first byte (deliver writes into a root-only folder,
+# then hands it over), so the running order's account never reads them, and it is removed after the run.
 run_migrations() {
   local dir="$CREDS_DIR/order-migrate" rc=0
-  deliver order-migrate order-migrate "$ORDER_USER"
-  log "running migrations as a short-lived order-migrate user (log: $LOG_DIR/order-migrate.log)"
+  rm -rf "$dir"
+  deliver order-migrate order-migrate "$MIGRATE_USER"
+  log "running migrations as $MIGRATE_USER with a short-lived order-migrate database user (log: $LOG_DIR/order-migrate.log)"
   (
     export ORDER_DB_ADDR="127.0.0.1:$MYSQL_PORT" ORDER_DB_NAME="${ORDER_DB_NAME:-pizza}" \
       ORDER_VAULT_ADDR="$VAULT_ADDR" ORDER_VAULT_CA_CERT="$VAULT_CACERT" ORDER_VAULT_ROLE=order-migrate \
       ORDER_VAULT_DB_ROLE=order-migrate ORDER_VAULT_ROLE_ID_FILE="$dir/role-id" ORDER_VAULT_SECRET_ID_FILE="$dir/secret-id"
     if ((SERVICE_USERS)); then
-      setpriv --reuid="$ORDER_USER" --regid="$ORDER_USER" --clear-groups -- "$BIN_DIR/order" migrate
+      setpriv --reuid="$MIGRATE_USER" --regid="$MIGRATE_USER" --clear-groups -- "$BIN_DIR/order" migrate
     else
       "$BIN_DIR/order" migrate
     fi
   ) >>"$LOG_DIR/order-migrate.log" 2>&1 || rc=$?
+  rm -rf "$dir"
   ((rc == 0)) || { tail -n 20 "$LOG_DIR/order-migrate.log" >&2; die "order migrate failed (see $LOG_DIR/order-migrate.log)"; }
 }
 
@@ -491,6 +569,7 @@ EOF
 cmd_start() {
   setup
   build_services
+  start_host_filter
   ensure_certs
   start_mariadb
   start_consul
@@ -538,6 +617,7 @@ cmd_stop() {
   for f in "$PID_DIR"/*.pid; do
     [[ -e "$f" ]] && pid_alive "$f" && die "$(basename "$f" .pid) is still running (pid $(cat "$f"))"
   done
+  stop_host_filter
   log "stack stopped"
 }
 
@@ -563,6 +643,8 @@ cmd_status() {
     [[ -s "$PID_DIR/$name.restarts" ]] && state+=", restarts: $(cat "$PID_DIR/$name.restarts")" # supervise.sh counts them
     printf '%-24s %s\n' "$name" "$state"
   done
+  state="$(host_filter_state)" || rc=3
+  printf '%-24s %s\n' host-filter "$state"
   return "$rc"
 }
 

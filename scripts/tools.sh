@@ -145,9 +145,10 @@ main() {
     ensure:compose) ensure_compose ;;
     ensure:mariadb) ensure_mariadb ;;
     ensure:jq | ensure:curl | ensure:debootstrap) ensure_apt_tool "$2" ;;
+    ensure:nft) find_bin nft >/dev/null || apt_install nftables; find_bin nft ;;
     # The staff portal's browser test; fonts come as a recommendation only, and --no-install-recommends skips them.
     ensure:chromium) find_bin chromium >/dev/null || apt_install chromium fonts-liberation; find_bin chromium ;;
-    *) die "usage: $0 ensure consul|vault|compose|mariadb|jq|curl|debootstrap|chromium" ;;
+    *) die "usage: $0 ensure consul|vault|compose|mariadb|jq|curl|debootstrap|chromium|nft" ;;
   esac
 }
 

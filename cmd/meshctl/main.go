@@ -12,6 +12,7 @@
 //	meshctl probe [-cacert F] URL     exit 0 if URL answers 2xx within a timeout (images' health checks)
 //	meshctl pause                     do nothing until stopped: owns a Compose pod's network namespace
 //	meshctl gossip-key [-owner U:G] FILE...  one gossip encryption key for a stack's Consul agents (kept if present)
+//	meshctl host-filter apply|remove|show TABLE [PORT...]  the local stack's owner-matched packet filter (root)
 //	meshctl rotate WHAT               db-creds | db-root | transit-key | connect-ca | logins
 //	                                  | secret-id | consul-token | consul-token-retire   (these three: MESHCTL_INSTANCE_*)
 //	meshctl token staff NAME          a staff bearer token (printed once; Vault keeps its hash)
@@ -77,6 +78,12 @@ func main() {
 			os.Exit(probe.Main(os.Args[2:], os.Stderr))
 		case "pause":
 			pause()
+			return
+		case "host-filter":
+			if err := hostFilter(os.Args[2:], os.Stdout, os.Stderr); err != nil {
+				fmt.Fprintln(os.Stderr, "meshctl:", err)
+				os.Exit(1)
+			}
 			return
 		case "gossip-key":
 			if err := gossipKey(os.Args[2:], os.Stderr); err != nil {

@@ -74,6 +74,7 @@ type Stack struct {
 type Ports struct {
 	MySQL, MySQLReplica, ConsulHTTPS, ConsulServer, ConsulSerfLAN, ConsulSerfWAN, Vault int
 	Gateway, Order, OrderUpstream, SidecarMin, SidecarMax                               int
+	GatewayMetrics                                                                      int // Prometheus /metrics, root's only
 }
 
 // Main starts a stack into *s, runs the tests, prints the stack's logs if any test failed, and stops it.
@@ -146,6 +147,7 @@ func Start(opts Options) (*Stack, error) {
 		"CONSUL_SIDECAR_MAX_PORT="+strconv.Itoa(ports.SidecarMax),
 		"VAULT_PORT="+strconv.Itoa(ports.Vault),
 		fmt.Sprintf("GATEWAY_ADDR=127.0.0.1:%d", ports.Gateway),
+		fmt.Sprintf("GATEWAY_METRICS_ADDR=127.0.0.1:%d", ports.GatewayMetrics),
 		fmt.Sprintf("ORDER_ADDR=127.0.0.1:%d", ports.Order),
 		"ORDER_UPSTREAM_PORT="+strconv.Itoa(ports.OrderUpstream),
 		"ORDER_SERVICE_ID=order-1",
@@ -389,14 +391,14 @@ func freePorts() (Ports, error) {
 	var p Ports
 	// The single listeners, then order's replicas on consecutive ports; Vault also binds its port + 1 (its
 	// cluster listener), so the port after Vault's is left to it.
-	const n = 10 + MaxOrderReplicas
+	const n = 11 + MaxOrderReplicas
 	base, err := testkit.Block(testkit.StackListeners, n)
 	if err != nil {
 		return p, err
 	}
 	vaultCluster := 0
 	for i, f := range []*int{&p.MySQL, &p.MySQLReplica, &p.ConsulHTTPS, &p.ConsulServer, &p.ConsulSerfLAN,
-		&p.ConsulSerfWAN, &p.Vault, &vaultCluster, &p.Gateway, &p.OrderUpstream, &p.Order} {
+		&p.ConsulSerfWAN, &p.Vault, &vaultCluster, &p.Gateway, &p.OrderUpstream, &p.GatewayMetrics, &p.Order} {
 		*f = base + i // Order is last: its replicas take the ports after it
 	}
 	// Consul allocates sidecar ports from a range: 20 in a row.

@@ -88,6 +88,25 @@ func (l *RateLimiter) Allow(key string) (bool, time.Duration) {
 	return true, 0
 }
 
+// Peek answers whether key's next request would be allowed, and if not how long until it would, without
+// taking anything from its bucket: for limits charged only on failure (a wrong token), checked before the work.
+func (l *RateLimiter) Peek(key string) (bool, time.Duration) {
+	if l == nil {
+		return true, 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.clients[key]
+	if !ok {
+		return true, 0 // an unknown client's bucket is full
+	}
+	now := l.now()
+	r := b.lim.ReserveN(now, 1)
+	d := r.DelayFrom(now)
+	r.CancelAt(now)
+	return d <= 0, max(d, 0)
+}
+
 // makeRoom keeps the table under maxClients: first it forgets idle clients (their buckets are full anyway);
 // if every client is active, it forgets one at random, which only ever lets that client burst again.
 func (l *RateLimiter) makeRoom(now time.Time) {

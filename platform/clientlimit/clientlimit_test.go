@@ -63,6 +63,37 @@ func TestRateLimiter_Allow(t *testing.T) {
 	}
 }
 
+func TestRateLimiter_Peek(t *testing.T) {
+	l, clock := newLimiter(0.5, 2, 10) // bursts of 2, one more every 2 s
+	if ok, _ := l.Peek("a"); !ok {
+		t.Fatal("Peek of an unknown client: refused; want allowed")
+	}
+	for i := range 5 {
+		if ok, _ := l.Peek("a"); !ok {
+			t.Fatalf("Peek %d before any request: refused; Peek must take nothing", i)
+		}
+	}
+	l.Allow("a")
+	l.Allow("a")
+	ok, retry := l.Peek("a")
+	if ok || retry != 2*time.Second {
+		t.Fatalf("Peek after the burst = %v, %v; want refused, retry in 2s", ok, retry)
+	}
+	if ok, _ := l.Peek("b"); !ok {
+		t.Fatal("another client: refused")
+	}
+	clock.add(2 * time.Second)
+	if ok, _ := l.Peek("a"); !ok {
+		t.Fatal("Peek after the refill: refused")
+	}
+	if ok, _ := l.Allow("a"); !ok {
+		t.Fatal("Allow after Peek: refused; Peek must not have taken the refilled request")
+	}
+	if ok, _ := NewRateLimiter(0, 1, 1).Peek("a"); !ok {
+		t.Fatal("no limit: refused")
+	}
+}
+
 func TestRateLimiter_off(t *testing.T) {
 	for _, perSecond := range []float64{0, -1} {
 		l := NewRateLimiter(perSecond, 1, 1)
