@@ -6,13 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 
 	consul "github.com/hashicorp/consul/api"
+	"github.com/pizzajoint/mesh/platform/servicedir"
 )
 
 // Instance is one running copy of a service: what it is (its AppRole and Consul service name), its ID in Consul,
@@ -38,7 +39,58 @@ const (
 	secretIDAccessorTag = "instance"
 )
 
-func (i Instance) path(name string) string { return filepath.Join(i.Dir, name) }
+// open opens the instance's folder without following links (platform/servicedir): after the first delivery it
+// belongs to the service's account, which may have planted a link at any name in it. The folder is made when
+// missing and given to Owner when set; files written into it belong to the folder's owner.
+func (p *Provisioner) open(i Instance) (*servicedir.Dir, error) {
+	return openServiceDir(i.Dir, i.Owner, p.logger)
+}
+
+func openServiceDir(dir, owner string, logger *slog.Logger) (*servicedir.Dir, error) {
+	d, err := servicedir.Create(dir, 0o700, logger)
+	if err != nil {
+		return nil, err
+	}
+	if owner != "" {
+		o, err := servicedir.ParseOwner(owner)
+		if err == nil {
+			err = d.Own(o, 0o700)
+		}
+		if err != nil {
+			d.Close()
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// checkNames refuses a delivery before anything is minted when a name it writes holds a planted link (the
+// writes refuse it again; this keeps Vault and Consul free of credentials that could not be delivered).
+func checkNames(d *servicedir.Dir, names ...string) error {
+	for _, n := range names {
+		if _, err := d.Exists(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readTrimmed reads a small file root wrote into a service folder ("" when it is missing).
+func readTrimmed(d *servicedir.Dir, name string) (string, error) {
+	b, err := d.ReadFile(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	return strings.TrimSpace(string(b)), err
+}
+
+// writeServiceSecret writes a non-empty secret (0600) into a service folder.
+func writeServiceSecret(d *servicedir.Dir, name, value string) error {
+	if value == "" {
+		return fmt.Errorf("refusing to write an empty secret to %s", filepath.Join(d.Path(), name))
+	}
+	return d.WriteFile(name, []byte(value), 0o600)
+}
 
 func (i Instance) valid() error {
 	if !slices.Contains(Roles, i.Service) {
@@ -57,49 +109,38 @@ func (p *Provisioner) Deliver(ctx context.Context, inst Instance) error {
 	if err := inst.valid(); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(inst.Dir, 0o700); err != nil {
+	d, err := p.open(inst)
+	if err != nil {
 		return err
+	}
+	defer d.Close()
+	names := []string{RoleIDFile, SecretIDFile}
+	if inst.Consul {
+		names = append(names, ConsulTokenFile, consulAccessorFile)
+	}
+	if err := checkNames(d, names...); err != nil {
+		return fmt.Errorf("deliver %s: %w", inst.ID, err)
 	}
 	sec, err := p.read(ctx, "auth/approle/role/"+inst.Service+"/role-id")
 	if err != nil {
 		return err
 	}
 	roleID, _ := sec.Data["role_id"].(string)
-	if err := writeSecretFile(inst.path(RoleIDFile), roleID); err != nil {
+	if err := writeServiceSecret(d, RoleIDFile, roleID); err != nil {
 		return err
 	}
-	if err := p.DeliverSecretID(ctx, inst); err != nil {
+	if err := p.deliverSecretID(ctx, inst, d); err != nil {
 		return err
 	}
 	if inst.Consul {
 		if err := p.withConsulToken(ctx, "provisioner", func(c *consul.Client) error {
-			return p.ensureServiceToken(ctx, c, inst)
+			return p.ensureServiceToken(ctx, c, inst, d)
 		}); err != nil {
 			return err
 		}
 	}
-	if err := chownTree(inst.Dir, inst.Owner); err != nil {
-		return err
-	}
 	p.logger.Info("credentials delivered", "instance", inst.ID, "service", inst.Service, "dir", inst.Dir)
 	return nil
-}
-
-// chownTree gives dir and everything in it to owner ("uid:gid"; "" changes nothing).
-func chownTree(dir, owner string) error {
-	if owner == "" {
-		return nil
-	}
-	uid, gid, err := parseOwner(owner)
-	if err != nil {
-		return err
-	}
-	return filepath.WalkDir(dir, func(path string, _ fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(path, uid, gid)
-	})
 }
 
 // parseOwner reads "uid:gid" or "uid" (the group then equals the uid).
@@ -121,6 +162,21 @@ func parseOwner(owner string) (uid, gid int, err error) {
 // instance's earlier secret_ids. The service unwraps a new file as soon as it sees it, so a stolen copy of the
 // file is useless once the service has it, and the service notices if someone else unwrapped it first.
 func (p *Provisioner) DeliverSecretID(ctx context.Context, inst Instance) error {
+	if err := inst.valid(); err != nil {
+		return err
+	}
+	d, err := p.open(inst)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := checkNames(d, SecretIDFile); err != nil {
+		return fmt.Errorf("deliver a secret_id to %s: %w", inst.ID, err)
+	}
+	return p.deliverSecretID(ctx, inst, d)
+}
+
+func (p *Provisioner) deliverSecretID(ctx context.Context, inst Instance, d *servicedir.Dir) error {
 	old, err := p.secretIDAccessors(ctx, inst)
 	if err != nil {
 		return err
@@ -154,7 +210,7 @@ func (p *Provisioner) DeliverSecretID(ctx context.Context, inst Instance) error 
 	if value == "" {
 		return fmt.Errorf("vault gave no secret_id (wrapped: %t) for %s", p.cfg.Approle.Wrap, inst.ID)
 	}
-	if err := writeSecretFile(inst.path(SecretIDFile), value); err != nil {
+	if err := writeServiceSecret(d, SecretIDFile, value); err != nil {
 		return err
 	}
 	for _, acc := range old {
@@ -196,21 +252,34 @@ func (p *Provisioner) secretIDAccessors(ctx context.Context, inst Instance) ([]s
 
 // ensureServiceToken keeps the instance's Consul token if Consul still knows it, else mints one whose only
 // rights are its service's identity: register that service and its sidecar, discover others, nothing else.
-func (p *Provisioner) ensureServiceToken(ctx context.Context, c *consul.Client, inst Instance) error {
-	if b, err := os.ReadFile(inst.path(consulAccessorFile)); err == nil {
-		if _, err := os.Stat(inst.path(ConsulTokenFile)); err == nil {
-			if tok, _, err := c.ACL().TokenRead(strings.TrimSpace(string(b)), p.q(ctx)); err == nil && tok != nil {
-				return nil
-			}
+func (p *Provisioner) ensureServiceToken(ctx context.Context, c *consul.Client, inst Instance, d *servicedir.Dir) error {
+	acc, err := readTrimmed(d, consulAccessorFile)
+	if err != nil {
+		return err
+	}
+	has, err := d.Exists(ConsulTokenFile)
+	if err != nil {
+		return err
+	}
+	if acc != "" && has {
+		if tok, _, err := c.ACL().TokenRead(acc, p.q(ctx)); err == nil && tok != nil {
+			return nil
 		}
 	}
-	_, err := p.mintServiceToken(ctx, c, inst)
+	_, err = p.mintServiceToken(ctx, c, inst, d)
 	return err
 }
 
 // mintServiceToken creates a token for inst and writes it (and its accessor) into the instance's folder,
 // returning the accessor of the token it replaced, if any.
-func (p *Provisioner) mintServiceToken(ctx context.Context, c *consul.Client, inst Instance) (previous string, err error) {
+func (p *Provisioner) mintServiceToken(ctx context.Context, c *consul.Client, inst Instance, d *servicedir.Dir) (previous string, err error) {
+	// Read before minting: a planted accessor file stops the rotation before Consul holds a token nobody gets.
+	if previous, err = readTrimmed(d, consulAccessorFile); err != nil {
+		return "", err
+	}
+	if err := checkNames(d, ConsulTokenFile); err != nil {
+		return "", err
+	}
 	tok, _, err := c.ACL().TokenCreate(&consul.ACLToken{
 		Description:       inst.ID + " (meshctl)",
 		ServiceIdentities: []*consul.ACLServiceIdentity{{ServiceName: inst.Service}},
@@ -218,13 +287,10 @@ func (p *Provisioner) mintServiceToken(ctx context.Context, c *consul.Client, in
 	if err != nil {
 		return "", fmt.Errorf("consul token for %s: %w", inst.ID, err)
 	}
-	if b, err := os.ReadFile(inst.path(consulAccessorFile)); err == nil {
-		previous = strings.TrimSpace(string(b))
-	}
-	if err := writeSecretFile(inst.path(ConsulTokenFile), tok.SecretID); err != nil {
+	if err := writeServiceSecret(d, ConsulTokenFile, tok.SecretID); err != nil {
 		return "", err
 	}
-	if err := os.WriteFile(inst.path(consulAccessorFile), []byte(tok.AccessorID+"\n"), 0o600); err != nil {
+	if err := d.WriteFile(consulAccessorFile, []byte(tok.AccessorID+"\n"), 0o600); err != nil {
 		return "", err
 	}
 	p.logger.Info("consul token minted (service identity)", "instance", inst.ID, "service", inst.Service, "accessor", tok.AccessorID)
@@ -237,28 +303,40 @@ func (p *Provisioner) RotateConsulToken(ctx context.Context, inst Instance) erro
 	if err := inst.valid(); err != nil {
 		return err
 	}
+	d, err := p.open(inst)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := checkNames(d, ConsulTokenFile, consulAccessorFile, consulPreviousFile); err != nil {
+		return fmt.Errorf("rotate the consul token of %s: %w", inst.ID, err)
+	}
 	return p.withConsulToken(ctx, "provisioner", func(c *consul.Client) error {
-		prev, err := p.mintServiceToken(ctx, c, inst)
+		prev, err := p.mintServiceToken(ctx, c, inst, d)
 		if err != nil {
 			return err
 		}
 		if prev == "" {
 			return nil
 		}
-		return os.WriteFile(inst.path(consulPreviousFile), []byte(prev+"\n"), 0o600)
+		return d.WriteFile(consulPreviousFile, []byte(prev+"\n"), 0o600)
 	})
 }
 
 // RetireConsulToken deletes the token RotateConsulToken replaced.
 func (p *Provisioner) RetireConsulToken(ctx context.Context, inst Instance) error {
-	b, err := os.ReadFile(inst.path(consulPreviousFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
+	if err := inst.valid(); err != nil {
+		return err
 	}
+	d, err := p.open(inst)
 	if err != nil {
 		return err
 	}
-	acc := strings.TrimSpace(string(b))
+	defer d.Close()
+	acc, err := readTrimmed(d, consulPreviousFile)
+	if err != nil || acc == "" {
+		return err
+	}
 	if err := p.withConsulToken(ctx, "provisioner", func(c *consul.Client) error {
 		_, err := c.ACL().TokenDelete(acc, p.w(ctx))
 		if err != nil && strings.Contains(err.Error(), "not found") {
@@ -269,7 +347,7 @@ func (p *Provisioner) RetireConsulToken(ctx context.Context, inst Instance) erro
 		return fmt.Errorf("delete the previous consul token of %s: %w", inst.ID, err)
 	}
 	p.logger.Info("previous consul token deleted", "instance", inst.ID, "accessor", acc)
-	return os.Remove(inst.path(consulPreviousFile))
+	return d.Remove(consulPreviousFile)
 }
 
 // Agent is a Consul client agent that needs a token with its node's identity before it starts: Compose runs one
@@ -293,13 +371,26 @@ func (p *Provisioner) DeliverAgentToken(ctx context.Context, a Agent) error {
 	if a.Node == "" || a.File == "" {
 		return errors.New("an agent needs a node name and a file")
 	}
-	accessorFile := a.File + ".accessor"
-	err := p.withConsulToken(ctx, "provisioner", func(c *consul.Client) error {
-		if b, err := os.ReadFile(accessorFile); err == nil {
-			if _, err := os.Stat(a.File); err == nil {
-				if tok, _, err := c.ACL().TokenRead(strings.TrimSpace(string(b)), p.q(ctx)); err == nil && tok != nil {
-					return nil
-				}
+	// The agent's folder belongs to the agent's user: written without following links, like an instance's.
+	d, err := openServiceDir(filepath.Dir(a.File), a.Owner, p.logger)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	file := filepath.Base(a.File)
+	accessorFile := file + ".accessor"
+	return p.withConsulToken(ctx, "provisioner", func(c *consul.Client) error {
+		acc, err := readTrimmed(d, accessorFile)
+		if err != nil {
+			return err
+		}
+		has, err := d.Exists(file)
+		if err != nil {
+			return err
+		}
+		if acc != "" && has {
+			if tok, _, err := c.ACL().TokenRead(acc, p.q(ctx)); err == nil && tok != nil {
+				return nil
 			}
 		}
 		tok, _, err := c.ACL().TokenCreate(&consul.ACLToken{
@@ -309,17 +400,13 @@ func (p *Provisioner) DeliverAgentToken(ctx context.Context, a Agent) error {
 		if err != nil {
 			return fmt.Errorf("agent token for %s: %w", a.Node, err)
 		}
-		if err := writeSecretFile(a.File, agentTokenConfig(tok.SecretID)); err != nil {
+		if err := writeServiceSecret(d, file, agentTokenConfig(tok.SecretID)); err != nil {
 			return err
 		}
-		if err := os.WriteFile(accessorFile, []byte(tok.AccessorID+"\n"), 0o600); err != nil {
+		if err := d.WriteFile(accessorFile, []byte(tok.AccessorID+"\n"), 0o600); err != nil {
 			return err
 		}
 		p.logger.Info("consul agent token delivered (node identity)", "node", a.Node, "accessor", tok.AccessorID)
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	return chownTree(filepath.Dir(a.File), a.Owner)
 }

@@ -1,6 +1,7 @@
 package provision
 
 import (
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -73,29 +74,33 @@ func TestLocalNetworks(t *testing.T) {
 	}
 }
 
-func TestChownTreeAndAgentConfig(t *testing.T) {
-	dir := t.TempDir()
-	if err := writeSecretFile(filepath.Join(dir, "token.hcl"), agentTokenConfig("abc-123")); err != nil {
+func TestServiceDirOwnerAndAgentConfig(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "agent")
+	if _, err := openServiceDir(dir, "pizza", slog.Default()); err == nil {
+		t.Fatal("a non-numeric owner was accepted")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("changing owners needs root")
+	}
+	d, err := openServiceDir(dir, "10001:10002", slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := writeServiceSecret(d, "token.hcl", agentTokenConfig("abc-123")); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "token.hcl"))
 	if err != nil || !strings.Contains(string(b), `agent = "abc-123"`) {
 		t.Fatalf("agent config = %q, %v", b, err)
 	}
-	if err := chownTree(dir, "pizza"); err == nil {
-		t.Fatal("a non-numeric owner was accepted")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("changing owners needs root")
-	}
-	if err := chownTree(dir, "10001:10002"); err != nil {
-		t.Fatal(err)
-	}
-	st, err := os.Stat(filepath.Join(dir, "token.hcl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if uid, gid := statOwner(st); uid != 10001 || gid != 10002 {
-		t.Fatalf("owner = %d:%d, want 10001:10002", uid, gid)
+	for _, p := range []string{dir, filepath.Join(dir, "token.hcl")} {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if uid, gid := statOwner(st); uid != 10001 || gid != 10002 {
+			t.Fatalf("%s: owner = %d:%d, want 10001:10002", p, uid, gid)
+		}
 	}
 }

@@ -67,3 +67,6 @@ port_free() { ! (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
 # new_secret: a random 32-byte hex string, printed to stdout only (callers pipe it, never put it on argv).
 new_secret() { od -An -N32 -tx1 /dev/urandom | tr -d ' \n'; }
+
+# owner_of USER: "uid:gid" of USER for meshctl's deliveries, or nothing when every process runs as the caller.
+owner_of() { if ((SERVICE_USERS)); then echo "$(id -u "$1"):$(id -g "$1")"; fi; }

@@ -12,7 +12,8 @@
 #   consul-token  a new Consul token for INSTANCE (default order-1): the service picks it up, its sidecar restarts
 #                 with it, then the old token is deleted
 #
-# Vault and Consul are changed by meshctl with the operator token; this script only adds the process steps.
+# Vault and Consul are changed by meshctl with the operator token; this script only adds the process steps. Files
+# in a service's folder are written by meshctl alone, each owned by the folder's owner, never through a link.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$SCRIPTS_DIR/settings.sh"
@@ -37,7 +38,6 @@ rotate_secret_id() {
   local id
   for id in $(order_instances); do
     (as_instance order "$id" && meshctl rotate secret-id)
-    stack own "$ORDER_USER" "$CREDS_DIR/$id"
     log "new wrapped secret_id delivered to $id; the previous one is destroyed"
   done
 }
@@ -46,8 +46,7 @@ rewrap_pii() {
   local dir="$CREDS_DIR/order-rewrap" rc=0
   [[ -x "$BIN_DIR/order" ]] || die "no order binary in $BIN_DIR"
   # A one-shot instance with credentials of its own: the replicas' secret_ids are theirs alone.
-  (as_instance order order-rewrap && export MESHCTL_INSTANCE_CONSUL=false && meshctl deliver)
-  stack own "$ORDER_USER" "$dir"
+  (as_instance order order-rewrap && export MESHCTL_INSTANCE_CONSUL=false MESHCTL_INSTANCE_OWNER="$(owner_of "$ORDER_USER")" && meshctl deliver)
   (
     export ORDER_DB_ADDR="127.0.0.1:$MYSQL_PORT" ORDER_VAULT_ADDR="$VAULT_ADDR" ORDER_VAULT_CA_CERT="$VAULT_CACERT" \
       ORDER_VAULT_ROLE=order ORDER_VAULT_ROLE_ID_FILE="$dir/role-id" ORDER_VAULT_SECRET_ID_FILE="$dir/secret-id"
@@ -69,12 +68,11 @@ rotate_gateway_cert() {
 }
 
 rotate_consul_token() {
-  local id="${1:-$ORDER_SERVICE_ID}" service=order user="$ORDER_USER"
-  [[ "$id" == gateway* ]] && service=gateway user="$GATEWAY_USER"
+  local id="${1:-$ORDER_SERVICE_ID}" service=order
+  [[ "$id" == gateway* ]] && service=gateway
   [[ -d "$CREDS_DIR/$id" ]] || die "no instance $id (no folder $CREDS_DIR/$id)"
   as_instance "$service" "$id"
   meshctl rotate consul-token
-  stack own "$user" "$CREDS_DIR/$id"
   # The service reads its token file before every registration check and registers again with the new token;
   # the built-in proxy reads its token once, so the sidecar restarts (the gateway retries meanwhile).
   stack restart-sidecar "$id"

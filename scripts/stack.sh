@@ -369,22 +369,15 @@ bootstrap() {
 # ---- Go services ---------------------------------------------------------------------------------------------
 
 # deliver SERVICE ID USER [consul]: credentials for one instance into its own folder, readable by USER only.
+# meshctl makes the folder and gives it and each file to USER by descriptor, never following a link that USER
+# planted in it (platform/servicedir); a planted link fails the delivery.
 deliver() {
   local dir="$CREDS_DIR/$2"
-  mkdir -p "$dir"
   (
     export MESHCTL_INSTANCE_SERVICE="$1" MESHCTL_INSTANCE_ID="$2" MESHCTL_INSTANCE_DIR="$dir" \
-      MESHCTL_INSTANCE_CONSUL="$([[ "${4:-}" == consul ]] && echo true || echo false)"
+      MESHCTL_INSTANCE_CONSUL="$([[ "${4:-}" == consul ]] && echo true || echo false)" MESHCTL_INSTANCE_OWNER="$(owner_of "$3")"
     meshctl deliver
   ) || { tail -n 20 "$LOG_DIR/meshctl.log" >&2; die "meshctl deliver $2 failed (see $LOG_DIR/meshctl.log)"; }
-  own "$3" "$dir"
-}
-
-# own USER DIR: DIR and its files belong to USER alone.
-own() {
-  chmod -R go-rwx "$2"
-  ((SERVICE_USERS)) && chown -R "$1:$1" "$2"
-  return 0
 }
 
 # run_migrations: `order migrate` as MIGRATE_USER, an account of its own, with a DDL user from Vault. Its
@@ -459,12 +452,13 @@ menu_end_to_end() {
 
 # deliver_gateway_cert: the gateway's certificate and key, copied into its own folder (the key is its alone).
 # The gateway re-reads them when they change, so a rotation is a new copy.
+# `meshctl install`, not cp/mv: the folder is the gateway account's, which must not aim root's copy elsewhere.
 deliver_gateway_cert() {
-  local dir="$CREDS_DIR/$GATEWAY_SERVICE_ID/tls"
-  mkdir -p "$dir"
-  cp "$GATEWAY_TLS_CERT_FILE" "$dir/.server.pem.new" && cp "$GATEWAY_TLS_KEY_FILE" "$dir/.server-key.pem.new"
-  own "$GATEWAY_USER" "$CREDS_DIR/$GATEWAY_SERVICE_ID"
-  mv -f "$dir/.server-key.pem.new" "$dir/server-key.pem" && mv -f "$dir/.server.pem.new" "$dir/server.pem"
+  local owner
+  owner="$(owner_of "$GATEWAY_USER")"
+  "$BIN_DIR/meshctl" install ${owner:+-owner "$owner"} "$CREDS_DIR/$GATEWAY_SERVICE_ID" \
+    "$GATEWAY_TLS_KEY_FILE" tls/server-key.pem "$GATEWAY_TLS_CERT_FILE" tls/server.pem 2>>"$LOG_DIR/meshctl.log" ||
+    { tail -n 5 "$LOG_DIR/meshctl.log" >&2; die "the gateway's certificate was not delivered (see $LOG_DIR/meshctl.log)"; }
 }
 
 start_gateway() {
@@ -488,10 +482,11 @@ start_gateway() {
   wait_for "gateway" "$STACK_TIMEOUT" "$LOG_DIR/gateway.log" gateway_live
 }
 
-# consul_as ID PATH: GET PATH from the agent with instance ID's own token (sent on stdin, never on argv).
+# consul_as ID PATH: GET PATH from the agent with instance ID's own token (sent on stdin, never on argv). The
+# token is read as the instance's account: through a link it planted, root would read what that account may not.
 consul_as() {
   local token
-  token="$(<"$CREDS_DIR/$1/consul-token")"
+  token="$(read_as "$(user_of "$1")" "$CREDS_DIR/$1/consul-token")"
   printf 'X-Consul-Token: %s\n' "$token" | consul_curl "$2" -H @-
 }
 
@@ -501,6 +496,11 @@ sidecar_registered() { sidecar_port "$1" >/dev/null; }
 listening() { ! port_free 127.0.0.1 "$1"; }
 # passing_in_consul ID: the agent's health of instance ID (and, for ID-sidecar-proxy, of its sidecar) is passing.
 passing_in_consul() { consul_as "${1%-sidecar-proxy}" "/v1/agent/health/service/id/$1" >/dev/null; }
+
+# read_as USER FILE: FILE's content read by USER (bounded: a planted FIFO must not hang the stack).
+read_as() {
+  if ((SERVICE_USERS)); then timeout 5 setpriv --reuid="$1" --regid="$1" --clear-groups -- cat -- "$2"; else timeout 5 cat -- "$2"; fi
+}
 
 # service_of ID, user_of ID: the service and the OS user of an instance (and of its sidecar).
 service_of() { if [[ "$1" == gateway* ]]; then echo gateway; else echo order; fi; }
@@ -657,7 +657,6 @@ case "${1:-}" in
   stop-process) [[ "${2:-}" =~ ^[a-z0-9-]+$ ]] || die "usage: $0 stop-process NAME (mariadb, order-2, …)"; stop_process "$2" ;;
   meshctl) shift; meshctl "$@" ;;
   deliver-gateway-cert) GATEWAY_TLS_CERT_FILE="$CERTS_DIR/server.pem" GATEWAY_TLS_KEY_FILE="$CERTS_DIR/server-key.pem" deliver_gateway_cert ;;
-  own) own "$2" "$3" ;;
   run-delivered) shift; run_delivered "$@" ;; # supervised commands (spawn), not for operators
   run-vault) run_vault ;;
   *) die "usage: $0 start|stop|status|restart-sidecar ID|start-mariadb|stop-process NAME" ;;

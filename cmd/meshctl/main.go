@@ -12,6 +12,8 @@
 //	meshctl probe [-cacert F] URL     exit 0 if URL answers 2xx within a timeout (images' health checks)
 //	meshctl pause                     do nothing until stopped: owns a Compose pod's network namespace
 //	meshctl gossip-key [-owner U:G] FILE...  one gossip encryption key for a stack's Consul agents (kept if present)
+//	meshctl install [-owner U:G] [-mode M] DIR SRC NAME...  copy root's files into a service's folder without
+//	                                  following the links it may hold (platform/servicedir; the shell's cp/mv)
 //	meshctl host-filter apply|remove|show TABLE [PORT...]  the local stack's owner-matched packet filter (root)
 //	meshctl rotate WHAT               db-creds | db-root | transit-key | connect-ca | logins
 //	                                  | secret-id | consul-token | consul-token-retire   (these three: MESHCTL_INSTANCE_*)
@@ -59,6 +61,7 @@ type config struct {
 		ID      string `conf:"help:the instance's Consul service ID, e.g. order-1"`
 		Dir     string `conf:"help:the instance's credentials folder"`
 		Consul  bool   `conf:"default:false,help:the instance registers with Consul and gets a Consul token"`
+		Owner   string `conf:"help:numeric uid:gid that the instance's folder and files belong to (default: the folder's owner)"`
 	}
 	Front frontConfig
 	// UnsealEvery makes `meshctl unseal` keep Vault unsealed, checking this often, until stopped.
@@ -85,8 +88,12 @@ func main() {
 				os.Exit(1)
 			}
 			return
-		case "gossip-key":
-			if err := gossipKey(os.Args[2:], os.Stderr); err != nil {
+		case "gossip-key", "install":
+			cmd := gossipKey
+			if os.Args[1] == "install" {
+				cmd = install
+			}
+			if err := cmd(os.Args[2:], os.Stderr); err != nil {
 				fmt.Fprintln(os.Stderr, "meshctl:", err)
 				os.Exit(1)
 			}
@@ -120,7 +127,8 @@ func run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	inst := provision.Instance{Service: cfg.Instance.Service, ID: cfg.Instance.ID, Dir: cfg.Instance.Dir, Consul: cfg.Instance.Consul}
+	inst := provision.Instance{Service: cfg.Instance.Service, ID: cfg.Instance.ID, Dir: cfg.Instance.Dir, Consul: cfg.Instance.Consul,
+		Owner: cfg.Instance.Owner}
 
 	switch cmd := cfg.Args.Num(0); cmd {
 	case "bootstrap", "setup":
