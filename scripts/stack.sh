@@ -198,6 +198,11 @@ ensure_certs() {
   fi
   "$BIN_DIR/devcerts" -out "$CERTS_DIR" -name vault >>"$LOG_DIR/devcerts.log" 2>&1 || die "devcerts (vault) failed"
   "$BIN_DIR/devcerts" -out "$CERTS_DIR" -name consul -hosts "$lan" >>"$LOG_DIR/devcerts.log" 2>&1 || die "devcerts (consul) failed"
+  # The Consul server's RPC certificate: the name agents check with verify_server_hostname, and good as a client
+  # certificate too (the server presents it when it dials). Root's alone, like the key.
+  "$BIN_DIR/devcerts" -out "$CERTS_DIR" -name consul-rpc -hosts server.dc1.consul -client-auth >>"$LOG_DIR/devcerts.log" 2>&1 ||
+    die "devcerts (consul-rpc) failed"
+  chmod 600 "$CERTS_DIR/consul-rpc.pem"
   chmod 644 "$CERTS_DIR/ca.pem"
 }
 
@@ -244,6 +249,8 @@ cmd_start_mariadb() {
 consul_curl() { local path="$1"; shift; "$CURL" -fsS --unix-socket "$CONSUL_SOCKET" "$@" "http://consul$path"; }
 consul_leader() { [[ "$(consul_curl /v1/status/leader)" == \"*:*\" ]]; }
 
+CONSUL_GOSSIP_FILE="$STATE_DIR/consul-gossip.hcl" # encrypt = "…", 0600 root
+
 write_consul_config() {
   # Paths and ports depend on STATE_DIR and the settings; the static settings stay in consul/agent.hcl.
   cat >"$STATE_DIR/consul.hcl" <<EOF
@@ -266,7 +273,26 @@ ports {
   sidecar_min_port = $CONSUL_SIDECAR_MIN_PORT
   sidecar_max_port = $CONSUL_SIDECAR_MAX_PORT
 }
+# Server RPC takes only TLS with a certificate from the project's CA, and an agent dialing a server checks that it
+# is one (server.dc1.consul): the host filter keeps other accounts off the port, this keeps off anyone without a
+# certificate. The agent has no HTTPS listener (its API is the unix socket), so browsers never meet this.
+tls {
+  defaults {
+    ca_file         = "$CERTS_DIR/ca.pem"
+    cert_file       = "$CERTS_DIR/consul-rpc.pem"
+    key_file        = "$CERTS_DIR/consul-rpc-key.pem"
+    verify_outgoing = true
+  }
+  internal_rpc {
+    verify_incoming        = true
+    verify_server_hostname = true
+  }
+}
 EOF
+  # The gossip key: made once and kept, since the data folder's keyring holds it from the first start on; in a
+  # root-only file (never on argv) that the agent reads with -config-file.
+  "$BIN_DIR/meshctl" gossip-key "$CONSUL_GOSSIP_FILE" 2>>"$LOG_DIR/meshctl.log" ||
+    { tail -n 5 "$LOG_DIR/meshctl.log" >&2; die "meshctl gossip-key failed (see $LOG_DIR/meshctl.log)"; }
 }
 
 start_consul() {
@@ -276,7 +302,8 @@ start_consul() {
     need_port consul-server "$CONSUL_SERVER_PORT"
     write_consul_config
     log "starting Consul server agent (ACLs on, data in $STATE_DIR/consul; log: $LOG_DIR/consul.log)"
-    spawn consul root "$CONSUL" agent -config-file="$ROOT_DIR/consul/agent.hcl" -config-file="$STATE_DIR/consul.hcl"
+    spawn consul root "$CONSUL" agent -config-file="$ROOT_DIR/consul/agent.hcl" -config-file="$STATE_DIR/consul.hcl" \
+      -config-file="$CONSUL_GOSSIP_FILE"
   fi
   wait_for "Consul leader" "$STACK_TIMEOUT" "$LOG_DIR/consul.log" consul_leader
   log "Consul ready at $CONSUL_HTTP_ADDR"

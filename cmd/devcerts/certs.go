@@ -35,9 +35,12 @@ type options struct {
 	Dir string
 	// Name is the certificate's file name stem: "server" (the gateway) writes server.pem and server-key.pem;
 	// "vault" and "consul" get listener certificates of their own, never the gateway's.
-	Name           string
-	Hosts          []string // extra DNS names or IPs
-	Renew          bool     // re-issue the server certificate even when it is still good
+	Name  string
+	Hosts []string // extra DNS names or IPs
+	Renew bool     // re-issue the server certificate even when it is still good
+	// ClientAuth makes the certificate good for TLS clients too: a Consul server presents one certificate both
+	// when it answers RPC and when it dials another agent, and verify_incoming checks it on both sides.
+	ClientAuth     bool
 	Now            time.Time
 	CAValidity     time.Duration
 	ServerValidity time.Duration
@@ -185,9 +188,11 @@ func loadServer(certPath, keyPath string, ca *x509.Certificate, names []string, 
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(ca)
-	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: opts.Now,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
-		return nil, err
+	for _, usage := range extKeyUsages(opts) {
+		if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: opts.Now,
+			KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
+			return nil, err
+		}
 	}
 	for _, n := range names {
 		if err := cert.VerifyHostname(n); err != nil {
@@ -201,6 +206,14 @@ func loadServer(certPath, keyPath string, ca *x509.Certificate, names []string, 
 		return nil, err
 	}
 	return cert, nil
+}
+
+// extKeyUsages: server authentication, and client authentication too when asked.
+func extKeyUsages(opts options) []x509.ExtKeyUsage {
+	if opts.ClientAuth {
+		return []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	}
+	return []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 }
 
 func issueServer(certPath, keyPath string, ca *x509.Certificate, caKey crypto.Signer, names []string, opts options) (*x509.Certificate, error) {
@@ -218,7 +231,7 @@ func issueServer(certPath, keyPath string, ca *x509.Certificate, caKey crypto.Si
 		NotBefore:    opts.Now.Add(-time.Hour),
 		NotAfter:     opts.Now.Add(opts.ServerValidity),
 		KeyUsage:     x509.KeyUsageDigitalSignature, // ECDSA keys sign; there is no key encipherment
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:  extKeyUsages(opts),
 	}
 	for _, n := range names {
 		if ip := net.ParseIP(n); ip != nil {

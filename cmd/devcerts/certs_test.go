@@ -325,3 +325,41 @@ func TestRunDeliversPairAndCA(t *testing.T) {
 		t.Fatal("a non-numeric owner was accepted")
 	}
 }
+
+// A certificate asked with ClientAuth verifies as a TLS client too (a Consul server's RPC certificate, which it
+// also presents when it dials), and one issued without it is re-issued when the client use is asked later.
+func TestEnsureCerts_clientAuth(t *testing.T) {
+	dir := t.TempDir()
+	opts := defaultOptions(dir, t0)
+	opts.Name, opts.Hosts = "consul-rpc", []string{"server.dc1.consul"}
+	if _, err := ensureCerts(opts); err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(readCert(t, filepath.Join(dir, caCertName)))
+	verifyAs := func(usage x509.ExtKeyUsage) error {
+		cert := readCert(t, filepath.Join(dir, "consul-rpc.pem"))
+		_, err := cert.Verify(x509.VerifyOptions{DNSName: "server.dc1.consul", Roots: roots, CurrentTime: t0,
+			KeyUsages: []x509.ExtKeyUsage{usage}})
+		return err
+	}
+	if err := verifyAs(x509.ExtKeyUsageClientAuth); err == nil {
+		t.Fatal("a certificate issued without ClientAuth verifies as a client")
+	}
+	opts.ClientAuth = true
+	res, err := ensureCerts(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.ServerIssued {
+		t.Fatal("asking for ClientAuth kept a server-only certificate")
+	}
+	for _, usage := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
+		if err := verifyAs(usage); err != nil {
+			t.Errorf("usage %v: %v", usage, err)
+		}
+	}
+	if res, err = ensureCerts(opts); err != nil || res.ServerIssued {
+		t.Fatalf("rerun with ClientAuth: issued %v, err %v; want the good certificate kept", res.ServerIssued, err)
+	}
+}

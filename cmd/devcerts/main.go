@@ -1,7 +1,7 @@
 // Command devcerts writes a development CA and a server certificate for localhost into a folder (certs/ by
 // default), so the gateway can serve HTTPS locally and clients can trust it with --cacert certs/ca.pem.
 //
-//	go run ./cmd/devcerts -out certs [-name server|vault|consul] [-hosts pizza.local,10.0.0.5] [-renew]
+//	go run ./cmd/devcerts -out certs [-name server|vault|consul] [-hosts pizza.local,10.0.0.5] [-renew] [-client-auth]
 //	                      [-to DIR -owner UID:GID] [-ca-to DIR]
 //
 // -to copies the certificate, its key and ca.pem into DIR for the one user (-owner) that serves with them, and
@@ -39,6 +39,7 @@ func run(args []string, logger *slog.Logger) error {
 	to := fs.String("to", "", "also copy the certificate, its key and ca.pem into this folder")
 	owner := fs.String("owner", "", "numeric uid:gid to own the files copied by -to (needs root)")
 	caTo := fs.String("ca-to", "", "also copy ca.pem (public) into this folder")
+	clientAuth := fs.Bool("client-auth", false, "good for TLS clients too (a Consul server's RPC certificate)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -48,6 +49,7 @@ func run(args []string, logger *slog.Logger) error {
 	opts := defaultOptions(*out, time.Now())
 	opts.Renew = *renew
 	opts.Name = *name
+	opts.ClientAuth = *clientAuth
 	for _, h := range strings.Split(*hosts, ",") {
 		if h = strings.TrimSpace(h); h != "" {
 			opts.Hosts = append(opts.Hosts, h)

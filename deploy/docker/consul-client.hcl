@@ -33,3 +33,18 @@ log_level = "INFO"
 
 # No call home: the update check needs the internet, and says nothing an operator needs.
 disable_update_check = true
+
+# RPC to the server in TLS only, to a certificate that names a server (server.dc1.consul) under the project's CA;
+# the agent's own client certificate comes from the server (auto_encrypt), asked with its node token.
+tls {
+  defaults {
+    ca_file         = "/pizza/trust/ca.pem"
+    verify_outgoing = true
+  }
+  internal_rpc {
+    verify_server_hostname = true
+  }
+}
+auto_encrypt {
+  tls = true
+}
