@@ -176,7 +176,7 @@ func TestOperatorRunbookAndRebootstrapLeaveNoRootToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	root.SetToken(token)
+	root.SetToken(remember(token)) // the logs are scanned for it after the tests
 	defer func() {
 		if err := root.Auth().Token().RevokeSelf(""); err != nil {
 			t.Errorf("revoke the test's root token: %v", err)
