@@ -100,8 +100,8 @@ func TestNoTokenAtRestCanWidenItsRights(t *testing.T) {
 		c := vaultAs(t, value)
 		for _, p := range widening {
 			caps, err := c.Sys().CapabilitiesSelf(p)
-			if status := vaultStatus(err); status == 403 {
-				t.Logf("%s: a Vault token that is no longer valid (%v)", rel, err)
+			if vaultStatus(err) == 403 && strings.Contains(err.Error(), "invalid token") {
+				t.Logf("skip %s: a Vault token that is no longer valid (used up or revoked)", rel)
 				return nil
 			}
 			if err != nil {

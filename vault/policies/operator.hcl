@@ -38,3 +38,5 @@ path "secret/data/pizza/staff-tokens" { capabilities = ["create", "read", "updat
 path "sys/leases/revoke" { capabilities = ["update"] }
 path "auth/token/lookup-self" { capabilities = ["read"] }
 path "auth/token/renew-self" { capabilities = ["update"] }
+# What this token may do, asked by its holder (the check in e2e/attacker_tokens_test.go).
+path "sys/capabilities-self" { capabilities = ["update"] }
