@@ -34,8 +34,8 @@ var uuidShape = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f
 
 // Every file under the state folder that holds a Vault token is asked sys/capabilities-self. Folders of servers'
 // data, logs and binaries are skipped with their reason; so is every file that holds no Vault token. Seen red
-// with the old vault/policies/operator.hcl: "vault/operator-token: sys/policies/acl/order: [create read update]",
-// likewise sys/auth/kubernetes [sudo update] (7 of 9 paths).
+// with the old vault/policies/operator.hcl: "vault/operator-token: sys/policies/acl/order: [create read update]"
+// and "vault/operator-token: sys/auth/kubernetes: [sudo update]".
 func TestNoTokenAtRestCanWidenItsRights(t *testing.T) {
 	skipDirs := map[string]string{
 		"bin":             "the stack's Go binaries",
