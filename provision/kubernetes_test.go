@@ -82,9 +82,10 @@ func TestKubernetesRoleFilesRefused(t *testing.T) {
 	}
 }
 
-// meshctl kubernetes-auth, run twice with the operator's token on a real Vault, leaves the auth method configured
-// and the roles as the files say. Vault then reviews tokens with a stand-in of the Kubernetes TokenReview API, so
-// each pod's service-account token logs in as its own role only.
+// meshctl kubernetes-auth, run twice on a real Vault with a root token generated for each run from the unseal
+// key (the operator's token may not enable auth methods), leaves the auth method configured and the roles as the
+// files say. Vault then reviews tokens with a stand-in of the Kubernetes TokenReview API, so each pod's
+// service-account token logs in as its own role only.
 func TestKubernetesAuthAgainstVault(t *testing.T) {
 	v := devserver.StartVault(t)
 	kube := newFakeKubernetes(t)
@@ -94,16 +95,31 @@ func TestKubernetesAuthAgainstVault(t *testing.T) {
 	cfg.Vault.Addr, cfg.Vault.CACert, cfg.Vault.StateDir = v.Addr, v.CACert, t.TempDir()
 	cfg.Kubernetes = KubernetesConfig{Host: kube.url, CACert: kube.caFile, ReviewerJWTFile: kube.reviewerFile}
 	operatorToken(t, v, cfg)
+	devUnsealKey(t, v, cfg)
 
+	// The operator's token at rest is refused: enabling an auth method is provisioning.
+	p, err := New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Authenticate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.KubernetesAuth(ctx); err == nil || !strings.Contains(err.Error(), "permission denied") {
+		t.Fatalf("kubernetes-auth with the operator token: %v; want permission denied", err)
+	}
 	for run := 1; run <= 2; run++ {
 		p, err := New(cfg, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := p.Authenticate(ctx); err != nil {
+		end, err := p.BeginProvisioning(ctx)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if err := p.KubernetesAuth(ctx); err != nil {
+		err = p.KubernetesAuth(ctx)
+		end()
+		if err != nil {
 			t.Fatalf("run %d: %v", run, err)
 		}
 	}
@@ -306,4 +322,22 @@ func writeTestFile(t *testing.T, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// devUnsealKey writes the dev server's unseal key (its log prints it) where meshctl reads it.
+func devUnsealKey(t *testing.T, v *devserver.Vault, cfg Config) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(v.CACert), "vault.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if _, key, ok := strings.Cut(line, "Unseal Key: "); ok {
+			if err := writeSecretFile(filepath.Join(cfg.Vault.StateDir, "unseal-key"), strings.TrimSpace(key)); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+	t.Fatal("the dev Vault's log has no unseal key")
 }

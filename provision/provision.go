@@ -6,7 +6,9 @@
 //
 // Who holds what:
 //   - Vault's root token exists only in memory during the first bootstrap and is revoked at its end.
-//   - The operator holds a periodic token with the exact policy vault/policies/operator.hcl.
+//   - Later provisioning (bootstrap, Kubernetes auth, Connect CA rotation) generates a root token from the unseal
+//     key for its run, trades it for a 15-minute one and revokes both (admin.go); none is written anywhere.
+//   - The operator holds a periodic token with the exact policy vault/policies/operator.hcl: the runbook only.
 //   - Vault holds Consul's management token (it bootstrapped the ACL system); meshctl leases a provisioner token
 //     for minutes per run and revokes it when the run ends.
 //   - Each service instance holds a role_id, a response-wrapped secret_id and a Consul token with its service's
@@ -94,6 +96,8 @@ type Provisioner struct {
 	logger *slog.Logger
 	// root is true while the Vault client holds the root token of a first bootstrap.
 	root bool
+	// admin is true while it holds this run's provisioning token (BeginProvisioning): root policy, minutes.
+	admin bool
 }
 
 // New returns a Provisioner for cfg. It does not call Vault or Consul.

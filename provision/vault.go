@@ -22,8 +22,8 @@ import (
 // Roles are the AppRoles of the mesh, by the policy their tokens carry (the same name).
 var Roles = []string{"order", "order-migrate", "gateway"}
 
-// writePolicies writes vault/policies/*.hcl. The operator policy is written only with the root token: the
-// operator may not widen its own rights.
+// writePolicies writes vault/policies/*.hcl. The operator policy is written only with a root-policy token (the
+// first bootstrap's, or a run's provisioning token): the operator may not widen its own rights.
 func (p *Provisioner) writePolicies(ctx context.Context) error {
 	files, err := filepath.Glob(filepath.Join(p.cfg.Repo, "vault", "policies", "*.hcl"))
 	if err != nil || len(files) == 0 {
@@ -32,7 +32,7 @@ func (p *Provisioner) writePolicies(ctx context.Context) error {
 	var names []string
 	for _, f := range files {
 		name := strings.TrimSuffix(filepath.Base(f), ".hcl")
-		if name == "operator" && !p.root {
+		if name == "operator" && !p.root && !p.admin {
 			continue
 		}
 		rules, err := os.ReadFile(f)

@@ -9,6 +9,9 @@
 //	                                  one run: Compose's one-shot bootstrap container, whose image has no shell
 //	meshctl kubernetes-auth           Vault's Kubernetes auth for a cluster: enable it, point it at the cluster's
 //	                                  API (MESHCTL_KUBERNETES_*), write the roles in vault/kubernetes (idempotent)
+//	                                  (this, bootstrap after the first and rotate connect-ca use a root token made
+//	                                  for the run from the unseal key and revoked at its end; the rest the
+//	                                  operator token)
 //	meshctl probe [-cacert F] URL     exit 0 if URL answers 2xx within a timeout (images' health checks)
 //	meshctl pause                     do nothing until stopped: owns a Compose pod's network namespace
 //	meshctl gossip-key [-owner U:G] FILE...  one gossip encryption key for a stack's Consul agents (kept if present)
@@ -132,11 +135,17 @@ func run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 
 	switch cmd := cfg.Args.Num(0); cmd {
 	case "bootstrap", "setup":
-		if _, err := p.OpenVault(ctx); err != nil {
+		fresh, err := p.OpenVault(ctx)
+		if err != nil {
 			return err
 		}
-		if err := p.Authenticate(ctx); err != nil {
-			return err
+		if !fresh {
+			// Policies, auth methods and mounts: a root token for this run, never the operator's at rest.
+			end, err := p.BeginProvisioning(ctx)
+			if err != nil {
+				return err
+			}
+			defer end()
 		}
 		if err := p.Bootstrap(ctx); err != nil {
 			return err
@@ -161,7 +170,24 @@ func run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 			return errors.New("operator-token reads a root token on stdin (from `vault operator generate-root`)")
 		}
 		return p.ReplaceOperatorToken(ctx, root)
-	case "deliver", "rotate", "token", "kubernetes-auth":
+	case "kubernetes-auth":
+		end, err := p.BeginProvisioning(ctx)
+		if err != nil {
+			return err
+		}
+		defer end()
+	case "rotate":
+		if cfg.Args.Num(1) == "connect-ca" {
+			// A CA rotation mounts the next PKI generation and unmounts an old one: provisioning.
+			end, err := p.BeginProvisioning(ctx)
+			if err != nil {
+				return err
+			}
+			defer end()
+		} else if err := p.Authenticate(ctx); err != nil {
+			return err
+		}
+	case "deliver", "token":
 		if err := p.Authenticate(ctx); err != nil {
 			return err
 		}

@@ -1,52 +1,42 @@
-# The operator's token (meshctl writes it to .state/vault/operator-token at the first bootstrap, then revokes the
-# root token). Exactly the paths that `meshctl bootstrap` needs on later runs and that the runbook uses; nothing
-# else. A new one, or the break-glass path, is in the README ("Operator access").
+# The day-2 operator's token (meshctl writes it to .state/vault/operator-token at the first bootstrap, then revokes
+# the root token): the runbook and nothing else. It writes no policy, auth method, mount or role, so a copy of the
+# file cannot widen its own rights (e2e/attacker_tokens_test.go checks sys/capabilities-self).
+#
+# Which run uses what:
+#   - `meshctl bootstrap` after the first, `meshctl kubernetes-auth`, `meshctl rotate connect-ca`: NOT this token,
+#     but a root token generated for the run from the unseal key, traded for a 15-minute one, revoked at its end
+#     (provision/admin.go). They write policies (this one included), mounts, auth methods and roles.
+#   - `meshctl deliver`, `meshctl rotate` (the rest), `meshctl token`: this token, with the paths below.
+# A new operator token, or the break-glass path, is in the README ("Operator access").
 
-# Bootstrap, re-run on every `make run`: the services' policies (not this one), mounts, roles, database, transit.
-path "sys/policies/acl/order" { capabilities = ["create", "read", "update"] }
-path "sys/policies/acl/order-migrate" { capabilities = ["create", "read", "update"] }
-path "sys/policies/acl/gateway" { capabilities = ["create", "read", "update"] }
-path "sys/policies/acl/connect-ca" { capabilities = ["create", "read", "update"] }
-path "sys/mounts" { capabilities = ["read"] }
-path "sys/auth" { capabilities = ["read"] }
-path "sys/audit" { capabilities = ["read", "sudo"] }
-path "auth/approle/role/+" { capabilities = ["create", "read", "update"] }
+# deliver, rotate secret-id: an instance's role_id, a response-wrapped secret_id, and retiring its earlier ones.
+# Minting a secret_id lets the holder log in as that service: that is delivery, and the reason this file is 0600 root.
 path "auth/approle/role/+/role-id" { capabilities = ["read"] }
-path "database/config/pizza" { capabilities = ["read", "update"] }
-path "database/roles/+" { capabilities = ["create", "read", "update"] }
-path "transit/keys/orders-pii" { capabilities = ["create", "read", "update"] }
-path "consul/config/access" { capabilities = ["read"] }
-path "auth/token/roles/connect-ca" { capabilities = ["read"] }
-path "auth/token/create/connect-ca" { capabilities = ["update"] }
-
-# `meshctl kubernetes-auth`, once per cluster: enable the Kubernetes auth method (sudo, as every auth mount),
-# point it at the cluster's API and write the roles of vault/kubernetes; read them back to check.
-path "sys/auth/kubernetes" { capabilities = ["update", "sudo"] }
-path "auth/kubernetes/config" { capabilities = ["create", "read", "update"] }
-path "auth/kubernetes/role/+" { capabilities = ["create", "read", "update"] }
-
-# Delivering credentials to a service instance: its role_id, a response-wrapped secret_id, and retiring the old.
 path "auth/approle/role/+/secret-id" { capabilities = ["update", "list"] }
 path "auth/approle/role/+/secret-id-accessor/lookup" { capabilities = ["update"] }
 path "auth/approle/role/+/secret-id-accessor/destroy" { capabilities = ["update"] }
 
-# Consul tokens: meshctl's short-lived provisioner token, the UI's read-only token, the runbook's operator token.
+# deliver, rotate consul-token, rotate consul-token-retire: a Consul token leased for minutes to mint and delete
+# the instances' service-identity tokens (Consul's acl = "write"; see the README on what that still allows).
 path "consul/creds/provisioner" { capabilities = ["read"] }
+
+# token consul-ui, token consul-operator: people's Consul tokens.
 path "consul/creds/ui-read" { capabilities = ["read"] }
 path "consul/creds/operator" { capabilities = ["read"] }
 
-# Runbook rotations.
+# rotate db-creds, db-root, transit-key (read: the new version), logins.
 path "sys/leases/revoke-prefix/database/creds/order" { capabilities = ["update", "sudo"] }
 path "database/rotate-root/pizza" { capabilities = ["update"] }
 path "transit/keys/orders-pii/rotate" { capabilities = ["update"] }
-# Forces every service to log in again (after a secret_id rotation, to prove the new one works).
+path "transit/keys/orders-pii" { capabilities = ["read"] }
 path "sys/leases/revoke-prefix/auth/approle/login" { capabilities = ["update", "sudo"] }
-path "sys/mounts/connect-root/+" { capabilities = ["read", "delete"] }
 
-# Staff sign-in: issue and revoke staff tokens (only their hashes are stored).
+# token staff NAME: issue and revoke staff tokens (only their hashes are stored).
 path "secret/data/pizza/staff-tokens" { capabilities = ["create", "read", "update", "patch"] }
 
-# Leases the runbook holds (consul tokens it leased) and its own token.
+# Leases the runbook holds (the Consul tokens it leased) and its own token.
 path "sys/leases/revoke" { capabilities = ["update"] }
 path "auth/token/lookup-self" { capabilities = ["read"] }
 path "auth/token/renew-self" { capabilities = ["update"] }
+# What this token may do, asked by its holder (the check in e2e/attacker_tokens_test.go).
+path "sys/capabilities-self" { capabilities = ["update"] }
