@@ -16,8 +16,12 @@ path "database/config/pizza" { capabilities = ["read", "update"] }
 path "database/roles/+" { capabilities = ["create", "read", "update"] }
 path "transit/keys/orders-pii" { capabilities = ["create", "read", "update"] }
 path "consul/config/access" { capabilities = ["read"] }
-path "auth/token/roles/connect-ca" { capabilities = ["read"] }
-path "auth/token/create/connect-ca" { capabilities = ["update"] }
+# The Connect CA's AppRole login (its mount and role are written with a root token): a new secret_id for Consul on
+# every run, the older ones destroyed; revoking the static token a CA configuration held before the AppRole.
+path "auth/approle-connect-ca/role/connect-ca/role-id" { capabilities = ["read"] }
+path "auth/approle-connect-ca/role/connect-ca/secret-id" { capabilities = ["update", "list"] }
+path "auth/approle-connect-ca/role/connect-ca/secret-id-accessor/destroy" { capabilities = ["update"] }
+path "auth/token/revoke" { capabilities = ["update"] }
 
 # `meshctl kubernetes-auth`, once per cluster: enable the Kubernetes auth method (sudo, as every auth mount),
 # point it at the cluster's API and write the roles of vault/kubernetes; read them back to check.
