@@ -85,7 +85,7 @@ func (p *Provisioner) connectCALogin(ctx context.Context) error {
 }
 
 // connectCALoginRole enables the CA's AppRole mount and writes its role (root only: a role names the policies
-// its tokens get). Its tokens live an hour and at most a day, bound to where Consul runs; Consul renews them and
+// its tokens get). Its tokens live an hour and at most a day; Consul renews them and
 // logs in again from the files. Its secret_ids never expire, so a stack that runs for months without a bootstrap
 // still logs in; every bootstrap replaces the secret_id and destroys the older ones (deliverCALogin).
 func (p *Provisioner) connectCALoginRole(ctx context.Context) error {
@@ -101,20 +101,21 @@ func (p *Provisioner) connectCALoginRole(ctx context.Context) error {
 			return fmt.Errorf("enable auth/%s: %w", caLoginMount, err)
 		}
 	}
-	cidrs, err := resolveCidrs(p.cfg.Approle.Cidrs)
-	if err != nil {
-		return err
-	}
-	return p.write(ctx, "auth/"+caLoginMount+"/role/"+caLoginRole, map[string]any{
+	role := map[string]any{
 		"token_policies":          caLoginRole,
 		"token_no_default_policy": true,
 		"token_ttl":               "1h",
 		"token_max_ttl":           "24h",
-		"token_bound_cidrs":       cidrs,
-		"secret_id_bound_cidrs":   cidrs,
 		"secret_id_ttl":           0,
 		"secret_id_num_uses":      0,
-	})
+	}
+	// Bound to fixed addresses only: this role is written with a root token alone, so it cannot follow a Compose
+	// network whose subnet Docker picks anew at every `up` (the services' roles are rewritten each run).
+	if p.cfg.Approle.Cidrs != "local-networks" {
+		role["token_bound_cidrs"] = p.cfg.Approle.Cidrs
+		role["secret_id_bound_cidrs"] = p.cfg.Approle.Cidrs
+	}
+	return p.write(ctx, "auth/"+caLoginMount+"/role/"+caLoginRole, role)
 }
 
 // deliverCALogin writes the role_id and a new secret_id for Consul, then destroys every other secret_id of the
