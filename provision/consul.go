@@ -77,12 +77,6 @@ func (p *Provisioner) consulAccess(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := p.write(ctx, "auth/token/roles/connect-ca", map[string]any{
-		"allowed_policies": "connect-ca", "orphan": true, "token_period": "72h", "renewable": true,
-		"token_no_default_policy": true,
-	}); err != nil {
-		return err
-	}
 	p.logger.Info("vault roles for consul tokens ready", "roles", "provisioner,ui-read,operator")
 	return nil
 }
@@ -263,30 +257,12 @@ const (
 	interMountPrefix = "connect-inter/g"
 )
 
-// connectCA makes Vault's PKI the Connect CA, unless it already is.
-func (p *Provisioner) connectCA(ctx context.Context, c *consul.Client) error {
-	cur, _, err := c.Connect().CAGetConfig(p.q(ctx))
-	if err != nil {
-		return fmt.Errorf("read the connect CA configuration: %w", err)
-	}
-	if cur.Provider == "vault" {
-		return nil
-	}
-	if err := p.setConnectCA(ctx, c, 1); err != nil {
-		return err
-	}
-	p.logger.Info("connect CA moved to vault's PKI", "root", rootMountPrefix+"1")
-	return nil
-}
-
-// setConnectCA points Consul at generation gen of the Vault PKI mounts, with a new periodic token for Consul.
+// setConnectCA points Consul at generation gen of the Vault PKI mounts, logging in through the CA's AppRole.
 // Consul returns once the new root is active (cross-signed by the old one).
 func (p *Provisioner) setConnectCA(ctx context.Context, c *consul.Client, gen int) error {
-	sec, err := p.writeSecret(ctx, "auth/token/create/connect-ca", map[string]any{
-		"display_name": "consul-connect-ca", "policies": []string{"connect-ca"},
-	})
+	login, err := p.caAuthMethod()
 	if err != nil {
-		return fmt.Errorf("token for consul's CA provider: %w", err)
+		return err
 	}
 	ca, err := filepath.Abs(p.cfg.Vault.CACert)
 	if err != nil {
@@ -294,7 +270,7 @@ func (p *Provisioner) setConnectCA(ctx context.Context, c *consul.Client, gen in
 	}
 	cfg := &consul.CAConfig{Provider: "vault", Config: map[string]any{
 		"Address":             p.cfg.Vault.Addr,
-		"Token":               sec.Auth.ClientToken,
+		"AuthMethod":          login,
 		"CAFile":              ca,
 		"RootPKIPath":         rootMountPrefix + strconv.Itoa(gen) + "/",
 		"IntermediatePKIPath": interMountPrefix + strconv.Itoa(gen) + "/",

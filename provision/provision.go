@@ -82,6 +82,7 @@ type Config struct {
 	Transit struct {
 		Key string `conf:"default:orders-pii"`
 	}
+	ConnectCA ConnectCAConfig
 	// Kubernetes is the cluster that `meshctl kubernetes-auth` points Vault's Kubernetes auth method at.
 	Kubernetes KubernetesConfig
 	// Timeout bounds every call to Vault and Consul.
@@ -98,6 +99,8 @@ type Provisioner struct {
 	root bool
 	// admin is true while it holds this run's provisioning token (BeginProvisioning): root policy, minutes.
 	admin bool
+	// caLoginReady: this run delivered the Connect CA's AppRole login (connectCALogin).
+	caLoginReady bool
 }
 
 // New returns a Provisioner for cfg. It does not call Vault or Consul.
@@ -277,6 +280,7 @@ func (p *Provisioner) Bootstrap(ctx context.Context) error {
 		{"policies", p.writePolicies},
 		{"mounts", p.enableMounts},
 		{"approle roles", p.approleRoles},
+		{"connect CA login", p.connectCALogin},
 		{"database", p.database},
 		{"transit", p.transitKey},
 		{"consul ACL system", p.consulAccess},
@@ -328,6 +332,10 @@ func (p *Provisioner) ReplaceOperatorToken(ctx context.Context, rootToken string
 	p.UseToken(rootToken, true)
 	// The operator policy may have changed with the repository: write it before minting a token with it.
 	if err := p.writePolicies(ctx); err != nil {
+		return err
+	}
+	// A stack from before the Connect CA's AppRole gets it here; its next bootstrap moves the CA onto it.
+	if err := p.connectCALoginRole(ctx); err != nil {
 		return err
 	}
 	return p.handOver(ctx)

@@ -72,6 +72,9 @@ func (p *Provisioner) RotateConnectCA(ctx context.Context) (rootID string, err e
 		if cur.Provider != "vault" {
 			return fmt.Errorf("the connect CA provider is %q, not vault: run meshctl bootstrap first", cur.Provider)
 		}
+		if want, err := p.caAuthMethod(); err != nil || !caLoginCurrent(cur.Config, want) {
+			return fmt.Errorf("the connect CA does not log in with its approle yet (%v): run meshctl bootstrap first", err)
+		}
 		gen := caGeneration(cur) + 1
 		if err := p.setConnectCA(ctx, c, gen); err != nil {
 			return err
