@@ -253,20 +253,10 @@ func (p *Provisioner) secretIDAccessors(ctx context.Context, inst Instance) ([]s
 // ensureServiceToken keeps the instance's Consul token if Consul still knows it, else mints one whose only
 // rights are its service's identity: register that service and its sidecar, discover others, nothing else.
 func (p *Provisioner) ensureServiceToken(ctx context.Context, c *consul.Client, inst Instance, d *servicedir.Dir) error {
-	acc, err := readTrimmed(d, consulAccessorFile)
-	if err != nil {
+	if live, err := p.liveConsulToken(ctx, c, d, ConsulTokenFile, consulAccessorFile); err != nil || live {
 		return err
 	}
-	has, err := d.Exists(ConsulTokenFile)
-	if err != nil {
-		return err
-	}
-	if acc != "" && has {
-		if tok, _, err := c.ACL().TokenRead(acc, p.q(ctx)); err == nil && tok != nil {
-			return nil
-		}
-	}
-	_, err = p.mintServiceToken(ctx, c, inst, d)
+	_, err := p.mintServiceToken(ctx, c, inst, d)
 	return err
 }
 
@@ -380,18 +370,8 @@ func (p *Provisioner) DeliverAgentToken(ctx context.Context, a Agent) error {
 	file := filepath.Base(a.File)
 	accessorFile := file + ".accessor"
 	return p.withConsulToken(ctx, "provisioner", func(c *consul.Client) error {
-		acc, err := readTrimmed(d, accessorFile)
-		if err != nil {
+		if live, err := p.liveConsulToken(ctx, c, d, file, accessorFile); err != nil || live {
 			return err
-		}
-		has, err := d.Exists(file)
-		if err != nil {
-			return err
-		}
-		if acc != "" && has {
-			if tok, _, err := c.ACL().TokenRead(acc, p.q(ctx)); err == nil && tok != nil {
-				return nil
-			}
 		}
 		tok, _, err := c.ACL().TokenCreate(&consul.ACLToken{
 			Description:    "agent " + a.Node + " (meshctl)",
@@ -409,4 +389,18 @@ func (p *Provisioner) DeliverAgentToken(ctx context.Context, a Agent) error {
 		p.logger.Info("consul agent token delivered (node identity)", "node", a.Node, "accessor", tok.AccessorID)
 		return nil
 	})
+}
+
+// liveConsulToken says whether d holds a token file whose accessor Consul still knows: then it is kept as it is.
+func (p *Provisioner) liveConsulToken(ctx context.Context, c *consul.Client, d *servicedir.Dir, tokenFile, accessorFile string) (bool, error) {
+	acc, err := readTrimmed(d, accessorFile)
+	if err != nil {
+		return false, err
+	}
+	has, err := d.Exists(tokenFile)
+	if err != nil || acc == "" || !has {
+		return false, err
+	}
+	tok, _, err := c.ACL().TokenRead(acc, p.q(ctx))
+	return err == nil && tok != nil, nil
 }

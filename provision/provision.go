@@ -362,29 +362,10 @@ func waitFor(ctx context.Context, what string, check func() error) error {
 
 // writeSecretFile writes value to path (0600) atomically, so a reader never sees half a secret.
 func writeSecretFile(path, value string) error {
-	if value == "" {
-		return fmt.Errorf("refusing to write an empty secret to %s", path)
-	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.WriteString(value); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return writeOwnedSecret(path, value, -1, -1)
 }
 
 func readSecretFile(path string) (string, error) {
