@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -23,6 +24,7 @@ import (
 
 	vault "github.com/hashicorp/vault/api"
 	"github.com/pizzajoint/mesh/internal/devserver"
+	"github.com/pizzajoint/mesh/internal/testkit"
 )
 
 // The role files bind each service's own service account, in the namespace of deploy/kubernetes, to the policy
@@ -324,20 +326,26 @@ func writeTestFile(t *testing.T, path, content string) {
 	}
 }
 
-// devUnsealKey writes the dev server's unseal key (its log prints it) where meshctl reads it.
+// devUnsealKey writes the dev server's unseal key (its log prints it, in a banner that can come a moment after
+// the server answers) where meshctl reads it.
 func devUnsealKey(t *testing.T, v *devserver.Vault, cfg Config) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(filepath.Dir(v.CACert), "vault.log"))
-	if err != nil {
+	var key string
+	testkit.Eventually(t, 10*time.Second, "the dev Vault's log shows its unseal key", func() error {
+		b, err := os.ReadFile(filepath.Join(filepath.Dir(v.CACert), "vault.log"))
+		if err != nil {
+			return err
+		}
+		lines := strings.Split(string(b), "\n")
+		for _, line := range lines[:len(lines)-1] { // the last one may be half written
+			if _, k, ok := strings.Cut(line, "Unseal Key: "); ok && strings.TrimSpace(k) != "" {
+				key = strings.TrimSpace(k)
+				return nil
+			}
+		}
+		return errors.New("no unseal key in the log yet")
+	})
+	if err := writeSecretFile(filepath.Join(cfg.Vault.StateDir, "unseal-key"), key); err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if _, key, ok := strings.Cut(line, "Unseal Key: "); ok {
-			if err := writeSecretFile(filepath.Join(cfg.Vault.StateDir, "unseal-key"), strings.TrimSpace(key)); err != nil {
-				t.Fatal(err)
-			}
-			return
-		}
-	}
-	t.Fatal("the dev Vault's log has no unseal key")
 }
