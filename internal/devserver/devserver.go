@@ -47,10 +47,13 @@ func StartVault(t testing.TB) *Vault {
 	start(t, cmd, filepath.Join(dir, "vault.log"))
 	v := &Vault{Addr: fmt.Sprintf("https://127.0.0.1:%d", port), CACert: filepath.Join(dir, "vault-ca.pem"), RootToken: token}
 	testkit.Eventually(t, 30*time.Second, "vault", func() error {
-		if _, err := os.Stat(v.CACert); err != nil {
+		// Vault writes its CA file while it starts: until the file is whole, parsing it fails, and that is
+		// a reason to wait, not a failed test.
+		root, err := v.client(token)
+		if err != nil {
 			return err
 		}
-		v.Root = v.Client(t, token)
+		v.Root = root
 		h, err := v.Root.Sys().Health()
 		if err != nil {
 			return err
@@ -66,17 +69,25 @@ func StartVault(t testing.TB) *Vault {
 // Client is a client of v acting with token (verifying v's certificate).
 func (v *Vault) Client(t testing.TB, token string) *vault.Client {
 	t.Helper()
-	cfg := vault.DefaultConfig()
-	cfg.Address = v.Addr
-	if err := cfg.ConfigureTLS(&vault.TLSConfig{CACert: v.CACert}); err != nil {
-		t.Fatal(err)
-	}
-	c, err := vault.NewClient(cfg)
+	c, err := v.client(token)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.SetToken(token)
 	return c
+}
+
+func (v *Vault) client(token string) (*vault.Client, error) {
+	cfg := vault.DefaultConfig()
+	cfg.Address = v.Addr
+	if err := cfg.ConfigureTLS(&vault.TLSConfig{CACert: v.CACert}); err != nil {
+		return nil, err
+	}
+	c, err := vault.NewClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.SetToken(token)
+	return c, nil
 }
 
 // Consul is a dev-mode Consul agent with ACLs on (default deny) and a management token.
