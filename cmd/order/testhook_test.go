@@ -47,13 +47,13 @@ func TestHoldCommitHook(t *testing.T) {
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
+			start := time.Now() // before the timers, so they fire no sooner than their delay after it
 			if tt.ctxEnds > 0 {
 				time.AfterFunc(tt.ctxEnds, cancel)
 			}
 			if tt.removeAt > 0 {
 				time.AfterFunc(tt.removeAt, func() { os.Remove(file) })
 			}
-			start := time.Now()
 			done := make(chan struct{})
 			go func() { holdWhileExists(file, 10*time.Millisecond)(ctx); close(done) }()
 			select {
