@@ -15,6 +15,7 @@ import (
 
 	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/order/httpapi"
+	"github.com/pizzajoint/mesh/order/orderapi"
 	"github.com/pizzajoint/mesh/platform/kitmw"
 	"github.com/pizzajoint/mesh/platform/reqid"
 )
@@ -137,8 +138,8 @@ func TestStreams(t *testing.T) {
 		code                    string
 		logged                  string // the outcome; "" for no endpoint call
 	}{
-		{"malformed order id", "/orders/nope/events", "", 404, httpapi.CodeNotFound, ""},
-		{"bad Last-Event-ID", "/events", "x", 400, httpapi.CodeInvalid, ""},
+		{"malformed order id", "/orders/nope/events", "", 404, orderapi.CodeNotFound, ""},
+		{"bad Last-Event-ID", "/events", "x", 400, orderapi.CodeInvalid, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -174,7 +175,7 @@ func TestStreams_hubNotReady(t *testing.T) {
 	defer resp.Body.Close()
 	var body map[string]any
 	_ = json.NewDecoder(resp.Body).Decode(&body)
-	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || body["code"] != httpapi.CodeUnavailable {
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || body["code"] != orderapi.CodeUnavailable {
 		t.Errorf("%d %v, want 503 unavailable with Retry-After", resp.StatusCode, body)
 	}
 	waitForLines(t, logs, 1)

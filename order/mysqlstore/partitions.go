@@ -13,12 +13,12 @@ import (
 type PartitionPolicy struct {
 	// Ahead is how many months after the current one get their partitions in advance, so a maintenance run
 	// that is late by weeks still finds the current month in place.
-	Ahead int
+	Ahead int `conf:"default:3,help:months after the current one whose partitions are made in advance"`
 	// RetentionMonths keeps the current month and this many before it; older months are dropped whole (orders,
 	// items and events). 0 keeps everything.
-	RetentionMonths int
+	RetentionMonths int `conf:"default:0,help:months of orders kept before the current one (0: all)"`
 	// IdempotencyRetention is how long an Idempotency-Key is remembered (a retry after it makes a new order).
-	IdempotencyRetention time.Duration
+	IdempotencyRetention time.Duration `conf:"default:24h,help:how long an Idempotency-Key is remembered"`
 }
 
 // DefaultPartitionPolicy: three months ahead, everything kept, idempotency keys for 24 hours (as Stripe does).
