@@ -136,7 +136,7 @@ func (r *Registrar) Registration() *api.AgentServiceRegistration {
 // TokenAccessorMeta is the registration's meta key naming the accessor of the token it was registered with: a
 // token rotation deletes the old token only once the agent holds the instance under the new one (the accessor
 // identifies a token and grants nothing; its secret never leaves the token file).
-const TokenAccessorMeta = "consul-token-accessor"
+const TokenAccessorMeta = "token-accessor"
 
 // Register registers the instance and its sidecar, replacing an earlier registration with the same ID.
 func (r *Registrar) Register(ctx context.Context) error {
