@@ -27,6 +27,7 @@ import (
 	"github.com/go-kit/kit/endpoint"
 	kitprometheus "github.com/go-kit/kit/metrics/prometheus"
 	"github.com/pizzajoint/mesh/order"
+	"github.com/pizzajoint/mesh/order/eventhub"
 	"github.com/pizzajoint/mesh/order/httpapi"
 	"github.com/pizzajoint/mesh/order/mysqlstore"
 	"github.com/pizzajoint/mesh/order/orderdb"
@@ -125,7 +126,7 @@ func serve(p *svcmain.Process, cfg config) (err error) {
 		kitmw.Logging(logger, httpapi.Outcome),
 	}
 	endpoints := order.MakeServerEndpoints(svc, mw...)
-	hub := order.NewHub(b.Store, 200*time.Millisecond, logger)
+	hub := eventhub.New(b.Store, 200*time.Millisecond, logger)
 	g.Go(func() error { hub.Run(ctx); return nil })
 	g.Go(func() error { b.Store.MonitorReplica(ctx); return nil })
 
