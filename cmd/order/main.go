@@ -29,7 +29,7 @@ import (
 	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/order/eventhub"
 	"github.com/pizzajoint/mesh/order/httpapi"
-	"github.com/pizzajoint/mesh/order/mysqlstore"
+	"github.com/pizzajoint/mesh/order/mysqlstore/partitions"
 	"github.com/pizzajoint/mesh/order/orderdb"
 	"github.com/pizzajoint/mesh/platform/consulreg"
 	"github.com/pizzajoint/mesh/platform/httpserver"
@@ -53,7 +53,7 @@ type config struct {
 	orderdb.Config // the database and its credentials: ORDER_DB_*, ORDER_VAULT_*, ORDER_PII_*
 	// Partitions: the monthly partitions' maintenance (migrate, maintain-partitions), which needs DDL rights.
 	Partitions struct {
-		mysqlstore.PartitionPolicy
+		partitions.Policy
 		Every time.Duration `conf:"default:0s,help:maintain-partitions runs this often until stopped (0: once)"`
 	}
 	Consul struct {

@@ -1,10 +1,10 @@
 // Package mysqlstore keeps orders in MariaDB 10.11 (what the tests run; MySQL 8 is untested since the
 // replica's read-your-writes uses MariaDB's GTID functions). Every write is one transaction, so an error never
-// leaves a partial order behind. Orders, items and events are partitioned by month (see MaintainPartitions).
+// leaves a partial order behind. Orders, items and events are partitioned by month (see package partitions).
 //
 // One job per file: write.go writes on the primary; read.go reads, where replica.go's Replica routes them;
-// pii.go seals customer PII and rewraps its keys; events.go reads the event log; partitions.go maintains the
-// monthly partitions on the schema owner's pool; migrate.go migrates the schema.
+// pii.go seals customer PII and rewraps its keys; events.go reads the event log; migrate.go migrates the
+// schema. The monthly partitions are maintained by package partitions, on the schema owner's pool.
 package mysqlstore
 
 import (
