@@ -1,5 +1,6 @@
 // Package order is the order domain: the menu, pricing, the status lifecycle and idempotent order creation.
-// It knows nothing of HTTP or SQL; transports and stores plug in through Service and Store.
+// It knows nothing of HTTP or SQL; transports, stores and event delivery plug in through Service, Store and
+// EventStreams.
 package order
 
 import (

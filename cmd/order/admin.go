@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pizzajoint/mesh/order/mysqlstore"
+	"github.com/pizzajoint/mesh/order/mysqlstore/partitions"
 	"github.com/pizzajoint/mesh/order/orderdb"
 )
 
@@ -51,7 +52,7 @@ func maintainSchema(ctx context.Context, cfg config, cmd string, logger *slog.Lo
 		return err
 	}
 	defer closeDB()
-	policy := cfg.Partitions.PartitionPolicy
+	policy := cfg.Partitions.Policy
 	if cmd == "migrate" {
 		applied, err := mysqlstore.Migrate(ctx, db)
 		if err != nil {
@@ -60,10 +61,10 @@ func maintainSchema(ctx context.Context, cfg config, cmd string, logger *slog.Lo
 		logger.Info("schema up to date", "applied", applied)
 		// The partitioned tables need their months before the first order: the same DDL user does it now.
 	} else if cfg.Partitions.Every > 0 {
-		mysqlstore.RunPartitionMaintenance(ctx, db, policy, cfg.Partitions.Every, logger)
+		partitions.Run(ctx, db, policy, cfg.Partitions.Every, logger)
 		return nil
 	}
-	rep, err := mysqlstore.MaintainPartitions(ctx, db, time.Now(), policy)
+	rep, err := partitions.Maintain(ctx, db, time.Now(), policy)
 	if err != nil {
 		return err
 	}

@@ -27,8 +27,9 @@ import (
 	"github.com/go-kit/kit/endpoint"
 	kitprometheus "github.com/go-kit/kit/metrics/prometheus"
 	"github.com/pizzajoint/mesh/order"
+	"github.com/pizzajoint/mesh/order/eventhub"
 	"github.com/pizzajoint/mesh/order/httpapi"
-	"github.com/pizzajoint/mesh/order/mysqlstore"
+	"github.com/pizzajoint/mesh/order/mysqlstore/partitions"
 	"github.com/pizzajoint/mesh/order/orderdb"
 	"github.com/pizzajoint/mesh/platform/consulreg"
 	"github.com/pizzajoint/mesh/platform/httpserver"
@@ -52,7 +53,7 @@ type config struct {
 	orderdb.Config // the database and its credentials: ORDER_DB_*, ORDER_VAULT_*, ORDER_PII_*
 	// Partitions: the monthly partitions' maintenance (migrate, maintain-partitions), which needs DDL rights.
 	Partitions struct {
-		mysqlstore.PartitionPolicy
+		partitions.Policy
 		Every time.Duration `conf:"default:0s,help:maintain-partitions runs this often until stopped (0: once)"`
 	}
 	Consul struct {
@@ -125,7 +126,7 @@ func serve(p *svcmain.Process, cfg config) (err error) {
 		kitmw.Logging(logger, httpapi.Outcome),
 	}
 	endpoints := order.MakeServerEndpoints(svc, mw...)
-	hub := order.NewHub(b.Store, 200*time.Millisecond, logger)
+	hub := eventhub.New(b.Store, 200*time.Millisecond, logger)
 	g.Go(func() error { hub.Run(ctx); return nil })
 	g.Go(func() error { b.Store.MonitorReplica(ctx); return nil })
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pizzajoint/mesh/order"
+	"github.com/pizzajoint/mesh/order/eventhub"
 	"github.com/pizzajoint/mesh/order/httpapi"
 	"github.com/pizzajoint/mesh/order/orderapi"
 	"github.com/pizzajoint/mesh/platform/kitmw"
@@ -81,7 +82,7 @@ func newStreamServer(t *testing.T, log *eventLog, started bool) (*httptest.Serve
 	t.Helper()
 	logs := &endpointLog{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	hub := order.NewHub(log, 10*time.Millisecond, slog.New(slog.DiscardHandler))
+	hub := eventhub.New(log, 10*time.Millisecond, slog.New(slog.DiscardHandler))
 	if started {
 		ctx, cancel := context.WithCancel(context.Background())
 		t.Cleanup(cancel)
