@@ -6,7 +6,6 @@ package e2e
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"io/fs"
 	"os"
@@ -15,11 +14,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	vault "github.com/hashicorp/vault/api"
-
-	"github.com/pizzajoint/mesh/provision"
 )
 
 // widening are the paths a token must not create, update or sudo on: any policy (the services' and its own by
@@ -176,23 +172,7 @@ func TestOperatorRunbookAndRebootstrapLeaveNoRootToken(t *testing.T) {
 	}
 
 	// Root is trusted: the test makes its own root token the same way, to look at every token Vault holds.
-	key, err := os.ReadFile(filepath.Join(stack.Dir, "vault", "unseal-key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	root := vaultAs(t, "")
-	token, err := provision.GenerateRoot(ctx, root, strings.TrimSpace(string(key)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	root.SetToken(remember(token)) // the logs are scanned for it after the tests
-	defer func() {
-		if err := root.Auth().Token().RevokeSelf(""); err != nil {
-			t.Errorf("revoke the test's root token: %v", err)
-		}
-	}()
+	root := vaultRoot(t)
 	self, err := root.Auth().Token().LookupSelf()
 	if err != nil {
 		t.Fatal(err)

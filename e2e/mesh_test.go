@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
@@ -19,6 +20,7 @@ import (
 	"github.com/hashicorp/consul/api"
 	vault "github.com/hashicorp/vault/api"
 	"github.com/pizzajoint/mesh/internal/devserver"
+	"github.com/pizzajoint/mesh/provision"
 )
 
 // consul is a client with a Consul operator token (leased from Vault as the runbook does): it reads the
@@ -80,10 +82,12 @@ func mintServiceToken(t *testing.T, service string) string {
 	return remember(tok.SecretID)
 }
 
-// provisioner is a client with meshctl's rights (tokens, intentions), leased from Vault for the test.
+// provisioner is a client with meshctl's provisioning rights (tokens, intentions), leased from Vault for the
+// test with a root token generated from the unseal key, as meshctl's provisioning runs do (the operator's token
+// cannot lease it).
 func provisioner(t *testing.T) *api.Client {
 	t.Helper()
-	v := vaultOperator(t)
+	v := vaultRoot(t)
 	sec, err := v.Logical().Read("consul/creds/provisioner")
 	if err != nil {
 		t.Fatal(err)
@@ -91,6 +95,26 @@ func provisioner(t *testing.T) *api.Client {
 	t.Cleanup(func() { _ = v.Sys().Revoke(sec.LeaseID) })
 	c := consulAs(t, stack.ConsulAddr, remember(sec.Data["token"].(string)))
 	eventually(t, 10*time.Second, func() error { _, _, err := c.ACL().TokenReadSelf(nil); return err })
+	return c
+}
+
+// vaultRoot is a Vault client with a root token generated for the test from the unseal key (root is trusted;
+// the tests run as root), revoked when the test ends.
+func vaultRoot(t *testing.T) *vault.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := vaultAs(t, "")
+	token, err := provision.GenerateRootFromFile(ctx, c, filepath.Join(stack.Dir, "vault", "unseal-key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetToken(remember(token)) // the logs are scanned for it after the tests
+	t.Cleanup(func() {
+		if err := c.Auth().Token().RevokeSelf(""); err != nil {
+			t.Errorf("revoke the test's root token: %v", err)
+		}
+	})
 	return c
 }
 

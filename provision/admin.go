@@ -23,21 +23,9 @@ const AdminTTL = "15m"
 // returned end revokes the short token; callers defer it (signals cancel ctx, so it runs then too). Nothing of it
 // is written to disk, logged (accessors only) or passed to another process.
 func (p *Provisioner) BeginProvisioning(ctx context.Context) (end func(), err error) {
-	key, err := readSecretFile(p.unsealKeyFile())
+	root, err := GenerateRootFromFile(ctx, p.vault, p.unsealKeyFile())
 	if err != nil {
-		return nil, fmt.Errorf("provisioning needs the unseal key to generate a root token for this run: %w", err)
-	}
-	// Vault runs one generate-root attempt at a time and GenerateRoot cancels a stale one: two meshctl runs
-	// at once (a rotation beside a supervised restart's delivery) would cancel each other's. The unseal key's
-	// folder is the lock, so every run that can generate a root shares it.
-	unlock, err := lockDir(filepath.Dir(p.unsealKeyFile()))
-	if err != nil {
-		return nil, err
-	}
-	root, err := GenerateRoot(ctx, p.vault, key)
-	unlock()
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("provisioning generates a root token for this run: %w", err)
 	}
 	rc, err := p.vault.Clone()
 	if err != nil {
@@ -78,6 +66,22 @@ func (p *Provisioner) BeginProvisioning(ctx context.Context) (end func(), err er
 		p.admin = prevAdmin
 	}
 	return end, nil
+}
+
+// GenerateRootFromFile is GenerateRoot with the unseal key share in keyFile. Vault runs one generate-root
+// attempt at a time and GenerateRoot cancels a stale one, so two runs at once (a rotation beside a supervised
+// restart's delivery) would cancel each other's: the key file's folder is the lock every such run shares.
+func GenerateRootFromFile(ctx context.Context, client *vault.Client, keyFile string) (string, error) {
+	key, err := readSecretFile(keyFile)
+	if err != nil {
+		return "", fmt.Errorf("the unseal key: %w", err)
+	}
+	unlock, err := lockDir(filepath.Dir(keyFile))
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	return GenerateRoot(ctx, client, key)
 }
 
 // GenerateRoot makes a root token with Vault's generate-root protocol from one unseal key share (the stack has
