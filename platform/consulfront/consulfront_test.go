@@ -1,4 +1,4 @@
-package main
+package consulfront
 
 import (
 	"io"
@@ -18,7 +18,7 @@ func TestFrontRefusesOtherLeaves(t *testing.T) {
 		_, _ = io.WriteString(w, "from the agent")
 	}))
 	defer agent.Close()
-	h, err := frontHandler(agent.URL, "order", false, slog.New(slog.DiscardHandler))
+	h, err := Handler(agent.URL, "order", false, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func TestFrontRefusesOtherLeaves(t *testing.T) {
 func TestUIFrontPassesNoLeaf(t *testing.T) {
 	agent := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer agent.Close()
-	h, _ := frontHandler(agent.URL, "", true, slog.New(slog.DiscardHandler))
+	h, _ := Handler(agent.URL, "", true, slog.New(slog.DiscardHandler))
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/agent/connect/ca/leaf/order", nil))
 	if rec.Code != 403 {
@@ -84,7 +84,7 @@ func TestFrontKeepsTrailingSlash(t *testing.T) {
 	var got []string
 	agent := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { got = append(got, r.URL.Path) }))
 	defer agent.Close()
-	h, _ := frontHandler(agent.URL, "", true, slog.New(slog.DiscardHandler))
+	h, _ := Handler(agent.URL, "", true, slog.New(slog.DiscardHandler))
 	for path, want := range map[string]string{"/ui/": "/ui/", "/ui": "/ui", "/ui/dc1/services/": "/ui/dc1/services/", "/ui//x/./": "/ui/x/"} {
 		got = nil
 		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", path, nil))
