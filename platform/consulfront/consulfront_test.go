@@ -198,6 +198,8 @@ func TestServiceFrontPaths(t *testing.T) {
 		{name: "other leaf, dot-dot from own", target: own + "/../gateway", status: 403},
 		{name: "other leaf, dot-dot from own, trailing slash", target: own + "/../gateway/", status: 403},
 		{name: "other leaf, dot-dot from the root", target: "/x/../../v1/agent/connect/ca/leaf/gateway", status: 403},
+		{name: "other leaf, doubled leading slash", target: "//v1/agent/connect/ca/leaf/gateway", status: 403},
+		{name: "other leaf, tripled leading slash", target: "///v1/agent/connect/ca/leaf/gateway", status: 403},
 		{name: "other leaf, doubled slash in leaf folder", target: "/v1/agent/connect/ca//leaf/gateway", status: 403},
 		{name: "other leaf, doubled slash in v1", target: "/v1//agent/connect/ca/leaf/gateway", status: 403},
 		{name: "other leaf, doubled slash before name", target: "/v1/agent/connect/ca/leaf//gateway", status: 403},
@@ -282,6 +284,51 @@ func TestFrontKeepsTrailingSlash(t *testing.T) {
 		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", path, nil))
 		if len(got) != 1 || got[0] != want {
 			t.Errorf("%s reached the agent as %v, want %s", path, got, want)
+		}
+	}
+}
+
+// A front on TCP (the operators' is) serves TLS, where Go also speaks HTTP/2: a request's :path is parsed and
+// checked as an HTTP/1 request target is.
+func TestFrontOverHTTP2(t *testing.T) {
+	agent, agentSrv := newAgent(t)
+	h, err := Handler(agentSrv.URL, "order", true, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := httptest.NewUnstartedServer(h)
+	front.EnableHTTP2 = true
+	front.StartTLS()
+	t.Cleanup(front.Close)
+	for _, tc := range []struct {
+		target string
+		status int
+	}{
+		{"/v1/agent/connect/ca/leaf/order", 200},
+		{"/v1/agent/connect/ca/leaf/gateway", 403},
+		{"/v1/agent/connect/ca/leaf/order/../gateway", 403},
+		{"/v1/agent/connect/ca%2Fleaf%2Fgateway", 403},
+		{"/v1/agent/connect/ca/leaf/gatew%61y", 403},
+		{"/v1/agent/connect/./ca//leaf/gateway/", 403},
+	} {
+		req, _ := http.NewRequest("GET", front.URL, nil)
+		req.URL.Opaque = tc.target // sent as written
+		resp, err := front.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		seen, issued := agent.take()
+		if resp.ProtoMajor != 2 || resp.StatusCode != tc.status {
+			t.Errorf("%s: HTTP/%d %d; want HTTP/2 %d", tc.target, resp.ProtoMajor, resp.StatusCode, tc.status)
+		}
+		if tc.status == 403 && len(seen) != 0 {
+			t.Errorf("%s: refused, yet the agent saw %+v", tc.target, seen)
+		}
+		for _, svc := range issued {
+			if svc != "order" {
+				t.Errorf("%s: the agent issued the leaf of %q", tc.target, svc)
+			}
 		}
 	}
 }
