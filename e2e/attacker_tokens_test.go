@@ -30,6 +30,10 @@ var widening = []string{
 	"sys/mounts/x", "sys/mounts/connect-root/g9", "sys/mounts/transit",
 }
 
+// consulWriter leases a Consul token with acl = "write", which may write Consul policies and mint any Consul
+// token: reading it is widening too.
+const consulWriter = "consul/creds/provisioner"
+
 var uuidShape = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
 // Every file under the state folder that holds a Vault token is asked sys/capabilities-self. Folders of servers'
@@ -112,6 +116,13 @@ func TestNoTokenAtRestCanWidenItsRights(t *testing.T) {
 			}); bad {
 				t.Errorf("%s: %s: %v", rel, p, caps)
 			}
+		}
+		caps, err := c.Sys().CapabilitiesSelf(consulWriter)
+		if err != nil {
+			t.Fatalf("%s: capabilities-self %s: %v", rel, consulWriter, err)
+		}
+		if slices.ContainsFunc(caps, func(c string) bool { return c == "read" || c == "root" }) {
+			t.Errorf("%s: %s: %v (a Consul token that may write Consul's policies)", rel, consulWriter, caps)
 		}
 		checked = append(checked, rel)
 		return nil

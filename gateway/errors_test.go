@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pizzajoint/mesh/order"
+	"github.com/pizzajoint/mesh/order/orderapi"
 	"github.com/pizzajoint/mesh/platform/httpjson"
 	"github.com/pizzajoint/mesh/platform/kitmw"
 	"github.com/pizzajoint/mesh/platform/reqid"
@@ -33,22 +34,22 @@ func TestErrorTable(t *testing.T) {
 			429, CodeRateLimited, "too many requests; retry later", map[string]string{"Retry-After": "2"}, kitmw.OutcomeClientError},
 		{"at capacity", &LimitError{Kind: ErrTooBusy, Msg: "too many open event streams; retry later"},
 			503, CodeTooBusy, "too many open event streams; retry later", map[string]string{"Retry-After": "1"}, kitmw.OutcomeServerError},
-		{"staff sign-in not configured", errStaffNotConfigured, 503, CodeInvalid, errStaffNotConfigured.Error(), nil, kitmw.OutcomeServerError},
-		{"a stream order refused, relayed", &relayedError{status: 503}, 503, CodeUnavailable,
+		{"staff sign-in not configured", errStaffNotConfigured, 503, orderapi.CodeInvalid, errStaffNotConfigured.Error(), nil, kitmw.OutcomeServerError},
+		{"a stream order refused, relayed", &relayedError{status: 503}, 503, orderapi.CodeUnavailable,
 			"the order service answered the stream with 503", nil, kitmw.OutcomeServerError},
-		{"unreadable body", &httpjson.RequestError{Status: 413, Msg: "body is larger than 65536 bytes"}, 413, CodeInvalid,
+		{"unreadable body", &httpjson.RequestError{Status: 413, Msg: "body is larger than 65536 bytes"}, 413, orderapi.CodeInvalid,
 			"body is larger than 65536 bytes", map[string]string{"Connection": "close"}, kitmw.OutcomeClientError},
 		{"invalid order", fmt.Errorf("order service: %w", &order.ValidationError{Field: "items", Reason: "must hold at least one item"}),
-			422, CodeInvalid, "must hold at least one item", nil, kitmw.OutcomeClientError},
-		{"not found", order.ErrNotFound, 404, CodeNotFound, "order not found", nil, kitmw.OutcomeClientError},
+			422, orderapi.CodeInvalid, "must hold at least one item", nil, kitmw.OutcomeClientError},
+		{"not found", order.ErrNotFound, 404, orderapi.CodeNotFound, "order not found", nil, kitmw.OutcomeClientError},
 		{"illegal transition", &order.IllegalTransitionError{From: order.StatusCreated, To: order.StatusDelivered}, 409,
-			CodeIllegalTransition, "cannot change status from CREATED to DELIVERED", nil, kitmw.OutcomeClientError},
-		{"idempotency key reused", order.ErrIdempotencyMismatch, 422, CodeIdempotencyMismatch, order.ErrIdempotencyMismatch.Error(), nil, kitmw.OutcomeClientError},
-		{"order unavailable", fmt.Errorf("%w: connection refused", order.ErrUnavailable), 503, CodeUnavailable,
+			orderapi.CodeIllegalTransition, "cannot change status from CREATED to DELIVERED", nil, kitmw.OutcomeClientError},
+		{"idempotency key reused", order.ErrIdempotencyMismatch, 422, orderapi.CodeIdempotencyMismatch, order.ErrIdempotencyMismatch.Error(), nil, kitmw.OutcomeClientError},
+		{"order unavailable", fmt.Errorf("%w: connection refused", order.ErrUnavailable), 503, orderapi.CodeUnavailable,
 			"the order service is unavailable; retry later", map[string]string{"Retry-After": "1"}, kitmw.OutcomeServerError},
-		{"our deadline", context.DeadlineExceeded, 503, CodeUnavailable,
+		{"our deadline", context.DeadlineExceeded, 503, orderapi.CodeUnavailable,
 			"the order service is unavailable; retry later", map[string]string{"Retry-After": "1"}, kitmw.OutcomeServerError},
-		{"anything else", errors.New("nil map"), 500, CodeInternal, "internal error", nil, kitmw.OutcomeServerError},
+		{"anything else", errors.New("nil map"), 500, orderapi.CodeInternal, "internal error", nil, kitmw.OutcomeServerError},
 	}
 	covered := make([]bool, len(errorTable.Kinds))
 	for _, tt := range tests {

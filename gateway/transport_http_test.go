@@ -23,6 +23,7 @@ import (
 	"github.com/pizzajoint/mesh/internal/testkit"
 	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/order/httpapi"
+	"github.com/pizzajoint/mesh/order/orderapi"
 	"github.com/pizzajoint/mesh/order/orderclient"
 	"github.com/pizzajoint/mesh/order/ordertest"
 	"github.com/pizzajoint/mesh/platform/kitmw"
@@ -218,8 +219,8 @@ func TestGatewayIdempotency(t *testing.T) {
 			first.StatusCode, a["id"], second.StatusCode, b["id"], second.Header.Get(gateway.ReplayedHeader))
 	}
 	r.body = replace(`"quantity":2`, `"quantity":5`)
-	if resp, body := send(t, gw, r); resp.StatusCode != 422 || body["code"] != gateway.CodeIdempotencyMismatch {
-		t.Errorf("same key, other body: %d %v; want 422 %s", resp.StatusCode, body, gateway.CodeIdempotencyMismatch)
+	if resp, body := send(t, gw, r); resp.StatusCode != 422 || body["code"] != orderapi.CodeIdempotencyMismatch {
+		t.Errorf("same key, other body: %d %v; want 422 %s", resp.StatusCode, body, orderapi.CodeIdempotencyMismatch)
 	}
 }
 
@@ -256,7 +257,7 @@ func TestGatewayOrderServiceUnavailable(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			gw := newGateway(t, url(), 300*time.Millisecond)
 			resp, body := send(t, gw, post(validBody))
-			if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || body["code"] != gateway.CodeUnavailable {
+			if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || body["code"] != orderapi.CodeUnavailable {
 				t.Errorf("got %d (Retry-After %q) %v; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 			}
 		})
@@ -357,7 +358,7 @@ func TestGatewayRefusesOversizedBodyBeforeContinue(t *testing.T) {
 				t.Fatal(err)
 			}
 			var body map[string]any
-			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body["code"] != gateway.CodeInvalid || body["request_id"] == "" {
+			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body["code"] != orderapi.CodeInvalid || body["request_id"] == "" {
 				t.Errorf("body %v (%v), want the JSON error", body, err)
 			}
 			if !resp.Close {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-kit/kit/endpoint"
 	"github.com/pizzajoint/mesh/order"
+	"github.com/pizzajoint/mesh/order/orderapi"
 	"github.com/pizzajoint/mesh/platform/reqid"
 	"github.com/pizzajoint/mesh/platform/sse"
 )
@@ -58,7 +59,7 @@ func MakeStreamHandler(mux *http.ServeMux, e Endpoints, staff *StaffAuth, orderU
 			},
 		}
 	}
-	customer := relay(func(r *http.Request) string { return "/orders/" + url.PathEscape(r.PathValue("id")) + "/events" })
+	customer := relay(func(r *http.Request) string { return orderapi.RouteOrderEvents.Path(r.PathValue("id")) })
 	mux.HandleFunc("GET /pizza/{id}/events", func(w http.ResponseWriter, r *http.Request) {
 		release, ok := o.acquireStream(w, r) // before any work: a client over the cap costs nothing
 		if !ok {
@@ -69,7 +70,7 @@ func MakeStreamHandler(mux *http.ServeMux, e Endpoints, staff *StaffAuth, orderU
 			eventsRequest{ID: r.PathValue("id"), Token: trackingToken(r)}, customer, shutdown)
 	})
 
-	all := relay(func(*http.Request) string { return "/events" })
+	all := relay(func(*http.Request) string { return orderapi.RouteEvents.Path("") })
 	mux.Handle("GET /staff/api/events", o.requireStaff(staff, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		release, ok := o.acquireStream(w, r)
 		if !ok {

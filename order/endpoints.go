@@ -54,7 +54,7 @@ type EventSink interface {
 	KeepAlive() error
 }
 
-// StreamEventsRequest asks to follow events (see Hub.Stream), written to Sink.
+// StreamEventsRequest asks to follow events (see EventStreams.Stream), written to Sink.
 type StreamEventsRequest struct {
 	StreamRequest
 	Heartbeat time.Duration
@@ -64,23 +64,23 @@ type StreamEventsRequest struct {
 // LongLived tells the endpoint middleware that the call lasts as long as the stream: it gets no deadline.
 func (StreamEventsRequest) LongLived() {}
 
-// MakeStreamEndpoint serves event streams from hub, applying mw (outermost first) under the name
-// "stream_events". A call lasts as long as its stream, so the middleware sees it once, when it ends: with
-// the client, at shutdown (ctx), after an order's final status, or with ErrSlowSubscriber.
-func MakeStreamEndpoint(hub *Hub, mw ...func(name string) endpoint.Middleware) endpoint.Endpoint {
+// MakeStreamEndpoint serves event streams from streams (in service an eventhub.Hub), applying mw (outermost
+// first) under the name "stream_events". A call lasts as long as its stream, so the middleware sees it once,
+// when it ends: with the client, at shutdown (ctx), after an order's final status, or with ErrSlowSubscriber.
+func MakeStreamEndpoint(streams EventStreams, mw ...func(name string) endpoint.Middleware) endpoint.Endpoint {
 	return applyMiddleware("stream_events", func(ctx context.Context, req any) (any, error) {
 		r := req.(StreamEventsRequest)
 		if r.OrderID != "" && !ValidID(r.OrderID) {
 			return nil, ErrNotFound
 		}
-		if err := hub.Ready(ctx); err != nil {
+		if err := streams.Ready(ctx); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		if err := r.Sink.Open(); err != nil {
 			return nil, nil // the client left before its stream began
 		}
 		var clientGone bool
-		err := hub.Stream(ctx, r.StreamRequest, r.Heartbeat,
+		err := streams.Stream(ctx, r.StreamRequest, r.Heartbeat,
 			func(e Event) error { err := r.Sink.Send(e); clientGone = err != nil; return err },
 			func() error { err := r.Sink.KeepAlive(); clientGone = err != nil; return err })
 		switch {

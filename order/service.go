@@ -1,5 +1,6 @@
 // Package order is the order domain: the menu, pricing, the status lifecycle and idempotent order creation.
-// It knows nothing of HTTP or SQL; transports and stores plug in through Service and Store.
+// It knows nothing of HTTP or SQL; transports, stores and event delivery plug in through Service, Store and
+// EventStreams.
 package order
 
 import (
@@ -7,7 +8,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +16,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/oklog/ulid/v2"
 )
 
@@ -365,10 +367,16 @@ func RequestHash(n NewOrder) []byte {
 	b, _ := json.Marshal(struct {
 		Customer Customer      `json:"customer"`
 		Items    []ItemRequest `json:"items"`
-	}{n.Customer, n.Items})
+	}{n.Customer, n.Items}, requestHashJSON)
 	sum := sha256.Sum256(b)
 	return sum[:]
 }
+
+// requestHashJSON makes JSON v2 write what encoding/json (v1) wrote when the stored hashes were made, byte for
+// byte, so a repeated Idempotency-Key still matches its order: <, >, & and U+2028/9 escaped, a nil slice as
+// null, invalid UTF-8 as U+FFFD.
+var requestHashJSON = json.JoinOptions(jsontext.EscapeForHTML(true), jsontext.EscapeForJS(true),
+	json.FormatNilSliceAsNull(true), jsontext.AllowInvalidUTF8(true))
 
 func (s *service) GetOrder(ctx context.Context, id string) (Order, error) {
 	if !ValidID(id) {

@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"os"
+	"path/filepath"
+	"syscall"
 
 	vault "github.com/hashicorp/vault/api"
 )
@@ -24,7 +27,15 @@ func (p *Provisioner) BeginProvisioning(ctx context.Context) (end func(), err er
 	if err != nil {
 		return nil, fmt.Errorf("provisioning needs the unseal key to generate a root token for this run: %w", err)
 	}
+	// Vault runs one generate-root attempt at a time and GenerateRoot cancels a stale one: two meshctl runs
+	// at once (a rotation beside a supervised restart's delivery) would cancel each other's. The unseal key's
+	// folder is the lock, so every run that can generate a root shares it.
+	unlock, err := lockDir(filepath.Dir(p.unsealKeyFile()))
+	if err != nil {
+		return nil, err
+	}
 	root, err := GenerateRoot(ctx, p.vault, key)
+	unlock()
 	if err != nil {
 		return nil, err
 	}
@@ -135,4 +146,18 @@ func base62(n int) (string, error) {
 		out[i] = alphabet[v.Int64()]
 	}
 	return string(out), nil
+}
+
+// lockDir holds an exclusive flock on a folder until unlock (the folder itself: no lock file to create in a
+// folder that may be mounted read-only).
+func lockDir(dir string) (unlock func(), err error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	return func() { f.Close() }, nil
 }

@@ -99,6 +99,20 @@ func (p *Provisioner) createConsulPolicies(ctx context.Context) error {
 	return p.withConsulToken(ctx, "bootstrap", func(c *consul.Client) error { return p.upsertConsulPolicies(ctx, c) })
 }
 
+// withConsulWriter runs fn with a Consul token that may create and delete tokens (acl = "write"): provisioning.
+// The day-2 operator's token cannot lease one (vault/policies/operator.hcl), so a run that holds neither the
+// first bootstrap's root token nor a provisioning token gets one for this call (BeginProvisioning).
+func (p *Provisioner) withConsulWriter(ctx context.Context, fn func(*consul.Client) error) error {
+	if !p.root && !p.admin {
+		end, err := p.BeginProvisioning(ctx)
+		if err != nil {
+			return err
+		}
+		defer end()
+	}
+	return p.withConsulToken(ctx, "provisioner", fn)
+}
+
 // withConsulToken leases a Consul token on Vault's role, runs fn with a client using it, and revokes the lease.
 func (p *Provisioner) withConsulToken(ctx context.Context, role string, fn func(*consul.Client) error) error {
 	sec, err := p.read(ctx, "consul/creds/"+role)
@@ -177,7 +191,7 @@ func (p *Provisioner) upsertConsulPolicies(ctx context.Context, c *consul.Client
 // consulSetup runs on every bootstrap with a provisioner token leased for the run: policies, the agent's token,
 // intentions, and Vault as the Connect CA.
 func (p *Provisioner) consulSetup(ctx context.Context) error {
-	return p.withConsulToken(ctx, "provisioner", func(c *consul.Client) error {
+	return p.withConsulWriter(ctx, func(c *consul.Client) error {
 		for _, step := range []func(context.Context, *consul.Client) error{
 			p.upsertConsulPolicies, p.agentToken, p.applyIntentions, p.connectCA,
 		} {

@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	consul "github.com/hashicorp/consul/api"
+
+	"github.com/pizzajoint/mesh/platform/consulreg"
 	"github.com/pizzajoint/mesh/platform/servicedir"
 )
 
@@ -133,9 +135,7 @@ func (p *Provisioner) Deliver(ctx context.Context, inst Instance) error {
 		return err
 	}
 	if inst.Consul {
-		if err := p.withConsulToken(ctx, "provisioner", func(c *consul.Client) error {
-			return p.ensureServiceToken(ctx, c, inst, d)
-		}); err != nil {
+		if err := p.ensureServiceToken(ctx, inst, d); err != nil {
 			return err
 		}
 	}
@@ -252,12 +252,36 @@ func (p *Provisioner) secretIDAccessors(ctx context.Context, inst Instance) ([]s
 
 // ensureServiceToken keeps the instance's Consul token if Consul still knows it, else mints one whose only
 // rights are its service's identity: register that service and its sidecar, discover others, nothing else.
-func (p *Provisioner) ensureServiceToken(ctx context.Context, c *consul.Client, inst Instance, d *servicedir.Dir) error {
-	if live, err := p.liveConsulToken(ctx, c, d, ConsulTokenFile, consulAccessorFile); err != nil || live {
+// The check asks Consul with the token itself, so a restart (every supervised start delivers) needs no
+// privilege; only minting does (withConsulWriter).
+func (p *Provisioner) ensureServiceToken(ctx context.Context, inst Instance, d *servicedir.Dir) error {
+	if live, err := p.serviceTokenLive(ctx, d); err != nil || live {
 		return err
 	}
-	_, err := p.mintServiceToken(ctx, c, inst, d)
-	return err
+	return p.withConsulWriter(ctx, func(c *consul.Client) error {
+		_, err := p.mintServiceToken(ctx, c, inst, d)
+		return err
+	})
+}
+
+// serviceTokenLive says whether the instance's folder holds a token Consul still knows, with the accessor
+// written beside it. Any failure to tell counts as not live: a new token is minted (and fails the same way
+// if Consul is away).
+func (p *Provisioner) serviceTokenLive(ctx context.Context, d *servicedir.Dir) (bool, error) {
+	acc, err := readTrimmed(d, consulAccessorFile)
+	if err != nil {
+		return false, err
+	}
+	secret, err := readTrimmed(d, ConsulTokenFile)
+	if err != nil || acc == "" || secret == "" {
+		return false, err
+	}
+	c, err := p.consulWithToken(secret)
+	if err != nil {
+		return false, err
+	}
+	self, _, err := c.ACL().TokenReadSelf(p.q(ctx))
+	return err == nil && self != nil && self.AccessorID == acc, nil
 }
 
 // mintServiceToken creates a token for inst and writes it (and its accessor) into the instance's folder,
@@ -301,7 +325,7 @@ func (p *Provisioner) RotateConsulToken(ctx context.Context, inst Instance) erro
 	if err := checkNames(d, ConsulTokenFile, consulAccessorFile, consulPreviousFile); err != nil {
 		return fmt.Errorf("rotate the consul token of %s: %w", inst.ID, err)
 	}
-	return p.withConsulToken(ctx, "provisioner", func(c *consul.Client) error {
+	return p.withConsulWriter(ctx, func(c *consul.Client) error {
 		prev, err := p.mintServiceToken(ctx, c, inst, d)
 		if err != nil {
 			return err
@@ -327,7 +351,10 @@ func (p *Provisioner) RetireConsulToken(ctx context.Context, inst Instance) erro
 	if err != nil || acc == "" {
 		return err
 	}
-	if err := p.withConsulToken(ctx, "provisioner", func(c *consul.Client) error {
+	if err := p.awaitRegistrationWithNewToken(ctx, inst, d); err != nil {
+		return fmt.Errorf("%w; the previous consul token of %s is kept", err, inst.ID)
+	}
+	if err := p.withConsulWriter(ctx, func(c *consul.Client) error {
 		_, err := c.ACL().TokenDelete(acc, p.w(ctx))
 		if err != nil && strings.Contains(err.Error(), "not found") {
 			return nil
@@ -338,6 +365,34 @@ func (p *Provisioner) RetireConsulToken(ctx context.Context, inst Instance) erro
 	}
 	p.logger.Info("previous consul token deleted", "instance", inst.ID, "accessor", acc)
 	return d.Remove(consulPreviousFile)
+}
+
+// awaitRegistrationWithNewToken waits until the agent holds the instance registered under the token in its
+// folder (consulreg names the token's accessor in the registration's meta): before that, the agent still acts for
+// the instance with the previous token, and deleting it would leave the registration without a valid one.
+func (p *Provisioner) awaitRegistrationWithNewToken(ctx context.Context, inst Instance, d *servicedir.Dir) error {
+	acc, err := readTrimmed(d, consulAccessorFile)
+	if err != nil {
+		return err
+	}
+	secret, err := readTrimmed(d, ConsulTokenFile)
+	if err != nil || acc == "" || secret == "" {
+		return fmt.Errorf("no current consul token in %s (%v)", d.Path(), err)
+	}
+	c, err := p.consulWithToken(secret) // the instance's own token reads its own registration
+	if err != nil {
+		return err
+	}
+	return waitFor(ctx, inst.ID+" registered with its new consul token", func() error {
+		svc, _, err := c.Agent().Service(inst.ID, p.q(ctx))
+		if err != nil {
+			return err
+		}
+		if got := svc.Meta[consulreg.TokenAccessorMeta]; got != acc {
+			return fmt.Errorf("registered under token accessor %q", got)
+		}
+		return nil
+	})
 }
 
 // Agent is a Consul client agent that needs a token with its node's identity before it starts: Compose runs one
@@ -369,7 +424,7 @@ func (p *Provisioner) DeliverAgentToken(ctx context.Context, a Agent) error {
 	defer d.Close()
 	file := filepath.Base(a.File)
 	accessorFile := file + ".accessor"
-	return p.withConsulToken(ctx, "provisioner", func(c *consul.Client) error {
+	return p.withConsulWriter(ctx, func(c *consul.Client) error {
 		if live, err := p.liveConsulToken(ctx, c, d, file, accessorFile); err != nil || live {
 			return err
 		}

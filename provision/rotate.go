@@ -64,7 +64,7 @@ func (p *Provisioner) RevokeServiceLogins(ctx context.Context) error {
 // RotateConnectCA moves the Connect CA to a new root in a new Vault mount. Consul cross-signs the new root with
 // the old one, so sidecars holding old leaves keep talking while they fetch new ones.
 func (p *Provisioner) RotateConnectCA(ctx context.Context) (rootID string, err error) {
-	err = p.withConsulToken(ctx, "provisioner", func(c *consul.Client) error {
+	err = p.withConsulWriter(ctx, func(c *consul.Client) error {
 		cur, _, err := c.Connect().CAGetConfig(p.q(ctx))
 		if err != nil {
 			return err

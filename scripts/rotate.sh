@@ -76,7 +76,7 @@ rotate_consul_token() {
   # The service reads its token file before every registration check and registers again with the new token;
   # the built-in proxy reads its token once, so the sidecar restarts (the gateway retries meanwhile).
   stack restart-sidecar "$id"
-  sleep 5 # two of the service's registration checks (consulreg.HealInterval), so it no longer uses the old token
+  # Deletes the old token once the agent holds the instance under the new one (it waits for that).
   meshctl rotate consul-token-retire
   log "consul token of $id rotated; the previous one is deleted"
 }

@@ -534,9 +534,17 @@ service_of() { if [[ "$1" == gateway* ]]; then echo gateway; else echo order; fi
 user_of() { if [[ "$1" == gateway* ]]; then echo "$GATEWAY_USER"; else echo "$ORDER_USER"; fi; }
 
 start_sidecar() {
+  await_sidecar_registration "$1"
+  launch_sidecar "$1"
+}
+
+await_sidecar_registration() {
+  wait_for "Consul registration of $1's sidecar (the service registers itself; after code changes restart the stack)" "$STACK_TIMEOUT" \
+    "$LOG_DIR/${1%%-*}.log" sidecar_registered "$1"
+}
+
+launch_sidecar() {
   local id="$1" name="sidecar-$1" port
-  wait_for "Consul registration of $id's sidecar (the service registers itself; after code changes restart the stack)" "$STACK_TIMEOUT" \
-    "$LOG_DIR/${id%%-*}.log" sidecar_registered "$id"
   if running "$name"; then log "$name already running (pid $(cat "$PID_DIR/$name.pid"))"; return 0; fi
   log "starting Connect sidecar for $id with its token (log: $LOG_DIR/$name.log)"
   (
@@ -616,9 +624,12 @@ cmd_restart_sidecar() {
   JQ="$("$SCRIPTS_DIR/tools.sh" ensure jq)"
   CURL="$("$SCRIPTS_DIR/tools.sh" ensure curl)"
   port="$(sidecar_port "$id")"
+  # Everything that can be asked beforehand is: between the old proxy's exit and the new one's listener, the
+  # gateway's calls to this instance fail and are retried (about 1.5 s of retries), so that gap stays short.
+  await_sidecar_registration "$id"
   stop_pidfile "sidecar-$id" "$PID_DIR/sidecar-$id.pid"
   wait_for "sidecar-$id's port $port released" "$STACK_TIMEOUT" "" port_free 127.0.0.1 "$port"
-  start_sidecar "$id"
+  launch_sidecar "$id"
   wait_for "$id-sidecar-proxy passing in Consul" "$STACK_TIMEOUT" "$LOG_DIR/consul.log" passing_in_consul "$id-sidecar-proxy"
 }
 

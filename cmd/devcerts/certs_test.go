@@ -363,3 +363,64 @@ func TestEnsureCerts_clientAuth(t *testing.T) {
 		t.Fatalf("rerun with ClientAuth: issued %v, err %v; want the good certificate kept", res.ServerIssued, err)
 	}
 }
+
+// A second run delivers into a volume its owner already holds: a link the owner planted at a file name fails the
+// run, and the root-only file it points at keeps its content and owner.
+func TestRunRefusesPlantedLinksInTheVolume(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test gives a folder to another account: run it as root (make test does)")
+	}
+	out, parent := t.TempDir(), t.TempDir()
+	to, canary := filepath.Join(parent, "tls"), filepath.Join(parent, "root-only")
+	if err := os.WriteFile(canary, []byte("root's\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	args := []string{"-out", out, "-name", "vault", "-hosts", "vault", "-to", to, "-owner", "54321:54321"}
+	if err := run(args, logger); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"vault-key.pem", "vault.pem", "ca.pem"} {
+		t.Run(name, func(t *testing.T) {
+			target := filepath.Join(to, name)
+			mustRemove(t, target)
+			if err := os.Symlink(canary, target); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Lchown(target, 54321, 54321); err != nil {
+				t.Fatal(err)
+			}
+			if err := run(append(args, "-renew"), logger); err == nil {
+				t.Fatalf("a link planted at %s was written through or replaced without a word", name)
+			}
+			if got := string(readFile(t, canary)); got != "root's\n" {
+				t.Fatalf("the root-only file now holds %q", got)
+			}
+			st, err := os.Stat(canary)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if uid, _ := ownerOf(st); uid != 0 {
+				t.Fatalf("the root-only file was given to uid %d", uid)
+			}
+			mustRemove(t, target)
+			if err := run(args, logger); err != nil {
+				t.Fatalf("with the link gone, the delivery works again: %v", err)
+			}
+		})
+	}
+	// A link at a name the run might use for its temporary copy is never written through either.
+	for _, name := range []string{"vault-key.pem.new", "vault.pem.new", "ca.pem.new"} {
+		t.Run(name, func(t *testing.T) {
+			target := filepath.Join(to, name)
+			if err := os.Symlink(canary, target); err != nil {
+				t.Fatal(err)
+			}
+			defer mustRemove(t, target)
+			_ = run(append(args, "-renew"), logger)
+			if got := string(readFile(t, canary)); got != "root's\n" {
+				t.Fatalf("the root-only file was written through %s: it now starts %.30q", name, got)
+			}
+		})
+	}
+}

@@ -17,9 +17,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pizzajoint/mesh/platform/servicedir"
 )
 
 func main() {
@@ -64,36 +65,39 @@ func run(args []string, logger *slog.Logger) error {
 		"serial", res.ServerSerial, "names", strings.Join(res.ServerNames, ","),
 		"expires", res.ServerExpires.Format(time.RFC3339))
 	if *to != "" {
-		if err := deliverPair(res, *to, *owner); err != nil {
+		if err := deliverPair(res, *to, *owner, logger); err != nil {
 			return err
 		}
 		logger.Info("certificate delivered", "to", *to, "owner", *owner)
 	}
 	if *caTo != "" {
-		if err := installFile(res.CAFile, filepath.Join(*caTo, caCertName), 0o644, -1, -1); err != nil {
+		d, err := servicedir.Create(*caTo, 0o755, logger)
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		if err := installFile(d, res.CAFile, 0o644); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// deliverPair copies the certificate, its key (0600, for owner alone) and ca.pem into dir.
-func deliverPair(res result, dir, owner string) error {
-	uid, gid := -1, -1
-	if owner != "" {
-		u, g, ok := strings.Cut(owner, ":")
-		var err1, err2 error
-		uid, err1 = strconv.Atoi(u)
-		gid, err2 = strconv.Atoi(g)
-		if !ok || err1 != nil || err2 != nil || uid < 0 || gid < 0 {
-			return fmt.Errorf("-owner %q: want numeric uid:gid", owner)
-		}
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+// deliverPair copies the certificate, its key (0600, for owner alone) and ca.pem into dir. dir may be a volume
+// its owner already holds (a second run): it is written without following any link planted there
+// (platform/servicedir), and a planted link fails the run.
+func deliverPair(res result, dir, owner string, logger *slog.Logger) error {
+	d, err := servicedir.Create(dir, 0o755, logger)
+	if err != nil {
 		return err
 	}
-	if uid >= 0 {
-		if err := os.Chown(dir, uid, gid); err != nil {
+	defer d.Close()
+	if owner != "" {
+		o, err := servicedir.ParseOwner(owner)
+		if err != nil {
+			return fmt.Errorf("-owner: %w", err)
+		}
+		if err := d.Own(o, 0o755); err != nil {
 			return err
 		}
 	}
@@ -102,31 +106,19 @@ func deliverPair(res result, dir, owner string) error {
 		src  string
 		perm os.FileMode
 	}{{res.CAFile, 0o644}, {res.ServerFile, 0o644}, {keyFile, 0o600}} {
-		if err := installFile(f.src, filepath.Join(dir, filepath.Base(f.src)), f.perm, uid, gid); err != nil {
+		if err := installFile(d, f.src, f.perm); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// installFile writes src's content to dst with perm and owner (uid -1: unchanged), replacing dst atomically so
-// a process that reloads the file never reads half of it.
-func installFile(src, dst string, perm os.FileMode, uid, gid int) error {
+// installFile copies src (root's, in the CA's folder) into d under its base name, atomically: a process that
+// reloads the file never reads half of it.
+func installFile(d *servicedir.Dir, src string, perm os.FileMode) error {
 	b, err := os.ReadFile(src)
 	if err != nil {
 		return err
 	}
-	tmp := dst + ".new"
-	if err := os.WriteFile(tmp, b, perm); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp, perm); err != nil {
-		return err
-	}
-	if uid >= 0 {
-		if err := os.Chown(tmp, uid, gid); err != nil {
-			return err
-		}
-	}
-	return os.Rename(tmp, dst)
+	return d.WriteFile(filepath.Base(src), b, perm)
 }

@@ -7,22 +7,25 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
+	iofs "io/fs"
+	"log/slog"
 	"path/filepath"
 	"regexp"
-	"strconv"
-	"strings"
+
+	"github.com/pizzajoint/mesh/platform/servicedir"
 )
 
 var gossipKeyLine = regexp.MustCompile(`(?m)^encrypt\s*=\s*"([A-Za-z0-9+/=]+)"`)
 
 // gossipKey runs `meshctl gossip-key [-owner UID:GID] FILE...`: one gossip encryption key for every Consul agent
 // of a Compose stack, written as an agent configuration (encrypt = "…") into each agent's own volume. A key that
-// one of the files already holds is kept, so agents that have joined with it keep talking.
+// one of the files already holds is kept, so agents that have joined with it keep talking. Each volume may
+// already belong to its agent's user: it is read and written without following a link planted there
+// (platform/servicedir), and a planted link fails the command.
 func gossipKey(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("gossip-key", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	owner := fs.String("owner", "", "numeric uid:gid to own the files (the agents' user)")
+	owner := fs.String("owner", "", "numeric uid:gid to own the files and their folders (the agents' user)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -30,22 +33,43 @@ func gossipKey(args []string, stderr io.Writer) error {
 	if len(files) == 0 {
 		return errors.New("usage: meshctl gossip-key [-owner UID:GID] FILE [FILE ...]")
 	}
-	uid, gid := -1, -1
+	var o *servicedir.Owner
 	if *owner != "" {
-		u, g, ok := strings.Cut(*owner, ":")
-		var e1, e2 error
-		uid, e1 = strconv.Atoi(u)
-		gid, e2 = strconv.Atoi(g)
-		if !ok || e1 != nil || e2 != nil {
-			return fmt.Errorf("-owner %q: want numeric uid:gid", *owner)
+		parsed, err := servicedir.ParseOwner(*owner)
+		if err != nil {
+			return fmt.Errorf("-owner: %w", err)
 		}
+		o = &parsed
 	}
+	logger := slog.New(slog.NewJSONHandler(stderr, nil)).With("service", "meshctl")
+	dirs := make([]*servicedir.Dir, len(files))
+	defer func() {
+		for _, d := range dirs {
+			if d != nil {
+				d.Close()
+			}
+		}
+	}()
 	key := ""
-	for _, f := range files {
-		if b, err := os.ReadFile(f); err == nil {
+	for i, f := range files {
+		d, err := servicedir.Create(filepath.Dir(f), 0o700, logger)
+		if err != nil {
+			return err
+		}
+		dirs[i] = d
+		if o != nil {
+			if err := d.Own(*o, 0o700); err != nil {
+				return err
+			}
+		}
+		b, err := d.ReadFile(filepath.Base(f))
+		switch {
+		case errors.Is(err, iofs.ErrNotExist):
+		case err != nil:
+			return err
+		case key == "":
 			if m := gossipKeyLine.FindSubmatch(b); m != nil {
 				key = string(m[1])
-				break
 			}
 		}
 	}
@@ -58,20 +82,8 @@ func gossipKey(args []string, stderr io.Writer) error {
 	}
 	conf := "# Written by meshctl gossip-key: encrypts gossip between this stack's Consul agents. Secret.\n" +
 		"encrypt = \"" + key + "\"\n"
-	for _, f := range files {
-		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
-			return err
-		}
-		tmp := f + ".new"
-		if err := os.WriteFile(tmp, []byte(conf), 0o600); err != nil {
-			return err
-		}
-		if uid >= 0 {
-			if err := os.Chown(tmp, uid, gid); err != nil {
-				return err
-			}
-		}
-		if err := os.Rename(tmp, f); err != nil {
+	for i, f := range files {
+		if err := dirs[i].WriteFile(filepath.Base(f), []byte(conf), 0o600); err != nil {
 			return err
 		}
 	}

@@ -2,112 +2,19 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
-	"strconv"
 
-	"github.com/pizzajoint/mesh/order"
-	"github.com/pizzajoint/mesh/platform/httpjson"
+	"github.com/pizzajoint/mesh/order/orderapi"
 	"github.com/pizzajoint/mesh/platform/kitmw"
 	"github.com/pizzajoint/mesh/platform/reqid"
 )
 
-// Error codes carried in error bodies, so clients (and orderclient) can tell errors apart.
-const (
-	CodeInvalid             = "invalid_request"
-	CodeNotFound            = "not_found"
-	CodeIllegalTransition   = "illegal_transition"
-	CodeIdempotencyMismatch = "idempotency_key_reused"
-	CodeTooSlow             = "too_slow"
-	CodeUnavailable         = "unavailable"
-	CodeInternal            = "internal"
-)
-
-// errorTable is the one map of order's errors to HTTP: the server's encoder (EncodeError), the client's
-// decoder (DecodeError) and the log and metric outcome (Outcome) all read it. A new domain error is one row.
-// An error no row matches is a 500 that does not describe it (it is logged instead).
-var errorTable = httpjson.ErrorTable{
-	Kinds: []httpjson.ErrorKind{
-		httpjson.RequestErrors(CodeInvalid),
-		httpjson.Typed(http.StatusUnprocessableEntity, CodeInvalid, describeInvalid, decodeInvalid),
-		httpjson.Sentinel(order.ErrNotFound, http.StatusNotFound, CodeNotFound),
-		httpjson.Typed(http.StatusConflict, CodeIllegalTransition, describeIllegalTransition, decodeIllegalTransition),
-		httpjson.Sentinel(order.ErrIdempotencyMismatch, http.StatusUnprocessableEntity, CodeIdempotencyMismatch),
-		// Ends a stream that has begun, so it is never answered; its status makes it the client's doing.
-		httpjson.Sentinel(order.ErrSlowSubscriber, http.StatusTooManyRequests, CodeTooSlow),
-		unavailable(order.ErrUnavailable, decodeRemote),
-		unavailable(context.DeadlineExceeded, nil), // our own deadline; a client makes ErrUnavailable of it
-	},
-	Unknown: httpjson.ErrorKind{Status: http.StatusInternalServerError, Code: CodeInternal,
-		Describe: func(_ error, a *httpjson.ErrorAnswer) { a.Body.Error = "internal error" },
-		Decode:   decodeRemote},
-}
-
-func describeInvalid(e *order.ValidationError, a *httpjson.ErrorAnswer) {
-	a.Body.Field, a.Body.Error = e.Field, e.Reason
-}
-
-// decodeInvalid makes a ValidationError of an invalid_request answer, also of a 400 (a body the order
-// service could not read): to the caller both are bad input.
-func decodeInvalid(a httpjson.ErrorAnswer) error {
-	return &order.ValidationError{Field: a.Body.Field, Reason: a.Body.Error}
-}
-
-func describeIllegalTransition(e *order.IllegalTransitionError, a *httpjson.ErrorAnswer) {
-	a.Body.From, a.Body.To = string(e.From), string(e.To)
-}
-
-func decodeIllegalTransition(a httpjson.ErrorAnswer) error {
-	return &order.IllegalTransitionError{From: order.Status(a.Body.From), To: order.Status(a.Body.To)}
-}
-
-// unavailable tells the client to come back later.
-func unavailable(err error, decode func(httpjson.ErrorAnswer) error) httpjson.ErrorKind {
-	k := httpjson.Sentinel(err, http.StatusServiceUnavailable, CodeUnavailable)
-	k.Describe = func(_ error, a *httpjson.ErrorAnswer) {
-		a.Body.Error = "the order service is unavailable; retry later"
-		a.Header.Set("Retry-After", "1")
-	}
-	k.Decode = decode
-	return k
-}
-
-// decodeRemote makes a remoteError of a failure on the order service's side, or of an answer nobody here
-// knows: to the caller it is unavailability.
-func decodeRemote(a httpjson.ErrorAnswer) error {
-	return &remoteError{Status: a.Status, Msg: a.Body.Error}
-}
-
-// remoteError is a failure of the order service as it answered it; it is ErrUnavailable to callers.
-type remoteError struct {
-	Status int
-	Msg    string
-}
-
-func (e *remoteError) Error() string {
-	return "order service answered " + strconv.Itoa(e.Status) + ": " + e.Msg
-}
-func (e *remoteError) Unwrap() error { return order.ErrUnavailable }
-
-// EncodeError writes err as {"error", "code", "field", "request_id", …} as the error table says. Unexpected
-// errors are not described to the client (they are logged); unavailability carries Retry-After.
+// EncodeError writes err as {"error", "code", "field", "request_id", …} as the order API's error table
+// (orderapi.Errors) says. Unexpected errors are not described to the client (they are logged); unavailability
+// carries Retry-After.
 func EncodeError(ctx context.Context, err error, w http.ResponseWriter) {
-	errorTable.Write(w, err, reqid.FromContext(ctx))
+	orderapi.Errors.Write(w, err, reqid.FromContext(ctx))
 }
-
-// DecodeError turns an error response of the order service back into the domain error it was made from;
-// what it cannot place is ErrUnavailable.
-func DecodeError(resp *http.Response) error {
-	var b httpjson.ErrorBody
-	if err := json.NewDecoder(resp.Body).Decode(&b); err != nil {
-		b.Error = resp.Status
-	}
-	return errorTable.Decode(httpjson.ErrorAnswer{Status: resp.StatusCode, Header: resp.Header, Body: b})
-}
-
-// IsAnswer reports whether err is one DecodeError makes: an answer of the order service, as opposed to a
-// failure to reach it.
-func IsAnswer(err error) bool { return errorTable.Decoded(err) }
 
 // Outcome classifies an endpoint's error for logs and metrics by the status it is answered with.
-func Outcome(err error) string { return kitmw.ByStatus(errorTable.Status)(err) }
+func Outcome(err error) string { return kitmw.ByStatus(orderapi.Errors.Status)(err) }

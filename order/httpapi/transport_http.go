@@ -1,42 +1,30 @@
 // Package httpapi is the order service's HTTP transport: handlers, request decoders and response encoders,
-// the event streams, and the error table that the server's encoder, orderclient's decoder and the log and
-// metric outcome share.
+// the event streams, and the error encoder. What a client must agree on (routes, headers, bodies, the error
+// table) is order/orderapi.
 package httpapi
 
 import (
 	"context"
 	"net/http"
-	"net/url"
 	"strconv"
 
 	httptransport "github.com/go-kit/kit/transport/http"
 	"github.com/pizzajoint/mesh/order"
+	"github.com/pizzajoint/mesh/order/orderapi"
 	"github.com/pizzajoint/mesh/platform/httpjson"
 )
 
 // MaxBodyBytes bounds a request body: a big order is a few KiB.
 const MaxBodyBytes = 64 << 10
 
-// Headers of the order API.
-const (
-	IdempotencyKeyHeader = "Idempotency-Key"
-	ReplayedHeader       = "Idempotent-Replayed"
-)
-
-// MakeHTTPHandler mounts the order API on mux:
-//
-//	GET  /menu                 the menu
-//	POST /orders               create an order (Idempotency-Key header honoured)
-//	GET  /orders/{id}          one order
-//	GET  /orders?status=&after=&limit=   a page of orders, oldest first
-//	POST /orders/{id}/status   {"status": "ACCEPTED"}: move an order along its lifecycle
+// MakeHTTPHandler mounts the order API's routes (orderapi.Route*) on mux.
 func MakeHTTPHandler(mux *http.ServeMux, e order.Endpoints) {
 	opts := []httptransport.ServerOption{httptransport.ServerErrorEncoder(EncodeError)}
-	mux.Handle("GET /menu", httptransport.NewServer(e.MenuEndpoint, decodeNothing, encodeMenu, opts...))
-	mux.Handle("POST /orders", httptransport.NewServer(e.CreateOrderEndpoint, decodeNewOrder, encodeCreated, opts...))
-	mux.Handle("GET /orders/{id}", httptransport.NewServer(e.GetOrderEndpoint, decodeGetOrder, encodeOK, opts...))
-	mux.Handle("GET /orders", httptransport.NewServer(e.ListOrdersEndpoint, decodeListFilter, encodeOK, opts...))
-	mux.Handle("POST /orders/{id}/status", httptransport.NewServer(e.ChangeStatusEndpoint, decodeChangeStatus, encodeOK, opts...))
+	mux.Handle(orderapi.RouteMenu.String(), httptransport.NewServer(e.MenuEndpoint, decodeNothing, encodeMenu, opts...))
+	mux.Handle(orderapi.RouteCreateOrder.String(), httptransport.NewServer(e.CreateOrderEndpoint, decodeNewOrder, encodeCreated, opts...))
+	mux.Handle(orderapi.RouteGetOrder.String(), httptransport.NewServer(e.GetOrderEndpoint, decodeGetOrder, encodeOK, opts...))
+	mux.Handle(orderapi.RouteListOrders.String(), httptransport.NewServer(e.ListOrdersEndpoint, decodeListFilter, encodeOK, opts...))
+	mux.Handle(orderapi.RouteChangeStatus.String(), httptransport.NewServer(e.ChangeStatusEndpoint, decodeChangeStatus, encodeOK, opts...))
 }
 
 func decodeNothing(context.Context, *http.Request) (any, error) { return nil, nil }
@@ -47,7 +35,7 @@ func decodeNewOrder(_ context.Context, r *http.Request) (any, error) {
 	if err := httpjson.Decode(r, MaxBodyBytes, &n); err != nil {
 		return nil, err
 	}
-	n.IdempotencyKey = r.Header.Get(IdempotencyKeyHeader)
+	n.IdempotencyKey = r.Header.Get(orderapi.IdempotencyKeyHeader)
 	return n, nil
 }
 
@@ -69,34 +57,24 @@ func decodeListFilter(_ context.Context, r *http.Request) (any, error) {
 	return f, nil
 }
 
-// ChangeStatusBody is the body of POST /orders/{id}/status.
-type ChangeStatusBody struct {
-	Status order.Status `json:"status"`
-}
-
 func decodeChangeStatus(_ context.Context, r *http.Request) (any, error) {
-	var b ChangeStatusBody
+	var b orderapi.ChangeStatusBody
 	if err := httpjson.Decode(r, MaxBodyBytes, &b); err != nil {
 		return nil, err
 	}
 	return order.ChangeStatusRequest{ID: r.PathValue("id"), Status: b.Status}, nil
 }
 
-// MenuResponse is the body of GET /menu.
-type MenuResponse struct {
-	Pizzas order.Menu `json:"pizzas"`
-}
-
 func encodeMenu(_ context.Context, w http.ResponseWriter, resp any) error {
-	return httpjson.Write(w, http.StatusOK, MenuResponse{Pizzas: resp.(order.Menu)})
+	return httpjson.Write(w, http.StatusOK, orderapi.MenuResponse{Pizzas: resp.(order.Menu)})
 }
 
 // encodeCreated answers 201 with the order and its Location; a replayed idempotent request says so in a header.
 func encodeCreated(_ context.Context, w http.ResponseWriter, resp any) error {
 	c := resp.(order.Created)
-	w.Header().Set("Location", "/orders/"+url.PathEscape(c.Order.ID))
+	w.Header().Set("Location", orderapi.RouteGetOrder.Path(c.Order.ID))
 	if c.Replayed {
-		w.Header().Set(ReplayedHeader, "true")
+		w.Header().Set(orderapi.ReplayedHeader, "true")
 	}
 	return httpjson.Write(w, http.StatusCreated, c.Order)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/order/httpapi"
+	"github.com/pizzajoint/mesh/order/orderapi"
 	"github.com/pizzajoint/mesh/order/ordertest"
 	"github.com/pizzajoint/mesh/platform/reqid"
 )
@@ -72,19 +73,19 @@ func TestOrderHTTP(t *testing.T) {
 		{"menu", call{method: "GET", path: "/menu"}, 200, "", ""},
 		{"create", call{method: "POST", path: "/orders", body: validBody}, 201, "", ""},
 		{"get", call{method: "GET", path: "/orders/" + id}, 200, "", ""},
-		{"get unknown", call{method: "GET", path: "/orders/01ARZ3NDEKTSV4RRFFQ69G5FAV"}, 404, httpapi.CodeNotFound, ""},
-		{"get malformed id", call{method: "GET", path: "/orders/nope"}, 404, httpapi.CodeNotFound, ""},
+		{"get unknown", call{method: "GET", path: "/orders/01ARZ3NDEKTSV4RRFFQ69G5FAV"}, 404, orderapi.CodeNotFound, ""},
+		{"get malformed id", call{method: "GET", path: "/orders/nope"}, 404, orderapi.CodeNotFound, ""},
 		{"list", call{method: "GET", path: "/orders?status=CREATED&limit=10"}, 200, "", ""},
-		{"list unknown status", call{method: "GET", path: "/orders?status=EATEN"}, 422, httpapi.CodeInvalid, "status"},
-		{"list bad limit", call{method: "GET", path: "/orders?limit=ten"}, 422, httpapi.CodeInvalid, "limit"},
-		{"list limit too big", call{method: "GET", path: "/orders?limit=1000"}, 422, httpapi.CodeInvalid, "limit"},
-		{"list bad cursor", call{method: "GET", path: "/orders?after=zzz"}, 422, httpapi.CodeInvalid, "cursor"},
+		{"list unknown status", call{method: "GET", path: "/orders?status=EATEN"}, 422, orderapi.CodeInvalid, "status"},
+		{"list bad limit", call{method: "GET", path: "/orders?limit=ten"}, 422, orderapi.CodeInvalid, "limit"},
+		{"list limit too big", call{method: "GET", path: "/orders?limit=1000"}, 422, orderapi.CodeInvalid, "limit"},
+		{"list bad cursor", call{method: "GET", path: "/orders?after=zzz"}, 422, orderapi.CodeInvalid, "cursor"},
 		{"accept", call{method: "POST", path: "/orders/" + id + "/status", body: `{"status":"ACCEPTED"}`}, 200, "", ""},
-		{"illegal transition", call{method: "POST", path: "/orders/" + id + "/status", body: `{"status":"DELIVERED"}`}, 409, httpapi.CodeIllegalTransition, ""},
-		{"unknown status", call{method: "POST", path: "/orders/" + id + "/status", body: `{"status":"EATEN"}`}, 422, httpapi.CodeInvalid, "status"},
-		{"status of unknown order", call{method: "POST", path: "/orders/01ARZ3NDEKTSV4RRFFQ69G5FAV/status", body: `{"status":"ACCEPTED"}`}, 404, httpapi.CodeNotFound, ""},
-		{"unknown pizza", call{method: "POST", path: "/orders", body: strings.Replace(validBody, "funghi", "hawaii", 1)}, 422, httpapi.CodeInvalid, "items[1].pizza"},
-		{"client-sent price", call{method: "POST", path: "/orders", body: strings.Replace(validBody, `"quantity":1}`, `"quantity":1,"unit_price_cents":1}`, 1)}, 400, httpapi.CodeInvalid, "items[1].unit_price_cents"},
+		{"illegal transition", call{method: "POST", path: "/orders/" + id + "/status", body: `{"status":"DELIVERED"}`}, 409, orderapi.CodeIllegalTransition, ""},
+		{"unknown status", call{method: "POST", path: "/orders/" + id + "/status", body: `{"status":"EATEN"}`}, 422, orderapi.CodeInvalid, "status"},
+		{"status of unknown order", call{method: "POST", path: "/orders/01ARZ3NDEKTSV4RRFFQ69G5FAV/status", body: `{"status":"ACCEPTED"}`}, 404, orderapi.CodeNotFound, ""},
+		{"unknown pizza", call{method: "POST", path: "/orders", body: strings.Replace(validBody, "funghi", "hawaii", 1)}, 422, orderapi.CodeInvalid, "items[1].pizza"},
+		{"client-sent price", call{method: "POST", path: "/orders", body: strings.Replace(validBody, `"quantity":1}`, `"quantity":1,"unit_price_cents":1}`, 1)}, 400, orderapi.CodeInvalid, "items[1].unit_price_cents"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -110,20 +111,20 @@ func TestOrderHTTP(t *testing.T) {
 
 func TestOrderHTTPIdempotency(t *testing.T) {
 	srv, _ := newOrderServer(t)
-	key := map[string]string{httpapi.IdempotencyKeyHeader: "k-123"}
+	key := map[string]string{orderapi.IdempotencyKeyHeader: "k-123"}
 	first, a := do(t, srv.URL, call{method: "POST", path: "/orders", body: validBody, header: key})
 	again, b := do(t, srv.URL, call{method: "POST", path: "/orders", body: validBody, header: key})
 	if first.StatusCode != 201 || again.StatusCode != 201 || a["id"] != b["id"] {
 		t.Fatalf("replay: %d %v then %d %v; want the same order twice", first.StatusCode, a["id"], again.StatusCode, b["id"])
 	}
-	if first.Header.Get(httpapi.ReplayedHeader) != "" || again.Header.Get(httpapi.ReplayedHeader) != "true" {
-		t.Errorf("%s header: first %q, replay %q", httpapi.ReplayedHeader, first.Header.Get(httpapi.ReplayedHeader), again.Header.Get(httpapi.ReplayedHeader))
+	if first.Header.Get(orderapi.ReplayedHeader) != "" || again.Header.Get(orderapi.ReplayedHeader) != "true" {
+		t.Errorf("%s header: first %q, replay %q", orderapi.ReplayedHeader, first.Header.Get(orderapi.ReplayedHeader), again.Header.Get(orderapi.ReplayedHeader))
 	}
 	other, c := do(t, srv.URL, call{method: "POST", path: "/orders", body: strings.Replace(validBody, `"quantity":2`, `"quantity":3`, 1), header: key})
-	if other.StatusCode != 422 || c["code"] != httpapi.CodeIdempotencyMismatch {
-		t.Errorf("same key, other body: %d %v; want 422 %s", other.StatusCode, c, httpapi.CodeIdempotencyMismatch)
+	if other.StatusCode != 422 || c["code"] != orderapi.CodeIdempotencyMismatch {
+		t.Errorf("same key, other body: %d %v; want 422 %s", other.StatusCode, c, orderapi.CodeIdempotencyMismatch)
 	}
-	bad, d := do(t, srv.URL, call{method: "POST", path: "/orders", body: validBody, header: map[string]string{httpapi.IdempotencyKeyHeader: strings.Repeat("k", 129)}})
+	bad, d := do(t, srv.URL, call{method: "POST", path: "/orders", body: validBody, header: map[string]string{orderapi.IdempotencyKeyHeader: strings.Repeat("k", 129)}})
 	if bad.StatusCode != 422 || d["field"] != "Idempotency-Key" {
 		t.Errorf("over-long key: %d %v; want 422 naming Idempotency-Key", bad.StatusCode, d)
 	}

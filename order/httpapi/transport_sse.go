@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-kit/kit/endpoint"
 	"github.com/pizzajoint/mesh/order"
+	"github.com/pizzajoint/mesh/order/orderapi"
 	"github.com/pizzajoint/mesh/platform/httpjson"
 	"github.com/pizzajoint/mesh/platform/kitmw"
 	"github.com/pizzajoint/mesh/platform/sse"
@@ -21,14 +22,14 @@ const Heartbeat = 15 * time.Second
 // same endpoint middleware as every call). They are plain net/http handlers: go-kit's transport answers once
 // per request and has no notion of a stream.
 //
-//	GET /orders/{id}/events   one order's events (history, then live) until DELIVERED or CANCELLED
-//	GET /events               every order's events from now on (staff); with Last-Event-ID, what was missed
+//	orderapi.RouteOrderEvents   one order's events (history, then live) until DELIVERED or CANCELLED
+//	orderapi.RouteEvents        every order's events from now on (staff); with Last-Event-ID, what was missed
 //
 // Both resume after the Last-Event-ID header. endStreams ends every stream; give it to the server's
 // RegisterOnShutdown, so clients reconnect elsewhere instead of holding the shutdown up.
 func MakeSSEHandler(mux *http.ServeMux, stream endpoint.Endpoint) (endStreams func()) {
 	shutdown, endStreams := context.WithCancel(context.Background())
-	mux.HandleFunc("GET /orders/{id}/events", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(orderapi.RouteOrderEvents.String(), func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
 		if !order.ValidID(id) {
 			EncodeError(r.Context(), order.ErrNotFound, w)
@@ -36,7 +37,7 @@ func MakeSSEHandler(mux *http.ServeMux, stream endpoint.Endpoint) (endStreams fu
 		}
 		serveStream(w, r, stream, shutdown, order.StreamRequest{OrderID: id})
 	})
-	mux.HandleFunc("GET /events", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(orderapi.RouteEvents.String(), func(w http.ResponseWriter, r *http.Request) {
 		serveStream(w, r, stream, shutdown, order.StreamRequest{FromNow: true})
 	})
 	return endStreams

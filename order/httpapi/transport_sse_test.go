@@ -16,7 +16,9 @@ import (
 
 	"github.com/pizzajoint/mesh/internal/testkit"
 	"github.com/pizzajoint/mesh/order"
+	"github.com/pizzajoint/mesh/order/eventhub"
 	"github.com/pizzajoint/mesh/order/httpapi"
+	"github.com/pizzajoint/mesh/order/orderapi"
 	"github.com/pizzajoint/mesh/platform/kitmw"
 	"github.com/pizzajoint/mesh/platform/reqid"
 )
@@ -82,7 +84,7 @@ func newStreamServer(t *testing.T, log *eventLog, started bool) (*httptest.Serve
 	t.Helper()
 	logs := &endpointLog{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	hub := order.NewHub(log, 10*time.Millisecond, slog.New(slog.DiscardHandler))
+	hub := eventhub.New(log, 10*time.Millisecond, slog.New(slog.DiscardHandler))
 	if started {
 		ctx, cancel := context.WithCancel(context.Background())
 		t.Cleanup(cancel)
@@ -139,8 +141,8 @@ func TestStreams(t *testing.T) {
 		code                    string
 		logged                  string // the outcome; "" for no endpoint call
 	}{
-		{"malformed order id", "/orders/nope/events", "", 404, httpapi.CodeNotFound, ""},
-		{"bad Last-Event-ID", "/events", "x", 400, httpapi.CodeInvalid, ""},
+		{"malformed order id", "/orders/nope/events", "", 404, orderapi.CodeNotFound, ""},
+		{"bad Last-Event-ID", "/events", "x", 400, orderapi.CodeInvalid, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -176,7 +178,7 @@ func TestStreams_hubNotReady(t *testing.T) {
 	defer resp.Body.Close()
 	var body map[string]any
 	_ = json.NewDecoder(resp.Body).Decode(&body)
-	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || body["code"] != httpapi.CodeUnavailable {
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || body["code"] != orderapi.CodeUnavailable {
 		t.Errorf("%d %v, want 503 unavailable with Retry-After", resp.StatusCode, body)
 	}
 	waitForLines(t, logs, 1)

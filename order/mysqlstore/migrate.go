@@ -15,7 +15,7 @@ var migrations embed.FS
 
 // Migrate brings the schema up to date. Run it with the migration credentials: the runtime role cannot
 // change the schema, on purpose.
-// After it, run MaintainPartitions: the partitioned tables start with one catch-all partition.
+// After it, run partitions.Maintain: the partitioned tables start with one catch-all partition.
 func Migrate(ctx context.Context, db *sql.DB) ([]string, error) { return migrateTo(ctx, db, 0) }
 
 // migrateTo applies migrations up to version (0: all).

@@ -16,6 +16,7 @@ import (
 	"github.com/pizzajoint/mesh/internal/mysqltest"
 	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/order/mysqlstore"
+	"github.com/pizzajoint/mesh/order/mysqlstore/partitions"
 	"github.com/pressly/goose/v3"
 )
 
@@ -92,7 +93,7 @@ func TestOrdersLandInTheirMonthsPartition(t *testing.T) {
 		}
 		orders = append(orders, o)
 	}
-	if _, err := mysqlstore.MaintainPartitions(ctx, mig, now, mysqlstore.DefaultPartitionPolicy); err != nil {
+	if _, err := partitions.Maintain(ctx, mig, now, partitions.DefaultPolicy); err != nil {
 		t.Fatal(err)
 	}
 	for _, o := range orders {
@@ -127,7 +128,7 @@ func TestPartitionMaintenanceIsIdempotent(t *testing.T) {
 	_, mig, root := unpartitioned(t)
 	ctx := context.Background()
 	now := time.Now()
-	policy := mysqlstore.PartitionPolicy{Ahead: 3}
+	policy := partitions.Policy{Ahead: 3}
 
 	var wg sync.WaitGroup
 	var failed, worked atomic.Int32
@@ -135,7 +136,7 @@ func TestPartitionMaintenanceIsIdempotent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rep, err := mysqlstore.MaintainPartitions(ctx, mig, now, policy)
+			rep, err := partitions.Maintain(ctx, mig, now, policy)
 			if err != nil {
 				t.Error(err)
 				failed.Add(1)
@@ -159,12 +160,12 @@ func TestPartitionMaintenanceIsIdempotent(t *testing.T) {
 			t.Errorf("%s partitions = %v, want %v", table, got, want)
 		}
 	}
-	rep, err := mysqlstore.MaintainPartitions(ctx, mig, now, policy)
+	rep, err := partitions.Maintain(ctx, mig, now, policy)
 	if err != nil || len(rep.Added) != 0 || len(rep.Dropped) != 0 {
 		t.Fatalf("second run = %+v, %v; want no change", rep, err)
 	}
 	// A month later the next month appears, and nothing else changes.
-	rep, err = mysqlstore.MaintainPartitions(ctx, mig, month(now, 1), policy)
+	rep, err = partitions.Maintain(ctx, mig, month(now, 1), policy)
 	if err != nil || fmt.Sprint(rep.Added) != fmt.Sprint([]string{
 		"orders." + month(now, 4).Format("p200601"), "order_items." + month(now, 4).Format("p200601"),
 		"order_events." + month(now, 4).Format("p200601")}) {
@@ -193,10 +194,10 @@ func TestRetentionDropsExpiredMonths(t *testing.T) {
 	if err := store.Transition(ctx, byMonth[-1][0], []order.Status{order.StatusCreated}, order.StatusAccepted, now); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := mysqlstore.MaintainPartitions(ctx, mig, now, mysqlstore.PartitionPolicy{Ahead: 1}); err != nil {
+	if _, err := partitions.Maintain(ctx, mig, now, partitions.Policy{Ahead: 1}); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := mysqlstore.MaintainPartitions(ctx, mig, now, mysqlstore.PartitionPolicy{Ahead: 1, RetentionMonths: 1})
+	rep, err := partitions.Maintain(ctx, mig, now, partitions.Policy{Ahead: 1, RetentionMonths: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +243,7 @@ func TestIdempotencyAcrossMonthBoundary(t *testing.T) {
 		t.Error("want one order, in the first month's partition")
 	}
 	// Past the retention the key is purged (a retry after that makes a new order).
-	if _, err := mysqlstore.MaintainPartitions(ctx, f.mig, next.Add(25*time.Hour), mysqlstore.DefaultPartitionPolicy); err != nil {
+	if _, err := partitions.Maintain(ctx, f.mig, next.Add(25*time.Hour), partitions.DefaultPolicy); err != nil {
 		t.Fatal(err)
 	}
 	if n := count(t, f.root, `SELECT COUNT(*) FROM idempotency_keys`); n != 0 {
@@ -290,7 +291,7 @@ func TestMigrationKeepsOrdersOfThePreviousSchema(t *testing.T) {
 		t.Fatalf("migrate = %v, %v", applied, err)
 	}
 	// No purge of idempotency keys here: these orders are older than the keys' retention.
-	if _, err := mysqlstore.MaintainPartitions(ctx, mig, now, mysqlstore.PartitionPolicy{Ahead: 3}); err != nil {
+	if _, err := partitions.Maintain(ctx, mig, now, partitions.Policy{Ahead: 3}); err != nil {
 		t.Fatal(err)
 	}
 	ru, rp := db.CreateUser(t, runtimeGrants)
@@ -386,7 +387,7 @@ func TestPartitionMigrationRollsBack(t *testing.T) {
 	if _, err := mysqlstore.Migrate(ctx, mig); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := mysqlstore.MaintainPartitions(ctx, mig, time.Now(), mysqlstore.PartitionPolicy{Ahead: 2}); err != nil {
+	if _, err := partitions.Maintain(ctx, mig, time.Now(), partitions.Policy{Ahead: 2}); err != nil {
 		t.Fatal(err)
 	}
 	o := storedOrder(time.Now())

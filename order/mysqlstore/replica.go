@@ -115,10 +115,10 @@ type readFunc func(ctx context.Context, db *sql.DB, waitFor string, maxWait time
 
 // read runs fn on the replica when it is usable and has applied everything the primary had committed when the
 // read began, and on the primary otherwise. A replica failure during fn is retried on the primary, so the
-// caller sees the primary's answer or error, never the replica's.
-func (s *Store) read(ctx context.Context, fn readFunc) error {
-	onPrimary := func() error { _, err := fn(ctx, s.db, "", 0); return err }
-	r := s.replica
+// caller sees the primary's answer or error, never the replica's. A nil Replica (none configured) reads on
+// the primary.
+func (r *Replica) read(ctx context.Context, primary *sql.DB, fn readFunc) error {
+	onPrimary := func() error { _, err := fn(ctx, primary, "", 0); return err }
 	if r == nil {
 		return onPrimary()
 	}
@@ -127,7 +127,7 @@ func (s *Store) read(ctx context.Context, fn readFunc) error {
 		return onPrimary()
 	}
 	var pos string
-	if err := s.db.QueryRowContext(ctx, `SELECT @@gtid_binlog_pos`).Scan(&pos); err != nil {
+	if err := primary.QueryRowContext(ctx, `SELECT @@gtid_binlog_pos`).Scan(&pos); err != nil {
 		return fmt.Errorf("%w: primary position: %w", order.ErrUnavailable, err)
 	}
 	rctx, cancel := context.WithTimeout(ctx, r.cfg.MaxLag+r.cfg.Timeout)
@@ -160,15 +160,17 @@ func waitFor(ctx context.Context, db *sql.DB, pos string, maxWait time.Duration)
 
 // MonitorReplica writes the heartbeat on the primary and measures the replica's lag every CheckInterval until
 // ctx ends, marking the replica usable or not. Without a replica it returns at once.
-func (s *Store) MonitorReplica(ctx context.Context) {
-	r := s.replica
+func (s *Store) MonitorReplica(ctx context.Context) { s.replica.monitor(ctx, s.db) }
+
+// monitor is MonitorReplica, with the primary's pool.
+func (r *Replica) monitor(ctx context.Context, primary *sql.DB) {
 	if r == nil {
 		return
 	}
 	t := time.NewTicker(r.cfg.CheckInterval)
 	defer t.Stop()
 	for {
-		lag, err := s.checkReplica(ctx)
+		lag, err := r.check(ctx, primary)
 		if ctx.Err() != nil {
 			return
 		}
@@ -193,14 +195,13 @@ func (s *Store) MonitorReplica(ctx context.Context) {
 
 var errPrimaryDown = errors.New("heartbeat on the primary failed")
 
-// checkReplica writes a heartbeat on the primary and waits (up to MaxLag) for the replica to apply it. The lag
+// check writes a heartbeat on the primary and waits (up to MaxLag) for the replica to apply it. The lag
 // is how long that took; a replica that does not get there in time is lagging (or stopped), and its lag is
 // then the age of the newest heartbeat it holds. A negative lag means it could not be measured.
-func (s *Store) checkReplica(ctx context.Context) (time.Duration, error) {
-	r := s.replica
+func (r *Replica) check(ctx context.Context, primary *sql.DB) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.MaxLag+r.cfg.Timeout)
 	defer cancel()
-	conn, err := s.db.Conn(ctx)
+	conn, err := primary.Conn(ctx)
 	if err != nil {
 		return -1, fmt.Errorf("%w: %w", errPrimaryDown, err)
 	}

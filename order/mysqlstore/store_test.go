@@ -16,6 +16,7 @@ import (
 	"github.com/pizzajoint/mesh/internal/mysqltest"
 	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/order/mysqlstore"
+	"github.com/pizzajoint/mesh/order/mysqlstore/partitions"
 	"github.com/pizzajoint/mesh/platform/mysqlconn"
 )
 
@@ -52,7 +53,7 @@ func newFixture(t testing.TB, opts ...mysqlstore.Option) fixture {
 		t.Fatal("migrate applied nothing on an empty database")
 	}
 	// As `order migrate` does: the monthly partitions right after the schema.
-	if _, err := mysqlstore.MaintainPartitions(ctx, mig, time.Now(), mysqlstore.DefaultPartitionPolicy); err != nil {
+	if _, err := partitions.Maintain(ctx, mig, time.Now(), partitions.DefaultPolicy); err != nil {
 		t.Fatalf("partitions: %v", err)
 	}
 

@@ -1,22 +1,23 @@
 // Package orderclient is the go-kit HTTP client of the order service: an order.Service over the network,
-// which the gateway uses through its sidecar. Error answers become the domain errors they were made from, as
-// the order service's error table (order/httpapi) says.
+// which the gateway uses through its sidecar. It speaks the order API as order/orderapi defines it (routes,
+// headers, bodies, JSON v2 like the server), and error answers become the domain errors they were made from,
+// as the API's error table says.
 package orderclient
 
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 
+	"github.com/go-json-experiment/json"
 	"github.com/go-kit/kit/endpoint"
 	httptransport "github.com/go-kit/kit/transport/http"
 	"github.com/pizzajoint/mesh/order"
-	"github.com/pizzajoint/mesh/order/httpapi"
+	"github.com/pizzajoint/mesh/order/orderapi"
 	"github.com/pizzajoint/mesh/platform/reqid"
 )
 
@@ -28,20 +29,28 @@ func New(baseURL string, c *http.Client) (order.Service, error) {
 	if err != nil || u.Scheme == "" || u.Host == "" {
 		return nil, fmt.Errorf("order service URL %q must be absolute, like http://127.0.0.1:9191", baseURL)
 	}
+	if u.Path == "" {
+		u.Path = "/" // so the routes' paths join under it as absolute paths
+	}
 	opts := []httptransport.ClientOption{
 		httptransport.SetClient(c),
 		httptransport.ClientBefore(reqid.ToHTTPRequest),
 	}
-	client := func(method, path string, enc httptransport.EncodeRequestFunc, dec httptransport.DecodeResponseFunc) endpoint.Endpoint {
-		return unavailableOnTransportError(httptransport.NewClient(method, u.JoinPath(path), enc, dec, opts...).Endpoint())
+	client := func(route orderapi.Route, enc httptransport.EncodeRequestFunc, dec httptransport.DecodeResponseFunc) endpoint.Endpoint {
+		return unavailableOnTransportError(httptransport.NewClient(route.Method, u, enc, dec, opts...).Endpoint())
 	}
 	return order.Endpoints{
-		MenuEndpoint:         client(http.MethodGet, "/menu", encodeNoBody, decodeMenuResponse),
-		CreateOrderEndpoint:  client(http.MethodPost, "/orders", encodeCreateOrderRequest, decodeCreatedResponse),
-		GetOrderEndpoint:     client(http.MethodGet, "/orders", encodeGetOrderRequest, decodeInto[order.Order]),
-		ListOrdersEndpoint:   client(http.MethodGet, "/orders", encodeListOrdersRequest, decodeInto[order.Page]),
-		ChangeStatusEndpoint: client(http.MethodPost, "/orders", encodeChangeStatusRequest, decodeInto[order.Order]),
+		MenuEndpoint:         client(orderapi.RouteMenu, encodeMenuRequest, decodeMenuResponse),
+		CreateOrderEndpoint:  client(orderapi.RouteCreateOrder, encodeCreateOrderRequest, decodeCreatedResponse),
+		GetOrderEndpoint:     client(orderapi.RouteGetOrder, encodeGetOrderRequest, decodeInto[order.Order]),
+		ListOrdersEndpoint:   client(orderapi.RouteListOrders, encodeListOrdersRequest, decodeInto[order.Page]),
+		ChangeStatusEndpoint: client(orderapi.RouteChangeStatus, encodeChangeStatusRequest, decodeInto[order.Order]),
 	}, nil
+}
+
+// at points r at route's path for the order id ("" for routes without one), under the base URL.
+func at(r *http.Request, route orderapi.Route, id string) {
+	r.URL = r.URL.JoinPath(route.Path(id))
 }
 
 // unavailableOnTransportError turns anything that is not an answer of the order service (refused connection,
@@ -49,15 +58,19 @@ func New(baseURL string, c *http.Client) (order.Service, error) {
 func unavailableOnTransportError(next endpoint.Endpoint) endpoint.Endpoint {
 	return func(ctx context.Context, req any) (any, error) {
 		resp, err := next(ctx, req)
-		if err == nil || httpapi.IsAnswer(err) {
+		if err == nil || orderapi.IsAnswer(err) {
 			return resp, err
 		}
 		return nil, fmt.Errorf("%w: %w", order.ErrUnavailable, err)
 	}
 }
 
-func encodeNoBody(context.Context, *http.Request, any) error { return nil }
+func encodeMenuRequest(_ context.Context, r *http.Request, _ any) error {
+	at(r, orderapi.RouteMenu, "")
+	return nil
+}
 
+// setJSONBody sends v as the body, in JSON v2 as the server reads it.
 func setJSONBody(r *http.Request, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -72,19 +85,21 @@ func setJSONBody(r *http.Request, v any) error {
 
 func encodeCreateOrderRequest(_ context.Context, r *http.Request, req any) error {
 	n := req.(order.NewOrder)
+	at(r, orderapi.RouteCreateOrder, "")
 	if n.IdempotencyKey != "" {
-		r.Header.Set(httpapi.IdempotencyKeyHeader, n.IdempotencyKey)
+		r.Header.Set(orderapi.IdempotencyKeyHeader, n.IdempotencyKey)
 	}
 	return setJSONBody(r, n)
 }
 
 func encodeGetOrderRequest(_ context.Context, r *http.Request, req any) error {
-	r.URL = r.URL.JoinPath(req.(order.GetOrderRequest).ID)
+	at(r, orderapi.RouteGetOrder, req.(order.GetOrderRequest).ID)
 	return nil
 }
 
 func encodeListOrdersRequest(_ context.Context, r *http.Request, req any) error {
 	f := req.(order.ListFilter)
+	at(r, orderapi.RouteListOrders, "")
 	q := url.Values{}
 	if f.Status != "" {
 		q.Set("status", string(f.Status))
@@ -101,16 +116,16 @@ func encodeListOrdersRequest(_ context.Context, r *http.Request, req any) error 
 
 func encodeChangeStatusRequest(_ context.Context, r *http.Request, req any) error {
 	c := req.(order.ChangeStatusRequest)
-	r.URL = r.URL.JoinPath(c.ID, "status")
-	return setJSONBody(r, httpapi.ChangeStatusBody{Status: c.Status})
+	at(r, orderapi.RouteChangeStatus, c.ID)
+	return setJSONBody(r, orderapi.ChangeStatusBody{Status: c.Status})
 }
 
 func decodeMenuResponse(ctx context.Context, resp *http.Response) (any, error) {
-	m, err := decodeInto[httpapi.MenuResponse](ctx, resp)
+	m, err := decodeInto[orderapi.MenuResponse](ctx, resp)
 	if err != nil {
 		return nil, err
 	}
-	return m.(httpapi.MenuResponse).Pizzas, nil
+	return m.(orderapi.MenuResponse).Pizzas, nil
 }
 
 func decodeCreatedResponse(ctx context.Context, resp *http.Response) (any, error) {
@@ -118,7 +133,7 @@ func decodeCreatedResponse(ctx context.Context, resp *http.Response) (any, error
 	if err != nil {
 		return nil, err
 	}
-	return order.Created{Order: o.(order.Order), Replayed: resp.Header.Get(httpapi.ReplayedHeader) == "true"}, nil
+	return order.Created{Order: o.(order.Order), Replayed: resp.Header.Get(orderapi.ReplayedHeader) == "true"}, nil
 }
 
 // decodeInto reads a 2xx JSON body into a T, or an error body into its typed error.
@@ -126,10 +141,10 @@ func decodeInto[T any](_ context.Context, resp *http.Response) (any, error) {
 	// Read to the end so the keep-alive connection goes back to the pool.
 	defer func() { _, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) }()
 	if resp.StatusCode >= 300 {
-		return nil, httpapi.DecodeError(resp)
+		return nil, orderapi.DecodeError(resp)
 	}
 	var v T
-	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+	if err := orderapi.DecodeBody(resp, &v); err != nil {
 		return nil, fmt.Errorf("decode %T from order service: %w", v, err)
 	}
 	return v, nil

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/pizzajoint/mesh/order"
-	"github.com/pizzajoint/mesh/order/httpapi"
+	"github.com/pizzajoint/mesh/order/orderapi"
 )
 
 // FuzzDecodeResponse feeds the client's response decoders any status and body, as a broken or hostile
@@ -61,7 +61,7 @@ func FuzzDecodeResponse(f *testing.F) {
 				t.Fatalf("%s: status %d decoded without an error: %+v", name, status, v)
 			case err == nil && v == nil:
 				t.Fatalf("%s: no value and no error", name)
-			case err != nil && !httpapi.IsAnswer(err):
+			case err != nil && !orderapi.IsAnswer(err):
 				t.Fatalf("%s: status %d gave %v (%T), which the gateway cannot map", name, status, err, err)
 			case err != nil && status < 300 && !errors.Is(err, order.ErrUnavailable):
 				t.Fatalf("%s: a %d answer became %v; a bad success body is the order service's fault", name, status, err)

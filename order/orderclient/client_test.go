@@ -16,7 +16,7 @@ import (
 
 	"github.com/pizzajoint/mesh/internal/testkit"
 	"github.com/pizzajoint/mesh/order"
-	"github.com/pizzajoint/mesh/order/httpapi"
+	"github.com/pizzajoint/mesh/order/orderapi"
 	"github.com/pizzajoint/mesh/order/orderclient"
 	"github.com/pizzajoint/mesh/platform/reqid"
 )
@@ -212,14 +212,14 @@ func TestHTTPClient_requests(t *testing.T) {
 		{"menu", answer{status: 200, body: `{"pizzas":[{"name":"margherita","price_cents":{"L":1500}}]}`},
 			func() (any, error) { return c.Menu(ctx) }, "GET", "/menu", "", nil,
 			func(v any) bool { m := v.(order.Menu); return len(m) == 1 && m[0].Name == "margherita" }},
-		{"create with a key, replayed", answer{status: 201, header: map[string]string{httpapi.ReplayedHeader: "true"}, body: orderJSON},
+		{"create with a key, replayed", answer{status: 201, header: map[string]string{orderapi.ReplayedHeader: "true"}, body: orderJSON},
 			func() (any, error) {
 				return c.CreateOrder(ctx, order.NewOrder{Customer: order.Customer{Name: "Ada"}, IdempotencyKey: "k-1"})
-			}, "POST", "/orders", `"name":"Ada"`, map[string]string{httpapi.IdempotencyKeyHeader: "k-1", "Content-Type": "application/json"},
+			}, "POST", "/orders", `"name":"Ada"`, map[string]string{orderapi.IdempotencyKeyHeader: "k-1", "Content-Type": "application/json"},
 			func(v any) bool { cr := v.(order.Created); return cr.Replayed && cr.Order.TotalCents == 3000 }},
 		{"create without a key", answer{status: 201, body: orderJSON},
 			func() (any, error) { return c.CreateOrder(ctx, order.NewOrder{}) }, "POST", "/orders", `"customer"`,
-			map[string]string{httpapi.IdempotencyKeyHeader: ""},
+			map[string]string{orderapi.IdempotencyKeyHeader: ""},
 			func(v any) bool { return !v.(order.Created).Replayed }},
 		{"get", answer{status: 200, body: orderJSON + padding},
 			func() (any, error) { return c.GetOrder(ctx, id) }, "GET", "/orders/" + id, "", nil,

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"strconv"
@@ -132,19 +133,45 @@ func (r *Registrar) Registration() *api.AgentServiceRegistration {
 	}
 }
 
+// TokenAccessorMeta is the registration's meta key naming the accessor of the token it was registered with: a
+// token rotation deletes the old token only once the agent holds the instance under the new one (the accessor
+// identifies a token and grants nothing; its secret never leaves the token file).
+const TokenAccessorMeta = "token-accessor"
+
 // Register registers the instance and its sidecar, replacing an earlier registration with the same ID.
 func (r *Registrar) Register(ctx context.Context) error {
 	token, err := r.token()
 	if err != nil {
 		return err
 	}
+	reg := r.Registration()
+	withAccessor := true
+	if token != "" {
+		// Any token may read itself.
+		// Any token may read itself. Without an answer (the servers away) the instance registers anyway: only a
+		// rotation's retirement step waits for the meta, and it refuses rather than deletes blind.
+		self, _, err := r.client.ACL().TokenReadSelf((&api.QueryOptions{Token: token}).WithContext(ctx))
+		if err != nil {
+			r.logger.Warn("could not read this instance's consul token's accessor; registering without it, "+
+				"and again at the next check", "err", err)
+			withAccessor = false
+		} else {
+			reg.Meta = maps.Clone(reg.Meta)
+			if reg.Meta == nil {
+				reg.Meta = map[string]string{}
+			}
+			reg.Meta[TokenAccessorMeta] = self.AccessorID
+		}
+	}
 	opts := api.ServiceRegisterOpts{ReplaceExistingChecks: true, Token: token}.WithContext(ctx)
-	if err := r.client.Agent().ServiceRegisterOpts(r.Registration(), opts); err != nil {
+	if err := r.client.Agent().ServiceRegisterOpts(reg, opts); err != nil {
 		return fmt.Errorf("register %s with consul: %w", r.inst.ID, err)
 	}
-	r.mu.Lock()
-	r.registeredWith = token
-	r.mu.Unlock()
+	if withAccessor {
+		r.mu.Lock()
+		r.registeredWith = token
+		r.mu.Unlock()
+	}
 	r.logger.Info("registered with consul", "name", r.inst.Name, "upstreams", len(r.inst.Upstreams))
 	return nil
 }

@@ -119,6 +119,15 @@ func TestRunHealsLostRegistrationsAndFollowsTheToken(t *testing.T) {
 		defer reg.mu.Unlock()
 		return holds(reg.registeredWith == second.SecretID)
 	})
+	// The agent's registration names the new token's accessor: what a rotation waits for before it deletes
+	// the old token.
+	svc, _, err := c.Root.Agent().Service("order-1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := svc.Meta[TokenAccessorMeta]; got != second.AccessorID {
+		t.Fatalf("registration meta %s = %q, want the new token's accessor %s", TokenAccessorMeta, got, second.AccessorID)
+	}
 	if _, err := c.Root.ACL().TokenDelete(first.AccessorID, nil); err != nil {
 		t.Fatal(err)
 	}

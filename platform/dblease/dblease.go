@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -57,6 +58,37 @@ func New(session *vaultauth.Session, role string, logger *slog.Logger) (*Source,
 	}
 	return &Source{session: session, role: role, logger: logger.With("component", "dblease", "db_role", role),
 		refresh: make(chan refreshRequest)}, nil
+}
+
+// Login returns a Source of database/creds/<role> under a Vault login of its own made from cfg (the service's
+// login). It does not call Vault; Start runs both.
+func Login(cfg vaultauth.Config, role string, logger *slog.Logger) (*Source, error) {
+	session, err := vaultauth.New(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	return New(session, role, logger)
+}
+
+// Session is the Vault login the credentials are made under, for the service's other calls to Vault (transit).
+func (s *Source) Session() *vaultauth.Session { return s.session }
+
+// Start logs in and keeps credentials (the session's Run and Run) until stop, which ends both, waits for
+// them, and then gives the token back: the database users made under it are dropped at once (a DDL user does
+// not outlive its command until its lease ends). The token is given back also when ctx has ended, since that
+// is how a service stops. Set OnNewLease before Start.
+func (s *Source) Start(ctx context.Context) (stop func()) {
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Go(func() { s.session.Run(runCtx) })
+	wg.Go(func() { s.Run(runCtx) })
+	return sync.OnceFunc(func() {
+		cancel()
+		wg.Wait()
+		if err := s.Revoke(context.WithoutCancel(ctx)); err != nil {
+			s.logger.Warn("could not give the vault token back; its database users expire with their leases", "err", err)
+		}
+	})
 }
 
 // Credentials returns the current credentials. It never calls Vault.

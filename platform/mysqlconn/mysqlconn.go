@@ -160,3 +160,21 @@ func (s Static) Credentials(context.Context) (Credentials, error) { return Crede
 func WithoutRefresh(src CredentialSource) CredentialSource { return noRefresh{src} }
 
 type noRefresh struct{ CredentialSource }
+
+// LeaseLifetime is the ConnMaxLifetime for a pool whose credentials are leased for ttl: at most half the
+// lease, so no connection outlives its user (a new lease is fetched well before the old one ends), never more
+// than configured, and at least a second, so a very short lease does not close connections as they open.
+func LeaseLifetime(configured, ttl time.Duration) time.Duration {
+	return max(min(configured, ttl/2), time.Second)
+}
+
+// KeepUnderLease returns a callback for each new lease's TTL (dblease.Source.OnNewLease) that sets the
+// pools' ConnMaxLifetime to LeaseLifetime(configured, ttl).
+func KeepUnderLease(configured time.Duration, pools ...*sql.DB) func(ttl time.Duration) {
+	return func(ttl time.Duration) {
+		lifetime := LeaseLifetime(configured, ttl)
+		for _, db := range pools {
+			db.SetConnMaxLifetime(lifetime)
+		}
+	}
+}

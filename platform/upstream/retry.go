@@ -12,7 +12,7 @@ import (
 )
 
 // IdempotencyKeyHeader marks a POST the server deduplicates: sending it twice creates one order. (The same
-// header as order/httpapi.IdempotencyKeyHeader; platform packages do not import services.)
+// header as order/orderapi.IdempotencyKeyHeader; platform packages do not import services.)
 const IdempotencyKeyHeader = "Idempotency-Key"
 
 // Retry is an http.RoundTripper that sends a request again, on a fresh connection, when the attempt failed

@@ -6,6 +6,9 @@
 #   - `meshctl bootstrap` after the first, `meshctl kubernetes-auth`, `meshctl rotate connect-ca`: NOT this token,
 #     but a root token generated for the run from the unseal key, traded for a 15-minute one, revoked at its end
 #     (provision/admin.go). They write policies (this one included), mounts, auth methods and roles.
+#   - Minting or deleting a Consul token (a delivery whose instance has no live token, `meshctl rotate
+#     consul-token` and `consul-token-retire`): the same, for that step only. It needs Consul's acl = "write",
+#     which may also write Consul policies, so this token cannot lease it (consul/creds/provisioner).
 #   - `meshctl deliver`, `meshctl rotate` (the rest), `meshctl token`: this token, with the paths below.
 # A new operator token, or the break-glass path, is in the README ("Operator access").
 
@@ -15,10 +18,6 @@ path "auth/approle/role/+/role-id" { capabilities = ["read"] }
 path "auth/approle/role/+/secret-id" { capabilities = ["update", "list"] }
 path "auth/approle/role/+/secret-id-accessor/lookup" { capabilities = ["update"] }
 path "auth/approle/role/+/secret-id-accessor/destroy" { capabilities = ["update"] }
-
-# deliver, rotate consul-token, rotate consul-token-retire: a Consul token leased for minutes to mint and delete
-# the instances' service-identity tokens (Consul's acl = "write"; see the README on what that still allows).
-path "consul/creds/provisioner" { capabilities = ["read"] }
 
 # token consul-ui, token consul-operator: people's Consul tokens.
 path "consul/creds/ui-read" { capabilities = ["read"] }

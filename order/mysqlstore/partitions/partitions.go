@@ -1,4 +1,9 @@
-package mysqlstore
+// Package partitions maintains the order tables' monthly partitions: it adds months ahead, drops months past
+// the retention and purges expired idempotency keys, on a pool with the schema owner's credentials (the
+// runtime role may not change the schema). The tables and their catch-all partition come from
+// mysqlstore.Migrate. Its tests are mysqlstore's partitions_test.go, which checks the store's reads against
+// the partitions it makes, on a real MariaDB.
+package partitions
 
 import (
 	"context"
@@ -9,20 +14,20 @@ import (
 	"time"
 )
 
-// PartitionPolicy says which monthly partitions must exist and how long data is kept.
-type PartitionPolicy struct {
+// Policy says which monthly partitions must exist and how long data is kept.
+type Policy struct {
 	// Ahead is how many months after the current one get their partitions in advance, so a maintenance run
 	// that is late by weeks still finds the current month in place.
-	Ahead int
+	Ahead int `conf:"default:3,help:months after the current one whose partitions are made in advance"`
 	// RetentionMonths keeps the current month and this many before it; older months are dropped whole (orders,
 	// items and events). 0 keeps everything.
-	RetentionMonths int
+	RetentionMonths int `conf:"default:0,help:months of orders kept before the current one (0: all)"`
 	// IdempotencyRetention is how long an Idempotency-Key is remembered (a retry after it makes a new order).
-	IdempotencyRetention time.Duration
+	IdempotencyRetention time.Duration `conf:"default:24h,help:how long an Idempotency-Key is remembered"`
 }
 
-// DefaultPartitionPolicy: three months ahead, everything kept, idempotency keys for 24 hours (as Stripe does).
-var DefaultPartitionPolicy = PartitionPolicy{Ahead: 3, IdempotencyRetention: 24 * time.Hour}
+// DefaultPolicy: three months ahead, everything kept, idempotency keys for 24 hours (as Stripe does).
+var DefaultPolicy = Policy{Ahead: 3, IdempotencyRetention: 24 * time.Hour}
 
 // partitioned lists the monthly-partitioned tables and the column they are partitioned by. orders comes first,
 // so when a month is dropped its orders vanish before their items and events.
@@ -39,8 +44,8 @@ const catchAll = "pmax"
 // maintenanceLock serialises maintenance across order instances and operators (per database).
 const maintenanceLock = "partition-maintenance"
 
-// MaintenanceReport says what one maintenance run changed.
-type MaintenanceReport struct {
+// Report says what one maintenance run changed.
+type Report struct {
 	Skipped     bool     // another run held the lock
 	Added       []string // partitions added, as table.pNAME
 	Dropped     []string // partitions dropped
@@ -48,12 +53,12 @@ type MaintenanceReport struct {
 	MonthsAhead int
 }
 
-// MaintainPartitions adds the monthly partitions up to policy.Ahead months after now's month, drops months
-// past the retention, and purges expired idempotency keys. It is idempotent, and safe to run from several
-// processes at once: a named lock (GET_LOCK) lets one of them work and the others return Skipped. It needs
-// ALTER and DROP on the tables (the migration role), which the runtime role does not have.
-func MaintainPartitions(ctx context.Context, db *sql.DB, now time.Time, policy PartitionPolicy) (MaintenanceReport, error) {
-	var rep MaintenanceReport
+// Maintain adds the monthly partitions up to policy.Ahead months after now's month, drops months past the
+// retention, and purges expired idempotency keys. It is idempotent, and safe to run from several processes at
+// once: a named lock (GET_LOCK) lets one of them work and the others return Skipped. It needs ALTER and DROP
+// on the tables (the migration role), which the runtime role does not have.
+func Maintain(ctx context.Context, db *sql.DB, now time.Time, policy Policy) (Report, error) {
+	var rep Report
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return rep, err
@@ -99,13 +104,13 @@ func MaintainPartitions(ctx context.Context, db *sql.DB, now time.Time, policy P
 	return rep, nil
 }
 
-// RunPartitionMaintenance runs MaintainPartitions now and then every interval until ctx ends. A failed run is
-// logged and tried again at the next tick: the catch-all partition keeps writes working meanwhile.
-func RunPartitionMaintenance(ctx context.Context, db *sql.DB, policy PartitionPolicy, interval time.Duration, logger *slog.Logger) {
+// Run runs Maintain now and then every interval until ctx ends. A failed run is logged and tried again at the
+// next tick: the catch-all partition keeps writes working meanwhile.
+func Run(ctx context.Context, db *sql.DB, policy Policy, interval time.Duration, logger *slog.Logger) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		rep, err := MaintainPartitions(ctx, db, time.Now(), policy)
+		rep, err := Maintain(ctx, db, time.Now(), policy)
 		switch {
 		case err != nil:
 			logger.Error("partition maintenance failed; retrying at the next tick", "err", err, "next_in", interval)

@@ -1,4 +1,4 @@
-package order
+package eventhub
 
 import (
 	"context"
@@ -11,13 +11,14 @@ import (
 	"time"
 
 	"github.com/pizzajoint/mesh/internal/testkit"
+	"github.com/pizzajoint/mesh/order"
 )
 
 // memLog is an event log in memory; commit makes events visible, possibly out of ID order (as concurrent
 // MySQL transactions do).
 type memLog struct {
 	mu     sync.Mutex
-	events map[int64]Event
+	events map[int64]order.Event
 }
 
 // memLogBound is memLog's TransactionBound, as a writer would enforce it.
@@ -25,7 +26,7 @@ const memLogBound = 5 * time.Second
 
 func (l *memLog) TransactionBound() time.Duration { return memLogBound }
 
-func (l *memLog) commit(es ...Event) {
+func (l *memLog) commit(es ...order.Event) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, e := range es {
@@ -33,10 +34,10 @@ func (l *memLog) commit(es ...Event) {
 	}
 }
 
-func (l *memLog) Events(_ context.Context, q EventQuery) ([]Event, error) {
+func (l *memLog) Events(_ context.Context, q order.EventQuery) ([]order.Event, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var out []Event
+	var out []order.Event
 	for id := q.After + 1; id <= q.After+10000 && len(out) < q.Limit; id++ {
 		if q.UpTo > 0 && id > q.UpTo {
 			break
@@ -63,7 +64,7 @@ const testPollInterval = 100 * time.Millisecond
 
 func newTestHub(t *testing.T, log *memLog) (*Hub, *time.Time) {
 	t.Helper()
-	h := NewHub(log, testPollInterval, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	h := New(log, testPollInterval, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	h.now = func() time.Time { return now }
 	if err := h.poll(context.Background()); err != nil { // starts at the log's end
@@ -86,12 +87,12 @@ func waitSubscribed(t *testing.T, h *Hub, n int) {
 	})
 }
 
-func ev(id int64, order string, s Status, at time.Time) Event {
-	return Event{ID: id, OrderID: order, Status: s, At: at}
+func ev(id int64, orderID string, s order.Status, at time.Time) order.Event {
+	return order.Event{ID: id, OrderID: orderID, Status: s, At: at}
 }
 
 // collect runs a stream in the background and returns what it has received so far, on demand.
-func collect(t *testing.T, h *Hub, req StreamRequest) (func() []int64, context.CancelFunc, chan error) {
+func collect(t *testing.T, h *Hub, req order.StreamRequest) (func() []int64, context.CancelFunc, chan error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var (
@@ -100,7 +101,7 @@ func collect(t *testing.T, h *Hub, req StreamRequest) (func() []int64, context.C
 	)
 	done := make(chan error, 1)
 	go func() {
-		done <- h.Stream(ctx, req, time.Hour, func(e Event) error {
+		done <- h.Stream(ctx, req, time.Hour, func(e order.Event) error {
 			mu.Lock()
 			got = append(got, e.ID)
 			mu.Unlock()
@@ -141,21 +142,21 @@ func equal(a, b []int64) bool {
 }
 
 func TestStreamReplaysThenFollowsWithoutGapOrRepeat(t *testing.T) {
-	log := &memLog{events: map[int64]Event{}}
+	log := &memLog{events: map[int64]order.Event{}}
 	t0 := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
-	log.commit(ev(1, "a", StatusCreated, t0), ev(2, "b", StatusCreated, t0), ev(3, "a", StatusAccepted, t0))
+	log.commit(ev(1, "a", order.StatusCreated, t0), ev(2, "b", order.StatusCreated, t0), ev(3, "a", order.StatusAccepted, t0))
 	h, _ := newTestHub(t, log)
 
 	// A customer reconnecting after event 1 of order a: 3 from history, then live ones of a only, to the end.
-	got, cancel, done := collect(t, h, StreamRequest{OrderID: "a", After: 1})
+	got, cancel, done := collect(t, h, order.StreamRequest{OrderID: "a", After: 1})
 	defer cancel()
 	waitFor(t, got, []int64{3})
-	log.commit(ev(4, "b", StatusAccepted, t0), ev(5, "a", StatusBaking, t0))
+	log.commit(ev(4, "b", order.StatusAccepted, t0), ev(5, "a", order.StatusBaking, t0))
 	if err := h.poll(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, got, []int64{3, 5})
-	log.commit(ev(6, "a", StatusOutForDelivery, t0), ev(7, "a", StatusDelivered, t0), ev(8, "a", StatusDelivered, t0))
+	log.commit(ev(6, "a", order.StatusOutForDelivery, t0), ev(7, "a", order.StatusDelivered, t0), ev(8, "a", order.StatusDelivered, t0))
 	_ = h.poll(context.Background())
 	if err := <-done; err != nil {
 		t.Fatalf("stream ended with %v; want nil after DELIVERED", err)
@@ -167,9 +168,9 @@ func TestStreamReplaysThenFollowsWithoutGapOrRepeat(t *testing.T) {
 // while the transaction that took its ID can still commit (the log's TransactionBound, counted from when the
 // hub first saw the gap). Past that it is a rollback and skipped.
 func TestHubWaitsForGapsWithinTheTransactionBound(t *testing.T) {
-	log := &memLog{events: map[int64]Event{}}
+	log := &memLog{events: map[int64]order.Event{}}
 	h, now := newTestHub(t, log)
-	got, cancel, _ := collect(t, h, StreamRequest{FromNow: true})
+	got, cancel, _ := collect(t, h, order.StreamRequest{FromNow: true})
 	defer cancel()
 	waitSubscribed(t, h, 1)
 	poll := func() {
@@ -180,7 +181,7 @@ func TestHubWaitsForGapsWithinTheTransactionBound(t *testing.T) {
 	}
 
 	// 2 is committed, written long ago by its clock; 1 is still being committed and lands within the bound.
-	log.commit(ev(2, "b", StatusCreated, now.Add(-time.Minute)))
+	log.commit(ev(2, "b", order.StatusCreated, now.Add(-time.Minute)))
 	poll()
 	*now = now.Add(memLogBound - time.Second)
 	poll()
@@ -188,12 +189,12 @@ func TestHubWaitsForGapsWithinTheTransactionBound(t *testing.T) {
 	if g := got(); len(g) != 0 {
 		t.Fatalf("received %v past an open gap", g)
 	}
-	log.commit(ev(1, "a", StatusCreated, *now))
+	log.commit(ev(1, "a", order.StatusCreated, *now))
 	poll()
 	waitFor(t, got, []int64{1, 2})
 
 	// 3 rolled back: never comes. 4 waits until the gap is older than the bound, then follows.
-	log.commit(ev(4, "c", StatusCreated, *now))
+	log.commit(ev(4, "c", order.StatusCreated, *now))
 	poll()
 	*now = now.Add(memLogBound)
 	poll()
@@ -207,14 +208,14 @@ func TestHubWaitsForGapsWithinTheTransactionBound(t *testing.T) {
 }
 
 func TestSlowSubscriberIsDropped(t *testing.T) {
-	log := &memLog{events: map[int64]Event{}}
+	log := &memLog{events: map[int64]order.Event{}}
 	h, now := newTestHub(t, log)
 	block := make(chan struct{})
 	done := make(chan error, 1)
 	started := make(chan struct{})
 	go func() {
 		first := true
-		done <- h.Stream(context.Background(), StreamRequest{FromNow: true}, time.Hour, func(Event) error {
+		done <- h.Stream(context.Background(), order.StreamRequest{FromNow: true}, time.Hour, func(order.Event) error {
 			if first { // a client that stops reading for a while
 				first = false
 				close(started)
@@ -223,9 +224,9 @@ func TestSlowSubscriberIsDropped(t *testing.T) {
 			return nil
 		}, func() error { return nil })
 	}()
-	var es []Event
+	var es []order.Event
 	for i := int64(1); i <= subscriberBuffer+2; i++ {
-		es = append(es, ev(i, "a", StatusCreated, *now))
+		es = append(es, ev(i, "a", order.StatusCreated, *now))
 	}
 	// Publish one first so the stream is blocked in send, then more than its buffer holds.
 	waitSubscribed(t, h, 1)
@@ -235,7 +236,7 @@ func TestSlowSubscriberIsDropped(t *testing.T) {
 	log.commit(es[1:]...)
 	_ = h.poll(context.Background())
 	close(block)
-	if err := <-done; !errors.Is(err, ErrSlowSubscriber) {
-		t.Fatalf("stream ended with %v; want ErrSlowSubscriber", err)
+	if err := <-done; !errors.Is(err, order.ErrSlowSubscriber) {
+		t.Fatalf("stream ended with %v; want order.ErrSlowSubscriber", err)
 	}
 }
