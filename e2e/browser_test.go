@@ -88,18 +88,7 @@ func TestStaffBoardInBrowser(t *testing.T) {
 	} else {
 		t.Logf("screenshot: %s", shot)
 	}
-	for _, m := range console.stop() {
-		// The page shows customer data to staff and must never write it to the console.
-		for _, pii := range []string{testPhone, testAddress} {
-			if strings.Contains(m.Text, pii) {
-				t.Errorf("the console holds customer data: %s", m.Type)
-			}
-		}
-		// Failed-resource lines (the 401 of the first session check, a favicon) are the browser's, not ours.
-		if m.IsException() || m.Source == "security" {
-			t.Errorf("browser console: %s", m)
-		}
-	}
+	console.check(t)
 }
 
 // newBrowser starts a headless Chromium with a fresh profile for the test, and returns its first tab. The
@@ -266,4 +255,21 @@ func (c *consoleLog) stop() []chromedp.ConsoleMessage {
 	c.cancel()
 	<-c.done
 	return c.msgs
+}
+
+// check stops watching and fails the test on customer data in the console (the pages show it, and must never
+// write it there), on a script error and on a policy (CSP) violation. Failed-resource lines (the 401 of the
+// first session check, a favicon) are the browser's, not ours.
+func (c *consoleLog) check(t *testing.T) {
+	t.Helper()
+	for _, m := range c.stop() {
+		for _, pii := range []string{testPhone, testAddress} {
+			if strings.Contains(m.Text, pii) {
+				t.Errorf("the console holds customer data: %s", m.Type)
+			}
+		}
+		if m.IsException() || m.Source == "security" {
+			t.Errorf("browser console: %s", m)
+		}
+	}
 }

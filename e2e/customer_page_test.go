@@ -57,16 +57,7 @@ func customerTab(t *testing.T, name string) context.Context {
 				t.Logf("screenshot of the failure: %s", shot)
 			}
 		}
-		for _, m := range console.stop() {
-			for _, pii := range []string{testPhone, testAddress} {
-				if strings.Contains(m.Text, pii) {
-					t.Errorf("the console holds customer data: %s", m.Type)
-				}
-			}
-			if m.IsException() || m.Source == "security" {
-				t.Errorf("browser console: %s", m)
-			}
-		}
+		console.check(t)
 	})
 	return ctx
 }

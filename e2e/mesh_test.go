@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/consul/api"
 	vault "github.com/hashicorp/vault/api"
 	"github.com/pizzajoint/mesh/internal/devserver"
+	"github.com/pizzajoint/mesh/internal/testkit"
 	"github.com/pizzajoint/mesh/provision"
 )
 
@@ -133,20 +134,11 @@ func vaultAs(t *testing.T, token string) *vault.Client {
 	return (&devserver.Vault{Addr: stack.VaultAddr, CACert: stack.CACert}).Client(t, token)
 }
 
-// eventually retries f until it returns nil or the time is up; for state that settles (health checks).
+// eventually is testkit's polling every quarter second, as these tests have always asked the stack: many of
+// their conditions place orders or read logs, which cost the stack more than a unit test's condition.
 func eventually(t *testing.T, within time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", within, err)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+	testkit.EventuallyEvery(t, within, 250*time.Millisecond, "the stack", f)
 }
 
 func TestOrderCrossesBothSidecars(t *testing.T) {

@@ -2,9 +2,9 @@ package gateway_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pizzajoint/mesh/gateway"
+	"github.com/pizzajoint/mesh/internal/testkit"
 	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/order/httpapi"
 	"github.com/pizzajoint/mesh/order/orderclient"
@@ -45,14 +46,7 @@ func TestGatewayStreamsThroughEndpoints(t *testing.T) {
 		httpapi.EncodeError(r.Context(), order.ErrUnavailable, w) // a replica whose hub is not ready
 	}))
 	t.Cleanup(refusing.Close)
-	closed := func() string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		return "http://" + ln.Addr().String()
-	}()
+	closed := fmt.Sprintf("http://127.0.0.1:%d", testkit.FreePort(t)) // reserved, never bound
 
 	const lifetime = 400 * time.Millisecond
 	staff := map[string]string{"Authorization": "Bearer tok-alice"}

@@ -2,29 +2,20 @@ package provision
 
 import (
 	"context"
-	"crypto"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	vault "github.com/hashicorp/vault/api"
 	"github.com/pizzajoint/mesh/internal/devserver"
 	"github.com/pizzajoint/mesh/internal/testkit"
+	"github.com/pizzajoint/mesh/internal/testkit/tokenreview"
 )
 
 // The role files bind each service's own service account, in the namespace of deploy/kubernetes, to the policy
@@ -90,12 +81,12 @@ func TestKubernetesRoleFilesRefused(t *testing.T) {
 // service-account token logs in as its own role only.
 func TestKubernetesAuthAgainstVault(t *testing.T) {
 	v := devserver.StartVault(t)
-	kube := newFakeKubernetes(t)
+	kube := tokenreview.Start(t)
 	ctx := context.Background()
 
 	cfg := Config{Repo: "..", Timeout: 15 * time.Second}
 	cfg.Vault.Addr, cfg.Vault.CACert, cfg.Vault.StateDir = v.Addr, v.CACert, t.TempDir()
-	cfg.Kubernetes = KubernetesConfig{Host: kube.url, CACert: kube.caFile, ReviewerJWTFile: kube.reviewerFile}
+	cfg.Kubernetes = KubernetesConfig{Host: kube.URL, CACert: kube.CAFile, ReviewerJWTFile: kube.ReviewerFile}
 	operatorToken(t, v, cfg)
 	devUnsealKey(t, v, cfg)
 
@@ -130,8 +121,8 @@ func TestKubernetesAuthAgainstVault(t *testing.T) {
 	if err != nil || conf == nil {
 		t.Fatalf("config: %v %v", conf, err)
 	}
-	if conf.Data["kubernetes_host"] != kube.url || strings.TrimSpace(fmt.Sprint(conf.Data["kubernetes_ca_cert"])) != strings.TrimSpace(kube.caPEM) {
-		t.Errorf("config %v; want host %s and the API's CA", conf.Data, kube.url)
+	if conf.Data["kubernetes_host"] != kube.URL || strings.TrimSpace(fmt.Sprint(conf.Data["kubernetes_ca_cert"])) != strings.TrimSpace(kube.CAPEM) {
+		t.Errorf("config %v; want host %s and the API's CA", conf.Data, kube.URL)
 	}
 	files, err := ReadKubernetesRoles("..")
 	if err != nil {
@@ -177,7 +168,7 @@ func TestKubernetesAuthAgainstVault(t *testing.T) {
 	)
 	for _, tt := range logins {
 		t.Run(tt.name, func(t *testing.T) {
-			jwt := kube.serviceAccountToken(t, tt.namespace, tt.sa, tt.audience)
+			jwt := kube.Token(t, tokenreview.ServiceAccount{Namespace: tt.namespace, Name: tt.sa}, tt.audience)
 			sec, err := v.Client(t, "").Logical().Write("auth/kubernetes/login", map[string]any{"role": tt.role, "jwt": jwt})
 			if !tt.ok {
 				if err == nil {
@@ -217,106 +208,6 @@ func operatorToken(t *testing.T, v *devserver.Vault, cfg Config) {
 	if err := writeSecretFile(filepath.Join(cfg.Vault.StateDir, "operator-token"), sec.Auth.ClientToken); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// fakeKubernetes answers the TokenReview API as a cluster's API server does, for the tokens it minted: a token is
-// authenticated only for the audiences it was minted for, and only when the reviewer presents its own token.
-type fakeKubernetes struct {
-	url, caPEM, caFile, reviewerFile string
-	reviewer                         string
-	key                              *rsa.PrivateKey
-
-	mu     sync.Mutex
-	minted map[string]mintedToken
-}
-
-type mintedToken struct {
-	namespace, sa, uid, audience string
-}
-
-func newFakeKubernetes(t *testing.T) *fakeKubernetes {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := &fakeKubernetes{key: key, minted: map[string]mintedToken{}, reviewer: "reviewer-" + rand.Text()}
-	srv := httptest.NewTLSServer(http.HandlerFunc(k.tokenReview))
-	t.Cleanup(srv.Close)
-	dir := t.TempDir()
-	k.url = srv.URL
-	k.caPEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
-	k.caFile, k.reviewerFile = filepath.Join(dir, "ca.crt"), filepath.Join(dir, "reviewer-token")
-	writeTestFile(t, k.caFile, k.caPEM)
-	writeTestFile(t, k.reviewerFile, k.reviewer)
-	return k
-}
-
-func (k *fakeKubernetes) tokenReview(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost || r.URL.Path != "/apis/authentication.k8s.io/v1/tokenreviews" ||
-		r.Header.Get("Authorization") != "Bearer "+k.reviewer {
-		http.Error(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Unauthorized","code":401}`, http.StatusUnauthorized)
-		return
-	}
-	var review struct {
-		Spec struct {
-			Token     string   `json:"token"`
-			Audiences []string `json:"audiences"`
-		} `json:"spec"`
-	}
-	if err := json.NewDecoder(r.Body).Decode(&review); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	k.mu.Lock()
-	tok, ok := k.minted[review.Spec.Token]
-	k.mu.Unlock()
-	status := map[string]any{"authenticated": false}
-	if ok && (len(review.Spec.Audiences) == 0 || slices.Contains(review.Spec.Audiences, tok.audience)) {
-		status = map[string]any{
-			"authenticated": true,
-			"user":          map[string]any{"username": "system:serviceaccount:" + tok.namespace + ":" + tok.sa, "uid": tok.uid},
-			"audiences":     []string{tok.audience},
-		}
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]any{
-		"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "status": status,
-	})
-}
-
-// serviceAccountToken mints a projected service-account token, claims as the kubelet's.
-func (k *fakeKubernetes) serviceAccountToken(t *testing.T, namespace, sa, audience string) string {
-	t.Helper()
-	now := time.Now()
-	uid := rand.Text()
-	claims := map[string]any{
-		"iss": "https://kubernetes.default.svc.cluster.local", "sub": "system:serviceaccount:" + namespace + ":" + sa,
-		"aud": []string{audience}, "iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(10 * time.Minute).Unix(),
-		"kubernetes.io": map[string]any{
-			"namespace":      namespace,
-			"serviceaccount": map[string]any{"name": sa, "uid": uid},
-			"pod":            map[string]any{"name": sa + "-pod", "uid": rand.Text()},
-		},
-	}
-	enc := func(v any) string {
-		b, err := json.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return base64.RawURLEncoding.EncodeToString(b)
-	}
-	signed := enc(map[string]string{"alg": "RS256", "typ": "JWT"}) + "." + enc(claims)
-	digest := sha256.Sum256([]byte(signed))
-	sig, err := rsa.SignPKCS1v15(rand.Reader, k.key, crypto.SHA256, digest[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwt := signed + "." + base64.RawURLEncoding.EncodeToString(sig)
-	k.mu.Lock()
-	k.minted[jwt] = mintedToken{namespace: namespace, sa: sa, uid: uid, audience: audience}
-	k.mu.Unlock()
-	return jwt
 }
 
 func writeTestFile(t *testing.T, path, content string) {

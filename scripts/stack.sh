@@ -312,7 +312,7 @@ start_consul() {
 ui_answers() { "$CURL" -fsS --cacert "$CERTS_DIR/ca.pem" -o /dev/null "https://localhost:$CONSUL_HTTPS_PORT/v1/status/leader"; }
 front_answers() { "$CURL" -fsS --unix-socket "$1" -o /dev/null "http://consul/v1/status/leader"; }
 
-# Fronts of the agent's API (meshctl serve-front; consul/agent.hcl and cmd/meshctl/front.go say why): one unix
+# Fronts of the agent's API (meshctl serve-front; consul/agent.hcl and platform/consulfront say why): one unix
 # socket per service user, passing that service's leaf certificate only, and the operators' HTTPS UI.
 consul_addr_of() { echo "unix://$STATE_DIR/consul-$1.sock"; }
 

@@ -24,7 +24,7 @@
 //	meshctl token consul-ui           a read-only Consul token to log in to the UI (leased from Vault, 8 h)
 //	meshctl token consul-operator     a Consul token for the runbook's consul CLI (leased from Vault, 1 h)
 //	meshctl serve-front               a front of the Consul agent's API (MESHCTL_FRONT_*): a service user's
-//	                                  unix socket, or the operators' HTTPS UI; see front.go for why
+//	                                  unix socket, or the operators' HTTPS UI; see platform/consulfront for why
 //	meshctl operator-token            break glass: read a root token (from `vault operator generate-root`) on
 //	                                  stdin, write a new operator token, revoke the root token
 //
@@ -47,6 +47,7 @@ import (
 
 	"github.com/ardanlabs/conf/v3"
 	"github.com/pizzajoint/mesh/platform/applog"
+	"github.com/pizzajoint/mesh/platform/consulfront"
 	"github.com/pizzajoint/mesh/platform/probe"
 	"github.com/pizzajoint/mesh/provision"
 )
@@ -66,7 +67,7 @@ type config struct {
 		Consul  bool   `conf:"default:false,help:the instance registers with Consul and gets a Consul token"`
 		Owner   string `conf:"help:numeric uid:gid that the instance's folder and files belong to (default: the folder's owner)"`
 	}
-	Front frontConfig
+	Front consulfront.Config
 	// UnsealEvery makes `meshctl unseal` keep Vault unsealed, checking this often, until stopped.
 	UnsealEvery time.Duration `conf:"help:keep Vault unsealed: check this often (0: unseal once and exit)"`
 	// Setup is the plan of `meshctl setup` (see provision.ParseInstances for the format).
@@ -160,7 +161,7 @@ func run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 		return p.Unseal(ctx)
 	case "serve-front":
-		return serveFront(ctx, cfg.Front, cfg.Consul.Addr, logger)
+		return consulfront.Serve(ctx, cfg.Front, cfg.Consul.Addr, logger)
 	case "operator-token":
 		root, err := bufio.NewReader(stdin).ReadString('\n')
 		if err != nil && !errors.Is(err, io.EOF) {

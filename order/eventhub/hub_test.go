@@ -3,12 +3,14 @@ package eventhub
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/pizzajoint/mesh/internal/testkit"
 	"github.com/pizzajoint/mesh/order"
 )
 
@@ -74,19 +76,15 @@ func newTestHub(t *testing.T, log *memLog) (*Hub, *time.Time) {
 // waitSubscribed waits until the hub has n streams, so what a test publishes next reaches them live.
 func waitSubscribed(t *testing.T, h *Hub, n int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testkit.EventuallyEvery(t, 5*time.Second, time.Millisecond, "subscribed", func() error {
 		h.mu.Lock()
 		got := len(h.subs)
 		h.mu.Unlock()
-		if got >= n {
-			return
+		if got < n {
+			return fmt.Errorf("%d streams subscribed, want %d", got, n)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d streams subscribed, want %d", got, n)
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func ev(id int64, orderID string, s order.Status, at time.Time) order.Event {
@@ -119,17 +117,16 @@ func collect(t *testing.T, h *Hub, req order.StreamRequest) (func() []int64, con
 
 func waitFor(t *testing.T, got func() []int64, want []int64) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testkit.EventuallyEvery(t, 5*time.Second, 5*time.Millisecond, "events", func() error {
 		g := got()
-		if equal(g, want) {
-			return
-		}
-		if time.Now().After(deadline) || len(g) > len(want) {
+		if len(g) > len(want) { // more can only be wrong
 			t.Fatalf("received %v, want %v", g, want)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		if !equal(g, want) {
+			return fmt.Errorf("received %v, want %v", g, want)
+		}
+		return nil
+	})
 }
 
 func equal(a, b []int64) bool {

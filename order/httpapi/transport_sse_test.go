@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pizzajoint/mesh/internal/testkit"
 	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/order/eventhub"
 	"github.com/pizzajoint/mesh/order/httpapi"
@@ -187,13 +189,12 @@ func TestStreams_hubNotReady(t *testing.T) {
 
 func waitForLines(t *testing.T, logs *endpointLog, n int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for len(logs.get()) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d log lines, want %d", len(logs.get()), n)
+	testkit.EventuallyEvery(t, 5*time.Second, 5*time.Millisecond, "log lines", func() error {
+		if got := len(logs.get()); got < n {
+			return fmt.Errorf("%d log lines, want %d", got, n)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 	if got := len(logs.get()); got != n {
 		t.Fatalf("%d log lines, want %d", got, n)
 	}

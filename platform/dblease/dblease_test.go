@@ -17,6 +17,7 @@ import (
 	vault "github.com/hashicorp/vault/api"
 	"github.com/pizzajoint/mesh/internal/devserver"
 	"github.com/pizzajoint/mesh/internal/mysqltest"
+	"github.com/pizzajoint/mesh/internal/testkit"
 	"github.com/pizzajoint/mesh/platform/mysqlconn"
 	"github.com/pizzajoint/mesh/platform/vaultauth"
 )
@@ -158,13 +159,12 @@ func (f *fixture) canLogIn(t *testing.T, creds mysqlconn.Credentials) bool {
 
 func within(t *testing.T, d time.Duration, what string, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", d, what)
+	testkit.EventuallyEvery(t, d, 50*time.Millisecond, what, func() error {
+		if !ok() {
+			return errors.New("not yet")
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func TestCredentialsOpenThePool(t *testing.T) {

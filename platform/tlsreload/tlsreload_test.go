@@ -15,6 +15,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -27,6 +29,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pizzajoint/mesh/internal/testkit"
 )
 
 func TestNew_fails(t *testing.T) {
@@ -129,7 +133,12 @@ func TestReload_badFilesKeepCurrentCertificate(t *testing.T) {
 
 			tt.corrupt(t, ca, certFile, keyFile)
 			// Run must notice the change, fail, warn once and keep serving serial 1.
-			waitFor(t, func() bool { return strings.Contains(logs.String(), "keeping the current one") })
+			testkit.EventuallyEvery(t, 5*time.Second, testInterval, "the warning", func() error {
+				if !strings.Contains(logs.String(), "keeping the current one") {
+					return errors.New("not logged")
+				}
+				return nil
+			})
 			time.Sleep(20 * testInterval) // more ticks over the same broken files
 			if n := strings.Count(logs.String(), "keeping the current one"); n != 1 {
 				t.Errorf("warned %d times about the same broken files, want 1", n)
@@ -274,29 +283,12 @@ func servedSerial(t *testing.T, client *http.Client, url string) int64 {
 
 func waitForSerial(t *testing.T, client *http.Client, url string, want int64) {
 	t.Helper()
-	var got int64
-	ok := poll(func() bool { got = servedSerial(t, client, url); return got == want })
-	if !ok {
-		t.Fatalf("serial = %d, want %d within the deadline", got, want)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	if !poll(cond) {
-		t.Fatalf("condition not met within the deadline")
-	}
-}
-
-func poll(cond func() bool) bool {
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return true
+	testkit.EventuallyEvery(t, 5*time.Second, testInterval, "the served certificate", func() error {
+		if got := servedSerial(t, client, url); got != want {
+			return fmt.Errorf("serial = %d, want %d", got, want)
 		}
-		time.Sleep(testInterval)
-	}
-	return cond()
+		return nil
+	})
 }
 
 type testCA struct {

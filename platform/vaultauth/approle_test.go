@@ -2,6 +2,7 @@ package vaultauth
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -11,6 +12,7 @@ import (
 
 	vault "github.com/hashicorp/vault/api"
 	"github.com/pizzajoint/mesh/internal/devserver"
+	"github.com/pizzajoint/mesh/internal/testkit"
 )
 
 // approle is an AppRole "order" on a dev Vault whose tokens may only look themselves up and renew; tokenTTL
@@ -121,13 +123,12 @@ func (a *approle) wrappingTokenLive(token string) bool {
 
 func within(t *testing.T, d time.Duration, what string, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", d, what)
+	testkit.EventuallyEvery(t, d, 50*time.Millisecond, what, func() error {
+		if !ok() {
+			return errors.New("not yet")
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // policies are the policies of the token c acts with.

@@ -1,4 +1,13 @@
-package main
+// Package consulfront fronts the Consul agent's HTTP API so that a caller gets no Connect leaf certificate (with
+// its private key) but that of the one service its front is for.
+//
+// Why fronts: Consul's agent answers /v1/agent/connect/ca/leaf/<service> (certificate and private key) from its
+// cache, keyed by service name alone, without checking the caller's token once a sidecar holds that certificate.
+// So whoever can reach the agent's API can take any running service's identity. The agent's own socket is
+// root's alone; each service's user reaches the agent through a front that passes its own service's leaf and
+// refuses the others, and operators reach the UI over HTTPS through a front that passes none. Everything else
+// is forwarded with the caller's token, and Consul's ACLs decide.
+package consulfront
 
 import (
 	"context"
@@ -19,15 +28,8 @@ import (
 	"github.com/pizzajoint/mesh/platform/tlsreload"
 )
 
-// frontConfig is one front of the Consul agent's API: where it listens and which leaf certificates pass.
-//
-// Why fronts: Consul's agent answers /v1/agent/connect/ca/leaf/<service> (certificate and private key) from its
-// cache, keyed by service name alone, without checking the caller's token once a sidecar holds that certificate.
-// So whoever can reach the agent's API can take any running service's identity. The agent's own socket is
-// root's alone; each service's user reaches the agent through a front that passes its own service's leaf and
-// refuses the others, and operators reach the UI over HTTPS through a front that passes none. Everything else
-// is forwarded with the caller's token, and Consul's ACLs decide.
-type frontConfig struct {
+// Config is one front of the Consul agent's API: where it listens and which leaf certificates pass.
+type Config struct {
 	// Listen is unix:///path (a socket owned by Owner, mode 0600) or host:port (TLS with CertFile/KeyFile).
 	Listen   string `conf:"help:unix:///path or host:port"`
 	Owner    string `conf:"help:user owning the unix socket"`
@@ -39,8 +41,8 @@ type frontConfig struct {
 
 const leafPrefix = "/v1/agent/connect/ca/leaf/"
 
-// frontHandler forwards to the agent, refusing leaf certificates of every service but leafFor.
-func frontHandler(agent string, leafFor string, hsts bool, logger *slog.Logger) (http.Handler, error) {
+// Handler forwards to the agent, refusing leaf certificates of every service but leafFor.
+func Handler(agent string, leafFor string, hsts bool, logger *slog.Logger) (http.Handler, error) {
 	target, transport, err := agentTransport(agent)
 	if err != nil {
 		return nil, err
@@ -80,11 +82,11 @@ func frontHandler(agent string, leafFor string, hsts bool, logger *slog.Logger) 
 	}), nil
 }
 
-// serveFront serves one front until ctx ends.
-func serveFront(ctx context.Context, cfg frontConfig, agent string, logger *slog.Logger) error {
+// Serve serves one front until ctx ends.
+func Serve(ctx context.Context, cfg Config, agent string, logger *slog.Logger) error {
 	logger = logger.With("front", cfg.Listen)
 	sockPath, isUnix := strings.CutPrefix(cfg.Listen, "unix://")
-	handler, err := frontHandler(agent, cfg.LeafFor, !isUnix, logger)
+	handler, err := Handler(agent, cfg.LeafFor, !isUnix, logger)
 	if err != nil {
 		return err
 	}
