@@ -13,7 +13,10 @@ import (
 // with no gossip key and no certificate, and retries joining the server (`consul`, the pod's name on the network)
 // for 30 s. Neither may show up in the server's members or raft configuration at any moment of that window.
 // Positive controls: the real server stays an alive member and the raft leader, and each rogue keeps running
-// and really tries to join. The local stack's version of this attack is e2e/attacker_consul_test.go.
+// and really tries to join. The local stack's version of this attack is e2e/attacker_consul_test.go. Seen red
+// with the gossip key's volume mounted into the rogues: "rogue-server joined the stack's Consul after 0 checks:
+// member rogue-server …; raft server rogue-server … voter false" (the key alone makes a server a raft non-voter;
+// RPC TLS is what keeps it from the replicated state).
 func TestRogueAgentOnTheNetworkNeverJoins(t *testing.T) {
 	c := operatorConsul(t)
 	rogues := []string{startRogueContainer(t, "rogue-server", "-server"), startRogueContainer(t, "rogue-client")}
