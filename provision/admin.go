@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	vault "github.com/hashicorp/vault/api"
 )
@@ -76,7 +77,7 @@ func GenerateRootFromFile(ctx context.Context, client *vault.Client, keyFile str
 	if err != nil {
 		return "", fmt.Errorf("the unseal key: %w", err)
 	}
-	unlock, err := lockDir(filepath.Dir(keyFile))
+	unlock, err := lockDir(ctx, filepath.Dir(keyFile), time.Minute)
 	if err != nil {
 		return "", err
 	}
@@ -153,15 +154,28 @@ func base62(n int) (string, error) {
 }
 
 // lockDir holds an exclusive flock on a folder until unlock (the folder itself: no lock file to create in a
-// folder that may be mounted read-only).
-func lockDir(dir string) (unlock func(), err error) {
+// folder that may be mounted read-only). It waits at most within for another holder, or until ctx ends.
+func lockDir(ctx context.Context, dir string, within time.Duration) (unlock func(), err error) {
 	f, err := os.Open(dir)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", dir, err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", dir, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("lock %s: another run holds it: %w", dir, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	return func() { f.Close() }, nil
 }

@@ -1,9 +1,11 @@
 package provision
 
 import (
+	"context"
 	"encoding/base64"
 	"strings"
 	"testing"
+	"time"
 )
 
 // decodeRootToken undoes what Vault does to a generated root token (roottoken.EncodeToken: unpadded base64 of
@@ -41,4 +43,25 @@ func TestDecodeRootToken(t *testing.T) {
 	if strings.Trim(otp, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") != "" || len(otp) != 28 {
 		t.Errorf("otp %q is not 28 base62 characters", otp)
 	}
+}
+
+// Runs that generate a root queue on the key's folder: a second holder waits, gives up at its bound, and gets
+// the lock once the first lets go.
+func TestLockDirQueuesRuns(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	unlock, err := lockDir(ctx, dir, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, err := lockDir(ctx, dir, 300*time.Millisecond); err == nil {
+		u()
+		t.Fatal("a second run got the lock while the first held it")
+	}
+	unlock()
+	u, err := lockDir(ctx, dir, time.Second)
+	if err != nil {
+		t.Fatalf("the lock after the first run let go: %v", err)
+	}
+	u()
 }
