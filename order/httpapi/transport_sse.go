@@ -2,11 +2,11 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-kit/kit/endpoint"
 	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/order/orderapi"
@@ -84,7 +84,7 @@ func (s *sseSink) Open() error {
 }
 
 func (s *sseSink) Send(e order.Event) error {
-	data, err := json.Marshal(e)
+	data, err := jsonv2.Marshal(e)
 	if err != nil {
 		return err
 	}

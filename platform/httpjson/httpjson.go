@@ -3,7 +3,6 @@
 package httpjson
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -146,12 +145,17 @@ func jsonKindName(k jsontext.Kind) string {
 	}
 }
 
-// Write answers with status and v as JSON.
+// Write answers with status and v as JSON, written by the same library (JSON v2) that reads the other side's
+// bodies. Deterministic: map keys in order, so equal answers are equal bytes. A nil slice is [] (v2), never null.
 func Write(w http.ResponseWriter, status int, v any) error {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	return json.NewEncoder(w).Encode(v)
+	if err := jsonv2.MarshalWrite(w, v, jsonv2.Deterministic(true)); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, "\n")
+	return err
 }
 
 // ErrorBody is the JSON every error response carries.
