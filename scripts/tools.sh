@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tools.sh prebuild TOOL...: ensure several at once (see prebuild).
-# tools.sh ensure consul|vault|compose|mariadb|jq: prints the path of a usable binary, installing or building it when
-# missing. consul/vault: PATH first, else .cache/bin (pinned version), else built once from consul/build or vault/build.
+# tools.sh ensure consul|vault|nats-server|compose|mariadb|jq: prints the path of a usable binary, installing or
+# building it when missing. consul/vault/nats-server: PATH first, else .cache/bin (pinned version), else built once
+# from consul/build, vault/build or nats/build.
 # compose: `docker compose` if it works, else the Compose v2 plugin built once from compose/build and installed as a
 # Docker CLI plugin (in $DOCKER_CONFIG/cli-plugins, default ~/.docker/cli-plugins).
 set -euo pipefail
@@ -25,13 +26,14 @@ pinned_version() {
   case "$1" in
     consul) echo "$CONSUL_VERSION" ;;
     vault) echo "$VAULT_VERSION" ;;
+    nats-server) echo "$NATS_SERVER_VERSION" ;;
     compose) echo "$COMPOSE_VERSION" ;;
   esac
 }
 
 # build_tool NAME: go-builds NAME from its pinned module into the cache; a lock keeps parallel callers from racing.
 build_tool() {
-  local name="$1" src="$ROOT_DIR/$1/build" out="$CACHE_BIN/$1"
+  local name="$1" src="$ROOT_DIR/${1%-server}/build" out="$CACHE_BIN/$1"
   command -v go >/dev/null || die "go is needed to build $name (no $name on PATH)"
   mkdir -p "$CACHE_BIN"
   exec 9>"$CACHE_BIN/.$name.lock"
@@ -59,8 +61,8 @@ build_tool() {
   log "built $out"
 }
 
-# ensure_hashicorp NAME: prints a usable consul or vault.
-ensure_hashicorp() {
+# ensure_pinned NAME: prints a usable consul, vault or nats-server.
+ensure_pinned() {
   local name="$1" want path have
   want="$(pinned_version "$name")"
   if path="$(command -v "$name")"; then
@@ -141,14 +143,14 @@ prebuild() {
 main() {
   if [[ "${1:-}" == prebuild ]]; then shift; prebuild "$@"; return; fi
   case "${1:-}:${2:-}" in
-    ensure:consul | ensure:vault) ensure_hashicorp "$2" ;;
+    ensure:consul | ensure:vault | ensure:nats-server) ensure_pinned "$2" ;;
     ensure:compose) ensure_compose ;;
     ensure:mariadb) ensure_mariadb ;;
     ensure:jq | ensure:curl | ensure:debootstrap) ensure_apt_tool "$2" ;;
     ensure:nft) find_bin nft >/dev/null || apt_install nftables; find_bin nft ;;
     # The staff portal's browser test; fonts come as a recommendation only, and --no-install-recommends skips them.
     ensure:chromium) find_bin chromium >/dev/null || apt_install chromium fonts-liberation; find_bin chromium ;;
-    *) die "usage: $0 ensure consul|vault|compose|mariadb|jq|curl|debootstrap|chromium|nft" ;;
+    *) die "usage: $0 ensure consul|vault|nats-server|compose|mariadb|jq|curl|debootstrap|chromium|nft" ;;
   esac
 }
 
