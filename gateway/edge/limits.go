@@ -29,7 +29,7 @@ type Limits struct {
 	refused        metrics.Counter
 }
 
-// Apply returns the limits opts set.
+// Apply returns the limits opts set; routes take their Limits from it, never a zero Limits (no refusal counter).
 func Apply(opts []Option) Limits {
 	o := Limits{refused: discard.NewCounter()}
 	for _, opt := range opts {
