@@ -7,6 +7,9 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/pizzajoint/mesh/gateway/edge"
+	"github.com/pizzajoint/mesh/gateway/staff"
+	"github.com/pizzajoint/mesh/gateway/stream"
 	"github.com/pizzajoint/mesh/order/orderapi"
 	"github.com/pizzajoint/mesh/platform/httpjson"
 	"github.com/pizzajoint/mesh/platform/kitmw"
@@ -28,13 +31,13 @@ const (
 var errorTable = httpjson.ErrorTable{
 	Kinds: append([]httpjson.ErrorKind{
 		unauthenticated(ErrUnauthenticated, http.StatusUnauthorized, CodeUnauthenticated),
-		limit(ErrRateLimited, http.StatusTooManyRequests, CodeRateLimited),
-		limit(ErrTooBusy, http.StatusServiceUnavailable, CodeTooBusy),
+		limit(edge.ErrRateLimited, http.StatusTooManyRequests, CodeRateLimited),
+		limit(edge.ErrTooBusy, http.StatusServiceUnavailable, CodeTooBusy),
 		// Staff routes of a gateway without staff sign-in: kept with the code it has always been answered with.
-		httpjson.Sentinel(errStaffNotConfigured, http.StatusServiceUnavailable, orderapi.CodeInvalid),
+		httpjson.Sentinel(staff.ErrNotConfigured, http.StatusServiceUnavailable, orderapi.CodeInvalid),
 		httpjson.RequestErrors(orderapi.CodeInvalid),
 		// A stream order refused, relayed to the client as it came: never answered here, its status is its outcome.
-		httpjson.Typed(http.StatusBadGateway, orderapi.CodeUnavailable, func(e *relayedError, a *httpjson.ErrorAnswer) { a.Status = e.status }, nil),
+		httpjson.Typed(http.StatusBadGateway, orderapi.CodeUnavailable, func(e *stream.RelayedError, a *httpjson.ErrorAnswer) { a.Status = e.Status }, nil),
 	}, orderapi.DomainErrors()...), // the order domain's errors, passed on
 	Unknown: httpjson.ErrorKind{Status: http.StatusInternalServerError, Code: orderapi.CodeInternal,
 		Describe: func(_ error, a *httpjson.ErrorAnswer) { a.Body.Error = "internal error" }},
@@ -50,12 +53,12 @@ func unauthenticated(err error, status int, code string) httpjson.ErrorKind {
 	return k
 }
 
-// limit answers a *LimitError of kind err, telling the client when to try again.
+// limit answers an *edge.LimitError of kind err, telling the client when to try again.
 func limit(err error, status int, code string) httpjson.ErrorKind {
 	k := httpjson.Sentinel(err, status, code)
 	k.Describe = func(err error, a *httpjson.ErrorAnswer) {
 		var retry time.Duration
-		if e, ok := errors.AsType[*LimitError](err); ok {
+		if e, ok := errors.AsType[*edge.LimitError](err); ok {
 			retry = e.RetryAfter
 		}
 		secs := int((retry + time.Second - 1) / time.Second) // whole seconds, rounded up

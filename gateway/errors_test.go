@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pizzajoint/mesh/gateway/edge"
+	"github.com/pizzajoint/mesh/gateway/staff"
+	"github.com/pizzajoint/mesh/gateway/stream"
 	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/order/orderapi"
 	"github.com/pizzajoint/mesh/platform/httpjson"
@@ -30,12 +33,12 @@ func TestErrorTable(t *testing.T) {
 	}{
 		{"no credentials", ErrUnauthenticated, 401, CodeUnauthenticated, "missing or invalid credentials",
 			map[string]string{"WWW-Authenticate": `Bearer realm="pizza"`}, kitmw.OutcomeClientError},
-		{"one client's excess", &LimitError{Kind: ErrRateLimited, Msg: "too many requests; retry later", RetryAfter: 1500 * time.Millisecond},
+		{"one client's excess", &edge.LimitError{Kind: edge.ErrRateLimited, Msg: "too many requests; retry later", RetryAfter: 1500 * time.Millisecond},
 			429, CodeRateLimited, "too many requests; retry later", map[string]string{"Retry-After": "2"}, kitmw.OutcomeClientError},
-		{"at capacity", &LimitError{Kind: ErrTooBusy, Msg: "too many open event streams; retry later"},
+		{"at capacity", &edge.LimitError{Kind: edge.ErrTooBusy, Msg: "too many open event streams; retry later"},
 			503, CodeTooBusy, "too many open event streams; retry later", map[string]string{"Retry-After": "1"}, kitmw.OutcomeServerError},
-		{"staff sign-in not configured", errStaffNotConfigured, 503, orderapi.CodeInvalid, errStaffNotConfigured.Error(), nil, kitmw.OutcomeServerError},
-		{"a stream order refused, relayed", &relayedError{status: 503}, 503, orderapi.CodeUnavailable,
+		{"staff sign-in not configured", staff.ErrNotConfigured, 503, orderapi.CodeInvalid, staff.ErrNotConfigured.Error(), nil, kitmw.OutcomeServerError},
+		{"a stream order refused, relayed", &stream.RelayedError{Status: 503}, 503, orderapi.CodeUnavailable,
 			"the order service answered the stream with 503", nil, kitmw.OutcomeServerError},
 		{"unreadable body", &httpjson.RequestError{Status: 413, Msg: "body is larger than 65536 bytes"}, 413, orderapi.CodeInvalid,
 			"body is larger than 65536 bytes", map[string]string{"Connection": "close"}, kitmw.OutcomeClientError},

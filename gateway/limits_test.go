@@ -18,6 +18,8 @@ import (
 
 	"github.com/go-kit/kit/metrics"
 	"github.com/pizzajoint/mesh/gateway"
+	"github.com/pizzajoint/mesh/gateway/edge"
+	"github.com/pizzajoint/mesh/gateway/staff"
 	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/order/httpapi"
 	"github.com/pizzajoint/mesh/order/orderclient"
@@ -41,7 +43,7 @@ func eventSource(t *testing.T) *httptest.Server {
 }
 
 // newLimitedGateway serves the whole edge (API and streams) with opts, over TLS.
-func newLimitedGateway(t *testing.T, orderURL string, opts ...gateway.Option) *httptest.Server {
+func newLimitedGateway(t *testing.T, orderURL string, opts ...edge.Option) *httptest.Server {
 	t.Helper()
 	orders, err := orderclient.New(orderURL, http.DefaultClient)
 	if err != nil {
@@ -49,11 +51,11 @@ func newLimitedGateway(t *testing.T, orderURL string, opts ...gateway.Option) *h
 	}
 	u, _ := url.Parse(orderURL)
 	svc := gateway.NewService(orders)
-	staff := gateway.NewStaffAuth(staffOwners{"tok-alice": "alice"}, slog.New(slog.DiscardHandler), gateway.SessionPolicy{})
+	auth := staff.NewAuth(staffOwners{"tok-alice": "alice"}, slog.New(slog.DiscardHandler), staff.SessionPolicy{})
 	mux := http.NewServeMux()
 	endpoints := gateway.MakeEndpoints(svc)
-	gateway.MakeHTTPHandler(mux, endpoints, staff, opts...)
-	endStreams := gateway.MakeStreamHandler(mux, endpoints, staff, u, http.DefaultTransport, opts...)
+	gateway.MakeHTTPHandler(mux, endpoints, auth, opts...)
+	endStreams := gateway.MakeStreamHandler(mux, endpoints, auth, u, http.DefaultTransport, opts...)
 	srv := httptest.NewUnstartedServer(reqid.Middleware(mux))
 	srv.Config.RegisterOnShutdown(endStreams)
 	srv.StartTLS()
@@ -90,9 +92,9 @@ func TestGatewayRateLimits(t *testing.T) {
 	orderSrv, _ := newOrderService(t)
 	refused := newRefusals()
 	gw := newLimitedGateway(t, orderSrv.URL,
-		gateway.WithOrderRateLimit(clientlimit.NewRateLimiter(0.001, 2, 100)),
-		gateway.WithLoginRateLimit(clientlimit.NewRateLimiter(0.001, 1, 100)),
-		gateway.WithRefusalCounter(refused))
+		edge.WithOrderRateLimit(clientlimit.NewRateLimiter(0.001, 2, 100)),
+		edge.WithLoginRateLimit(clientlimit.NewRateLimiter(0.001, 1, 100)),
+		edge.WithRefusalCounter(refused))
 	login := request{method: "POST", path: "/staff/login", contentType: "application/json", body: `{"token":"nope"}`}
 	tests := []struct {
 		name   string
@@ -143,8 +145,8 @@ func TestGatewayLimitsWrongBearerTokens(t *testing.T) {
 	orderSrv, _ := newOrderService(t)
 	refused := newRefusals()
 	gw := newLimitedGateway(t, orderSrv.URL,
-		gateway.WithLoginRateLimit(clientlimit.NewRateLimiter(0.001, 3, 100)),
-		gateway.WithRefusalCounter(refused))
+		edge.WithLoginRateLimit(clientlimit.NewRateLimiter(0.001, 3, 100)),
+		edge.WithRefusalCounter(refused))
 	stream := request{method: "GET", path: "/staff/api/events", header: map[string]string{"Authorization": "Bearer nope"}}
 	login := request{method: "POST", path: "/staff/login", contentType: "application/json", body: `{"token":"tok-alice"}`}
 	for i, c := range []struct {
@@ -201,7 +203,7 @@ func TestGatewayStreamCaps(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			refused := newRefusals()
 			gw := newLimitedGateway(t, eventSource(t).URL,
-				gateway.WithStreamLimits(clientlimit.NewStreamLimiter(tt.perClient, tt.total), 0), gateway.WithRefusalCounter(refused))
+				edge.WithStreamLimits(clientlimit.NewStreamLimiter(tt.perClient, tt.total), 0), edge.WithRefusalCounter(refused))
 			for i := range tt.open {
 				if resp, _ := openStream(t, gw, ""); resp.StatusCode != 200 {
 					t.Fatalf("stream %d: %d, want 200", i+1, resp.StatusCode)
@@ -235,7 +237,7 @@ func TestGatewayStreamCaps_beforeAnyWork(t *testing.T) {
 	}))
 	t.Cleanup(orderSrv.Close)
 	gw := newLimitedGateway(t, orderSrv.URL,
-		gateway.WithStreamLimits(clientlimit.NewStreamLimiter(1, 0), 0))
+		edge.WithStreamLimits(clientlimit.NewStreamLimiter(1, 0), 0))
 	resp, _ := send(t, gw, request{method: "GET", path: "/pizza/01ARZ3NDEKTSV4RRFFQ69G5FAV/events?token=t"})
 	if resp.StatusCode != 404 || lookups.Load() != 1 {
 		t.Fatalf("first stream: %d after %d lookups, want 404 after 1", resp.StatusCode, lookups.Load())
@@ -270,7 +272,7 @@ func holdStream(t *testing.T, gw *httptest.Server) (release func()) {
 // its place under the caps; the client resumes with Last-Event-ID.
 func TestGatewayStreamLifetime(t *testing.T) {
 	gw := newLimitedGateway(t, eventSource(t).URL,
-		gateway.WithStreamLimits(clientlimit.NewStreamLimiter(1, 1), 300*time.Millisecond))
+		edge.WithStreamLimits(clientlimit.NewStreamLimiter(1, 1), 300*time.Millisecond))
 	last := ""
 	for round := range 3 {
 		start := time.Now()

@@ -1,12 +1,15 @@
-// Package gateway is the public edge: it takes customers' and staff's requests over HTTPS, checks them, and
-// calls the order service through the mesh. It holds no data of its own and never touches the database.
+// Package gateway is the public API of Pizza Joint: its Service (the edge's checks before the order service,
+// called through the mesh), go-kit endpoints, HTTP and stream transports, and the one error table every
+// answer is written from. It holds no data of its own and never touches the database. Its parts each have a
+// package: edge (limits, page headers), staff (sign-in, sessions, the board), customer (the customer's
+// pages), stream (the relay of order's event streams).
 package gateway
 
 import (
 	"context"
 	"crypto/subtle"
-	"errors"
 
+	"github.com/pizzajoint/mesh/gateway/edge"
 	"github.com/pizzajoint/mesh/order"
 )
 
@@ -23,8 +26,9 @@ type Service interface {
 	ChangeStatus(ctx context.Context, id string, to order.Status) (order.Order, error)
 }
 
-// ErrUnauthenticated is a request without valid credentials (tracking token or staff token).
-var ErrUnauthenticated = errors.New("authentication required")
+// ErrUnauthenticated is a request without valid credentials (tracking token or staff token): the edge's
+// one sentinel for both, so staff sign-in (gateway/staff) answers it through the same row.
+var ErrUnauthenticated = edge.ErrUnauthenticated
 
 type service struct {
 	orders order.Service

@@ -7,6 +7,9 @@ import (
 	"strconv"
 
 	httptransport "github.com/go-kit/kit/transport/http"
+	"github.com/pizzajoint/mesh/gateway/customer"
+	"github.com/pizzajoint/mesh/gateway/edge"
+	"github.com/pizzajoint/mesh/gateway/staff"
 	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/platform/httpjson"
 )
@@ -34,27 +37,38 @@ const MaxBodyBytes = 64 << 10
 //	GET  /staff/api/orders            a page of orders (status, after, limit)        staff only
 //	GET  /staff/api/orders/{id}       one order                                      staff only
 //	POST /staff/api/orders/{id}/status  {"status": "ACCEPTED"}                       staff only
-//	GET  /staff/                      the staff portal
+//	GET  /staff/                      the staff portal (gateway/staff)
 //	GET  /, /track/{id}, /app/…       the customer's pages: menu and cart, an order's tracking page
+//	                                  (gateway/customer)
 //
 // Event streams are mounted by MakeStreamHandler. Errors are written by EncodeError, the one error encoder.
-// options set the per-client rate limits of ordering and staff sign-in.
-func MakeHTTPHandler(mux *http.ServeMux, e Endpoints, staff *StaffAuth, options ...Option) {
-	o := applyOptions(options)
+// options set the per-client rate limits of ordering and staff sign-in (gateway/edge).
+func MakeHTTPHandler(mux *http.ServeMux, e Endpoints, auth *staff.Auth, options ...edge.Option) {
+	o := edge.Apply(options)
 	opts := []httptransport.ServerOption{httptransport.ServerErrorEncoder(EncodeError)}
-	mux.Handle("POST /pizza", rateLimited(o.orders, o.refused.With("limit", "orders"), httptransport.NewServer(e.PlaceOrderEndpoint, decodePlaceOrder, encodePlaced, opts...)))
+	mux.Handle("POST /pizza", o.Orders(EncodeError, httptransport.NewServer(e.PlaceOrderEndpoint, decodePlaceOrder, encodePlaced, opts...)))
 	mux.Handle("GET /pizza/{id}", httptransport.NewServer(e.TrackOrderEndpoint, decodeTrackRequest, encodeOK, opts...))
 	mux.Handle("GET /menu", httptransport.NewServer(e.MenuEndpoint, decodeNothing, encodeMenu, opts...))
 
-	mux.Handle("POST /staff/login", rateLimited(o.logins, o.refused.With("limit", "logins"), http.HandlerFunc(staff.Login)))
-	mux.HandleFunc("POST /staff/logout", staff.Logout)
-	mux.Handle("GET /staff/api/orders", o.requireStaff(staff, httptransport.NewServer(e.ListOrdersEndpoint, decodeListFilter, encodeOK, opts...)))
-	mux.Handle("GET /staff/api/orders/{id}", o.requireStaff(staff, httptransport.NewServer(e.StaffGetOrderEndpoint, decodeOrderID, encodeOK, opts...)))
-	mux.Handle("POST /staff/api/orders/{id}/status", o.requireStaff(staff, httptransport.NewServer(e.ChangeStatusEndpoint, decodeChangeStatus, encodeOK, opts...)))
-	mountStaffUI(mux)
-	mountCustomerUI(mux)
+	mux.Handle("POST /staff/login", o.Logins(EncodeError, auth.Login(EncodeError)))
+	mux.HandleFunc("POST /staff/logout", auth.Logout)
+	mux.Handle("GET /staff/api/orders", requireStaff(o, auth, httptransport.NewServer(e.ListOrdersEndpoint, decodeListFilter, encodeOK, opts...)))
+	mux.Handle("GET /staff/api/orders/{id}", requireStaff(o, auth, httptransport.NewServer(e.StaffGetOrderEndpoint, decodeOrderID, encodeOK, opts...)))
+	mux.Handle("POST /staff/api/orders/{id}/status", requireStaff(o, auth, httptransport.NewServer(e.ChangeStatusEndpoint, decodeChangeStatus, encodeOK, opts...)))
+	staff.MountBoard(mux)
+	customer.Mount(mux, notFound)
 
 	mux.Handle("/", http.HandlerFunc(notFound))
+}
+
+// requireStaff lets signed-in staff through to next; wrong bearer tokens draw on the sign-in limit.
+func requireStaff(o edge.Limits, auth *staff.Auth, next http.Handler) http.Handler {
+	guesses, refused := o.Guesses()
+	return auth.RequireLimited(guesses, refused, EncodeError, next)
+}
+
+func notFound(w http.ResponseWriter, r *http.Request) {
+	EncodeError(r.Context(), &httpjson.RequestError{Status: http.StatusNotFound, Msg: "no such endpoint"}, w)
 }
 
 func decodeNothing(context.Context, *http.Request) (any, error) { return nil, nil }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/go-kit/kit/metrics"
 	"github.com/pizzajoint/mesh/gateway"
+	"github.com/pizzajoint/mesh/gateway/staff"
 	"github.com/pizzajoint/mesh/internal/testkit"
 	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/order/httpapi"
@@ -42,7 +43,7 @@ func newGateway(t *testing.T, orderURL string, deadline time.Duration) *httptest
 	}
 	mux := http.NewServeMux()
 	gateway.MakeHTTPHandler(mux, gateway.MakeEndpoints(gateway.NewService(orders), kitmw.Deadline(deadline)),
-		gateway.NewStaffAuth(staffOwners{"tok-alice": "alice"}, slog.New(slog.NewTextHandler(io.Discard, nil)), gateway.SessionPolicy{}))
+		staff.NewAuth(staffOwners{"tok-alice": "alice"}, slog.New(slog.NewTextHandler(io.Discard, nil)), staff.SessionPolicy{}))
 	srv := httptest.NewTLSServer(reqid.Middleware(mux))
 	t.Cleanup(srv.Close)
 	return srv
@@ -204,6 +205,19 @@ func TestGatewayHTTP(t *testing.T) {
 				t.Errorf("field = %q, want %q (message %q)", got, tt.field, body["error"])
 			}
 		})
+	}
+}
+
+// The shop shows prices in the shop's currency, so the menu says which it is.
+func TestMenuNamesItsCurrency(t *testing.T) {
+	orderSrv, _ := newOrderService(t)
+	gw := newGateway(t, orderSrv.URL, 5*time.Second)
+	resp, body := send(t, gw, request{method: "GET", path: "/menu"})
+	if resp.StatusCode != 200 || body["currency"] != order.Currency {
+		t.Fatalf("GET /menu = %d, currency %v; want 200 and %q", resp.StatusCode, body["currency"], order.Currency)
+	}
+	if pizzas, _ := body["pizzas"].([]any); len(pizzas) != len(order.DefaultMenu) {
+		t.Errorf("GET /menu has %d pizzas, want %d", len(pizzas), len(order.DefaultMenu))
 	}
 }
 
@@ -386,7 +400,7 @@ func TestGatewayOutcomes(t *testing.T) {
 	mux := http.NewServeMux()
 	gateway.MakeHTTPHandler(mux, gateway.MakeEndpoints(gateway.NewService(orders),
 		kitmw.Instrumenting(observed, gateway.Outcome), kitmw.Logging(logger, gateway.Outcome), kitmw.Deadline(5*time.Second)),
-		gateway.NewStaffAuth(staffOwners{"tok-alice": "alice"}, slog.New(slog.DiscardHandler), gateway.SessionPolicy{}))
+		staff.NewAuth(staffOwners{"tok-alice": "alice"}, slog.New(slog.DiscardHandler), staff.SessionPolicy{}))
 	gw := httptest.NewTLSServer(reqid.Middleware(mux))
 	t.Cleanup(gw.Close)
 

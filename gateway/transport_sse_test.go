@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/pizzajoint/mesh/gateway"
+	"github.com/pizzajoint/mesh/gateway/edge"
+	"github.com/pizzajoint/mesh/gateway/staff"
 	"github.com/pizzajoint/mesh/internal/testkit"
 	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/order/httpapi"
@@ -49,7 +51,7 @@ func TestGatewayStreamsThroughEndpoints(t *testing.T) {
 	closed := fmt.Sprintf("http://127.0.0.1:%d", testkit.FreePort(t)) // reserved, never bound
 
 	const lifetime = 400 * time.Millisecond
-	staff := map[string]string{"Authorization": "Bearer tok-alice"}
+	staffBearer := map[string]string{"Authorization": "Bearer tok-alice"}
 	tests := []struct {
 		name     string
 		orderURL string
@@ -60,11 +62,11 @@ func TestGatewayStreamsThroughEndpoints(t *testing.T) {
 		outcome  string
 	}{
 		{"a customer's stream", orderSrv.URL, "/pizza/" + o.ID + "/events?token=" + o.TrackingToken, nil, 200, "track_order_events", kitmw.OutcomeOK},
-		{"the staff's stream", orderSrv.URL, "/staff/api/events", staff, 200, "staff_order_events", kitmw.OutcomeOK},
+		{"the staff's stream", orderSrv.URL, "/staff/api/events", staffBearer, 200, "staff_order_events", kitmw.OutcomeOK},
 		{"a customer without a token", orderSrv.URL, "/pizza/" + o.ID + "/events", nil, 401, "track_order_events", kitmw.OutcomeClientError},
 		{"a wrong token", orderSrv.URL, "/pizza/" + o.ID + "/events?token=guess", nil, 404, "track_order_events", kitmw.OutcomeClientError},
-		{"order unreachable", closed, "/staff/api/events", staff, 503, "staff_order_events", kitmw.OutcomeServerError},
-		{"order refusing the stream", refusing.URL, "/staff/api/events", staff, 503, "staff_order_events", kitmw.OutcomeServerError},
+		{"order unreachable", closed, "/staff/api/events", staffBearer, 503, "staff_order_events", kitmw.OutcomeServerError},
+		{"order refusing the stream", refusing.URL, "/staff/api/events", staffBearer, 503, "staff_order_events", kitmw.OutcomeServerError},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -78,9 +80,9 @@ func TestGatewayStreamsThroughEndpoints(t *testing.T) {
 			gwMux := http.NewServeMux()
 			endpoints := gateway.MakeEndpoints(gateway.NewService(orders),
 				kitmw.Logging(logger, gateway.Outcome), kitmw.Deadline(50*time.Millisecond))
-			auth := gateway.NewStaffAuth(staffOwners{"tok-alice": "alice"}, slog.New(slog.DiscardHandler), gateway.SessionPolicy{})
+			auth := staff.NewAuth(staffOwners{"tok-alice": "alice"}, slog.New(slog.DiscardHandler), staff.SessionPolicy{})
 			gateway.MakeStreamHandler(gwMux, endpoints, auth, u, http.DefaultTransport,
-				gateway.WithStreamLimits(clientlimit.NewStreamLimiter(10, 10), lifetime))
+				edge.WithStreamLimits(clientlimit.NewStreamLimiter(10, 10), lifetime))
 			gw := httptest.NewTLSServer(reqid.Middleware(gwMux))
 			t.Cleanup(gw.Close)
 

@@ -17,6 +17,9 @@ import (
 	"github.com/ardanlabs/conf/v3"
 	kitprometheus "github.com/go-kit/kit/metrics/prometheus"
 	"github.com/pizzajoint/mesh/gateway"
+	"github.com/pizzajoint/mesh/gateway/edge"
+	"github.com/pizzajoint/mesh/gateway/staff"
+	"github.com/pizzajoint/mesh/gateway/stream"
 	"github.com/pizzajoint/mesh/order/orderclient"
 	"github.com/pizzajoint/mesh/platform/clientlimit"
 	"github.com/pizzajoint/mesh/platform/consulreg"
@@ -132,7 +135,7 @@ func serve(p *svcmain.Process, cfg config) error {
 	if err != nil {
 		return err
 	}
-	staff, err := staffAuth(p, cfg)
+	auth, err := staffAuth(p, cfg)
 	if err != nil {
 		return err
 	}
@@ -153,8 +156,8 @@ func serve(p *svcmain.Process, cfg config) error {
 	mux := http.NewServeMux()
 	health.Register(mux)
 	limits := edgeLimits(cfg)
-	gateway.MakeHTTPHandler(mux, endpoints, staff, limits...)
-	endStreams := gateway.MakeStreamHandler(mux, endpoints, staff, orderURL, gateway.StreamTransport(upstream), limits...)
+	gateway.MakeHTTPHandler(mux, endpoints, auth, limits...)
+	endStreams := gateway.MakeStreamHandler(mux, endpoints, auth, orderURL, stream.Transport(upstream), limits...)
 	handler := httpserver.StrictTransport(cfg.HTTP.HSTSMaxAge, reqid.Middleware(httpserver.AccessLog(logger, reqid.FromContext, mux)))
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
@@ -219,7 +222,7 @@ func upstreamTransport(maxConns int, timeout time.Duration) *http.Transport {
 
 // staffAuth logs in to Vault as the gateway and checks staff tokens against the hashes in KV. Without Vault
 // settings staff sign-in is off (the staff routes answer 503).
-func staffAuth(p *svcmain.Process, cfg config) (*gateway.StaffAuth, error) {
+func staffAuth(p *svcmain.Process, cfg config) (*staff.Auth, error) {
 	ctx, logger := p.Ctx, p.Logger
 	if !cfg.Vault.Enabled() {
 		logger.Warn("no Vault settings: staff sign-in is off")
@@ -235,20 +238,20 @@ func staffAuth(p *svcmain.Process, cfg config) (*gateway.StaffAuth, error) {
 		return kv.Strings(ctx, cfg.Staff.TokensPath) // no secret yet: no staff token issued
 	}, logger)
 	p.Go(func() error { registry.Run(ctx, cfg.Staff.Reload); return nil })
-	return gateway.NewStaffAuth(registry, logger, gateway.SessionPolicy{Idle: cfg.Staff.SessionIdle, Absolute: cfg.Staff.SessionMax}), nil
+	return staff.NewAuth(registry, logger, staff.SessionPolicy{Idle: cfg.Staff.SessionIdle, Absolute: cfg.Staff.SessionMax}), nil
 }
 
 // edgeLimits are the per-client rate limits and stream caps of cfg.Limits.
-func edgeLimits(cfg config) []gateway.Option {
+func edgeLimits(cfg config) []edge.Option {
 	l := cfg.Limits
 	refused := kitprometheus.NewCounterFrom(prometheus.CounterOpts{
 		Namespace: "pizza", Subsystem: "gateway", Name: "refused_total",
 		Help: "Requests refused by a limit (orders, logins, client_streams, all_streams).",
 	}, []string{"limit"})
-	return []gateway.Option{
-		gateway.WithRefusalCounter(refused),
-		gateway.WithOrderRateLimit(clientlimit.NewRateLimiter(l.OrderRate, l.OrderBurst, l.Clients)),
-		gateway.WithLoginRateLimit(clientlimit.NewRateLimiter(l.LoginRate, l.LoginBurst, l.Clients)),
-		gateway.WithStreamLimits(clientlimit.NewStreamLimiter(l.StreamsPerClient, l.Streams), l.StreamLifetime),
+	return []edge.Option{
+		edge.WithRefusalCounter(refused),
+		edge.WithOrderRateLimit(clientlimit.NewRateLimiter(l.OrderRate, l.OrderBurst, l.Clients)),
+		edge.WithLoginRateLimit(clientlimit.NewRateLimiter(l.LoginRate, l.LoginBurst, l.Clients)),
+		edge.WithStreamLimits(clientlimit.NewStreamLimiter(l.StreamsPerClient, l.Streams), l.StreamLifetime),
 	}
 }

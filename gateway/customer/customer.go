@@ -1,4 +1,6 @@
-package gateway
+// Package customer serves the customer's pages: the shop (menu and cart) at / and an order's tracking page at
+// /track/{id}, from customerui/ (embedded). The pages call the gateway's public API; nothing here does.
+package customer
 
 import (
 	"bytes"
@@ -9,19 +11,20 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pizzajoint/mesh/gateway/edge"
 	"github.com/pizzajoint/mesh/order"
-	"github.com/pizzajoint/mesh/platform/httpjson"
 )
 
 //go:embed customerui
 var customerUI embed.FS
 
-// CustomerAssetsPrefix is where the customer pages' scripts and styles are served.
-const CustomerAssetsPrefix = "/app/"
+// AssetsPrefix is where the customer pages' scripts and styles are served.
+const AssetsPrefix = "/app/"
 
-// mountCustomerUI serves the customer's pages: the menu and cart at exactly /, an order's tracking page at
-// /track/{id}, and their static files under /app/. Anything else stays a JSON 404 (the catch-all).
-func mountCustomerUI(mux *http.ServeMux) {
+// Mount serves the customer's pages: the menu and cart at exactly /, an order's tracking page at
+// /track/{id}, and their static files under /app/. Anything else stays a JSON 404: notFound, the gateway's
+// catch-all.
+func Mount(mux *http.ServeMux, notFound http.HandlerFunc) {
 	sub, err := fs.Sub(customerUI, "customerui")
 	if err != nil {
 		panic(err) // the folder is embedded at build time
@@ -58,8 +61,8 @@ func mountCustomerUI(mux *http.ServeMux) {
 	if err != nil {
 		panic(err)
 	}
-	mux.Handle("GET "+CustomerAssetsPrefix, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		name := strings.TrimPrefix(r.URL.Path, CustomerAssetsPrefix)
+	mux.Handle("GET "+AssetsPrefix, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := strings.TrimPrefix(r.URL.Path, AssetsPrefix)
 		b, ok := assets[name]
 		if !ok {
 			notFound(w, r)
@@ -73,19 +76,6 @@ func mountCustomerUI(mux *http.ServeMux) {
 var builtAt = time.Now().UTC().Truncate(time.Second)
 
 func serveEmbedded(w http.ResponseWriter, r *http.Request, name string, b []byte) {
-	setPageHeaders(w.Header())
+	edge.SetPageHeaders(w.Header())
 	http.ServeContent(w, r, name, builtAt, bytes.NewReader(b))
-}
-
-// setPageHeaders is the policy of every page the gateway serves (customer and staff): scripts, styles and
-// connections to this origin only, no inline code, no framing, and no Referer that could carry an order ID.
-func setPageHeaders(h http.Header) {
-	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("Cache-Control", "no-cache")
-}
-
-func notFound(w http.ResponseWriter, r *http.Request) {
-	EncodeError(r.Context(), &httpjson.RequestError{Status: http.StatusNotFound, Msg: "no such endpoint"}, w)
 }

@@ -1,4 +1,4 @@
-package gateway
+package staff
 
 import (
 	"crypto/rand"

@@ -1,4 +1,4 @@
-package gateway_test
+package staff_test
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/pizzajoint/mesh/gateway"
+	"github.com/pizzajoint/mesh/gateway/staff"
 )
 
 // revocableOwners is a token table that a test can change while the gateway runs.
@@ -57,13 +58,13 @@ func (c staffCall) do(t *testing.T, h http.Handler) *httptest.ResponseRecorder {
 	return rec
 }
 
-func newStaffHandler(owners gateway.StaffOwners, logs *bytes.Buffer) http.Handler {
-	staff := gateway.NewStaffAuth(owners, slog.New(slog.NewTextHandler(logs, nil)), gateway.SessionPolicy{})
+func newStaffHandler(owners staff.Owners, logs *bytes.Buffer) http.Handler {
+	auth := staff.NewAuth(owners, slog.New(slog.NewTextHandler(logs, nil)), staff.SessionPolicy{})
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /staff/login", staff.Login)
-	mux.HandleFunc("POST /staff/logout", staff.Logout)
-	mux.Handle("GET /staff/api/whoami", staff.Require(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = w.Write([]byte(gateway.StaffName(r.Context())))
+	mux.HandleFunc("POST /staff/login", auth.Login(gateway.EncodeError))
+	mux.HandleFunc("POST /staff/logout", auth.Logout)
+	mux.Handle("GET /staff/api/whoami", auth.Require(gateway.EncodeError, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(staff.Name(r.Context())))
 	})))
 	return mux
 }
@@ -98,7 +99,7 @@ func TestStaffLogin(t *testing.T) {
 		{"token in another case", `{"Token":"tok-alice"}`, 400},
 		{"two tokens", `{"token":"nope","token":"tok-alice"}`, 400},
 		{"not JSON", `token=tok-alice`, 400},
-		{"too big", `{"token":"` + strings.Repeat("x", gateway.MaxLoginBytes) + `"}`, 413},
+		{"too big", `{"token":"` + strings.Repeat("x", staff.MaxLoginBytes) + `"}`, 413},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -177,14 +178,14 @@ func TestStaffSessions(t *testing.T) {
 
 // Without staff sign-in configured, staff routes answer 503, not 401 or a panic.
 func TestStaffNotConfigured(t *testing.T) {
-	var staff *gateway.StaffAuth
-	h := staff.Require(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("let through") }))
+	var auth *staff.Auth
+	h := auth.Require(gateway.EncodeError, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("let through") }))
 	for _, c := range []staffCall{{method: "GET", path: "/staff/api/orders", bearer: "tok"}, {method: "GET", path: "/staff/api/orders"}} {
 		if rec := c.do(t, h); rec.Code != 503 {
 			t.Errorf("%+v: %d, want 503", c, rec.Code)
 		}
 	}
-	if rec := (staffCall{method: "POST", path: "/staff/login", body: `{"token":"tok"}`}).do(t, http.HandlerFunc(staff.Login)); rec.Code != 503 {
+	if rec := (staffCall{method: "POST", path: "/staff/login", body: `{"token":"tok"}`}).do(t, auth.Login(gateway.EncodeError)); rec.Code != 503 {
 		t.Errorf("login: %d, want 503", rec.Code)
 	}
 }
@@ -205,7 +206,7 @@ func FuzzStaffLogin(f *testing.F) {
 		h.ServeHTTP(rec, r)
 		cookies := rec.Result().Cookies()
 		if rec.Code == 204 {
-			var req gateway.LoginRequest
+			var req staff.LoginRequest
 			if err := json.Unmarshal([]byte(body), &req); err != nil || req.Token != "tok-alice" || len(cookies) != 1 {
 				t.Fatalf("signed in with %q (cookies %v)", body, cookies)
 			}
