@@ -64,7 +64,7 @@ lint: ## go vet, gofmt and staticcheck
 # package:target for every fuzz target; `go test` runs their seeds (f.Add and the committed corpus in
 # <pkg>/testdata/fuzz/<Target>/), `make fuzz` explores and keeps a small corpus, `make fuzz-smoke` (in make test)
 # runs each a few seconds beyond its seeds.
-FUZZ_TARGETS = ./gateway:FuzzPlaceOrder ./gateway:FuzzStaffLogin ./order/orderclient:FuzzDecodeResponse ./order:FuzzValidID \
+FUZZ_TARGETS = ./gateway:FuzzPlaceOrder ./gateway/staff:FuzzStaffLogin ./order/orderclient:FuzzDecodeResponse ./order:FuzzValidID \
 	./order/httpapi:FuzzListCursor ./platform/sse:FuzzLastEventID
 FUZZ_SMOKE_TIME ?= 3s
 
