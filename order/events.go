@@ -13,6 +13,17 @@ type Event struct {
 	OrderID string    `json:"order_id"`
 	Status  Status    `json:"status"`
 	At      time.Time `json:"at"`
+	// Cursor is where a stream resumes after this event (the SSE event id): the event's place in the stream
+	// that delivered it. Zero means the event's ID.
+	Cursor int64 `json:"-"`
+}
+
+// ResumeID is the id a stream client resumes from after e (Last-Event-ID).
+func (e Event) ResumeID() int64 {
+	if e.Cursor != 0 {
+		return e.Cursor
+	}
+	return e.ID
 }
 
 // EventQuery selects events After < ID ≤ UpTo (UpTo 0: no upper bound), of one order when OrderID is set, in

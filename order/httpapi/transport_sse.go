@@ -88,7 +88,7 @@ func (s *sseSink) Send(e order.Event) error {
 	if err != nil {
 		return err
 	}
-	return s.events.Event(e.ID, "order", data)
+	return s.events.Event(e.ResumeID(), "order", data)
 }
 
 func (s *sseSink) KeepAlive() error { return s.events.Comment("keep-alive") }

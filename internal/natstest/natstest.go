@@ -1,0 +1,154 @@
+// Package natstest starts real NATS servers with JetStream for tests: the pinned nats-server that the stack runs
+// (scripts/tools.sh builds it when it is missing), on a free port, with its store in the test's temporary folder
+// and the durability settings the stack uses. Tests can stop, kill and restart it on the same port and store.
+package natstest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/pizzajoint/mesh/internal/testkit"
+)
+
+const readyTimeout = 30 * time.Second
+
+// Server is one nats-server process started by a test.
+type Server struct {
+	t       testing.TB
+	bin     string
+	conf    string
+	port    int
+	logFile string
+	cmd     *exec.Cmd
+	done    chan struct{}
+}
+
+// Binary returns the pinned nats-server, building it once when it is missing.
+func Binary(t testing.TB) string {
+	t.Helper()
+	root, err := testkit.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(filepath.Join(root, "scripts", "tools.sh"), "ensure", "nats-server")
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("natstest: no nats-server: %v\n%s", err, stderr.String())
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// Start runs a JetStream server for the test, stopped at its end. extra is appended to its config file (accounts,
+// authorization). The store fsyncs every write (sync_interval: always), as the stack's servers do.
+func Start(t testing.TB, extra string) *Server {
+	t.Helper()
+	dir := t.TempDir()
+	s := &Server{t: t, bin: Binary(t), port: testkit.FreePort(t), conf: filepath.Join(dir, "nats.conf"),
+		logFile: filepath.Join(dir, "nats.log")}
+	conf := fmt.Sprintf("listen: 127.0.0.1:%d\nserver_name: natstest\njetstream { store_dir: %q, sync_interval: always }\n%s\n",
+		s.port, filepath.Join(dir, "store"), extra)
+	if err := os.WriteFile(s.conf, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+	t.Cleanup(func() { s.Kill() })
+	return s
+}
+
+// URL is the server's client URL.
+func (s *Server) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.port) }
+
+// Connect opens a client connection closed at the test's end, with opts (credentials) added.
+func (s *Server) Connect(opts ...nats.Option) *nats.Conn {
+	s.t.Helper()
+	nc, err := nats.Connect(s.URL(), append([]nats.Option{nats.Timeout(5 * time.Second)}, opts...)...)
+	if err != nil {
+		s.t.Fatalf("natstest: connect: %v", err)
+	}
+	s.t.Cleanup(nc.Close)
+	return nc
+}
+
+func (s *Server) start() {
+	s.t.Helper()
+	log, err := os.OpenFile(s.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.cmd = exec.Command(s.bin, "-c", s.conf)
+	s.cmd.Stdout, s.cmd.Stderr = log, log
+	if err := s.cmd.Start(); err != nil {
+		log.Close()
+		s.t.Fatalf("natstest: start nats-server: %v", err)
+	}
+	done := make(chan struct{})
+	s.done = done
+	go func(cmd *exec.Cmd) { _ = cmd.Wait(); log.Close(); close(done) }(s.cmd)
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	for {
+		select {
+		case <-done:
+			s.t.Fatalf("natstest: nats-server exited at start:\n%s", s.Log())
+		case <-ctx.Done():
+			s.t.Fatalf("natstest: nats-server not ready in %s:\n%s", readyTimeout, s.Log())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", s.port), time.Second); err == nil {
+			c.Close()
+			if strings.Contains(s.Log(), "Server is ready") {
+				return
+			}
+		}
+	}
+}
+
+// Stop ends the server cleanly (SIGTERM) and waits for it.
+func (s *Server) Stop() { s.signal(syscall.SIGTERM) }
+
+// Kill ends the server with SIGKILL: no flush, no goodbye to clients.
+func (s *Server) Kill() { s.signal(syscall.SIGKILL) }
+
+// Restart starts the server again on the same port and store.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Stop()
+	s.start()
+}
+
+func (s *Server) signal(sig syscall.Signal) {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	_ = s.cmd.Process.Signal(sig)
+	select {
+	case <-s.done:
+	case <-time.After(20 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+}
+
+// Log is the server's output so far.
+func (s *Server) Log() string {
+	b, _ := os.ReadFile(s.logFile)
+	return string(b)
+}
