@@ -63,6 +63,7 @@ func (r rig) relay(t *testing.T, outbox eventrelay.Outbox, counts *relayCounts) 
 	}
 	cfg := eventrelay.DefaultConfig
 	cfg.Sweep = 100 * time.Millisecond
+	cfg.Timeout = time.Second // a publish to a stopped server fails within the outage below
 	rl := eventrelay.New(cfg, outbox, eventstream.NewPublisher(r.js), eventrelay.Metrics{
 		Published: func() { counts.published.Add(1) }, Duplicates: func() { counts.duplicates.Add(1) },
 	}, quiet)
@@ -376,7 +377,7 @@ func TestEventsWrittenWhileTheStreamIsDownArriveOnce(t *testing.T) {
 	r.nats.Stop()
 	r.placeAndMove(t, 3)
 	rl.Nudge()
-	time.Sleep(2 * time.Second) // rounds fail meanwhile
+	time.Sleep(3 * time.Second) // rounds fail meanwhile (each publish times out after 1 s)
 	var n int
 	if err := r.db.Root.QueryRow(`SELECT COUNT(*) FROM order_events WHERE relayed = FALSE`).Scan(&n); err != nil || n != 9 {
 		t.Fatalf("with the stream down, %d events are unrelayed (%v), want the 9 written meanwhile", n, err)
