@@ -27,10 +27,10 @@ import (
 	"github.com/go-kit/kit/endpoint"
 	kitprometheus "github.com/go-kit/kit/metrics/prometheus"
 	"github.com/pizzajoint/mesh/order"
-	"github.com/pizzajoint/mesh/order/eventhub"
 	"github.com/pizzajoint/mesh/order/httpapi"
 	"github.com/pizzajoint/mesh/order/mysqlstore/partitions"
 	"github.com/pizzajoint/mesh/order/orderdb"
+	"github.com/pizzajoint/mesh/order/orderevents"
 	"github.com/pizzajoint/mesh/platform/consulreg"
 	"github.com/pizzajoint/mesh/platform/httpserver"
 	"github.com/pizzajoint/mesh/platform/kitmw"
@@ -50,7 +50,8 @@ type config struct {
 		Addr string `conf:"default:127.0.0.1:9090"`
 		httpserver.Config
 	}
-	orderdb.Config // the database and its credentials: ORDER_DB_*, ORDER_VAULT_*, ORDER_PII_*
+	orderdb.Config                    // the database and its credentials: ORDER_DB_*, ORDER_VAULT_*, ORDER_PII_*
+	Events         orderevents.Config // the event path: ORDER_EVENTS_*
 	// Partitions: the monthly partitions' maintenance (migrate, maintain-partitions), which needs DDL rights.
 	Partitions struct {
 		partitions.Policy
@@ -96,7 +97,7 @@ func command(p *svcmain.Process, cfg config) error {
 	}
 }
 
-// serve runs the order API until the process ends. Its background work (the event hub, the replica monitor,
+// serve runs the order API until the process ends. Its background work (the event relay, the replica monitor,
 // the Consul registration) runs in the process's errgroup and is joined before the pools close.
 func serve(p *svcmain.Process, cfg config) (err error) {
 	ctx, logger := p.Ctx, p.Logger
@@ -105,7 +106,12 @@ func serve(p *svcmain.Process, cfg config) (err error) {
 		return err
 	}
 	defer b.Close()
-	// Every goroutine below uses the pools: they all end, and are joined, before b.Close runs.
+	events, err := orderevents.Open(ctx, cfg.Events, b.Store, prometheus.DefaultRegisterer, logger)
+	if err != nil {
+		return err
+	}
+	defer events.Close()
+	// Every goroutine below uses the pools and the event path: they all end, and are joined, before b.Close runs.
 	g, ctx := errgroup.WithContext(ctx)
 	ctx, stopWork := context.WithCancel(ctx)
 	defer func() {
@@ -115,7 +121,7 @@ func serve(p *svcmain.Process, cfg config) (err error) {
 		}
 	}()
 
-	svc := order.NewService(b.Store, order.DefaultMenu)
+	svc := order.NewService(events.Store, order.DefaultMenu)
 	duration := kitprometheus.NewHistogramFrom(prometheus.HistogramOpts{
 		Namespace: "pizza", Subsystem: "order", Name: "request_duration_seconds",
 		Help: "Time spent in order endpoints, by method and outcome.",
@@ -126,18 +132,17 @@ func serve(p *svcmain.Process, cfg config) (err error) {
 		kitmw.Logging(logger, httpapi.Outcome),
 	}
 	endpoints := order.MakeServerEndpoints(svc, mw...)
-	hub := eventhub.New(b.Store, 200*time.Millisecond, logger)
-	g.Go(func() error { hub.Run(ctx); return nil })
+	g.Go(func() error { return events.Run(ctx) })
 	g.Go(func() error { b.Store.MonitorReplica(ctx); return nil })
 
 	health := httpserver.NewHealth(append(b.Checks,
 		httpserver.Check{Name: "database", Fn: b.DB.PingContext},
-		httpserver.Check{Name: "events", Fn: hub.Ready})...)
+		httpserver.Check{Name: "events", Fn: events.Ready})...)
 	mux := http.NewServeMux()
 	health.Register(mux)
 	mux.Handle("GET /metrics", promhttp.Handler())
 	httpapi.MakeHTTPHandler(mux, endpoints)
-	endStreams := httpapi.MakeSSEHandler(mux, order.MakeStreamEndpoint(hub, mw...))
+	endStreams := httpapi.MakeSSEHandler(mux, order.MakeStreamEndpoint(events.Streams, mw...))
 	handler := reqid.Middleware(httpserver.AccessLog(logger, reqid.FromContext, mux))
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)

@@ -74,7 +74,9 @@ func (s *Server) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.port
 // Connect opens a client connection closed at the test's end, with opts (credentials) added.
 func (s *Server) Connect(opts ...nats.Option) *nats.Conn {
 	s.t.Helper()
-	nc, err := nats.Connect(s.URL(), append([]nats.Option{nats.Timeout(5 * time.Second)}, opts...)...)
+	// Asynchronous errors (a refused publish) go to the test's log, not to stderr.
+	logErr := nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { s.t.Logf("natstest: client: %v", err) })
+	nc, err := nats.Connect(s.URL(), append([]nats.Option{nats.Timeout(5 * time.Second), logErr}, opts...)...)
 	if err != nil {
 		s.t.Fatalf("natstest: connect: %v", err)
 	}

@@ -206,3 +206,30 @@ func count(f func()) {
 		f()
 	}
 }
+
+// Nudging returns store, except that each write that appended an event nudges the relay once it committed, so
+// an event is relayed within a round trip of its commit instead of at the next sweep.
+func (r *Relay) Nudging(store order.Store) order.Store {
+	return nudgingStore{Store: store, nudge: r.Nudge}
+}
+
+type nudgingStore struct {
+	order.Store
+	nudge func()
+}
+
+func (s nudgingStore) Create(ctx context.Context, o order.Order, idem order.Idempotency) error {
+	err := s.Store.Create(ctx, o, idem)
+	if err == nil {
+		s.nudge()
+	}
+	return err
+}
+
+func (s nudgingStore) Transition(ctx context.Context, id string, from []order.Status, to order.Status, at time.Time) error {
+	err := s.Store.Transition(ctx, id, from, to, at)
+	if err == nil {
+		s.nudge()
+	}
+	return err
+}

@@ -1,0 +1,116 @@
+// Package orderevents opens the order service's event path: the NATS connection (through the instance's
+// sidecar upstream, as the instance's own NATS user), the relay that publishes the event log's outbox to
+// JetStream, and the streams served from it. It is the one choice between that path and the MySQL poller
+// (order/eventhub), which stays only until the benchmark has compared the two.
+package orderevents
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pizzajoint/mesh/order"
+	"github.com/pizzajoint/mesh/order/eventhub"
+	"github.com/pizzajoint/mesh/order/eventrelay"
+	"github.com/pizzajoint/mesh/order/eventstream"
+)
+
+// Config is where the events go. Every field has an ORDER_EVENTS_* variable.
+type Config struct {
+	Source string `conf:"default:poll,help:jetstream (the outbox relayed to NATS JetStream) or poll (the MySQL poller)"`
+	NATS   struct {
+		// URL is the sidecar's upstream to NATS: the instance never reaches NATS but through the mesh.
+		URL string `conf:"default:nats://127.0.0.1:4222,help:NATS through this instance's sidecar upstream"`
+		// SeedFile holds the instance's NATS nkey seed, delivered by meshctl into its credentials folder.
+		SeedFile string        `conf:"help:file holding this instance's NATS nkey seed"`
+		Name     string        `conf:"default:order,help:connection name shown in NATS's monitoring"`
+		Timeout  time.Duration `conf:"default:5s,help:bound of each NATS call (connect, publish, stream lookups)"`
+	}
+	Relay struct {
+		Sweep time.Duration `conf:"default:1s,help:how often the relay looks for events nothing nudged it about"`
+		Batch int           `conf:"default:256,help:most events the relay reads at once"`
+	}
+}
+
+// Log is what the event path needs of the store: the outbox and, for the poller, the event log.
+type Log interface {
+	order.Store
+	order.EventLog
+	eventrelay.Outbox
+}
+
+// Events is the opened event path.
+type Events struct {
+	// Store is the store the service writes through: on JetStream, each write nudges the relay.
+	Store order.Store
+	// Streams serves the stream endpoint.
+	Streams order.EventStreams
+	// Run does the background work (relay or poller) until ctx ends; the caller joins it.
+	Run func(ctx context.Context) error
+	// Ready reports whether streams can be served.
+	Ready func(ctx context.Context) error
+	// Close ends the NATS connection, after Run has returned.
+	Close func()
+}
+
+// Open opens the event path that cfg.Source names over log, registering its metrics with reg.
+func Open(ctx context.Context, cfg Config, log Log, reg prometheus.Registerer, logger *slog.Logger) (*Events, error) {
+	switch cfg.Source {
+	case "poll":
+		hub := eventhub.New(log, 200*time.Millisecond, logger)
+		return &Events{Store: log, Streams: hub, Ready: hub.Ready, Close: func() {},
+			Run: func(ctx context.Context) error { hub.Run(ctx); return nil }}, nil
+	case "jetstream":
+		return openJetStream(ctx, cfg, log, reg, logger)
+	default:
+		return nil, fmt.Errorf("events source %q: want jetstream or poll", cfg.Source)
+	}
+}
+
+func openJetStream(ctx context.Context, cfg Config, log Log, reg prometheus.Registerer, logger *slog.Logger) (*Events, error) {
+	if cfg.NATS.SeedFile == "" {
+		return nil, errors.New("events on JetStream need ORDER_EVENTS_NATS_SEED_FILE (the instance's NATS key)")
+	}
+	key, err := nats.NkeyOptionFromSeed(cfg.NATS.SeedFile)
+	if err != nil {
+		return nil, fmt.Errorf("NATS key: %w", err)
+	}
+	logger = logger.With("component", "nats")
+	// The connection outlives any outage: the outbox keeps the events, and the relay catches up on reconnect.
+	nc, err := nats.Connect(cfg.NATS.URL, key, nats.Name(cfg.NATS.Name), nats.Timeout(cfg.NATS.Timeout),
+		nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { logger.Warn("NATS disconnected", "error", err) }),
+		nats.ReconnectHandler(func(c *nats.Conn) { logger.Info("NATS reconnected", "server", c.ConnectedUrlRedacted()) }),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { logger.Warn("NATS error", "error", err) }))
+	if err != nil {
+		return nil, fmt.Errorf("NATS at %s: %w", cfg.NATS.URL, err)
+	}
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(cfg.NATS.Timeout))
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	m := newMetrics(reg)
+	relayCfg := eventrelay.DefaultConfig
+	relayCfg.Sweep, relayCfg.Batch, relayCfg.Timeout = cfg.Relay.Sweep, cfg.Relay.Batch, cfg.NATS.Timeout
+	relay := eventrelay.New(relayCfg, log, eventstream.NewPublisher(js), m, logger)
+	streams := eventstream.NewStreams(js)
+	return &Events{Store: relay.Nudging(log), Streams: streams, Ready: streams.Ready, Run: relay.Run, Close: nc.Close}, nil
+}
+
+func newMetrics(reg prometheus.Registerer) eventrelay.Metrics {
+	published := prometheus.NewCounter(prometheus.CounterOpts{Namespace: "pizza", Subsystem: "order",
+		Name: "events_relayed_total", Help: "Events the relay stored in the event stream."})
+	dups := prometheus.NewCounter(prometheus.CounterOpts{Namespace: "pizza", Subsystem: "order",
+		Name: "events_relayed_duplicate_total", Help: "Events the stream already held when the relay published them."})
+	lag := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "pizza", Subsystem: "order",
+		Name: "event_relay_lag_seconds", Help: "Age of the oldest event not yet relayed to the stream (0: caught up)."})
+	reg.MustRegister(published, dups, lag)
+	return eventrelay.Metrics{Published: published.Inc, Duplicates: dups.Inc, Lag: func(d time.Duration) { lag.Set(d.Seconds()) }}
+}
