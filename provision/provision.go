@@ -4,6 +4,19 @@
 // credentials, and carries out the runbook's rotations. cmd/meshctl wires it; the local stack, Compose and
 // Kubernetes all run that one program.
 //
+// A Session holds one run's Vault and Consul clients, the Config and which Vault credential the run holds
+// (operator token, first bootstrap's root token, or the run's provisioning token: Authenticate,
+// BeginProvisioning). Each job a meshctl command names is a unit that holds the Session, and only the other units
+// it calls:
+//   - VaultSetup: open, unseal and bootstrap Vault (policies, mounts, AppRoles, database, transit), hand the first
+//     root token over to the operator token; its Consul steps go through ConsulACL and ConnectCA.
+//   - ConsulACL: Consul's ACL system through Vault's Consul engine, policies, the agent token, intentions, and the
+//     short-lived Consul tokens the other units write with.
+//   - ConnectCA: Vault's PKI as the Connect CA, its AppRole login, its rotation.
+//   - Identities: each instance's and client agent's credentials, delivered and replaced.
+//   - Rotations: the runbook's rotations on Vault, staff tokens, Consul tokens for people.
+//   - KubernetesAuth: Vault's Kubernetes auth method and its roles.
+//
 // Who holds what:
 //   - Vault's root token exists only in memory during the first bootstrap and is revoked at its end.
 //   - Later provisioning (bootstrap, Kubernetes auth, Connect CA rotation) generates a root token from the unseal
