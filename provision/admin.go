@@ -23,25 +23,25 @@ const AdminTTL = "15m"
 // once for an orphan token with the root policy and a TTL of AdminTTL, the generated root revoked at once. The
 // returned end revokes the short token; callers defer it (signals cancel ctx, so it runs then too). Nothing of it
 // is written to disk, logged (accessors only) or passed to another process.
-func (p *Provisioner) BeginProvisioning(ctx context.Context) (end func(), err error) {
-	root, err := GenerateRootFromFile(ctx, p.vault, p.unsealKeyFile())
+func (s *Session) BeginProvisioning(ctx context.Context) (end func(), err error) {
+	root, err := GenerateRootFromFile(ctx, s.vault, s.unsealKeyFile())
 	if err != nil {
 		return nil, fmt.Errorf("provisioning generates a root token for this run: %w", err)
 	}
-	rc, err := p.vault.Clone()
+	rc, err := s.vault.Clone()
 	if err != nil {
 		return nil, err
 	}
 	rc.SetToken(root)
 	// The generated root is revoked whatever happens next; ctx may already be cancelled by a signal.
 	defer func() {
-		c, cancel := p.ctx(context.WithoutCancel(ctx))
+		c, cancel := s.ctx(context.WithoutCancel(ctx))
 		defer cancel()
 		if rerr := rc.Auth().Token().RevokeSelfWithContext(c, ""); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("revoke the generated root token: %w", rerr))
 		}
 	}()
-	c, cancel := p.ctx(ctx)
+	c, cancel := s.ctx(ctx)
 	defer cancel()
 	sec, err := rc.Auth().Token().CreateOrphanWithContext(c, &vault.TokenCreateRequest{
 		Policies: []string{"root"}, TTL: AdminTTL, ExplicitMaxTTL: AdminTTL, Renewable: new(bool),
@@ -51,20 +51,20 @@ func (p *Provisioner) BeginProvisioning(ctx context.Context) (end func(), err er
 		return nil, fmt.Errorf("short-lived provisioning token: %w", err)
 	}
 	short, accessor := sec.Auth.ClientToken, sec.Auth.Accessor
-	prev, prevAdmin := p.vault.Token(), p.admin
-	p.vault.SetToken(short)
-	p.admin = true
-	p.logger.Info("provisioning token for this run (root policy, generated root revoked)", "ttl", AdminTTL, "accessor", accessor)
+	prev, prevAdmin := s.vault.Token(), s.admin
+	s.vault.SetToken(short)
+	s.admin = true
+	s.logger.Info("provisioning token for this run (root policy, generated root revoked)", "ttl", AdminTTL, "accessor", accessor)
 	end = func() {
-		c, cancel := p.ctx(context.WithoutCancel(ctx))
+		c, cancel := s.ctx(context.WithoutCancel(ctx))
 		defer cancel()
-		if err := p.vault.Auth().Token().RevokeSelfWithContext(c, ""); err != nil {
-			p.logger.Error("could not revoke this run's provisioning token; it expires by itself", "accessor", accessor, "ttl", AdminTTL, "err", err)
+		if err := s.vault.Auth().Token().RevokeSelfWithContext(c, ""); err != nil {
+			s.logger.Error("could not revoke this run's provisioning token; it expires by itself", "accessor", accessor, "ttl", AdminTTL, "err", err)
 		} else {
-			p.logger.Info("provisioning token revoked", "accessor", accessor)
+			s.logger.Info("provisioning token revoked", "accessor", accessor)
 		}
-		p.vault.SetToken(prev)
-		p.admin = prevAdmin
+		s.vault.SetToken(prev)
+		s.admin = prevAdmin
 	}
 	return end, nil
 }

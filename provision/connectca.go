@@ -6,10 +6,27 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
 
 	consul "github.com/hashicorp/consul/api"
 	vault "github.com/hashicorp/vault/api"
 )
+
+// ConnectCA makes Vault's PKI Consul's Connect CA and rotates it: the CA's own AppRole login, delivered as files
+// Consul reads, and the generations of PKI mounts Consul signs with.
+type ConnectCA struct {
+	s   *Session
+	acl *ConsulACL
+	// caLoginReady: this run delivered the Connect CA's AppRole login (connectCALogin).
+	caLoginReady bool
+}
+
+// NewConnectCA returns the Connect CA unit on s; acl leases the Consul token that changes the CA configuration.
+func NewConnectCA(s *Session, acl *ConsulACL) *ConnectCA {
+	return &ConnectCA{s: s, acl: acl}
+}
 
 // Consul's Vault CA provider logs in through an AppRole of its own, so its CA configuration holds file paths and
 // no token: any Consul token that may read the CA configuration (the runbook's operator token) would otherwise
@@ -31,19 +48,19 @@ type ConnectCAConfig struct {
 	Owner string `conf:"help:numeric uid and gid of the Consul server that owns the login folder"`
 }
 
-func (p *Provisioner) caLoginDir() string {
-	if p.cfg.ConnectCA.LoginDir != "" {
-		return p.cfg.ConnectCA.LoginDir
+func (cc *ConnectCA) caLoginDir() string {
+	if cc.s.cfg.ConnectCA.LoginDir != "" {
+		return cc.s.cfg.ConnectCA.LoginDir
 	}
-	return filepath.Join(filepath.Dir(p.cfg.Vault.StateDir), "consul-ca")
+	return filepath.Join(filepath.Dir(cc.s.cfg.Vault.StateDir), "consul-ca")
 }
 
 // caAuthMethod is the provider's AuthMethod: Consul reads both files at every login (the secret_id file is never
 // deleted by Consul) and logs in again whenever its token can no longer be renewed.
-func (p *Provisioner) caAuthMethod() (map[string]any, error) {
-	dir := p.cfg.ConnectCA.ConsulDir
+func (cc *ConnectCA) caAuthMethod() (map[string]any, error) {
+	dir := cc.s.cfg.ConnectCA.ConsulDir
 	if dir == "" {
-		dir = p.caLoginDir()
+		dir = cc.caLoginDir()
 	}
 	dir, err := filepath.Abs(dir)
 	if err != nil {
@@ -58,29 +75,29 @@ func (p *Provisioner) caAuthMethod() (map[string]any, error) {
 // connectCALogin gets the Connect CA's AppRole ready: with a root token (the first bootstrap's, or the run's
 // provisioning token) the mount and the role, then on every run a fresh secret_id in the login folder. With the
 // operator token alone (which may not enable auth methods) it leaves the CA as it is and says how to move it.
-func (p *Provisioner) connectCALogin(ctx context.Context) error {
-	p.caLoginReady = false
-	if p.root || p.admin {
-		if err := p.connectCALoginRole(ctx); err != nil {
+func (cc *ConnectCA) connectCALogin(ctx context.Context) error {
+	cc.caLoginReady = false
+	if cc.s.root || cc.s.admin {
+		if err := cc.connectCALoginRole(ctx); err != nil {
 			return err
 		}
 	}
-	c, cancel := p.ctx(ctx)
-	auths, err := p.vault.Sys().ListAuthWithContext(c)
+	c, cancel := cc.s.ctx(ctx)
+	auths, err := cc.s.vault.Sys().ListAuthWithContext(c)
 	cancel()
 	if err != nil {
 		return err
 	}
 	if _, ok := auths[caLoginMount+"/"]; !ok {
-		p.logger.Warn("the connect CA still logs in with a static vault token: its auth method is missing and "+
+		cc.s.logger.Warn("the connect CA still logs in with a static vault token: its auth method is missing and "+
 			"the operator token may not enable one; run the break-glass path (README, \"Operator access\") once, "+
 			"then make run", "mount", caLoginMount)
 		return nil
 	}
-	if err := p.deliverCALogin(ctx); err != nil {
+	if err := cc.deliverCALogin(ctx); err != nil {
 		return err
 	}
-	p.caLoginReady = true
+	cc.caLoginReady = true
 	return nil
 }
 
@@ -88,15 +105,15 @@ func (p *Provisioner) connectCALogin(ctx context.Context) error {
 // its tokens get). Its tokens live an hour and at most a day; Consul renews them and
 // logs in again from the files. Its secret_ids never expire, so a stack that runs for months without a bootstrap
 // still logs in; every bootstrap replaces the secret_id and destroys the older ones (deliverCALogin).
-func (p *Provisioner) connectCALoginRole(ctx context.Context) error {
-	c, cancel := p.ctx(ctx)
+func (cc *ConnectCA) connectCALoginRole(ctx context.Context) error {
+	c, cancel := cc.s.ctx(ctx)
 	defer cancel()
-	auths, err := p.vault.Sys().ListAuthWithContext(c)
+	auths, err := cc.s.vault.Sys().ListAuthWithContext(c)
 	if err != nil {
 		return err
 	}
 	if _, ok := auths[caLoginMount+"/"]; !ok {
-		if err := p.vault.Sys().EnableAuthWithOptionsWithContext(c, caLoginMount, &vault.EnableAuthOptions{
+		if err := cc.s.vault.Sys().EnableAuthWithOptionsWithContext(c, caLoginMount, &vault.EnableAuthOptions{
 			Type: "approle", Description: "the Connect CA's login (Consul's Vault CA provider)"}); err != nil {
 			return fmt.Errorf("enable auth/%s: %w", caLoginMount, err)
 		}
@@ -111,23 +128,23 @@ func (p *Provisioner) connectCALoginRole(ctx context.Context) error {
 	}
 	// Bound to fixed addresses only: this role is written with a root token alone, so it cannot follow a Compose
 	// network whose subnet Docker picks anew at every `up` (the services' roles are rewritten each run).
-	if p.cfg.Approle.Cidrs != "local-networks" {
-		role["token_bound_cidrs"] = p.cfg.Approle.Cidrs
-		role["secret_id_bound_cidrs"] = p.cfg.Approle.Cidrs
+	if cc.s.cfg.Approle.Cidrs != "local-networks" {
+		role["token_bound_cidrs"] = cc.s.cfg.Approle.Cidrs
+		role["secret_id_bound_cidrs"] = cc.s.cfg.Approle.Cidrs
 	}
-	return p.write(ctx, "auth/"+caLoginMount+"/role/"+caLoginRole, role)
+	return cc.s.write(ctx, "auth/"+caLoginMount+"/role/"+caLoginRole, role)
 }
 
 // deliverCALogin writes the role_id and a new secret_id for Consul, then destroys every other secret_id of the
 // role: a copy taken earlier dies at the next bootstrap. Consul reads the files only when it logs in, and its
 // current token stays valid meanwhile.
-func (p *Provisioner) deliverCALogin(ctx context.Context) error {
+func (cc *ConnectCA) deliverCALogin(ctx context.Context) error {
 	rolePath := "auth/" + caLoginMount + "/role/" + caLoginRole
-	dir := p.caLoginDir()
+	dir := cc.caLoginDir()
 	uid, gid := -1, -1
-	if p.cfg.ConnectCA.Owner != "" {
+	if cc.s.cfg.ConnectCA.Owner != "" {
 		var err error
-		if uid, gid, err = parseOwner(p.cfg.ConnectCA.Owner); err != nil {
+		if uid, gid, err = parseOwner(cc.s.cfg.ConnectCA.Owner); err != nil {
 			return err
 		}
 	}
@@ -141,7 +158,7 @@ func (p *Provisioner) deliverCALogin(ctx context.Context) error {
 	if err := os.Lchown(dir, uid, gid); err != nil {
 		return err
 	}
-	sec, err := p.read(ctx, rolePath+"/role-id")
+	sec, err := cc.s.read(ctx, rolePath+"/role-id")
 	if err != nil {
 		return err
 	}
@@ -153,7 +170,7 @@ func (p *Provisioner) deliverCALogin(ctx context.Context) error {
 	if err := writeOwnedSecret(filepath.Join(dir, RoleIDFile), roleID, uid, gid); err != nil {
 		return err
 	}
-	sec, err = p.writeSecret(ctx, rolePath+"/secret-id", nil)
+	sec, err = cc.s.writeSecret(ctx, rolePath+"/secret-id", nil)
 	if err != nil {
 		return err
 	}
@@ -165,8 +182,8 @@ func (p *Provisioner) deliverCALogin(ctx context.Context) error {
 	if err := writeOwnedSecret(filepath.Join(dir, SecretIDFile), secretID, uid, gid); err != nil {
 		return err
 	}
-	c, cancel := p.ctx(ctx)
-	list, err := p.vault.Logical().ListWithContext(c, rolePath+"/secret-id")
+	c, cancel := cc.s.ctx(ctx)
+	list, err := cc.s.vault.Logical().ListWithContext(c, rolePath+"/secret-id")
 	cancel()
 	if err != nil {
 		return err
@@ -176,14 +193,14 @@ func (p *Provisioner) deliverCALogin(ctx context.Context) error {
 		keys, _ := list.Data["keys"].([]any)
 		for _, k := range keys {
 			if acc, _ := k.(string); acc != "" && acc != accessor {
-				if err := p.write(ctx, rolePath+"/secret-id-accessor/destroy", map[string]any{"secret_id_accessor": acc}); err != nil {
+				if err := cc.s.write(ctx, rolePath+"/secret-id-accessor/destroy", map[string]any{"secret_id_accessor": acc}); err != nil {
 					return err
 				}
 				destroyed++
 			}
 		}
 	}
-	p.logger.Info("connect CA login delivered", "dir", dir, "mount", caLoginMount, "destroyed_previous", destroyed)
+	cc.s.logger.Info("connect CA login delivered", "dir", dir, "mount", caLoginMount, "destroyed_previous", destroyed)
 	return nil
 }
 
@@ -241,35 +258,119 @@ func caLoginCurrent(cfg map[string]any, want map[string]any) bool {
 // connectCA makes Vault's PKI the Connect CA, logging in through its AppRole. A configuration that still holds a
 // token (a stack from before the AppRole) is set again on the same root, which Consul keeps, and the token it
 // held is revoked.
-func (p *Provisioner) connectCA(ctx context.Context, c *consul.Client) error {
-	cur, _, err := c.Connect().CAGetConfig(p.q(ctx))
+func (cc *ConnectCA) connectCA(ctx context.Context, c *consul.Client) error {
+	cur, _, err := c.Connect().CAGetConfig(cc.s.q(ctx))
 	if err != nil {
 		return fmt.Errorf("read the connect CA configuration: %w", err)
 	}
-	want, err := p.caAuthMethod()
+	want, err := cc.caAuthMethod()
 	if err != nil {
 		return err
 	}
 	gen := 1
 	if cur.Provider == "vault" {
-		if caLoginCurrent(cur.Config, want) || !p.caLoginReady {
+		if caLoginCurrent(cur.Config, want) || !cc.caLoginReady {
 			return nil
 		}
 		gen = max(caGeneration(cur), 1)
-	} else if !p.caLoginReady {
+	} else if !cc.caLoginReady {
 		return errors.New("the connect CA's AppRole login is not ready; run the break-glass path (README, \"Operator access\")")
 	}
 	oldToken, _ := cur.Config["Token"].(string)
-	if err := p.setConnectCA(ctx, c, gen); err != nil {
+	if err := cc.setConnectCA(ctx, c, gen); err != nil {
 		return err
 	}
-	p.logger.Info("connect CA on vault's PKI, logging in with its approle", "root", rootMountPrefix+fmt.Sprint(gen),
+	cc.s.logger.Info("connect CA on vault's PKI, logging in with its approle", "root", rootMountPrefix+fmt.Sprint(gen),
 		"mount", caLoginMount)
 	if oldToken != "" {
-		if err := p.write(ctx, "auth/token/revoke", map[string]any{"token": oldToken}); err != nil {
+		if err := cc.s.write(ctx, "auth/token/revoke", map[string]any{"token": oldToken}); err != nil {
 			return fmt.Errorf("revoke the connect CA's former token: %w", err)
 		}
-		p.logger.Info("the connect CA's former static token is revoked")
+		cc.s.logger.Info("the connect CA's former static token is revoked")
 	}
 	return nil
+}
+
+// Connect CA mounts carry a generation (connect-root/g1, g2, …): a rotation moves to the next root mount, which
+// Consul creates, cross-signs with the old root and then makes active.
+const (
+	rootMountPrefix  = "connect-root/g"
+	interMountPrefix = "connect-inter/g"
+)
+
+// setConnectCA points Consul at generation gen of the Vault PKI mounts, logging in through the CA's AppRole.
+// Consul returns once the new root is active (cross-signed by the old one).
+func (cc *ConnectCA) setConnectCA(ctx context.Context, c *consul.Client, gen int) error {
+	login, err := cc.caAuthMethod()
+	if err != nil {
+		return err
+	}
+	ca, err := filepath.Abs(cc.s.cfg.Vault.CACert)
+	if err != nil {
+		return err
+	}
+	cfg := &consul.CAConfig{Provider: "vault", Config: map[string]any{
+		"Address":             cc.s.cfg.Vault.Addr,
+		"AuthMethod":          login,
+		"CAFile":              ca,
+		"RootPKIPath":         rootMountPrefix + strconv.Itoa(gen) + "/",
+		"IntermediatePKIPath": interMountPrefix + strconv.Itoa(gen) + "/",
+		"LeafCertTTL":         "72h",
+		"PrivateKeyType":      "ec",
+		"PrivateKeyBits":      256,
+	}}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if _, err := c.Connect().CASetConfig(cfg, (&consul.WriteOptions{}).WithContext(wctx)); err != nil {
+		return fmt.Errorf("set the connect CA to vault (%s%d): %w", rootMountPrefix, gen, err)
+	}
+	return nil
+}
+
+// caGeneration reads the generation of the root mount in a Vault CA configuration (0 if it is not one of ours).
+func caGeneration(cfg *consul.CAConfig) int {
+	path, _ := cfg.Config["RootPKIPath"].(string)
+	n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(path, rootMountPrefix), "/"))
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+// RotateConnectCA moves the Connect CA to a new root in a new Vault mount. Consul cross-signs the new root with
+// the old one, so sidecars holding old leaves keep talking while they fetch new ones.
+func (cc *ConnectCA) RotateConnectCA(ctx context.Context) (rootID string, err error) {
+	err = cc.acl.withConsulWriter(ctx, func(c *consul.Client) error {
+		cur, _, err := c.Connect().CAGetConfig(cc.s.q(ctx))
+		if err != nil {
+			return err
+		}
+		if cur.Provider != "vault" {
+			return fmt.Errorf("the connect CA provider is %q, not vault: run meshctl bootstrap first", cur.Provider)
+		}
+		if want, err := cc.caAuthMethod(); err != nil || !caLoginCurrent(cur.Config, want) {
+			return fmt.Errorf("the connect CA does not log in with its approle yet (%v): run meshctl bootstrap first", err)
+		}
+		gen := caGeneration(cur) + 1
+		if err := cc.setConnectCA(ctx, c, gen); err != nil {
+			return err
+		}
+		roots, _, err := c.Connect().CARoots(cc.s.q(ctx))
+		if err != nil {
+			return err
+		}
+		rootID = roots.ActiveRootID
+		cc.s.logger.Info("connect CA rotated", "root_mount", fmt.Sprintf("%s%d", rootMountPrefix, gen), "active_root", rootID)
+		// Roots two generations back have signed nothing current for a whole rotation: unmount them.
+		if gen > 2 {
+			path := fmt.Sprintf("%s%d", rootMountPrefix, gen-2)
+			cctx, cancel := cc.s.ctx(ctx)
+			defer cancel()
+			if err := cc.s.vault.Sys().UnmountWithContext(cctx, path); err != nil {
+				cc.s.logger.Warn("could not unmount an old connect root", "mount", path, "err", err)
+			}
+		}
+		return nil
+	})
+	return rootID, err
 }

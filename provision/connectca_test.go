@@ -12,11 +12,12 @@ func TestCALoginCurrent(t *testing.T) {
 	var cfg Config
 	cfg.Vault.StateDir = "/srv/pz/vault"
 	cfg.ConnectCA.ConsulDir = "/consul/ca-login"
-	p, err := New(cfg, slog.New(slog.DiscardHandler))
+	s, err := NewSession(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := p.caAuthMethod()
+	ca := NewConnectCA(s, NewConsulACL(s))
+	want, err := ca.caAuthMethod()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,8 +46,8 @@ func TestCALoginCurrent(t *testing.T) {
 		}
 	}
 	// Without a Consul-side folder, Consul reads where meshctl writes: consul-ca beside Vault's state folder.
-	p.cfg.ConnectCA.ConsulDir = ""
-	m, _ := p.caAuthMethod()
+	s.cfg.ConnectCA.ConsulDir = ""
+	m, _ := ca.caAuthMethod()
 	if got := m["Params"].(map[string]any)["role_id_file_path"]; got != filepath.Join("/srv/pz/consul-ca", RoleIDFile) {
 		t.Errorf("role_id_file_path %v; want /srv/pz/consul-ca/role-id", got)
 	}

@@ -6,13 +6,24 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
 	consul "github.com/hashicorp/consul/api"
 	"github.com/hashicorp/hcl"
 )
+
+// ConsulACL runs Consul's ACL system through Vault's Consul secrets engine: Vault bootstraps the ACL system and
+// keeps its management token; this unit writes the Consul policies and Vault's roles on them, the server agent's
+// token and the intentions, and leases the short-lived Consul tokens the other units write with.
+type ConsulACL struct {
+	s *Session
+}
+
+// NewConsulACL returns the Consul ACL unit on s.
+func NewConsulACL(s *Session) *ConsulACL {
+	return &ConsulACL{s: s}
+}
 
 // Vault's roles on its Consul secrets engine, each a Consul policy of the same name (consul/policies/*.hcl).
 var consulRoles = []struct{ name, ttl, maxTTL string }{
@@ -25,19 +36,19 @@ var consulRoles = []struct{ name, ttl, maxTTL string }{
 // bootstrapped, Vault bootstraps it and keeps the management token as its own configuration: no person or
 // file ever holds it. With the root token (first bootstrap) it also creates the Consul policies and Vault's
 // roles on them.
-func (p *Provisioner) consulAccess(ctx context.Context) error {
-	cfg, err := p.read(ctx, "consul/config/access")
+func (acl *ConsulACL) consulAccess(ctx context.Context) error {
+	cfg, err := acl.s.read(ctx, "consul/config/access")
 	if err != nil && !strings.Contains(err.Error(), "haven't been configured") {
 		return err
 	}
 	if cfg == nil || cfg.Data["address"] == nil {
-		if !p.root {
+		if !acl.s.root {
 			return errors.New("vault's consul engine is not configured and this is not a first bootstrap; " +
 				"use the break-glass path (README, \"Operator access\")")
 		}
-		addr := strings.TrimPrefix(strings.TrimPrefix(p.cfg.Consul.Addr, "http://"), "https://")
+		addr := strings.TrimPrefix(strings.TrimPrefix(acl.s.cfg.Consul.Addr, "http://"), "https://")
 		scheme := "http"
-		if strings.HasPrefix(p.cfg.Consul.Addr, "https://") {
+		if strings.HasPrefix(acl.s.cfg.Consul.Addr, "https://") {
 			scheme = "https"
 		}
 		// Right after its election the leader may not take a bootstrap yet: try for a few seconds.
@@ -45,14 +56,14 @@ func (p *Provisioner) consulAccess(ctx context.Context) error {
 		access := map[string]any{"address": addr, "scheme": scheme}
 		if scheme == "https" {
 			// Vault verifies Consul's listener against the project's CA, not the system's roots.
-			ca, err := os.ReadFile(p.cfg.Vault.CACert)
+			ca, err := os.ReadFile(acl.s.cfg.Vault.CACert)
 			if err != nil {
 				return err
 			}
 			access["ca_cert"] = string(ca)
 		}
 		for try := 0; try < 15; try++ {
-			if err = p.write(ctx, "consul/config/access", access); err == nil ||
+			if err = acl.s.write(ctx, "consul/config/access", access); err == nil ||
 				strings.Contains(err.Error(), "no longer allowed") {
 				break
 			}
@@ -62,60 +73,60 @@ func (p *Provisioner) consulAccess(ctx context.Context) error {
 			return fmt.Errorf("%w (a Consul whose ACL system was bootstrapped before cannot be taken over: "+
 				"its data folder and Vault's must be started afresh together)", err)
 		}
-		p.logger.Info("consul ACL system bootstrapped by vault; vault keeps the management token")
+		acl.s.logger.Info("consul ACL system bootstrapped by vault; vault keeps the management token")
 	}
-	if !p.root {
+	if !acl.s.root {
 		return nil
 	}
-	if err := p.createConsulPolicies(ctx); err != nil {
+	if err := acl.createConsulPolicies(ctx); err != nil {
 		return err
 	}
 	for _, r := range consulRoles {
-		if err := p.write(ctx, "consul/roles/"+r.name, map[string]any{
+		if err := acl.s.write(ctx, "consul/roles/"+r.name, map[string]any{
 			"consul_policies": r.name, "ttl": r.ttl, "max_ttl": r.maxTTL,
 		}); err != nil {
 			return err
 		}
 	}
-	p.logger.Info("vault roles for consul tokens ready", "roles", "provisioner,ui-read,operator")
+	acl.s.logger.Info("vault roles for consul tokens ready", "roles", "provisioner,ui-read,operator")
 	return nil
 }
 
 // createConsulPolicies runs once, at the first bootstrap: the policies the roles name must exist before a token
 // can be leased on them, so a management token is leased for a minute on a role that is deleted right after.
-func (p *Provisioner) createConsulPolicies(ctx context.Context) error {
-	if err := p.write(ctx, "consul/roles/bootstrap", map[string]any{
+func (acl *ConsulACL) createConsulPolicies(ctx context.Context) error {
+	if err := acl.s.write(ctx, "consul/roles/bootstrap", map[string]any{
 		"consul_policies": "global-management", "ttl": "2m", "max_ttl": "2m",
 	}); err != nil {
 		return err
 	}
 	defer func() {
-		c, cancel := p.ctx(context.WithoutCancel(ctx))
+		c, cancel := acl.s.ctx(context.WithoutCancel(ctx))
 		defer cancel()
-		if _, err := p.vault.Logical().DeleteWithContext(c, "consul/roles/bootstrap"); err != nil {
-			p.logger.Warn("could not delete vault's consul/roles/bootstrap", "err", err)
+		if _, err := acl.s.vault.Logical().DeleteWithContext(c, "consul/roles/bootstrap"); err != nil {
+			acl.s.logger.Warn("could not delete vault's consul/roles/bootstrap", "err", err)
 		}
 	}()
-	return p.withConsulToken(ctx, "bootstrap", func(c *consul.Client) error { return p.upsertConsulPolicies(ctx, c) })
+	return acl.withConsulToken(ctx, "bootstrap", func(c *consul.Client) error { return acl.upsertConsulPolicies(ctx, c) })
 }
 
 // withConsulWriter runs fn with a Consul token that may create and delete tokens (acl = "write"): provisioning.
 // The day-2 operator's token cannot lease one (vault/policies/operator.hcl), so a run that holds neither the
 // first bootstrap's root token nor a provisioning token gets one for this call (BeginProvisioning).
-func (p *Provisioner) withConsulWriter(ctx context.Context, fn func(*consul.Client) error) error {
-	if !p.root && !p.admin {
-		end, err := p.BeginProvisioning(ctx)
+func (acl *ConsulACL) withConsulWriter(ctx context.Context, fn func(*consul.Client) error) error {
+	if !acl.s.root && !acl.s.admin {
+		end, err := acl.s.BeginProvisioning(ctx)
 		if err != nil {
 			return err
 		}
 		defer end()
 	}
-	return p.withConsulToken(ctx, "provisioner", fn)
+	return acl.withConsulToken(ctx, "provisioner", fn)
 }
 
 // withConsulToken leases a Consul token on Vault's role, runs fn with a client using it, and revokes the lease.
-func (p *Provisioner) withConsulToken(ctx context.Context, role string, fn func(*consul.Client) error) error {
-	sec, err := p.read(ctx, "consul/creds/"+role)
+func (acl *ConsulACL) withConsulToken(ctx context.Context, role string, fn func(*consul.Client) error) error {
+	sec, err := acl.s.read(ctx, "consul/creds/"+role)
 	if err != nil {
 		return err
 	}
@@ -124,13 +135,13 @@ func (p *Provisioner) withConsulToken(ctx context.Context, role string, fn func(
 	}
 	token, _ := sec.Data["token"].(string)
 	defer func() {
-		c, cancel := p.ctx(context.WithoutCancel(ctx))
+		c, cancel := acl.s.ctx(context.WithoutCancel(ctx))
 		defer cancel()
-		if err := p.vault.Sys().RevokeWithContext(c, sec.LeaseID); err != nil {
-			p.logger.Warn("could not revoke a consul token lease (it expires by itself)", "role", role, "err", err)
+		if err := acl.s.vault.Sys().RevokeWithContext(c, sec.LeaseID); err != nil {
+			acl.s.logger.Warn("could not revoke a consul token lease (it expires by itself)", "role", role, "err", err)
 		}
 	}()
-	client, err := p.consulWithToken(token)
+	client, err := acl.s.consulWithToken(token)
 	if err != nil {
 		return err
 	}
@@ -144,23 +155,13 @@ func (p *Provisioner) withConsulToken(ctx context.Context, role string, fn func(
 	return fn(client)
 }
 
-func (p *Provisioner) consulWithToken(token string) (*consul.Client, error) {
-	cc := consul.DefaultConfig()
-	cc.Address = p.cfg.Consul.Addr
-	cc.Token = token
-	cc.TokenFile = ""
-	cc.TLSConfig.CAFile = p.cfg.Vault.CACert
-	cc.WaitTime = p.cfg.Timeout
-	return consul.NewClient(cc)
-}
-
 // upsertConsulPolicies writes consul/policies/*.hcl as Consul ACL policies of the same names.
-func (p *Provisioner) upsertConsulPolicies(ctx context.Context, c *consul.Client) error {
-	files, err := filepath.Glob(filepath.Join(p.cfg.Repo, "consul", "policies", "*.hcl"))
+func (acl *ConsulACL) upsertConsulPolicies(ctx context.Context, c *consul.Client) error {
+	files, err := filepath.Glob(filepath.Join(acl.s.cfg.Repo, "consul", "policies", "*.hcl"))
 	if err != nil || len(files) == 0 {
-		return fmt.Errorf("no policies under %s/consul/policies (%v)", p.cfg.Repo, err)
+		return fmt.Errorf("no policies under %s/consul/policies (%v)", acl.s.cfg.Repo, err)
 	}
-	existing, _, err := c.ACL().PolicyList(p.q(ctx))
+	existing, _, err := c.ACL().PolicyList(acl.s.q(ctx))
 	if err != nil {
 		return err
 	}
@@ -177,9 +178,9 @@ func (p *Provisioner) upsertConsulPolicies(ctx context.Context, c *consul.Client
 			Description: "from consul/policies/" + filepath.Base(f)}
 		if id, ok := ids[pol.Name]; ok {
 			pol.ID = id
-			_, _, err = c.ACL().PolicyUpdate(pol, p.w(ctx))
+			_, _, err = c.ACL().PolicyUpdate(pol, acl.s.w(ctx))
 		} else {
-			_, _, err = c.ACL().PolicyCreate(pol, p.w(ctx))
+			_, _, err = c.ACL().PolicyCreate(pol, acl.s.w(ctx))
 		}
 		if err != nil {
 			return fmt.Errorf("consul policy %s: %w", pol.Name, err)
@@ -188,62 +189,47 @@ func (p *Provisioner) upsertConsulPolicies(ctx context.Context, c *consul.Client
 	return nil
 }
 
-// consulSetup runs on every bootstrap with a provisioner token leased for the run: policies, the agent's token,
-// intentions, and Vault as the Connect CA.
-func (p *Provisioner) consulSetup(ctx context.Context) error {
-	return p.withConsulWriter(ctx, func(c *consul.Client) error {
-		for _, step := range []func(context.Context, *consul.Client) error{
-			p.upsertConsulPolicies, p.agentToken, p.applyIntentions, p.connectCA,
-		} {
-			if err := step(ctx, c); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
 // agentToken gives the agent a token with its node's identity (for its own catalog entry and anti-entropy). The
 // agent persists it in its data folder; only its accessor (not a secret) is kept here, to know it exists.
-func (p *Provisioner) agentToken(ctx context.Context, c *consul.Client) error {
-	if b, err := os.ReadFile(p.agentAccessorFile()); err == nil {
-		if tok, _, err := c.ACL().TokenRead(strings.TrimSpace(string(b)), p.q(ctx)); err == nil && tok != nil {
+func (acl *ConsulACL) agentToken(ctx context.Context, c *consul.Client) error {
+	if b, err := os.ReadFile(acl.s.agentAccessorFile()); err == nil {
+		if tok, _, err := c.ACL().TokenRead(strings.TrimSpace(string(b)), acl.s.q(ctx)); err == nil && tok != nil {
 			return nil
 		}
 	}
 	tok, _, err := c.ACL().TokenCreate(&consul.ACLToken{
-		Description:    "agent " + p.cfg.Consul.Node + " (meshctl)",
-		NodeIdentities: []*consul.ACLNodeIdentity{{NodeName: p.cfg.Consul.Node, Datacenter: p.cfg.Consul.Datacenter}},
-	}, p.w(ctx))
+		Description:    "agent " + acl.s.cfg.Consul.Node + " (meshctl)",
+		NodeIdentities: []*consul.ACLNodeIdentity{{NodeName: acl.s.cfg.Consul.Node, Datacenter: acl.s.cfg.Consul.Datacenter}},
+	}, acl.s.w(ctx))
 	if err != nil {
 		return fmt.Errorf("create the agent token: %w", err)
 	}
-	if _, err := c.Agent().UpdateAgentACLToken(tok.SecretID, p.w(ctx)); err != nil {
+	if _, err := c.Agent().UpdateAgentACLToken(tok.SecretID, acl.s.w(ctx)); err != nil {
 		return fmt.Errorf("give the agent its token: %w", err)
 	}
-	if err := os.WriteFile(p.agentAccessorFile(), []byte(tok.AccessorID+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(acl.s.agentAccessorFile(), []byte(tok.AccessorID+"\n"), 0o600); err != nil {
 		return err
 	}
-	p.logger.Info("consul agent token set (node identity)", "node", p.cfg.Consul.Node, "accessor", tok.AccessorID)
+	acl.s.logger.Info("consul agent token set (node identity)", "node", acl.s.cfg.Consul.Node, "accessor", tok.AccessorID)
 	return nil
 }
 
 // applyIntentions writes consul/intentions-*.hcl as config entries; writing the same entry again changes nothing.
-func (p *Provisioner) applyIntentions(ctx context.Context, c *consul.Client) error {
-	files, err := filepath.Glob(filepath.Join(p.cfg.Repo, "consul", "intentions-*.hcl"))
+func (acl *ConsulACL) applyIntentions(ctx context.Context, c *consul.Client) error {
+	files, err := filepath.Glob(filepath.Join(acl.s.cfg.Repo, "consul", "intentions-*.hcl"))
 	if err != nil || len(files) == 0 {
-		return fmt.Errorf("no intentions under %s/consul (%v)", p.cfg.Repo, err)
+		return fmt.Errorf("no intentions under %s/consul (%v)", acl.s.cfg.Repo, err)
 	}
 	for _, f := range files {
 		entry, err := readConfigEntry(f)
 		if err != nil {
 			return err
 		}
-		if _, _, err := c.ConfigEntries().Set(entry, p.w(ctx)); err != nil {
+		if _, _, err := c.ConfigEntries().Set(entry, acl.s.w(ctx)); err != nil {
 			return fmt.Errorf("intentions %s: %w", filepath.Base(f), err)
 		}
 	}
-	p.logger.Info("intentions applied", "files", len(files))
+	acl.s.logger.Info("intentions applied", "files", len(files))
 	return nil
 }
 
@@ -262,58 +248,4 @@ func readConfigEntry(path string) (consul.ConfigEntry, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return entry, nil
-}
-
-// Connect CA mounts carry a generation (connect-root/g1, g2, …): a rotation moves to the next root mount, which
-// Consul creates, cross-signs with the old root and then makes active.
-const (
-	rootMountPrefix  = "connect-root/g"
-	interMountPrefix = "connect-inter/g"
-)
-
-// setConnectCA points Consul at generation gen of the Vault PKI mounts, logging in through the CA's AppRole.
-// Consul returns once the new root is active (cross-signed by the old one).
-func (p *Provisioner) setConnectCA(ctx context.Context, c *consul.Client, gen int) error {
-	login, err := p.caAuthMethod()
-	if err != nil {
-		return err
-	}
-	ca, err := filepath.Abs(p.cfg.Vault.CACert)
-	if err != nil {
-		return err
-	}
-	cfg := &consul.CAConfig{Provider: "vault", Config: map[string]any{
-		"Address":             p.cfg.Vault.Addr,
-		"AuthMethod":          login,
-		"CAFile":              ca,
-		"RootPKIPath":         rootMountPrefix + strconv.Itoa(gen) + "/",
-		"IntermediatePKIPath": interMountPrefix + strconv.Itoa(gen) + "/",
-		"LeafCertTTL":         "72h",
-		"PrivateKeyType":      "ec",
-		"PrivateKeyBits":      256,
-	}}
-	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	if _, err := c.Connect().CASetConfig(cfg, (&consul.WriteOptions{}).WithContext(wctx)); err != nil {
-		return fmt.Errorf("set the connect CA to vault (%s%d): %w", rootMountPrefix, gen, err)
-	}
-	return nil
-}
-
-// caGeneration reads the generation of the root mount in a Vault CA configuration (0 if it is not one of ours).
-func caGeneration(cfg *consul.CAConfig) int {
-	path, _ := cfg.Config["RootPKIPath"].(string)
-	n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(path, rootMountPrefix), "/"))
-	if err != nil {
-		return 0
-	}
-	return n
-}
-
-func (p *Provisioner) q(ctx context.Context) *consul.QueryOptions {
-	return (&consul.QueryOptions{}).WithContext(ctx)
-}
-
-func (p *Provisioner) w(ctx context.Context) *consul.WriteOptions {
-	return (&consul.WriteOptions{}).WithContext(ctx)
 }

@@ -18,6 +18,19 @@ import (
 	"github.com/pizzajoint/mesh/platform/servicedir"
 )
 
+// Identities gives each service instance and Consul client agent its credentials and replaces them: an
+// instance's role_id, response-wrapped secret_id and Consul token with its service's identity, an agent's token
+// with its node's identity.
+type Identities struct {
+	s   *Session
+	acl *ConsulACL
+}
+
+// NewIdentities returns the credential delivery on s; acl leases the Consul token that mints tokens.
+func NewIdentities(s *Session, acl *ConsulACL) *Identities {
+	return &Identities{s: s, acl: acl}
+}
+
 // Instance is one running copy of a service: what it is (its AppRole and Consul service name), its ID in Consul,
 // and the folder its credentials are delivered to (readable by its OS user only; the caller sets the owner).
 type Instance struct {
@@ -44,8 +57,8 @@ const (
 // open opens the instance's folder without following links (platform/servicedir): after the first delivery it
 // belongs to the service's account, which may have planted a link at any name in it. The folder is made when
 // missing and given to Owner when set; files written into it belong to the folder's owner.
-func (p *Provisioner) open(i Instance) (*servicedir.Dir, error) {
-	return openServiceDir(i.Dir, i.Owner, p.logger)
+func (ids *Identities) open(i Instance) (*servicedir.Dir, error) {
+	return openServiceDir(i.Dir, i.Owner, ids.s.logger)
 }
 
 func openServiceDir(dir, owner string, logger *slog.Logger) (*servicedir.Dir, error) {
@@ -107,11 +120,11 @@ func (i Instance) valid() error {
 // Deliver gives an instance what it needs to start: its role_id, a new response-wrapped secret_id (the previous
 // ones of this instance are destroyed), and, for a mesh service, a Consul token with its service's identity
 // (kept across restarts while Consul still knows it).
-func (p *Provisioner) Deliver(ctx context.Context, inst Instance) error {
+func (ids *Identities) Deliver(ctx context.Context, inst Instance) error {
 	if err := inst.valid(); err != nil {
 		return err
 	}
-	d, err := p.open(inst)
+	d, err := ids.open(inst)
 	if err != nil {
 		return err
 	}
@@ -123,7 +136,7 @@ func (p *Provisioner) Deliver(ctx context.Context, inst Instance) error {
 	if err := checkNames(d, names...); err != nil {
 		return fmt.Errorf("deliver %s: %w", inst.ID, err)
 	}
-	sec, err := p.read(ctx, "auth/approle/role/"+inst.Service+"/role-id")
+	sec, err := ids.s.read(ctx, "auth/approle/role/"+inst.Service+"/role-id")
 	if err != nil {
 		return err
 	}
@@ -131,15 +144,15 @@ func (p *Provisioner) Deliver(ctx context.Context, inst Instance) error {
 	if err := writeServiceSecret(d, RoleIDFile, roleID); err != nil {
 		return err
 	}
-	if err := p.deliverSecretID(ctx, inst, d); err != nil {
+	if err := ids.deliverSecretID(ctx, inst, d); err != nil {
 		return err
 	}
 	if inst.Consul {
-		if err := p.ensureServiceToken(ctx, inst, d); err != nil {
+		if err := ids.ensureServiceToken(ctx, inst, d); err != nil {
 			return err
 		}
 	}
-	p.logger.Info("credentials delivered", "instance", inst.ID, "service", inst.Service, "dir", inst.Dir)
+	ids.s.logger.Info("credentials delivered", "instance", inst.ID, "service", inst.Service, "dir", inst.Dir)
 	return nil
 }
 
@@ -161,11 +174,11 @@ func parseOwner(owner string) (uid, gid int, err error) {
 // DeliverSecretID writes a new secret_id for the instance, response-wrapped for WrapTTL, then destroys the
 // instance's earlier secret_ids. The service unwraps a new file as soon as it sees it, so a stolen copy of the
 // file is useless once the service has it, and the service notices if someone else unwrapped it first.
-func (p *Provisioner) DeliverSecretID(ctx context.Context, inst Instance) error {
+func (ids *Identities) DeliverSecretID(ctx context.Context, inst Instance) error {
 	if err := inst.valid(); err != nil {
 		return err
 	}
-	d, err := p.open(inst)
+	d, err := ids.open(inst)
 	if err != nil {
 		return err
 	}
@@ -173,26 +186,26 @@ func (p *Provisioner) DeliverSecretID(ctx context.Context, inst Instance) error 
 	if err := checkNames(d, SecretIDFile); err != nil {
 		return fmt.Errorf("deliver a secret_id to %s: %w", inst.ID, err)
 	}
-	return p.deliverSecretID(ctx, inst, d)
+	return ids.deliverSecretID(ctx, inst, d)
 }
 
-func (p *Provisioner) deliverSecretID(ctx context.Context, inst Instance, d *servicedir.Dir) error {
-	old, err := p.secretIDAccessors(ctx, inst)
+func (ids *Identities) deliverSecretID(ctx context.Context, inst Instance, d *servicedir.Dir) error {
+	old, err := ids.secretIDAccessors(ctx, inst)
 	if err != nil {
 		return err
 	}
 	meta, _ := json.Marshal(map[string]string{secretIDAccessorTag: inst.ID})
-	wc, err := p.vault.Clone()
+	wc, err := ids.s.vault.Clone()
 	if err != nil {
 		return err
 	}
-	wc.SetToken(p.vault.Token())
-	ttl := p.cfg.Approle.WrapTTL
-	if !p.cfg.Approle.Wrap {
+	wc.SetToken(ids.s.vault.Token())
+	ttl := ids.s.cfg.Approle.WrapTTL
+	if !ids.s.cfg.Approle.Wrap {
 		ttl = ""
 	}
 	wc.SetWrappingLookupFunc(func(string, string) string { return ttl })
-	c, cancel := p.ctx(ctx)
+	c, cancel := ids.s.ctx(ctx)
 	defer cancel()
 	sec, err := wc.Logical().WriteWithContext(c, "auth/approle/role/"+inst.Service+"/secret-id", map[string]any{
 		"metadata": string(meta),
@@ -202,32 +215,32 @@ func (p *Provisioner) deliverSecretID(ctx context.Context, inst Instance, d *ser
 	}
 	value := ""
 	switch {
-	case !p.cfg.Approle.Wrap && sec != nil:
+	case !ids.s.cfg.Approle.Wrap && sec != nil:
 		value, _ = sec.Data["secret_id"].(string)
 	case sec != nil && sec.WrapInfo != nil:
 		value = sec.WrapInfo.Token
 	}
 	if value == "" {
-		return fmt.Errorf("vault gave no secret_id (wrapped: %t) for %s", p.cfg.Approle.Wrap, inst.ID)
+		return fmt.Errorf("vault gave no secret_id (wrapped: %t) for %s", ids.s.cfg.Approle.Wrap, inst.ID)
 	}
 	if err := writeServiceSecret(d, SecretIDFile, value); err != nil {
 		return err
 	}
 	for _, acc := range old {
-		if err := p.write(ctx, "auth/approle/role/"+inst.Service+"/secret-id-accessor/destroy",
+		if err := ids.s.write(ctx, "auth/approle/role/"+inst.Service+"/secret-id-accessor/destroy",
 			map[string]any{"secret_id_accessor": acc}); err != nil {
 			return err
 		}
 	}
-	p.logger.Info("secret_id delivered", "instance", inst.ID, "wrapped", p.cfg.Approle.Wrap, "wrap_ttl", ttl, "destroyed_previous", len(old))
+	ids.s.logger.Info("secret_id delivered", "instance", inst.ID, "wrapped", ids.s.cfg.Approle.Wrap, "wrap_ttl", ttl, "destroyed_previous", len(old))
 	return nil
 }
 
 // secretIDAccessors lists the accessors of the role's secret_ids delivered to inst (by their metadata).
-func (p *Provisioner) secretIDAccessors(ctx context.Context, inst Instance) ([]string, error) {
-	c, cancel := p.ctx(ctx)
+func (ids *Identities) secretIDAccessors(ctx context.Context, inst Instance) ([]string, error) {
+	c, cancel := ids.s.ctx(ctx)
 	defer cancel()
-	list, err := p.vault.Logical().ListWithContext(c, "auth/approle/role/"+inst.Service+"/secret-id")
+	list, err := ids.s.vault.Logical().ListWithContext(c, "auth/approle/role/"+inst.Service+"/secret-id")
 	if err != nil {
 		return nil, fmt.Errorf("list secret_ids of %s: %w", inst.Service, err)
 	}
@@ -238,7 +251,7 @@ func (p *Provisioner) secretIDAccessors(ctx context.Context, inst Instance) ([]s
 	var mine []string
 	for _, k := range keys {
 		acc, _ := k.(string)
-		sec, err := p.writeSecret(ctx, "auth/approle/role/"+inst.Service+"/secret-id-accessor/lookup",
+		sec, err := ids.s.writeSecret(ctx, "auth/approle/role/"+inst.Service+"/secret-id-accessor/lookup",
 			map[string]any{"secret_id_accessor": acc})
 		if err != nil || sec == nil {
 			continue // gone meanwhile
@@ -254,12 +267,12 @@ func (p *Provisioner) secretIDAccessors(ctx context.Context, inst Instance) ([]s
 // rights are its service's identity: register that service and its sidecar, discover others, nothing else.
 // The check asks Consul with the token itself, so a restart (every supervised start delivers) needs no
 // privilege; only minting does (withConsulWriter).
-func (p *Provisioner) ensureServiceToken(ctx context.Context, inst Instance, d *servicedir.Dir) error {
-	if live, err := p.serviceTokenLive(ctx, d); err != nil || live {
+func (ids *Identities) ensureServiceToken(ctx context.Context, inst Instance, d *servicedir.Dir) error {
+	if live, err := ids.serviceTokenLive(ctx, d); err != nil || live {
 		return err
 	}
-	return p.withConsulWriter(ctx, func(c *consul.Client) error {
-		_, err := p.mintServiceToken(ctx, c, inst, d)
+	return ids.acl.withConsulWriter(ctx, func(c *consul.Client) error {
+		_, err := ids.mintServiceToken(ctx, c, inst, d)
 		return err
 	})
 }
@@ -267,7 +280,7 @@ func (p *Provisioner) ensureServiceToken(ctx context.Context, inst Instance, d *
 // serviceTokenLive says whether the instance's folder holds a token Consul still knows, with the accessor
 // written beside it. Any failure to tell counts as not live: a new token is minted (and fails the same way
 // if Consul is away).
-func (p *Provisioner) serviceTokenLive(ctx context.Context, d *servicedir.Dir) (bool, error) {
+func (ids *Identities) serviceTokenLive(ctx context.Context, d *servicedir.Dir) (bool, error) {
 	acc, err := readTrimmed(d, consulAccessorFile)
 	if err != nil {
 		return false, err
@@ -276,17 +289,17 @@ func (p *Provisioner) serviceTokenLive(ctx context.Context, d *servicedir.Dir) (
 	if err != nil || acc == "" || secret == "" {
 		return false, err
 	}
-	c, err := p.consulWithToken(secret)
+	c, err := ids.s.consulWithToken(secret)
 	if err != nil {
 		return false, err
 	}
-	self, _, err := c.ACL().TokenReadSelf(p.q(ctx))
+	self, _, err := c.ACL().TokenReadSelf(ids.s.q(ctx))
 	return err == nil && self != nil && self.AccessorID == acc, nil
 }
 
 // mintServiceToken creates a token for inst and writes it (and its accessor) into the instance's folder,
 // returning the accessor of the token it replaced, if any.
-func (p *Provisioner) mintServiceToken(ctx context.Context, c *consul.Client, inst Instance, d *servicedir.Dir) (previous string, err error) {
+func (ids *Identities) mintServiceToken(ctx context.Context, c *consul.Client, inst Instance, d *servicedir.Dir) (previous string, err error) {
 	// Read before minting: a planted accessor file stops the rotation before Consul holds a token nobody gets.
 	if previous, err = readTrimmed(d, consulAccessorFile); err != nil {
 		return "", err
@@ -297,7 +310,7 @@ func (p *Provisioner) mintServiceToken(ctx context.Context, c *consul.Client, in
 	tok, _, err := c.ACL().TokenCreate(&consul.ACLToken{
 		Description:       inst.ID + " (meshctl)",
 		ServiceIdentities: []*consul.ACLServiceIdentity{{ServiceName: inst.Service}},
-	}, p.w(ctx))
+	}, ids.s.w(ctx))
 	if err != nil {
 		return "", fmt.Errorf("consul token for %s: %w", inst.ID, err)
 	}
@@ -307,17 +320,17 @@ func (p *Provisioner) mintServiceToken(ctx context.Context, c *consul.Client, in
 	if err := d.WriteFile(consulAccessorFile, []byte(tok.AccessorID+"\n"), 0o600); err != nil {
 		return "", err
 	}
-	p.logger.Info("consul token minted (service identity)", "instance", inst.ID, "service", inst.Service, "accessor", tok.AccessorID)
+	ids.s.logger.Info("consul token minted (service identity)", "instance", inst.ID, "service", inst.Service, "accessor", tok.AccessorID)
 	return previous, nil
 }
 
 // RotateConsulToken mints a new token for the instance and keeps the old one's accessor for RetireConsulToken,
 // which deletes it once the service and its sidecar use the new one.
-func (p *Provisioner) RotateConsulToken(ctx context.Context, inst Instance) error {
+func (ids *Identities) RotateConsulToken(ctx context.Context, inst Instance) error {
 	if err := inst.valid(); err != nil {
 		return err
 	}
-	d, err := p.open(inst)
+	d, err := ids.open(inst)
 	if err != nil {
 		return err
 	}
@@ -325,8 +338,8 @@ func (p *Provisioner) RotateConsulToken(ctx context.Context, inst Instance) erro
 	if err := checkNames(d, ConsulTokenFile, consulAccessorFile, consulPreviousFile); err != nil {
 		return fmt.Errorf("rotate the consul token of %s: %w", inst.ID, err)
 	}
-	return p.withConsulWriter(ctx, func(c *consul.Client) error {
-		prev, err := p.mintServiceToken(ctx, c, inst, d)
+	return ids.acl.withConsulWriter(ctx, func(c *consul.Client) error {
+		prev, err := ids.mintServiceToken(ctx, c, inst, d)
 		if err != nil {
 			return err
 		}
@@ -338,11 +351,11 @@ func (p *Provisioner) RotateConsulToken(ctx context.Context, inst Instance) erro
 }
 
 // RetireConsulToken deletes the token RotateConsulToken replaced.
-func (p *Provisioner) RetireConsulToken(ctx context.Context, inst Instance) error {
+func (ids *Identities) RetireConsulToken(ctx context.Context, inst Instance) error {
 	if err := inst.valid(); err != nil {
 		return err
 	}
-	d, err := p.open(inst)
+	d, err := ids.open(inst)
 	if err != nil {
 		return err
 	}
@@ -351,11 +364,11 @@ func (p *Provisioner) RetireConsulToken(ctx context.Context, inst Instance) erro
 	if err != nil || acc == "" {
 		return err
 	}
-	if err := p.awaitRegistrationWithNewToken(ctx, inst, d); err != nil {
+	if err := ids.awaitRegistrationWithNewToken(ctx, inst, d); err != nil {
 		return fmt.Errorf("%w; the previous consul token of %s is kept", err, inst.ID)
 	}
-	if err := p.withConsulWriter(ctx, func(c *consul.Client) error {
-		_, err := c.ACL().TokenDelete(acc, p.w(ctx))
+	if err := ids.acl.withConsulWriter(ctx, func(c *consul.Client) error {
+		_, err := c.ACL().TokenDelete(acc, ids.s.w(ctx))
 		if err != nil && strings.Contains(err.Error(), "not found") {
 			return nil
 		}
@@ -363,14 +376,14 @@ func (p *Provisioner) RetireConsulToken(ctx context.Context, inst Instance) erro
 	}); err != nil {
 		return fmt.Errorf("delete the previous consul token of %s: %w", inst.ID, err)
 	}
-	p.logger.Info("previous consul token deleted", "instance", inst.ID, "accessor", acc)
+	ids.s.logger.Info("previous consul token deleted", "instance", inst.ID, "accessor", acc)
 	return d.Remove(consulPreviousFile)
 }
 
 // awaitRegistrationWithNewToken waits until the agent holds the instance registered under the token in its
 // folder (consulreg names the token's accessor in the registration's meta): before that, the agent still acts for
 // the instance with the previous token, and deleting it would leave the registration without a valid one.
-func (p *Provisioner) awaitRegistrationWithNewToken(ctx context.Context, inst Instance, d *servicedir.Dir) error {
+func (ids *Identities) awaitRegistrationWithNewToken(ctx context.Context, inst Instance, d *servicedir.Dir) error {
 	acc, err := readTrimmed(d, consulAccessorFile)
 	if err != nil {
 		return err
@@ -379,12 +392,12 @@ func (p *Provisioner) awaitRegistrationWithNewToken(ctx context.Context, inst In
 	if err != nil || acc == "" || secret == "" {
 		return fmt.Errorf("no current consul token in %s (%v)", d.Path(), err)
 	}
-	c, err := p.consulWithToken(secret) // the instance's own token reads its own registration
+	c, err := ids.s.consulWithToken(secret) // the instance's own token reads its own registration
 	if err != nil {
 		return err
 	}
 	return waitFor(ctx, inst.ID+" registered with its new consul token", func() error {
-		svc, _, err := c.Agent().Service(inst.ID, p.q(ctx))
+		svc, _, err := c.Agent().Service(inst.ID, ids.s.q(ctx))
 		if err != nil {
 			return err
 		}
@@ -412,26 +425,26 @@ func agentTokenConfig(secret string) string {
 
 // DeliverAgentToken gives a client agent a token with its node's identity, kept across runs while Consul still
 // knows it (its accessor sits beside the file).
-func (p *Provisioner) DeliverAgentToken(ctx context.Context, a Agent) error {
+func (ids *Identities) DeliverAgentToken(ctx context.Context, a Agent) error {
 	if a.Node == "" || a.File == "" {
 		return errors.New("an agent needs a node name and a file")
 	}
 	// The agent's folder belongs to the agent's user: written without following links, like an instance's.
-	d, err := openServiceDir(filepath.Dir(a.File), a.Owner, p.logger)
+	d, err := openServiceDir(filepath.Dir(a.File), a.Owner, ids.s.logger)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
 	file := filepath.Base(a.File)
 	accessorFile := file + ".accessor"
-	return p.withConsulWriter(ctx, func(c *consul.Client) error {
-		if live, err := p.liveConsulToken(ctx, c, d, file, accessorFile); err != nil || live {
+	return ids.acl.withConsulWriter(ctx, func(c *consul.Client) error {
+		if live, err := ids.liveConsulToken(ctx, c, d, file, accessorFile); err != nil || live {
 			return err
 		}
 		tok, _, err := c.ACL().TokenCreate(&consul.ACLToken{
 			Description:    "agent " + a.Node + " (meshctl)",
-			NodeIdentities: []*consul.ACLNodeIdentity{{NodeName: a.Node, Datacenter: p.cfg.Consul.Datacenter}},
-		}, p.w(ctx))
+			NodeIdentities: []*consul.ACLNodeIdentity{{NodeName: a.Node, Datacenter: ids.s.cfg.Consul.Datacenter}},
+		}, ids.s.w(ctx))
 		if err != nil {
 			return fmt.Errorf("agent token for %s: %w", a.Node, err)
 		}
@@ -441,13 +454,13 @@ func (p *Provisioner) DeliverAgentToken(ctx context.Context, a Agent) error {
 		if err := d.WriteFile(accessorFile, []byte(tok.AccessorID+"\n"), 0o600); err != nil {
 			return err
 		}
-		p.logger.Info("consul agent token delivered (node identity)", "node", a.Node, "accessor", tok.AccessorID)
+		ids.s.logger.Info("consul agent token delivered (node identity)", "node", a.Node, "accessor", tok.AccessorID)
 		return nil
 	})
 }
 
 // liveConsulToken says whether d holds a token file whose accessor Consul still knows: then it is kept as it is.
-func (p *Provisioner) liveConsulToken(ctx context.Context, c *consul.Client, d *servicedir.Dir, tokenFile, accessorFile string) (bool, error) {
+func (ids *Identities) liveConsulToken(ctx context.Context, c *consul.Client, d *servicedir.Dir, tokenFile, accessorFile string) (bool, error) {
 	acc, err := readTrimmed(d, accessorFile)
 	if err != nil {
 		return false, err
@@ -456,6 +469,6 @@ func (p *Provisioner) liveConsulToken(ctx context.Context, c *consul.Client, d *
 	if err != nil || acc == "" || !has {
 		return false, err
 	}
-	tok, _, err := c.ACL().TokenRead(acc, p.q(ctx))
+	tok, _, err := c.ACL().TokenRead(acc, ids.s.q(ctx))
 	return err == nil && tok != nil, nil
 }

@@ -122,15 +122,25 @@ func (r KubernetesRole) data() (map[string]any, error) {
 	return m, json.Unmarshal(b, &m)
 }
 
-// KubernetesAuth enables Vault's Kubernetes auth method (if missing), points it at the cluster's API and writes
+// KubernetesAuth sets up Vault's Kubernetes auth method, by which pods log in with their service-account tokens.
+type KubernetesAuth struct {
+	s *Session
+}
+
+// NewKubernetesAuth returns the Kubernetes auth unit on s.
+func NewKubernetesAuth(s *Session) *KubernetesAuth {
+	return &KubernetesAuth{s: s}
+}
+
+// Configure enables Vault's Kubernetes auth method (if missing), points it at the cluster's API and writes
 // every role of vault/kubernetes. The operator runs it once against the cluster's Vault, after bootstrap; it is
 // idempotent, and the config and roles it writes replace what was there.
-func (p *Provisioner) KubernetesAuth(ctx context.Context) error {
-	roles, err := ReadKubernetesRoles(p.cfg.Repo)
+func (ka *KubernetesAuth) Configure(ctx context.Context) error {
+	roles, err := ReadKubernetesRoles(ka.s.cfg.Repo)
 	if err != nil {
 		return err
 	}
-	k := p.cfg.Kubernetes
+	k := ka.s.cfg.Kubernetes
 	config := map[string]any{"kubernetes_host": k.Host}
 	if k.CACert != "" {
 		pem, err := os.ReadFile(k.CACert)
@@ -147,18 +157,18 @@ func (p *Provisioner) KubernetesAuth(ctx context.Context) error {
 		config["token_reviewer_jwt"] = jwt
 	}
 
-	c, cancel := p.ctx(ctx)
-	auths, err := p.vault.Sys().ListAuthWithContext(c)
+	c, cancel := ka.s.ctx(ctx)
+	auths, err := ka.s.vault.Sys().ListAuthWithContext(c)
 	if err == nil {
 		if _, ok := auths[kubernetesMount+"/"]; !ok {
-			err = p.vault.Sys().EnableAuthWithOptionsWithContext(c, kubernetesMount, &vault.EnableAuthOptions{Type: "kubernetes"})
+			err = ka.s.vault.Sys().EnableAuthWithOptionsWithContext(c, kubernetesMount, &vault.EnableAuthOptions{Type: "kubernetes"})
 		}
 	}
 	cancel()
 	if err != nil {
 		return fmt.Errorf("enable auth/%s: %w", kubernetesMount, err)
 	}
-	if err := p.write(ctx, "auth/"+kubernetesMount+"/config", config); err != nil {
+	if err := ka.s.write(ctx, "auth/"+kubernetesMount+"/config", config); err != nil {
 		return err
 	}
 	var names []string
@@ -167,12 +177,12 @@ func (p *Provisioner) KubernetesAuth(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := p.write(ctx, "auth/"+kubernetesMount+"/role/"+r.Name, data); err != nil {
+		if err := ka.s.write(ctx, "auth/"+kubernetesMount+"/role/"+r.Name, data); err != nil {
 			return err
 		}
 		names = append(names, r.Name)
 	}
-	p.logger.Info("kubernetes auth ready", "mount", kubernetesMount, "kubernetes_host", k.Host,
+	ka.s.logger.Info("kubernetes auth ready", "mount", kubernetesMount, "kubernetes_host", k.Host,
 		"ca", cmp.Or(k.CACert, "vault's own pod"), "reviewer", cmp.Or(k.ReviewerJWTFile, "vault's own service account"),
 		"roles", strings.Join(names, ","))
 	return nil

@@ -91,26 +91,26 @@ func TestKubernetesAuthAgainstVault(t *testing.T) {
 	devUnsealKey(t, v, cfg)
 
 	// The operator's token at rest is refused: enabling an auth method is provisioning.
-	p, err := New(cfg, slog.New(slog.DiscardHandler))
+	s, err := NewSession(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Authenticate(ctx); err != nil {
+	if err := s.Authenticate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.KubernetesAuth(ctx); err == nil || !strings.Contains(err.Error(), "permission denied") {
+	if err := NewKubernetesAuth(s).Configure(ctx); err == nil || !strings.Contains(err.Error(), "permission denied") {
 		t.Fatalf("kubernetes-auth with the operator token: %v; want permission denied", err)
 	}
 	for run := 1; run <= 2; run++ {
-		p, err := New(cfg, slog.New(slog.DiscardHandler))
+		s, err := NewSession(cfg, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}
-		end, err := p.BeginProvisioning(ctx)
+		end, err := s.BeginProvisioning(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = p.KubernetesAuth(ctx)
+		err = NewKubernetesAuth(s).Configure(ctx)
 		end()
 		if err != nil {
 			t.Fatalf("run %d: %v", run, err)

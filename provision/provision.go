@@ -4,6 +4,19 @@
 // credentials, and carries out the runbook's rotations. cmd/meshctl wires it; the local stack, Compose and
 // Kubernetes all run that one program.
 //
+// A Session holds one run's Vault and Consul clients, the Config and which Vault credential the run holds
+// (operator token, first bootstrap's root token, or the run's provisioning token: Authenticate,
+// BeginProvisioning). Each job a meshctl command names is a unit that holds the Session, and only the other units
+// it calls:
+//   - VaultSetup: open, unseal and bootstrap Vault (policies, mounts, AppRoles, database, transit), hand the first
+//     root token over to the operator token; its Consul steps go through ConsulACL and ConnectCA.
+//   - ConsulACL: Consul's ACL system through Vault's Consul engine, policies, the agent token, intentions, and the
+//     short-lived Consul tokens the other units write with.
+//   - ConnectCA: Vault's PKI as the Connect CA, its AppRole login, its rotation.
+//   - Identities: each instance's and client agent's credentials, delivered and replaced.
+//   - Rotations: the runbook's rotations on Vault, staff tokens, Consul tokens for people.
+//   - KubernetesAuth: Vault's Kubernetes auth method and its roles.
+//
 // Who holds what:
 //   - Vault's root token exists only in memory during the first bootstrap and is revoked at its end.
 //   - Later provisioning (bootstrap, Kubernetes auth, Connect CA rotation) generates a root token from the unseal
@@ -18,16 +31,11 @@ package provision
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
-
-	consul "github.com/hashicorp/consul/api"
-	vault "github.com/hashicorp/vault/api"
 )
 
 // Config is where the control plane is and how it is shaped. Every field has a MESHCTL_* variable (cmd/meshctl).
@@ -87,258 +95,6 @@ type Config struct {
 	Kubernetes KubernetesConfig
 	// Timeout bounds every call to Vault and Consul.
 	Timeout time.Duration `conf:"default:15s"`
-}
-
-// Provisioner operates the control plane with one Vault client and one Consul client.
-type Provisioner struct {
-	cfg    Config
-	vault  *vault.Client
-	consul *consul.Client
-	logger *slog.Logger
-	// root is true while the Vault client holds the root token of a first bootstrap.
-	root bool
-	// admin is true while it holds this run's provisioning token (BeginProvisioning): root policy, minutes.
-	admin bool
-	// caLoginReady: this run delivered the Connect CA's AppRole login (connectCALogin).
-	caLoginReady bool
-}
-
-// New returns a Provisioner for cfg. It does not call Vault or Consul.
-func New(cfg Config, logger *slog.Logger) (*Provisioner, error) {
-	vc := vault.DefaultConfig()
-	if vc.Error != nil {
-		return nil, vc.Error
-	}
-	vc.Address = cfg.Vault.Addr
-	vc.Timeout = cfg.Timeout
-	if err := vc.ConfigureTLS(&vault.TLSConfig{CACert: cfg.Vault.CACert}); err != nil {
-		return nil, fmt.Errorf("vault TLS: %w", err)
-	}
-	vclient, err := vault.NewClient(vc)
-	if err != nil {
-		return nil, fmt.Errorf("vault client: %w", err)
-	}
-	vclient.ClearToken() // a token is chosen by Authenticate, never picked up from the environment
-	cc := consul.DefaultConfig()
-	cc.Address = cfg.Consul.Addr
-	cc.Token = ""
-	cc.TokenFile = ""
-	cc.TLSConfig.CAFile = cfg.Vault.CACert
-	cclient, err := consul.NewClient(cc)
-	if err != nil {
-		return nil, fmt.Errorf("consul client: %w", err)
-	}
-	return &Provisioner{cfg: cfg, vault: vclient, consul: cclient, logger: logger}, nil
-}
-
-func (p *Provisioner) unsealKeyFile() string {
-	if p.cfg.Vault.UnsealKeyFile != "" {
-		return p.cfg.Vault.UnsealKeyFile
-	}
-	return filepath.Join(p.cfg.Vault.StateDir, "unseal-key")
-}
-
-// pendingRootFile holds the root token only while a first bootstrap has not finished (so a failed first run can
-// be run again); the hand-over to the operator token deletes it with the token's revocation.
-func (p *Provisioner) pendingRootFile() string {
-	return filepath.Join(p.cfg.Vault.StateDir, "root-token.bootstrap-pending")
-}
-
-func (p *Provisioner) operatorTokenFile() string {
-	return filepath.Join(p.cfg.Vault.StateDir, "operator-token")
-}
-func (p *Provisioner) agentAccessorFile() string {
-	return filepath.Join(p.cfg.Vault.StateDir, "consul-agent-token.accessor")
-}
-
-// ctx bounds one call.
-func (p *Provisioner) ctx(parent context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(parent, p.cfg.Timeout)
-}
-
-// OpenVault initialises Vault on its first start (one unseal key share, written to a 0600 file; the root token
-// kept only until the first bootstrap ends) and unseals it. It reports whether it holds the root token of a
-// fresh initialisation.
-func (p *Provisioner) OpenVault(ctx context.Context) (fresh bool, err error) {
-	c, cancel := p.ctx(ctx)
-	defer cancel()
-	inited, err := p.vault.Sys().InitStatusWithContext(c)
-	if err != nil {
-		return false, fmt.Errorf("vault init status: %w", err)
-	}
-	if !inited {
-		resp, err := p.vault.Sys().InitWithContext(c, &vault.InitRequest{SecretShares: 1, SecretThreshold: 1})
-		if err != nil {
-			return false, fmt.Errorf("vault init: %w", err)
-		}
-		if err := writeSecretFile(p.unsealKeyFile(), resp.KeysB64[0]); err != nil {
-			return false, err
-		}
-		if err := writeSecretFile(p.pendingRootFile(), resp.RootToken); err != nil {
-			return false, err
-		}
-		p.logger.Info("vault initialised; unseal key written", "file", p.unsealKeyFile())
-	}
-	if root, err := readSecretFile(p.pendingRootFile()); err == nil {
-		p.vault.SetToken(root)
-		p.root = true
-		p.logger.Warn("first bootstrap: using the root token until the operator token replaces it")
-	}
-	if err := p.Unseal(ctx); err != nil {
-		return false, err
-	}
-	return p.root, nil
-}
-
-// Unseal unseals Vault with the key from the state folder, if it is sealed.
-func (p *Provisioner) Unseal(ctx context.Context) error {
-	c, cancel := p.ctx(ctx)
-	defer cancel()
-	st, err := p.vault.Sys().SealStatusWithContext(c)
-	if err != nil {
-		return fmt.Errorf("vault seal status: %w", err)
-	}
-	if !st.Sealed {
-		return nil
-	}
-	key, err := readSecretFile(p.unsealKeyFile())
-	if err != nil {
-		return fmt.Errorf("vault is sealed and its unseal key is missing: %w", err)
-	}
-	if _, err := p.vault.Sys().UnsealWithContext(c, key); err != nil {
-		return fmt.Errorf("vault unseal: %w", err)
-	}
-	p.logger.Info("vault unsealed")
-	return waitFor(ctx, "vault active", func() error {
-		h, err := p.vault.Sys().HealthWithContext(ctx)
-		if err != nil {
-			return err
-		}
-		if h.Sealed || h.Standby {
-			return errors.New("not active yet")
-		}
-		return nil
-	})
-}
-
-// KeepUnsealed unseals Vault whenever it is found sealed, checking every interval until ctx ends: a Vault
-// server that restarts comes back sealed. Errors (Vault away, restarting) are logged once per run of them.
-func (p *Provisioner) KeepUnsealed(ctx context.Context, interval time.Duration) error {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	failing := false
-	for {
-		err := p.Unseal(ctx)
-		switch {
-		case err != nil && !failing:
-			p.logger.Warn("vault could not be checked or unsealed; retrying", "err", err, "every", interval)
-			failing = true
-		case err == nil && failing:
-			p.logger.Info("vault answers and is unsealed")
-			failing = false
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
-}
-
-// Authenticate makes the Vault client use the operator token (unless it holds a fresh root token) and renews it,
-// so a periodic operator token lives on while the stack is used.
-func (p *Provisioner) Authenticate(ctx context.Context) error {
-	if p.root {
-		return nil
-	}
-	token, err := readSecretFile(p.operatorTokenFile())
-	if err != nil {
-		return fmt.Errorf("no operator token (%w); see the README's \"Operator access\" for how to get a new one", err)
-	}
-	p.vault.SetToken(token)
-	c, cancel := p.ctx(ctx)
-	defer cancel()
-	if _, err := p.vault.Auth().Token().RenewSelfWithContext(c, 0); err != nil {
-		return fmt.Errorf("the operator token in %s is not valid: %w; see the README's \"Operator access\"", p.operatorTokenFile(), err)
-	}
-	return nil
-}
-
-// UseToken makes the Vault client use token (the break-glass path: a root token from generate-root).
-func (p *Provisioner) UseToken(token string, root bool) {
-	p.vault.SetToken(token)
-	p.root = root
-}
-
-// Bootstrap applies the whole control-plane configuration. It is idempotent: every start of the stack runs it.
-// With a fresh root token it ends by creating the operator token and revoking the root token.
-func (p *Provisioner) Bootstrap(ctx context.Context) error {
-	steps := []struct {
-		name string
-		fn   func(context.Context) error
-	}{
-		{"policies", p.writePolicies},
-		{"mounts", p.enableMounts},
-		{"approle roles", p.approleRoles},
-		{"connect CA login", p.connectCALogin},
-		{"database", p.database},
-		{"transit", p.transitKey},
-		{"consul ACL system", p.consulAccess},
-		{"consul", p.consulSetup},
-	}
-	for _, s := range steps {
-		if err := s.fn(ctx); err != nil {
-			return fmt.Errorf("bootstrap %s: %w", s.name, err)
-		}
-	}
-	if p.root {
-		if err := p.handOver(ctx); err != nil {
-			return fmt.Errorf("bootstrap operator token: %w", err)
-		}
-	}
-	p.logger.Info("bootstrap done")
-	return nil
-}
-
-// handOver creates the operator's periodic token, writes it to its 0600 file and revokes the root token.
-func (p *Provisioner) handOver(ctx context.Context) error {
-	c, cancel := p.ctx(ctx)
-	defer cancel()
-	sec, err := p.vault.Auth().Token().CreateOrphanWithContext(c, &vault.TokenCreateRequest{
-		Policies: []string{"operator"}, NoDefaultPolicy: true, Period: "720h",
-		DisplayName: "operator", Metadata: map[string]string{"created_by": "meshctl bootstrap"},
-	})
-	if err != nil {
-		return err
-	}
-	if err := writeSecretFile(p.operatorTokenFile(), sec.Auth.ClientToken); err != nil {
-		return err
-	}
-	if err := p.vault.Auth().Token().RevokeSelfWithContext(c, ""); err != nil {
-		return fmt.Errorf("revoke the root token: %w", err)
-	}
-	if err := os.Remove(p.pendingRootFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	p.vault.SetToken(sec.Auth.ClientToken)
-	p.root = false
-	p.logger.Info("root token revoked; operator token written", "file", p.operatorTokenFile())
-	return nil
-}
-
-// ReplaceOperatorToken is the break-glass path: with a root token made by `vault operator generate-root`, it
-// writes a new operator token and revokes the root token.
-func (p *Provisioner) ReplaceOperatorToken(ctx context.Context, rootToken string) error {
-	p.UseToken(rootToken, true)
-	// The operator policy may have changed with the repository: write it before minting a token with it.
-	if err := p.writePolicies(ctx); err != nil {
-		return err
-	}
-	// A stack from before the Connect CA's AppRole gets it here; its next bootstrap moves the CA onto it.
-	if err := p.connectCALoginRole(ctx); err != nil {
-		return err
-	}
-	return p.handOver(ctx)
 }
 
 // waitFor polls check every 200 ms until it succeeds or ctx ends.

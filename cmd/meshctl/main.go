@@ -127,39 +127,47 @@ func run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	p, err := provision.New(cfg.Config, logger)
+	// One session (clients, config, the run's Vault credential) and the units on it; each command below uses the
+	// unit its job names.
+	s, err := provision.NewSession(cfg.Config, logger)
 	if err != nil {
 		return err
 	}
+	acl := provision.NewConsulACL(s)
+	ca := provision.NewConnectCA(s, acl)
+	vaultSetup := provision.NewVaultSetup(s, acl, ca)
+	identities := provision.NewIdentities(s, acl)
+	rotations := provision.NewRotations(s)
+	kubeAuth := provision.NewKubernetesAuth(s)
 	inst := provision.Instance{Service: cfg.Instance.Service, ID: cfg.Instance.ID, Dir: cfg.Instance.Dir, Consul: cfg.Instance.Consul,
 		Owner: cfg.Instance.Owner}
 
 	switch cmd := cfg.Args.Num(0); cmd {
 	case "bootstrap", "setup":
-		fresh, err := p.OpenVault(ctx)
+		fresh, err := vaultSetup.OpenVault(ctx)
 		if err != nil {
 			return err
 		}
 		if !fresh {
 			// Policies, auth methods and mounts: a root token for this run, never the operator's at rest.
-			end, err := p.BeginProvisioning(ctx)
+			end, err := s.BeginProvisioning(ctx)
 			if err != nil {
 				return err
 			}
 			defer end()
 		}
-		if err := p.Bootstrap(ctx); err != nil {
+		if err := vaultSetup.Bootstrap(ctx); err != nil {
 			return err
 		}
 		if cmd == "setup" {
-			return setup(ctx, p, cfg.Setup.Instances, cfg.Setup.Agents)
+			return setup(ctx, identities, cfg.Setup.Instances, cfg.Setup.Agents)
 		}
 		return nil
 	case "unseal":
 		if cfg.UnsealEvery > 0 {
-			return p.KeepUnsealed(ctx, cfg.UnsealEvery)
+			return vaultSetup.KeepUnsealed(ctx, cfg.UnsealEvery)
 		}
-		return p.Unseal(ctx)
+		return vaultSetup.Unseal(ctx)
 	case "serve-front":
 		return consulfront.Serve(ctx, cfg.Front, cfg.Consul.Addr, logger)
 	case "operator-token":
@@ -170,9 +178,9 @@ func run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 		if root = strings.TrimSpace(root); root == "" {
 			return errors.New("operator-token reads a root token on stdin (from `vault operator generate-root`)")
 		}
-		return p.ReplaceOperatorToken(ctx, root)
+		return vaultSetup.ReplaceOperatorToken(ctx, root)
 	case "kubernetes-auth":
-		end, err := p.BeginProvisioning(ctx)
+		end, err := s.BeginProvisioning(ctx)
 		if err != nil {
 			return err
 		}
@@ -180,16 +188,16 @@ func run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 	case "rotate":
 		if cfg.Args.Num(1) == "connect-ca" {
 			// A CA rotation mounts the next PKI generation and unmounts an old one: provisioning.
-			end, err := p.BeginProvisioning(ctx)
+			end, err := s.BeginProvisioning(ctx)
 			if err != nil {
 				return err
 			}
 			defer end()
-		} else if err := p.Authenticate(ctx); err != nil {
+		} else if err := s.Authenticate(ctx); err != nil {
 			return err
 		}
 	case "deliver", "token":
-		if err := p.Authenticate(ctx); err != nil {
+		if err := s.Authenticate(ctx); err != nil {
 			return err
 		}
 	case "":
@@ -200,46 +208,49 @@ func run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 
 	switch cfg.Args.Num(0) {
 	case "deliver":
-		return p.Deliver(ctx, inst)
+		return identities.Deliver(ctx, inst)
 	case "kubernetes-auth":
-		return p.KubernetesAuth(ctx)
+		return kubeAuth.Configure(ctx)
 	case "rotate":
-		return rotate(ctx, p, cfg.Args.Num(1), inst)
+		return rotate(ctx, rotations, ca, identities, cfg.Args.Num(1), inst)
 	default: // token
-		return token(ctx, p, cfg.Args.Num(1), cfg.Args.Num(2), stdout, logger)
+		return token(ctx, rotations, cfg.Args.Num(1), cfg.Args.Num(2), stdout, logger)
 	}
 }
 
-func rotate(ctx context.Context, p *provision.Provisioner, what string, inst provision.Instance) error {
+// rotate runs one rotation: the CA's on the Connect CA, an instance's credentials on Identities, the rest on
+// Rotations.
+func rotate(ctx context.Context, r *provision.Rotations, ca *provision.ConnectCA, ids *provision.Identities,
+	what string, inst provision.Instance) error {
 	switch what {
 	case "db-creds":
-		return p.RotateDBCreds(ctx)
+		return r.RotateDBCreds(ctx)
 	case "db-root":
-		return p.RotateDBRoot(ctx)
+		return r.RotateDBRoot(ctx)
 	case "transit-key":
-		_, err := p.RotateTransitKey(ctx)
+		_, err := r.RotateTransitKey(ctx)
 		return err
 	case "connect-ca":
-		_, err := p.RotateConnectCA(ctx)
+		_, err := ca.RotateConnectCA(ctx)
 		return err
 	case "logins":
-		return p.RevokeServiceLogins(ctx)
+		return r.RevokeServiceLogins(ctx)
 	case "secret-id":
-		return p.DeliverSecretID(ctx, inst)
+		return ids.DeliverSecretID(ctx, inst)
 	case "consul-token":
-		return p.RotateConsulToken(ctx, inst)
+		return ids.RotateConsulToken(ctx, inst)
 	case "consul-token-retire":
-		return p.RetireConsulToken(ctx, inst)
+		return ids.RetireConsulToken(ctx, inst)
 	default:
 		return fmt.Errorf("unknown rotation %q (db-creds, db-root, transit-key, connect-ca, logins, secret-id, "+
 			"consul-token, consul-token-retire)", what)
 	}
 }
 
-func token(ctx context.Context, p *provision.Provisioner, kind, name string, stdout io.Writer, logger *slog.Logger) error {
+func token(ctx context.Context, r *provision.Rotations, kind, name string, stdout io.Writer, logger *slog.Logger) error {
 	switch kind {
 	case "staff":
-		t, err := p.StaffToken(ctx, name)
+		t, err := r.StaffToken(ctx, name)
 		if err != nil {
 			return err
 		}
@@ -247,7 +258,7 @@ func token(ctx context.Context, p *provision.Provisioner, kind, name string, std
 		return err
 	case "consul-ui", "consul-operator":
 		role := map[string]string{"consul-ui": "ui-read", "consul-operator": "operator"}[kind]
-		t, ttl, err := p.ConsulToken(ctx, role)
+		t, ttl, err := r.ConsulToken(ctx, role)
 		if err != nil {
 			return err
 		}
@@ -261,7 +272,7 @@ func token(ctx context.Context, p *provision.Provisioner, kind, name string, std
 
 // setup provisions what the plan lists, after the bootstrap: each client agent's token, then each instance's
 // credentials.
-func setup(ctx context.Context, p *provision.Provisioner, instances, agents string) error {
+func setup(ctx context.Context, ids *provision.Identities, instances, agents string) error {
 	as, err := provision.ParseAgents(agents)
 	if err != nil {
 		return err
@@ -271,12 +282,12 @@ func setup(ctx context.Context, p *provision.Provisioner, instances, agents stri
 		return err
 	}
 	for _, a := range as {
-		if err := p.DeliverAgentToken(ctx, a); err != nil {
+		if err := ids.DeliverAgentToken(ctx, a); err != nil {
 			return err
 		}
 	}
 	for _, inst := range is {
-		if err := p.Deliver(ctx, inst); err != nil {
+		if err := ids.Deliver(ctx, inst); err != nil {
 			return err
 		}
 	}
