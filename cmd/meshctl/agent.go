@@ -9,8 +9,10 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/pizzajoint/mesh/platform/consulagent"
+	"github.com/pizzajoint/mesh/platform/probe"
 )
 
 // consulCmd runs `meshctl consul [-addr A] [-cacert F] [-timeout D] leader | sidecar-port ID | passing ID`: the
@@ -86,4 +88,22 @@ func readToken(ctx context.Context, r io.Reader) (string, error) {
 	case <-ctx.Done():
 		return "", fmt.Errorf("reading the token on stdin: %w", ctx.Err())
 	}
+}
+
+// vaultCmd runs `meshctl vault [-addr A] [-cacert F] [-timeout D] answers`: exit 0 once Vault's listener gives an
+// HTTP answer of any status to GET /v1/sys/health. Sealed and uninitialised are answers: the server has started,
+// and bootstrap or unseal take it from there.
+func vaultCmd(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("vault", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", os.Getenv("VAULT_ADDR"), "Vault's address, https://host:port")
+	caFile := fs.String("cacert", os.Getenv("VAULT_CACERT"), "the CA that signed Vault's listener certificate")
+	timeout := fs.Duration("timeout", 5*time.Second, "give up after this long")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 || fs.Arg(0) != "answers" || *addr == "" {
+		return errors.New("usage: meshctl vault [-addr A] [-cacert F] [-timeout D] answers")
+	}
+	return probe.Answers(ctx, strings.TrimSuffix(*addr, "/")+"/v1/sys/health", *caFile, *timeout)
 }

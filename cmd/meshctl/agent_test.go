@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/pem"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -73,5 +76,40 @@ func TestConsulCommand(t *testing.T) {
 				t.Errorf("the token is in the error: %v %s", err, stderr.String())
 			}
 		})
+	}
+}
+
+// `meshctl vault answers`: Vault's health path, any status; the answers themselves are platform/probe's tests.
+func TestVaultCommand(t *testing.T) {
+	asked := make(chan string, 10)
+	vault := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked <- r.URL.Path
+		w.WriteHeader(http.StatusServiceUnavailable) // sealed
+	}))
+	t.Cleanup(vault.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: vault.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		wantErr bool
+	}{
+		{"a sealed Vault answers", []string{"-addr", vault.URL, "-cacert", ca, "answers"}, false},
+		{"unverified", []string{"-addr", vault.URL, "answers"}, true},
+		{"no address", []string{"-cacert", ca, "answers"}, true},
+		{"an unknown question", []string{"-addr", vault.URL, "-cacert", ca, "sealed"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("VAULT_ADDR", "")
+			t.Setenv("VAULT_CACERT", "")
+			if err := vaultCmd(context.Background(), tc.args, io.Discard); (err != nil) != tc.wantErr {
+				t.Errorf("vault %v = %v; want an error: %v", tc.args, err, tc.wantErr)
+			}
+		})
+	}
+	if path := <-asked; path != "/v1/sys/health" {
+		t.Errorf("asked %s; want /v1/sys/health", path)
 	}
 }

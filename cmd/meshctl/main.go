@@ -21,6 +21,8 @@
 //	meshctl consul leader | sidecar-port ID | passing ID  what the local stack waits on, asked of the Consul
 //	                                  agent (-addr, default CONSUL_HTTP_ADDR); exit 0 when so; the last two read
 //	                                  the instance's token on stdin (platform/consulagent)
+//	meshctl vault answers             exit 0 once Vault's listener answers at all (-addr, -cacert; default
+//	                                  VAULT_ADDR, VAULT_CACERT): started, sealed or not
 //	meshctl rotate WHAT               db-creds | db-root | transit-key | connect-ca | logins
 //	                                  | secret-id | consul-token | consul-token-retire   (these three: MESHCTL_INSTANCE_*)
 //	meshctl token staff NAME          a staff bearer token (printed once; Vault keeps its hash)
@@ -95,8 +97,14 @@ func main() {
 				os.Exit(1)
 			}
 			return
-		case "consul":
-			if err := consulCmd(context.Background(), os.Args[2:], os.Stdin, os.Stdout, os.Stderr); err != nil {
+		case "consul", "vault":
+			var err error
+			if os.Args[1] == "consul" {
+				err = consulCmd(context.Background(), os.Args[2:], os.Stdin, os.Stdout, os.Stderr)
+			} else {
+				err = vaultCmd(context.Background(), os.Args[2:], os.Stderr)
+			}
+			if err != nil {
 				fmt.Fprintln(os.Stderr, "meshctl:", err)
 				os.Exit(1)
 			}
