@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tools.sh prebuild TOOL...: ensure several at once (see prebuild).
-# tools.sh ensure consul|vault|compose|mariadb|curl: prints the path of a usable binary, installing or building it when
+# tools.sh ensure consul|vault|compose|mariadb|jq: prints the path of a usable binary, installing or building it when
 # missing. consul/vault: PATH first, else .cache/bin (pinned version), else built once from consul/build or vault/build.
 # compose: `docker compose` if it works, else the Compose v2 plugin built once from compose/build and installed as a
 # Docker CLI plugin (in $DOCKER_CONFIG/cli-plugins, default ~/.docker/cli-plugins).
@@ -144,11 +144,11 @@ main() {
     ensure:consul | ensure:vault) ensure_hashicorp "$2" ;;
     ensure:compose) ensure_compose ;;
     ensure:mariadb) ensure_mariadb ;;
-    ensure:curl | ensure:debootstrap) ensure_apt_tool "$2" ;;
+    ensure:jq | ensure:curl | ensure:debootstrap) ensure_apt_tool "$2" ;;
     ensure:nft) find_bin nft >/dev/null || apt_install nftables; find_bin nft ;;
     # The staff portal's browser test; fonts come as a recommendation only, and --no-install-recommends skips them.
     ensure:chromium) find_bin chromium >/dev/null || apt_install chromium fonts-liberation; find_bin chromium ;;
-    *) die "usage: $0 ensure consul|vault|compose|mariadb|curl|debootstrap|chromium|nft" ;;
+    *) die "usage: $0 ensure consul|vault|compose|mariadb|jq|curl|debootstrap|chromium|nft" ;;
   esac
 }
 
