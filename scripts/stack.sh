@@ -5,8 +5,9 @@
 # start: build → certificates → MariaDB → Consul server agent (ACLs, persistent data) → Vault (TLS) →
 #        meshctl bootstrap (init/unseal, policies, Consul ACLs through Vault, intentions, Connect CA in Vault) →
 #        order migrate (short-lived DDL user) → order replicas → gateway → one Connect sidecar per instance.
-# Every phase checks its own pid file and readiness first, so `start` twice is safe. Provisioning (everything that
-# talks to Vault's or Consul's API) is meshctl's; this script only starts, waits for and stops processes. State,
+# Every phase checks its own pid file and readiness first, so `start` twice is safe. Everything that talks to
+# Vault's or Consul's API is meshctl's: provisioning, and the questions this script waits on (`meshctl consul`,
+# `meshctl vault`); this script only starts, waits for and stops processes. State,
 # logs and pids live under STATE_DIR (git-ignored); secrets only in 0600 files there, never on argv or in a log.
 #
 # Settings (env): see scripts/settings.sh.
@@ -24,8 +25,7 @@ setup() {
   "$SCRIPTS_DIR/tools.sh" prebuild consul vault
   CONSUL="$("$SCRIPTS_DIR/tools.sh" ensure consul)"
   VAULT="$("$SCRIPTS_DIR/tools.sh" ensure vault)"
-  JQ="$("$SCRIPTS_DIR/tools.sh" ensure jq)"
-  CURL="$("$SCRIPTS_DIR/tools.sh" ensure curl)"
+  CURL="$("$SCRIPTS_DIR/tools.sh" ensure curl)" # our own services' health and GET /menu
   "$SCRIPTS_DIR/tools.sh" ensure mariadb >/dev/null
   if ((SERVICE_USERS)); then
     ensure_user "$ORDER_USER"
@@ -73,7 +73,6 @@ run_delivered() {
 # helper unseals it as soon as it answers. The server is exec'd, so the supervisor's child is Vault itself.
 run_vault() {
   VAULT="$("$SCRIPTS_DIR/tools.sh" ensure vault)"
-  CURL="$("$SCRIPTS_DIR/tools.sh" ensure curl)"
   if ((${SUPERVISE_RESTARTS:-0} > 0)); then
     ( # double fork: the helper is init's child, not a zombie of the exec'd server
       (
@@ -245,9 +244,10 @@ cmd_start_mariadb() {
 
 # ---- Consul --------------------------------------------------------------------------------------------------
 
-# consul_curl PATH [CURL ARGS]: a request to the agent's socket.
-consul_curl() { local path="$1"; shift; "$CURL" -fsS --unix-socket "$CONSUL_SOCKET" "$@" "http://consul$path"; }
-consul_leader() { [[ "$(consul_curl /v1/status/leader)" == \"*:*\" ]]; }
+# consul_ask [-addr A] [-cacert F] QUESTION...: exit 0 when the agent (default: its socket) says so; the
+# questions and their timeouts are meshctl's (platform/consulagent).
+consul_ask() { "$BIN_DIR/meshctl" consul -addr "$CONSUL_HTTP_ADDR" "$@"; }
+consul_leader() { consul_ask leader; }
 
 CONSUL_GOSSIP_FILE="$STATE_DIR/consul-gossip.hcl" # encrypt = "…", 0600 root
 
@@ -309,8 +309,8 @@ start_consul() {
   log "Consul ready at $CONSUL_HTTP_ADDR"
 }
 
-ui_answers() { "$CURL" -fsS --cacert "$CERTS_DIR/ca.pem" -o /dev/null "https://localhost:$CONSUL_HTTPS_PORT/v1/status/leader"; }
-front_answers() { "$CURL" -fsS --unix-socket "$1" -o /dev/null "http://consul/v1/status/leader"; }
+ui_answers() { consul_ask -addr "https://localhost:$CONSUL_HTTPS_PORT" -cacert "$CERTS_DIR/ca.pem" leader; }
+front_answers() { consul_ask -addr "unix://$1" leader; }
 
 # Fronts of the agent's API (meshctl serve-front; consul/agent.hcl and platform/consulfront say why): one unix
 # socket per service user, passing that service's leaf certificate only, and the operators' HTTPS UI.
@@ -342,11 +342,7 @@ start_consul_fronts() {
 # ---- Vault ---------------------------------------------------------------------------------------------------
 
 # vault_answers: the TLS listener answers (any status: sealed and uninitialised are answers too).
-vault_answers() {
-  local code
-  code="$("$CURL" -sS --cacert "$VAULT_CACERT" -o /dev/null -w '%{http_code}' "$VAULT_ADDR/v1/sys/health")" || return 1
-  [[ "$code" != 000 ]]
-}
+vault_answers() { "$BIN_DIR/meshctl" vault -addr "$VAULT_ADDR" -cacert "$VAULT_CACERT" answers; }
 
 write_vault_config() {
   cat >"$VAULT_DIR/local.hcl" <<EOF
@@ -509,20 +505,16 @@ start_gateway() {
   wait_for "gateway" "$STACK_TIMEOUT" "$LOG_DIR/gateway.log" gateway_live
 }
 
-# consul_as ID PATH: GET PATH from the agent with instance ID's own token (sent on stdin, never on argv). The
+# consul_as ID QUESTION ARG: consul_ask with instance ID's own token, piped to meshctl (never on argv). The
 # token is read as the instance's account: through a link it planted, root would read what that account may not.
-consul_as() {
-  local token
-  token="$(read_as "$(user_of "$1")" "$CREDS_DIR/$1/consul-token")"
-  printf 'X-Consul-Token: %s\n' "$token" | consul_curl "$2" -H @-
-}
+consul_as() { read_as "$(user_of "$1")" "$CREDS_DIR/$1/consul-token" | consul_ask "$2" "$3"; }
 
-# sidecar_port ID: the public port of the Connect proxy registered for service ID (empty until it is registered).
-sidecar_port() { consul_as "$1" "/v1/agent/service/$1-sidecar-proxy" | "$JQ" -er '.Port'; }
+# sidecar_port ID: the public port of the Connect proxy registered for service ID (fails until it is registered).
+sidecar_port() { consul_as "$1" sidecar-port "$1"; }
 sidecar_registered() { sidecar_port "$1" >/dev/null; }
 listening() { ! port_free 127.0.0.1 "$1"; }
 # passing_in_consul ID: the agent's health of instance ID (and, for ID-sidecar-proxy, of its sidecar) is passing.
-passing_in_consul() { consul_as "${1%-sidecar-proxy}" "/v1/agent/health/service/id/$1" >/dev/null; }
+passing_in_consul() { consul_as "${1%-sidecar-proxy}" passing "$1"; }
 
 # read_as USER FILE: FILE's content read by USER (bounded: a planted FIFO must not hang the stack).
 read_as() {
@@ -621,8 +613,6 @@ cmd_restart_sidecar() {
   local id="${1:?usage: $0 restart-sidecar ID}" port
   "$SCRIPTS_DIR/tools.sh" prebuild consul vault
   CONSUL="$("$SCRIPTS_DIR/tools.sh" ensure consul)"
-  JQ="$("$SCRIPTS_DIR/tools.sh" ensure jq)"
-  CURL="$("$SCRIPTS_DIR/tools.sh" ensure curl)"
   port="$(sidecar_port "$id")"
   # Everything that can be asked beforehand is: between the old proxy's exit and the new one's listener, the
   # gateway's calls to this instance fail and are retried (about 1.5 s of retries), so that gap stays short.

@@ -18,6 +18,11 @@
 //	meshctl install [-owner U:G] [-mode M] DIR SRC NAME...  copy root's files into a service's folder without
 //	                                  following the links it may hold (platform/servicedir; the shell's cp/mv)
 //	meshctl host-filter apply|remove|show TABLE [PORT...]  the local stack's owner-matched packet filter (root)
+//	meshctl consul leader | sidecar-port ID | passing ID  what the local stack waits on, asked of the Consul
+//	                                  agent (-addr, default CONSUL_HTTP_ADDR); exit 0 when so; the last two read
+//	                                  the instance's token on stdin (platform/consulagent)
+//	meshctl vault answers             exit 0 once Vault's listener answers at all (-addr, -cacert; default
+//	                                  VAULT_ADDR, VAULT_CACERT): started, sealed or not
 //	meshctl rotate WHAT               db-creds | db-root | transit-key | connect-ca | logins
 //	                                  | secret-id | consul-token | consul-token-retire   (these three: MESHCTL_INSTANCE_*)
 //	meshctl token staff NAME          a staff bearer token (printed once; Vault keeps its hash)
@@ -88,6 +93,18 @@ func main() {
 			return
 		case "host-filter":
 			if err := hostFilter(os.Args[2:], os.Stdout, os.Stderr); err != nil {
+				fmt.Fprintln(os.Stderr, "meshctl:", err)
+				os.Exit(1)
+			}
+			return
+		case "consul", "vault":
+			var err error
+			if os.Args[1] == "consul" {
+				err = consulCmd(context.Background(), os.Args[2:], os.Stdin, os.Stdout, os.Stderr)
+			} else {
+				err = vaultCmd(context.Background(), os.Args[2:], os.Stderr)
+			}
+			if err != nil {
 				fmt.Fprintln(os.Stderr, "meshctl:", err)
 				os.Exit(1)
 			}

@@ -39,15 +39,34 @@ func Main(args []string, stderr io.Writer) int {
 
 // Get GETs url and reports an error unless the answer is 2xx within timeout.
 func Get(ctx context.Context, url, caFile string, insecure bool, timeout time.Duration) error {
+	code, status, err := get(ctx, url, caFile, insecure, timeout)
+	if err != nil {
+		return err
+	}
+	if code < 200 || code > 299 {
+		return errors.New(status)
+	}
+	return nil
+}
+
+// Answers GETs url and reports an error unless an HTTP answer, of any status, comes within timeout: a server
+// that is up but not ready (Vault sealed or uninitialised answers 5xx) has started.
+func Answers(ctx context.Context, url, caFile string, timeout time.Duration) error {
+	_, _, err := get(ctx, url, caFile, false, timeout)
+	return err
+}
+
+// get returns the status of url's answer.
+func get(ctx context.Context, url, caFile string, insecure bool, timeout time.Duration) (int, string, error) {
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: insecure} //nolint:gosec // opt-in, loopback only
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)
 		if err != nil {
-			return err
+			return 0, "", err
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("no certificate in %s", caFile)
+			return 0, "", fmt.Errorf("no certificate in %s", caFile)
 		}
 		tlsCfg.RootCAs = pool
 	}
@@ -59,16 +78,13 @@ func Get(ctx context.Context, url, caFile string, insecure bool, timeout time.Du
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return err
+		return 0, "", err
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return err
+		return 0, "", err
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return errors.New(resp.Status)
-	}
-	return nil
+	return resp.StatusCode, resp.Status, nil
 }

@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"context"
 	"encoding/pem"
 	"io"
 	"net/http"
@@ -52,6 +53,39 @@ func TestMain_Answers(t *testing.T) {
 			}
 			if d := time.Since(start); d > 5*time.Second {
 				t.Fatalf("took %v", d)
+			}
+		})
+	}
+}
+
+// Answers: any HTTP answer is one (a sealed Vault's 503 too); no answer in time is not.
+func TestAnswers(t *testing.T) {
+	slow := make(chan struct{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ok", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	mux.HandleFunc("/sealed", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) })
+	mux.HandleFunc("/slow", func(http.ResponseWriter, *http.Request) { <-slow })
+	srv := httptest.NewTLSServer(mux)
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(slow) })
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, url, ca string
+		answers       bool
+	}{
+		{"2xx", srv.URL + "/ok", ca, true},
+		{"5xx", srv.URL + "/sealed", ca, true},
+		{"slow", srv.URL + "/slow", ca, false},
+		{"unverified", srv.URL + "/ok", "", false},
+		{"nobody listening", "https://127.0.0.1:1/ok", ca, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Answers(context.Background(), tc.url, tc.ca, 300*time.Millisecond)
+			if (err == nil) != tc.answers {
+				t.Errorf("Answers(%s) = %v; want an answer: %v", tc.url, err, tc.answers)
 			}
 		})
 	}
