@@ -26,9 +26,9 @@ stop: ## stop everything `make run` started
 status: ## show which processes of the stack are running
 	STATE_DIR=$(STATE_DIR) scripts/stack.sh status
 
-deps: ## install or build what the tests need: mariadb-server, curl, chromium, consul, vault
+deps: ## install or build what the tests need: mariadb-server, curl, chromium, consul, vault, nats-server
 	@# consul, vault and the Compose plugin build (the first time) while apt-get installs the packages.
-	@scripts/tools.sh prebuild consul vault compose & build=$$!; \
+	@scripts/tools.sh prebuild consul vault nats-server compose & build=$$!; \
 		for t in mariadb chromium curl; do scripts/tools.sh ensure $$t >/dev/null; done; \
 		wait $$build
 

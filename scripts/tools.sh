@@ -19,7 +19,7 @@ TOOLS_STRICT="${TOOLS_STRICT:-0}"
 tool_version() {
   local out
   out="$("$1" version 2>/dev/null)" || true
-  sed -nE '1s/^[A-Za-z ]+ v([0-9]+\.[0-9]+\.[0-9]+[^ ,]*).*/\1/p' <<<"$out"
+  sed -nE '1s/^[A-Za-z -]+ v([0-9]+\.[0-9]+\.[0-9]+[^ ,]*).*/\1/p' <<<"$out"
 }
 
 pinned_version() {

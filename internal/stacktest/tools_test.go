@@ -14,7 +14,9 @@ import (
 // Every command of the stack starts with `tools.sh ensure`, and the tests call it dozens of times: it must answer
 // the same path every time, by both of its routes (the tool on PATH, and the pinned build in the cache). Each
 // route reads the tool's version; a pipeline that stops reading early kills the tool with SIGPIPE, which under
-// pipefail failed about one call in twenty. Calls run four at a time, as parallel test packages make them.
+// pipefail failed about one call in twenty. Calls run four at a time, as parallel test packages make them. The
+// pinned build is never rebuilt once cached: its version line must read back (seen red with nats-server's
+// "nats-server v2.15.3", which the version pattern once missed: every ensure rebuilt it).
 func TestToolsEnsureAnswersEveryTime(t *testing.T) {
 	root, err := testkit.RepoRoot()
 	if err != nil {
@@ -22,12 +24,21 @@ func TestToolsEnsureAnswersEveryTime(t *testing.T) {
 	}
 	ensure := filepath.Join(root, "scripts", "tools.sh")
 	const calls, parallel = 200, 4
-	for _, tool := range []string{"consul", "vault"} {
+	for _, tool := range []string{"consul", "vault", "nats-server"} {
 		out, err := exec.Command(ensure, "ensure", tool).Output() // builds it once when missing
 		if err != nil {
 			t.Fatalf("tools.sh ensure %s: %v", tool, err)
 		}
 		cached := strings.TrimSpace(string(out))
+		built, err := os.Stat(cached)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if now, err := os.Stat(cached); err != nil || !now.ModTime().Equal(built.ModTime()) {
+				t.Errorf("tools.sh ensure %s rebuilt the cached binary", tool)
+			}
+		})
 		onPath := t.TempDir()
 		if err := os.Symlink(cached, filepath.Join(onPath, tool)); err != nil {
 			t.Fatal(err)
