@@ -28,6 +28,10 @@
 //	meshctl token staff NAME          a staff bearer token (printed once; Vault keeps its hash)
 //	meshctl token consul-ui           a read-only Consul token to log in to the UI (leased from Vault, 8 h)
 //	meshctl token consul-operator     a Consul token for the runbook's consul CLI (leased from Vault, 1 h)
+//	meshctl nats-auth                 meshctl's NATS identity, then the server's authorization (public keys only)
+//	meshctl nats-key                  the NATS identity of one instance (MESHCTL_INSTANCE_*): its nkey seed in its
+//	                                  folder, its public key in the authorization ("reload" on stdout: changed)
+//	meshctl nats-stream               the event stream (JetStream ORDERS) created or brought up to date
 //	meshctl serve-front               a front of the Consul agent's API (MESHCTL_FRONT_*): a service user's
 //	                                  unix socket, or the operators' HTTPS UI; see platform/consulfront for why
 //	meshctl operator-token            break glass: read a root token (from `vault operator generate-root`) on
@@ -72,6 +76,8 @@ type config struct {
 		Consul  bool   `conf:"default:false,help:the instance registers with Consul and gets a Consul token"`
 		Owner   string `conf:"help:numeric uid:gid that the instance's folder and files belong to (default: the folder's owner)"`
 	}
+	// NATS is where the NATS identities are kept and how the event stream is shaped (nats-* commands).
+	NATS  provision.NATSConfig
 	Front consulfront.Config
 	// UnsealEvery makes `meshctl unseal` keep Vault unsealed, checking this often, until stopped.
 	UnsealEvery time.Duration `conf:"help:keep Vault unsealed: check this often (0: unseal once and exit)"`
@@ -187,6 +193,8 @@ func run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 		return vaultSetup.Unseal(ctx)
 	case "serve-front":
 		return consulfront.Serve(ctx, cfg.Front, cfg.Consul.Addr, logger)
+	case "nats-auth", "nats-key", "nats-stream":
+		return natsCmd(ctx, cfg, inst, stdout, logger)
 	case "operator-token":
 		root, err := bufio.NewReader(stdin).ReadString('\n')
 		if err != nil && !errors.Is(err, io.EOF) {

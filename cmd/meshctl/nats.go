@@ -1,0 +1,39 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/pizzajoint/mesh/provision"
+)
+
+// natsCmd runs the NATS commands, which need neither Vault nor Consul:
+//
+//	nats-auth     meshctl's own identity, then the server's authorization rendered from the registry
+//	nats-key      the instance's NATS identity (MESHCTL_INSTANCE_*), with its service's permissions
+//	nats-stream   the event stream created, or its configuration brought up to date
+//
+// nats-auth and nats-key print "reload" when the authorization changed: the running server must reread it.
+func natsCmd(ctx context.Context, cfg config, inst provision.Instance, stdout io.Writer, logger *slog.Logger) error {
+	users := provision.NewNATSUsers(cfg.NATS, cfg.Repo, logger)
+	var (
+		changed bool
+		err     error
+	)
+	switch cfg.Args.Num(0) {
+	case "nats-auth":
+		if _, err = users.ProvisionerSeed(); err == nil {
+			changed, err = users.Render()
+		}
+	case "nats-key":
+		changed, err = users.DeliverKey(inst, inst.Service)
+	default: // nats-stream
+		return users.EnsureStream(ctx, cfg.Timeout)
+	}
+	if err == nil && changed {
+		_, err = fmt.Fprintln(stdout, "reload")
+	}
+	return err
+}
