@@ -21,7 +21,6 @@ import (
 	"github.com/pizzajoint/mesh/gateway/staff"
 	"github.com/pizzajoint/mesh/gateway/stream"
 	"github.com/pizzajoint/mesh/order/orderclient"
-	"github.com/pizzajoint/mesh/platform/clientlimit"
 	"github.com/pizzajoint/mesh/platform/consulreg"
 	"github.com/pizzajoint/mesh/platform/httpserver"
 	"github.com/pizzajoint/mesh/platform/kitmw"
@@ -50,17 +49,8 @@ type config struct {
 		Addr string `conf:"default:127.0.0.1:9464,help:metrics listen address on loopback (empty: off)"`
 	}
 	// Limits protect the edge from abuse; per client IP address unless said otherwise.
-	Limits struct {
-		OrderRate        float64       `conf:"default:50,help:orders per second per client (0: no limit)"`
-		OrderBurst       int           `conf:"default:100"`
-		LoginRate        float64       `conf:"default:0.2,help:staff sign-in attempts per second per client (0: no limit)"`
-		LoginBurst       int           `conf:"default:10"`
-		Clients          int           `conf:"default:10000,help:clients each rate limit tracks; idle ones are forgotten first"`
-		StreamsPerClient int           `conf:"default:1500,help:open event streams per client (0: no cap)"`
-		Streams          int           `conf:"default:10000,help:open event streams in all (0: no cap)"`
-		StreamLifetime   time.Duration `conf:"default:30m,help:streams end after this and clients resume (0: never)"`
-	}
-	TLS struct {
+	Limits edge.Config
+	TLS    struct {
 		CertFile string `conf:"default:certs/server.pem"`
 		KeyFile  string `conf:"default:certs/server-key.pem"`
 	}
@@ -155,7 +145,11 @@ func serve(p *svcmain.Process, cfg config) error {
 	health := httpserver.NewHealth()
 	mux := http.NewServeMux()
 	health.Register(mux)
-	limits := edgeLimits(cfg)
+	refused := kitprometheus.NewCounterFrom(prometheus.CounterOpts{
+		Namespace: "pizza", Subsystem: "gateway", Name: "refused_total",
+		Help: "Requests refused by a limit (orders, logins, client_streams, all_streams).",
+	}, []string{"limit"})
+	limits := cfg.Limits.Options(refused)
 	gateway.MakeHTTPHandler(mux, endpoints, auth, limits...)
 	endStreams := gateway.MakeStreamHandler(mux, endpoints, auth, orderURL, stream.Transport(upstream), limits...)
 	handler := httpserver.StrictTransport(cfg.HTTP.HSTSMaxAge, reqid.Middleware(httpserver.AccessLog(logger, reqid.FromContext, mux)))
@@ -239,19 +233,4 @@ func staffAuth(p *svcmain.Process, cfg config) (*staff.Auth, error) {
 	}, logger)
 	p.Go(func() error { registry.Run(ctx, cfg.Staff.Reload); return nil })
 	return staff.NewAuth(registry, logger, staff.SessionPolicy{Idle: cfg.Staff.SessionIdle, Absolute: cfg.Staff.SessionMax}), nil
-}
-
-// edgeLimits are the per-client rate limits and stream caps of cfg.Limits.
-func edgeLimits(cfg config) []edge.Option {
-	l := cfg.Limits
-	refused := kitprometheus.NewCounterFrom(prometheus.CounterOpts{
-		Namespace: "pizza", Subsystem: "gateway", Name: "refused_total",
-		Help: "Requests refused by a limit (orders, logins, client_streams, all_streams).",
-	}, []string{"limit"})
-	return []edge.Option{
-		edge.WithRefusalCounter(refused),
-		edge.WithOrderRateLimit(clientlimit.NewRateLimiter(l.OrderRate, l.OrderBurst, l.Clients)),
-		edge.WithLoginRateLimit(clientlimit.NewRateLimiter(l.LoginRate, l.LoginBurst, l.Clients)),
-		edge.WithStreamLimits(clientlimit.NewStreamLimiter(l.StreamsPerClient, l.Streams), l.StreamLifetime),
-	}
 }
