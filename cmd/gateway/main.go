@@ -27,10 +27,8 @@ import (
 	"github.com/pizzajoint/mesh/platform/reqid"
 	"github.com/pizzajoint/mesh/platform/svcmain"
 	"github.com/pizzajoint/mesh/platform/tlsreload"
-	"github.com/pizzajoint/mesh/platform/tokenhash"
 	sidecar "github.com/pizzajoint/mesh/platform/upstream"
 	"github.com/pizzajoint/mesh/platform/vaultauth"
-	"github.com/pizzajoint/mesh/platform/vaultkv"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -70,14 +68,8 @@ type config struct {
 		AdvertiseNode bool `conf:"default:false,help:advertise the Consul node's address (a pod's) instead of loopback"`
 	}
 	// Vault is where staff token hashes come from (KV); without a login configured staff sign-in is off.
-	Vault vaultauth.Config
-	Staff struct {
-		TokensPath string        `conf:"default:secret/data/pizza/staff-tokens"`
-		Reload     time.Duration `conf:"default:30s"`
-		// A staff session ends after SessionIdle unused, or SessionMax after sign-in.
-		SessionIdle time.Duration `conf:"default:1h"`
-		SessionMax  time.Duration `conf:"default:12h"`
-	}
+	Vault   vaultauth.Config
+	Staff   staff.Config
 	Service struct {
 		ID string `conf:"help:Consul service instance ID (default: gateway-<host>-<port>)"`
 	}
@@ -125,10 +117,11 @@ func serve(p *svcmain.Process, cfg config) error {
 	if err != nil {
 		return err
 	}
-	auth, err := staffAuth(p, cfg)
+	auth, runStaff, err := staff.FromVault(cfg.Vault, cfg.Staff, logger)
 	if err != nil {
 		return err
 	}
+	p.Go(func() error { runStaff(ctx); return nil })
 	duration := kitprometheus.NewHistogramFrom(prometheus.HistogramOpts{
 		Namespace: "pizza", Subsystem: "gateway", Name: "request_duration_seconds",
 		Help: "Time spent in gateway endpoints, by method and outcome.",
@@ -212,25 +205,4 @@ func upstreamTransport(maxConns int, timeout time.Duration) *http.Transport {
 		ResponseHeaderTimeout: timeout,
 		ForceAttemptHTTP2:     false,
 	}
-}
-
-// staffAuth logs in to Vault as the gateway and checks staff tokens against the hashes in KV. Without Vault
-// settings staff sign-in is off (the staff routes answer 503).
-func staffAuth(p *svcmain.Process, cfg config) (*staff.Auth, error) {
-	ctx, logger := p.Ctx, p.Logger
-	if !cfg.Vault.Enabled() {
-		logger.Warn("no Vault settings: staff sign-in is off")
-		return nil, nil
-	}
-	session, err := vaultauth.New(cfg.Vault, logger)
-	if err != nil {
-		return nil, err
-	}
-	p.Go(func() error { session.Run(ctx); return nil })
-	kv := vaultkv.New(session)
-	registry := tokenhash.New(func(ctx context.Context) (map[string]string, error) {
-		return kv.Strings(ctx, cfg.Staff.TokensPath) // no secret yet: no staff token issued
-	}, logger)
-	p.Go(func() error { registry.Run(ctx, cfg.Staff.Reload); return nil })
-	return staff.NewAuth(registry, logger, staff.SessionPolicy{Idle: cfg.Staff.SessionIdle, Absolute: cfg.Staff.SessionMax}), nil
 }
