@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"strconv"
 	"time"
 
@@ -18,16 +17,15 @@ import (
 	kitprometheus "github.com/go-kit/kit/metrics/prometheus"
 	"github.com/pizzajoint/mesh/gateway"
 	"github.com/pizzajoint/mesh/gateway/edge"
+	"github.com/pizzajoint/mesh/gateway/orderconn"
 	"github.com/pizzajoint/mesh/gateway/staff"
 	"github.com/pizzajoint/mesh/gateway/stream"
-	"github.com/pizzajoint/mesh/order/orderclient"
 	"github.com/pizzajoint/mesh/platform/consulreg"
 	"github.com/pizzajoint/mesh/platform/httpserver"
 	"github.com/pizzajoint/mesh/platform/kitmw"
 	"github.com/pizzajoint/mesh/platform/reqid"
 	"github.com/pizzajoint/mesh/platform/svcmain"
 	"github.com/pizzajoint/mesh/platform/tlsreload"
-	sidecar "github.com/pizzajoint/mesh/platform/upstream"
 	"github.com/pizzajoint/mesh/platform/vaultauth"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -52,14 +50,7 @@ type config struct {
 		CertFile string `conf:"default:certs/server.pem"`
 		KeyFile  string `conf:"default:certs/server-key.pem"`
 	}
-	Order struct {
-		// URL is the order service as the gateway reaches it: the sidecar's local upstream.
-		URL string `conf:"default:http://127.0.0.1:9191"`
-		// Timeout bounds every call to the order service, connecting included.
-		Timeout time.Duration `conf:"default:5s"`
-		// MaxConns bounds connections to the upstream; idle ones are kept for reuse.
-		MaxConns int `conf:"default:64"`
-	}
+	Order  orderconn.Config
 	Consul struct {
 		Addr string `conf:"help:Consul agent address like http://127.0.0.1:8500 (empty: no mesh)"`
 		// TokenFile holds this instance's Consul token (service identity), delivered by meshctl.
@@ -105,15 +96,7 @@ func serve(p *svcmain.Process, cfg config) error {
 	}
 	p.Go(func() error { certs.Run(ctx); return nil })
 
-	upstream := upstreamTransport(cfg.Order.MaxConns, cfg.Order.Timeout)
-	// A sidecar restarting (a token rotation) or an order instance going away drops connections before any
-	// answer: such a call is sent again on a fresh connection when that cannot create a second order.
-	retrying := &sidecar.Retry{Next: upstream, Attempts: 6, Backoff: 50 * time.Millisecond, Logger: logger}
-	orders, err := orderclient.New(cfg.Order.URL, &http.Client{Transport: retrying})
-	if err != nil {
-		return err
-	}
-	orderURL, err := url.Parse(cfg.Order.URL)
+	upstream, err := orderconn.New(cfg.Order, logger)
 	if err != nil {
 		return err
 	}
@@ -126,7 +109,7 @@ func serve(p *svcmain.Process, cfg config) error {
 		Namespace: "pizza", Subsystem: "gateway", Name: "request_duration_seconds",
 		Help: "Time spent in gateway endpoints, by method and outcome.",
 	}, []string{"method", "outcome"})
-	svc := gateway.NewService(orders)
+	svc := gateway.NewService(upstream.Orders)
 	endpoints := gateway.MakeEndpoints(svc,
 		kitmw.Instrumenting(duration, gateway.Outcome),
 		kitmw.Logging(logger, gateway.Outcome),
@@ -144,7 +127,7 @@ func serve(p *svcmain.Process, cfg config) error {
 	}, []string{"limit"})
 	limits := cfg.Limits.Options(refused)
 	gateway.MakeHTTPHandler(mux, endpoints, auth, limits...)
-	endStreams := gateway.MakeStreamHandler(mux, endpoints, auth, orderURL, stream.Transport(upstream), limits...)
+	endStreams := gateway.MakeStreamHandler(mux, endpoints, auth, upstream.URL, stream.Transport(upstream.Transport), limits...)
 	handler := httpserver.StrictTransport(cfg.HTTP.HSTSMaxAge, reqid.Middleware(httpserver.AccessLog(logger, reqid.FromContext, mux)))
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
@@ -177,13 +160,9 @@ func register(ctx context.Context, cfg config, listenAddr string, logger *slog.L
 	if err != nil {
 		return nil, nil, err
 	}
-	u, err := url.Parse(cfg.Order.URL)
+	upstreamPort, err := cfg.Order.UpstreamPort()
 	if err != nil {
 		return nil, nil, err
-	}
-	_, upstreamPort, err := consulreg.HostPort(u.Host)
-	if err != nil {
-		return nil, nil, fmt.Errorf("order URL %q must name the sidecar upstream's port: %w", cfg.Order.URL, err)
 	}
 	return consulreg.Join(ctx, cfg.Consul.Addr, consulreg.Instance{
 		ID: cmp.Or(cfg.Service.ID, consulreg.DefaultID("gateway", port)), Name: "gateway", Address: host, Port: port,
@@ -191,18 +170,4 @@ func register(ctx context.Context, cfg config, listenAddr string, logger *slog.L
 		CheckURL:  fmt.Sprintf("https://%s/health/readyz", net.JoinHostPort(host, strconv.Itoa(port))),
 		Upstreams: []consulreg.Upstream{{Service: "order", LocalPort: upstreamPort}},
 	}, logger)
-}
-
-// upstreamTransport keeps connections to the sidecar alive and bounds how long any step may take. There is
-// no overall timeout: each call's context carries its deadline.
-func upstreamTransport(maxConns int, timeout time.Duration) *http.Transport {
-	return &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: min(timeout, 2*time.Second), KeepAlive: 30 * time.Second}).DialContext,
-		MaxConnsPerHost:       maxConns,
-		MaxIdleConns:          maxConns,
-		MaxIdleConnsPerHost:   maxConns,
-		IdleConnTimeout:       60 * time.Second,
-		ResponseHeaderTimeout: timeout,
-		ForceAttemptHTTP2:     false,
-	}
 }
