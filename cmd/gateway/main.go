@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/ardanlabs/conf/v3"
-	kitprometheus "github.com/go-kit/kit/metrics/prometheus"
 	"github.com/pizzajoint/mesh/gateway"
 	"github.com/pizzajoint/mesh/gateway/edge"
 	"github.com/pizzajoint/mesh/gateway/orderconn"
@@ -105,13 +104,10 @@ func serve(p *svcmain.Process, cfg config) error {
 		return err
 	}
 	p.Go(func() error { runStaff(ctx); return nil })
-	duration := kitprometheus.NewHistogramFrom(prometheus.HistogramOpts{
-		Namespace: "pizza", Subsystem: "gateway", Name: "request_duration_seconds",
-		Help: "Time spent in gateway endpoints, by method and outcome.",
-	}, []string{"method", "outcome"})
+	metrics := gateway.NewMetrics(prometheus.DefaultRegisterer)
 	svc := gateway.NewService(upstream.Orders)
 	endpoints := gateway.MakeEndpoints(svc,
-		kitmw.Instrumenting(duration, gateway.Outcome),
+		kitmw.Instrumenting(metrics.Duration, gateway.Outcome),
 		kitmw.Logging(logger, gateway.Outcome),
 		kitmw.Deadline(cfg.Order.Timeout),
 	)
@@ -121,11 +117,7 @@ func serve(p *svcmain.Process, cfg config) error {
 	health := httpserver.NewHealth()
 	mux := http.NewServeMux()
 	health.Register(mux)
-	refused := kitprometheus.NewCounterFrom(prometheus.CounterOpts{
-		Namespace: "pizza", Subsystem: "gateway", Name: "refused_total",
-		Help: "Requests refused by a limit (orders, logins, client_streams, all_streams).",
-	}, []string{"limit"})
-	limits := cfg.Limits.Options(refused)
+	limits := cfg.Limits.Options(metrics.Refused)
 	gateway.MakeHTTPHandler(mux, endpoints, auth, limits...)
 	endStreams := gateway.MakeStreamHandler(mux, endpoints, auth, upstream.URL, stream.Transport(upstream.Transport), limits...)
 	handler := httpserver.StrictTransport(cfg.HTTP.HSTSMaxAge, reqid.Middleware(httpserver.AccessLog(logger, reqid.FromContext, mux)))
