@@ -36,7 +36,7 @@ import (
 // Figures the bounds use:
 //   - loadClients clients; a client pauses 200 ms after a failed attempt (load_test.go);
 //   - the gateway retries a call that failed before any response byte 6 times, 50 ms doubling: 1.55 s of
-//     pauses (cmd/gateway/main.go), so a refused connection costs a client nothing unless six in a row fail;
+//     pauses (gateway/orderconn), so a refused connection costs a client nothing unless six in a row fail;
 //   - Consul checks an order replica's readiness every 2 s with a 2 s timeout (platform/consulreg), and a
 //     sidecar's listener every 10 s;
 //   - the supervisor restarts a dead process after 1 s (scripts/supervise.sh);

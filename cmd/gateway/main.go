@@ -10,28 +10,22 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"strconv"
 	"time"
 
 	"github.com/ardanlabs/conf/v3"
-	kitprometheus "github.com/go-kit/kit/metrics/prometheus"
 	"github.com/pizzajoint/mesh/gateway"
 	"github.com/pizzajoint/mesh/gateway/edge"
+	"github.com/pizzajoint/mesh/gateway/orderconn"
 	"github.com/pizzajoint/mesh/gateway/staff"
 	"github.com/pizzajoint/mesh/gateway/stream"
-	"github.com/pizzajoint/mesh/order/orderclient"
-	"github.com/pizzajoint/mesh/platform/clientlimit"
 	"github.com/pizzajoint/mesh/platform/consulreg"
 	"github.com/pizzajoint/mesh/platform/httpserver"
 	"github.com/pizzajoint/mesh/platform/kitmw"
 	"github.com/pizzajoint/mesh/platform/reqid"
 	"github.com/pizzajoint/mesh/platform/svcmain"
 	"github.com/pizzajoint/mesh/platform/tlsreload"
-	"github.com/pizzajoint/mesh/platform/tokenhash"
-	sidecar "github.com/pizzajoint/mesh/platform/upstream"
 	"github.com/pizzajoint/mesh/platform/vaultauth"
-	"github.com/pizzajoint/mesh/platform/vaultkv"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -50,28 +44,12 @@ type config struct {
 		Addr string `conf:"default:127.0.0.1:9464,help:metrics listen address on loopback (empty: off)"`
 	}
 	// Limits protect the edge from abuse; per client IP address unless said otherwise.
-	Limits struct {
-		OrderRate        float64       `conf:"default:50,help:orders per second per client (0: no limit)"`
-		OrderBurst       int           `conf:"default:100"`
-		LoginRate        float64       `conf:"default:0.2,help:staff sign-in attempts per second per client (0: no limit)"`
-		LoginBurst       int           `conf:"default:10"`
-		Clients          int           `conf:"default:10000,help:clients each rate limit tracks; idle ones are forgotten first"`
-		StreamsPerClient int           `conf:"default:1500,help:open event streams per client (0: no cap)"`
-		Streams          int           `conf:"default:10000,help:open event streams in all (0: no cap)"`
-		StreamLifetime   time.Duration `conf:"default:30m,help:streams end after this and clients resume (0: never)"`
-	}
-	TLS struct {
+	Limits edge.Config
+	TLS    struct {
 		CertFile string `conf:"default:certs/server.pem"`
 		KeyFile  string `conf:"default:certs/server-key.pem"`
 	}
-	Order struct {
-		// URL is the order service as the gateway reaches it: the sidecar's local upstream.
-		URL string `conf:"default:http://127.0.0.1:9191"`
-		// Timeout bounds every call to the order service, connecting included.
-		Timeout time.Duration `conf:"default:5s"`
-		// MaxConns bounds connections to the upstream; idle ones are kept for reuse.
-		MaxConns int `conf:"default:64"`
-	}
+	Order  orderconn.Config
 	Consul struct {
 		Addr string `conf:"help:Consul agent address like http://127.0.0.1:8500 (empty: no mesh)"`
 		// TokenFile holds this instance's Consul token (service identity), delivered by meshctl.
@@ -80,14 +58,8 @@ type config struct {
 		AdvertiseNode bool `conf:"default:false,help:advertise the Consul node's address (a pod's) instead of loopback"`
 	}
 	// Vault is where staff token hashes come from (KV); without a login configured staff sign-in is off.
-	Vault vaultauth.Config
-	Staff struct {
-		TokensPath string        `conf:"default:secret/data/pizza/staff-tokens"`
-		Reload     time.Duration `conf:"default:30s"`
-		// A staff session ends after SessionIdle unused, or SessionMax after sign-in.
-		SessionIdle time.Duration `conf:"default:1h"`
-		SessionMax  time.Duration `conf:"default:12h"`
-	}
+	Vault   vaultauth.Config
+	Staff   staff.Config
 	Service struct {
 		ID string `conf:"help:Consul service instance ID (default: gateway-<host>-<port>)"`
 	}
@@ -123,29 +95,19 @@ func serve(p *svcmain.Process, cfg config) error {
 	}
 	p.Go(func() error { certs.Run(ctx); return nil })
 
-	upstream := upstreamTransport(cfg.Order.MaxConns, cfg.Order.Timeout)
-	// A sidecar restarting (a token rotation) or an order instance going away drops connections before any
-	// answer: such a call is sent again on a fresh connection when that cannot create a second order.
-	retrying := &sidecar.Retry{Next: upstream, Attempts: 6, Backoff: 50 * time.Millisecond, Logger: logger}
-	orders, err := orderclient.New(cfg.Order.URL, &http.Client{Transport: retrying})
+	upstream, err := orderconn.New(cfg.Order, logger)
 	if err != nil {
 		return err
 	}
-	orderURL, err := url.Parse(cfg.Order.URL)
+	auth, runStaff, err := staff.FromVault(cfg.Vault, cfg.Staff, logger)
 	if err != nil {
 		return err
 	}
-	auth, err := staffAuth(p, cfg)
-	if err != nil {
-		return err
-	}
-	duration := kitprometheus.NewHistogramFrom(prometheus.HistogramOpts{
-		Namespace: "pizza", Subsystem: "gateway", Name: "request_duration_seconds",
-		Help: "Time spent in gateway endpoints, by method and outcome.",
-	}, []string{"method", "outcome"})
-	svc := gateway.NewService(orders)
+	p.Go(func() error { runStaff(ctx); return nil })
+	metrics := gateway.NewMetrics(prometheus.DefaultRegisterer)
+	svc := gateway.NewService(upstream.Orders)
 	endpoints := gateway.MakeEndpoints(svc,
-		kitmw.Instrumenting(duration, gateway.Outcome),
+		kitmw.Instrumenting(metrics.Duration, gateway.Outcome),
 		kitmw.Logging(logger, gateway.Outcome),
 		kitmw.Deadline(cfg.Order.Timeout),
 	)
@@ -155,9 +117,9 @@ func serve(p *svcmain.Process, cfg config) error {
 	health := httpserver.NewHealth()
 	mux := http.NewServeMux()
 	health.Register(mux)
-	limits := edgeLimits(cfg)
+	limits := cfg.Limits.Options(metrics.Refused)
 	gateway.MakeHTTPHandler(mux, endpoints, auth, limits...)
-	endStreams := gateway.MakeStreamHandler(mux, endpoints, auth, orderURL, stream.Transport(upstream), limits...)
+	endStreams := gateway.MakeStreamHandler(mux, endpoints, auth, upstream.URL, stream.Transport(upstream.Transport), limits...)
 	handler := httpserver.StrictTransport(cfg.HTTP.HSTSMaxAge, reqid.Middleware(httpserver.AccessLog(logger, reqid.FromContext, mux)))
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
@@ -190,13 +152,9 @@ func register(ctx context.Context, cfg config, listenAddr string, logger *slog.L
 	if err != nil {
 		return nil, nil, err
 	}
-	u, err := url.Parse(cfg.Order.URL)
+	upstreamPort, err := cfg.Order.UpstreamPort()
 	if err != nil {
 		return nil, nil, err
-	}
-	_, upstreamPort, err := consulreg.HostPort(u.Host)
-	if err != nil {
-		return nil, nil, fmt.Errorf("order URL %q must name the sidecar upstream's port: %w", cfg.Order.URL, err)
 	}
 	return consulreg.Join(ctx, cfg.Consul.Addr, consulreg.Instance{
 		ID: cmp.Or(cfg.Service.ID, consulreg.DefaultID("gateway", port)), Name: "gateway", Address: host, Port: port,
@@ -204,54 +162,4 @@ func register(ctx context.Context, cfg config, listenAddr string, logger *slog.L
 		CheckURL:  fmt.Sprintf("https://%s/health/readyz", net.JoinHostPort(host, strconv.Itoa(port))),
 		Upstreams: []consulreg.Upstream{{Service: "order", LocalPort: upstreamPort}},
 	}, logger)
-}
-
-// upstreamTransport keeps connections to the sidecar alive and bounds how long any step may take. There is
-// no overall timeout: each call's context carries its deadline.
-func upstreamTransport(maxConns int, timeout time.Duration) *http.Transport {
-	return &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: min(timeout, 2*time.Second), KeepAlive: 30 * time.Second}).DialContext,
-		MaxConnsPerHost:       maxConns,
-		MaxIdleConns:          maxConns,
-		MaxIdleConnsPerHost:   maxConns,
-		IdleConnTimeout:       60 * time.Second,
-		ResponseHeaderTimeout: timeout,
-		ForceAttemptHTTP2:     false,
-	}
-}
-
-// staffAuth logs in to Vault as the gateway and checks staff tokens against the hashes in KV. Without Vault
-// settings staff sign-in is off (the staff routes answer 503).
-func staffAuth(p *svcmain.Process, cfg config) (*staff.Auth, error) {
-	ctx, logger := p.Ctx, p.Logger
-	if !cfg.Vault.Enabled() {
-		logger.Warn("no Vault settings: staff sign-in is off")
-		return nil, nil
-	}
-	session, err := vaultauth.New(cfg.Vault, logger)
-	if err != nil {
-		return nil, err
-	}
-	p.Go(func() error { session.Run(ctx); return nil })
-	kv := vaultkv.New(session)
-	registry := tokenhash.New(func(ctx context.Context) (map[string]string, error) {
-		return kv.Strings(ctx, cfg.Staff.TokensPath) // no secret yet: no staff token issued
-	}, logger)
-	p.Go(func() error { registry.Run(ctx, cfg.Staff.Reload); return nil })
-	return staff.NewAuth(registry, logger, staff.SessionPolicy{Idle: cfg.Staff.SessionIdle, Absolute: cfg.Staff.SessionMax}), nil
-}
-
-// edgeLimits are the per-client rate limits and stream caps of cfg.Limits.
-func edgeLimits(cfg config) []edge.Option {
-	l := cfg.Limits
-	refused := kitprometheus.NewCounterFrom(prometheus.CounterOpts{
-		Namespace: "pizza", Subsystem: "gateway", Name: "refused_total",
-		Help: "Requests refused by a limit (orders, logins, client_streams, all_streams).",
-	}, []string{"limit"})
-	return []edge.Option{
-		edge.WithRefusalCounter(refused),
-		edge.WithOrderRateLimit(clientlimit.NewRateLimiter(l.OrderRate, l.OrderBurst, l.Clients)),
-		edge.WithLoginRateLimit(clientlimit.NewRateLimiter(l.LoginRate, l.LoginBurst, l.Clients)),
-		edge.WithStreamLimits(clientlimit.NewStreamLimiter(l.StreamsPerClient, l.Streams), l.StreamLifetime),
-	}
 }

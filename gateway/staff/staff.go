@@ -1,6 +1,6 @@
-// Package staff is the staff's way in: sign-in with a staff token, the sessions it opens, the guard of the
-// staff routes, and the kitchen board's files (staffui/, embedded). It writes errors with the encoder it is
-// given (the gateway's one error table).
+// Package staff is the staff's way in: sign-in with a staff token (checked against hashes in Vault KV, see
+// FromVault), the sessions it opens, the guard of the staff routes, and the kitchen board's files (staffui/,
+// embedded). It writes errors with the encoder it is given (the gateway's one error table).
 package staff
 
 import (
