@@ -107,9 +107,16 @@ func writeServiceSecret(d *servicedir.Dir, name, value string) error {
 	return d.WriteFile(name, []byte(value), 0o600)
 }
 
+// MeshOnly are the services the stack runs from others' binaries (NATS): each instance registers with Consul
+// and gets a Consul token with its service's identity, but logs in to nothing in Vault.
+var MeshOnly = []string{"nats"}
+
 func (i Instance) valid() error {
-	if !slices.Contains(Roles, i.Service) {
-		return fmt.Errorf("unknown service %q (want one of %s)", i.Service, strings.Join(Roles, ", "))
+	if !slices.Contains(Roles, i.Service) && !slices.Contains(MeshOnly, i.Service) {
+		return fmt.Errorf("unknown service %q (want one of %s)", i.Service, strings.Join(append(Roles, MeshOnly...), ", "))
+	}
+	if slices.Contains(MeshOnly, i.Service) && !i.Consul {
+		return fmt.Errorf("service %q only has a Consul identity: deliver it with Consul", i.Service)
 	}
 	if i.ID == "" || i.Dir == "" {
 		return errors.New("an instance needs an ID and a credentials folder")
@@ -129,23 +136,29 @@ func (ids *Identities) Deliver(ctx context.Context, inst Instance) error {
 		return err
 	}
 	defer d.Close()
-	names := []string{RoleIDFile, SecretIDFile}
+	vaultLogin := !slices.Contains(MeshOnly, inst.Service)
+	var names []string
+	if vaultLogin {
+		names = append(names, RoleIDFile, SecretIDFile)
+	}
 	if inst.Consul {
 		names = append(names, ConsulTokenFile, consulAccessorFile)
 	}
 	if err := checkNames(d, names...); err != nil {
 		return fmt.Errorf("deliver %s: %w", inst.ID, err)
 	}
-	sec, err := ids.s.read(ctx, "auth/approle/role/"+inst.Service+"/role-id")
-	if err != nil {
-		return err
-	}
-	roleID, _ := sec.Data["role_id"].(string)
-	if err := writeServiceSecret(d, RoleIDFile, roleID); err != nil {
-		return err
-	}
-	if err := ids.deliverSecretID(ctx, inst, d); err != nil {
-		return err
+	if vaultLogin {
+		sec, err := ids.s.read(ctx, "auth/approle/role/"+inst.Service+"/role-id")
+		if err != nil {
+			return err
+		}
+		roleID, _ := sec.Data["role_id"].(string)
+		if err := writeServiceSecret(d, RoleIDFile, roleID); err != nil {
+			return err
+		}
+		if err := ids.deliverSecretID(ctx, inst, d); err != nil {
+			return err
+		}
 	}
 	if inst.Consul {
 		if err := ids.ensureServiceToken(ctx, inst, d); err != nil {

@@ -8,7 +8,8 @@ import (
 	consul "github.com/hashicorp/consul/api"
 )
 
-// The intentions operators edit decode as `consul config write` would: default deny, gateway → order allow.
+// The intentions operators edit decode as `consul config write` would: default deny, gateway → order and
+// order → nats allow.
 func TestIntentionFilesDecode(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("..", "consul", "intentions-*.hcl"))
 	if err != nil || len(files) < 2 {
@@ -28,8 +29,8 @@ func TestIntentionFilesDecode(t *testing.T) {
 			actions[src.Name+"→"+si.Name] = string(src.Action)
 		}
 	}
-	if actions["*→*"] != "deny" || actions["gateway→order"] != "allow" || len(actions) != 2 {
-		t.Errorf("intentions %v; want exactly *→* deny and gateway→order allow", actions)
+	if actions["*→*"] != "deny" || actions["gateway→order"] != "allow" || actions["order→nats"] != "allow" || len(actions) != 3 {
+		t.Errorf("intentions %v; want exactly *→* deny, gateway→order and order→nats allow", actions)
 	}
 }
 
@@ -67,6 +68,8 @@ func TestInstanceValid(t *testing.T) {
 		{Instance{Service: "gateway", ID: "gateway-1", Dir: "/x"}, true},
 		{Instance{Service: "intruder", ID: "i-1", Dir: "/x"}, false},
 		{Instance{Service: "order", Dir: "/x"}, false},
+		{Instance{Service: "nats", ID: "nats-1", Dir: "/x", Consul: true}, true},
+		{Instance{Service: "nats", ID: "nats-1", Dir: "/x"}, false}, // a Consul identity only: nothing to deliver
 	} {
 		if err := tt.inst.valid(); (err == nil) != tt.ok {
 			t.Errorf("%+v: %v", tt.inst, err)

@@ -135,9 +135,8 @@ func serve(p *svcmain.Process, cfg config) (err error) {
 	g.Go(func() error { return events.Run(ctx) })
 	g.Go(func() error { b.Store.MonitorReplica(ctx); return nil })
 
-	health := httpserver.NewHealth(append(b.Checks,
-		httpserver.Check{Name: "database", Fn: b.DB.PingContext},
-		httpserver.Check{Name: "events", Fn: events.Ready})...)
+	checks := append(b.Checks, httpserver.Check{Name: "database", Fn: b.DB.PingContext})
+	health := httpserver.NewHealth(append(checks, events.Checks...)...)
 	mux := http.NewServeMux()
 	health.Register(mux)
 	mux.Handle("GET /metrics", promhttp.Handler())
@@ -176,9 +175,13 @@ func register(ctx context.Context, cfg config, listenAddr string, logger *slog.L
 	if err != nil {
 		return nil, nil, err
 	}
+	upstreams, err := cfg.Events.Upstreams()
+	if err != nil {
+		return nil, nil, err
+	}
 	id := cmp.Or(cfg.Service.ID, consulreg.DefaultID("order", port))
 	return consulreg.Join(ctx, cfg.Consul.Addr, consulreg.Instance{
-		ID: id, Name: "order", Address: host, Port: port, TokenFile: cfg.Consul.TokenFile, AdvertiseNode: cfg.Consul.AdvertiseNode,
+		ID: id, Name: "order", Address: host, Port: port, Upstreams: upstreams, TokenFile: cfg.Consul.TokenFile, AdvertiseNode: cfg.Consul.AdvertiseNode,
 		CheckURL: fmt.Sprintf("http://%s/health/readyz", net.JoinHostPort(host, strconv.Itoa(port))),
 	}, logger)
 }

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -19,6 +21,8 @@ import (
 	"github.com/pizzajoint/mesh/order/eventhub"
 	"github.com/pizzajoint/mesh/order/eventrelay"
 	"github.com/pizzajoint/mesh/order/eventstream"
+	"github.com/pizzajoint/mesh/platform/consulreg"
+	"github.com/pizzajoint/mesh/platform/httpserver"
 )
 
 // Config is where the events go. Every field has an ORDER_EVENTS_* variable.
@@ -53,8 +57,9 @@ type Events struct {
 	Streams order.EventStreams
 	// Run does the background work (relay or poller) until ctx ends; the caller joins it.
 	Run func(ctx context.Context) error
-	// Ready reports whether streams can be served.
-	Ready func(ctx context.Context) error
+	// Checks gate the instance's readiness. On JetStream there is none: orders keep flowing while NATS is away
+	// (the outbox holds their events), and a stream that cannot be served answers 503 by itself.
+	Checks []httpserver.Check
 	// Close ends the NATS connection, after Run has returned.
 	Close func()
 }
@@ -64,7 +69,7 @@ func Open(ctx context.Context, cfg Config, log Log, reg prometheus.Registerer, l
 	switch cfg.Source {
 	case "poll":
 		hub := eventhub.New(log, 200*time.Millisecond, logger)
-		return &Events{Store: log, Streams: hub, Ready: hub.Ready, Close: func() {},
+		return &Events{Store: log, Streams: hub, Checks: []httpserver.Check{{Name: "events", Fn: hub.Ready}}, Close: func() {},
 			Run: func(ctx context.Context) error { hub.Run(ctx); return nil }}, nil
 	case "jetstream":
 		return openJetStream(ctx, cfg, log, reg, logger)
@@ -101,7 +106,7 @@ func openJetStream(ctx context.Context, cfg Config, log Log, reg prometheus.Regi
 	relayCfg.Sweep, relayCfg.Batch, relayCfg.Timeout = cfg.Relay.Sweep, cfg.Relay.Batch, cfg.NATS.Timeout
 	relay := eventrelay.New(relayCfg, log, eventstream.NewPublisher(js), m, logger)
 	streams := eventstream.NewStreams(js)
-	return &Events{Store: relay.Nudging(log), Streams: streams, Ready: streams.Ready, Run: relay.Run, Close: nc.Close}, nil
+	return &Events{Store: relay.Nudging(log), Streams: streams, Run: relay.Run, Close: nc.Close}, nil
 }
 
 func newMetrics(reg prometheus.Registerer) eventrelay.Metrics {
@@ -113,4 +118,21 @@ func newMetrics(reg prometheus.Registerer) eventrelay.Metrics {
 		Name: "event_relay_lag_seconds", Help: "Age of the oldest event not yet relayed to the stream (0: caught up)."})
 	reg.MustRegister(published, dups, lag)
 	return eventrelay.Metrics{Published: published.Inc, Duplicates: dups.Inc, Lag: func(d time.Duration) { lag.Set(d.Seconds()) }}
+}
+
+// Upstreams are the mesh upstreams the event path needs: NATS on the local port of cfg.NATS.URL, through the
+// instance's sidecar. None for the poller.
+func (c Config) Upstreams() ([]consulreg.Upstream, error) {
+	if c.Source != "jetstream" {
+		return nil, nil
+	}
+	u, err := url.Parse(c.NATS.URL)
+	if err != nil {
+		return nil, fmt.Errorf("ORDER_EVENTS_NATS_URL: %w", err)
+	}
+	port, err := strconv.Atoi(u.Port())
+	if err != nil || port <= 0 || port > 65535 {
+		return nil, fmt.Errorf("ORDER_EVENTS_NATS_URL %q: want a local upstream port", c.NATS.URL)
+	}
+	return []consulreg.Upstream{{Service: "nats", LocalPort: port}}, nil
 }

@@ -98,7 +98,9 @@ func TestOrderEventsOnJetStream(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- events.Run(runCtx) }()
 	defer func() { stop(); <-done; events.Close() }()
-	testkit.Eventually(t, 20*time.Second, "streams ready", func() error { return events.Ready(ctx) })
+	if len(events.Checks) != 0 {
+		t.Errorf("on JetStream, %d readiness checks; want none (orders flow while NATS is away)", len(events.Checks))
+	}
 
 	svc := order.NewService(events.Store, order.DefaultMenu)
 	time.Sleep(1500 * time.Millisecond) // the relay's first sweep is done: what follows only a nudge delivers
@@ -189,5 +191,29 @@ func TestOpenRefusesAnUnknownSourceOrAMissingKey(t *testing.T) {
 				t.Error("opened")
 			}
 		})
+	}
+}
+
+func TestUpstreams(t *testing.T) {
+	for _, tt := range []struct {
+		source, url string
+		want        int // the upstream's port; 0: none; -1: an error
+	}{
+		{"poll", "nats://127.0.0.1:4222", 0},
+		{"jetstream", "nats://127.0.0.1:9292", 9292},
+		{"jetstream", "nats://127.0.0.1", -1},
+		{"jetstream", "nats://127.0.0.1:99999", -1},
+	} {
+		var cfg orderevents.Config
+		cfg.Source, cfg.NATS.URL = tt.source, tt.url
+		ups, err := cfg.Upstreams()
+		switch {
+		case tt.want == -1 && err == nil:
+			t.Errorf("%s %s: no error", tt.source, tt.url)
+		case tt.want == 0 && (err != nil || len(ups) != 0):
+			t.Errorf("%s %s: %v %v; want no upstream", tt.source, tt.url, ups, err)
+		case tt.want > 0 && (err != nil || len(ups) != 1 || ups[0].Service != "nats" || ups[0].LocalPort != tt.want):
+			t.Errorf("%s %s: %v %v; want nats on %d", tt.source, tt.url, ups, err, tt.want)
+		}
 	}
 }
