@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -285,27 +283,25 @@ func (f *follower) readOnce(ctx context.Context, client *http.Client, last *int6
 		io.Copy(io.Discard, resp.Body)
 		return fmt.Errorf("GET events: %d", resp.StatusCode)
 	}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		data, ok := strings.CutPrefix(sc.Text(), "data: ")
-		if !ok {
-			continue
-		}
-		var e event
-		if err := json.Unmarshal([]byte(data), &e); err != nil {
-			return fmt.Errorf("bad event %q: %w", data, err)
-		}
-		*last = e.ID
+	err = readEvents(resp.Body, func(e event) error {
+		*last = e.Resume
 		f.mu.Lock()
 		f.seen = append(f.seen, e)
 		n := len(f.seen)
 		f.mu.Unlock()
 		if n >= len(wantFollowed) {
-			return nil
+			return errFollowedAll
 		}
+		return nil
+	})
+	if errors.Is(err, errFollowedAll) {
+		return nil
 	}
-	return sc.Err()
+	return err
 }
+
+// errFollowedAll ends a follower's read once it saw every event it waits for.
+var errFollowedAll = errors.New("every followed event seen")
 
 // wait waits for the three events and checks them: each once, in order, ids rising.
 func (f *follower) wait(within time.Duration) error {

@@ -130,7 +130,7 @@ func TestOrderReplicaStopLosesNothing(t *testing.T) {
 		for len(f.seen) < 3 {
 			select {
 			case e := <-f.s.events:
-				f.seen, f.last = append(f.seen, e.Status), e.ID
+				f.seen, f.last = append(f.seen, e.Status), e.Resume
 			case <-f.s.done: // its replica went away: come back where it left off, as EventSource does
 				f.reconnected = true
 				f.s.close()

@@ -34,6 +34,38 @@ type event struct {
 	ID      int64  `json:"event_id"`
 	OrderID string `json:"order_id"`
 	Status  string `json:"status"`
+	// Resume is the SSE id the event came with: what a client sends back as Last-Event-ID, as EventSource does.
+	Resume int64 `json:"-"`
+}
+
+// readEvents reads server-sent events from r as EventSource does, each with the id line before its data, until
+// r ends (nil) or fn fails.
+func readEvents(r io.Reader, fn func(event) error) error {
+	sc := bufio.NewScanner(r)
+	var id int64
+	for sc.Scan() {
+		line := sc.Text()
+		if v, ok := strings.CutPrefix(line, "id: "); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return fmt.Errorf("bad event id %q: %w", v, err)
+			}
+			id = n
+			continue
+		}
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok {
+			continue
+		}
+		e := event{Resume: id}
+		if err := json.Unmarshal([]byte(data), &e); err != nil {
+			return fmt.Errorf("bad event %q: %w", data, err)
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return sc.Err()
 }
 
 // stream is an open server-sent event stream.
@@ -89,19 +121,7 @@ func openStreamOnce(t *testing.T, ctx context.Context, client *http.Client, url 
 	s := &stream{resp: resp, events: make(chan event, 64), done: make(chan error, 1)}
 	go func() {
 		defer resp.Body.Close()
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			line := sc.Text()
-			if data, ok := strings.CutPrefix(line, "data: "); ok {
-				var e event
-				if err := json.Unmarshal([]byte(data), &e); err != nil {
-					s.done <- fmt.Errorf("bad event %q: %w", data, err)
-					return
-				}
-				s.events <- e
-			}
-		}
-		err := sc.Err()
+		err := readEvents(resp.Body, func(e event) error { s.events <- e; return nil })
 		if err == nil {
 			err = io.EOF
 		}
@@ -212,7 +232,7 @@ func TestReconnectWithLastEventIDMissesNothing(t *testing.T) {
 	advance(t, id, "ACCEPTED") // while the customer is away
 	advance(t, id, "BAKING")
 
-	s2, status := openStream(t, ctx, stack.HTTP, trackURL(id, token), nil, created.ID)
+	s2, status := openStream(t, ctx, stack.HTTP, trackURL(id, token), nil, created.Resume)
 	if status != http.StatusOK {
 		t.Fatalf("reconnect: %d", status)
 	}
@@ -272,7 +292,7 @@ func TestGatewayRestartLosesNothing(t *testing.T) {
 		t.Fatalf("restart gateway: %v\n%s", err, out)
 	}
 	stack.HTTP.CloseIdleConnections()
-	s2, status := openStream(t, ctx, stack.HTTP, stack.GatewayURL+"/staff/api/events", bearer, first.ID)
+	s2, status := openStream(t, ctx, stack.HTTP, stack.GatewayURL+"/staff/api/events", bearer, first.Resume)
 	if status != http.StatusOK {
 		t.Fatalf("reconnect: %d", status)
 	}

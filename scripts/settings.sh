@@ -37,6 +37,14 @@ ORDER_REPLICAS="${ORDER_REPLICAS:-1}"
 ORDER_UPSTREAM_PORT="${ORDER_UPSTREAM_PORT:-9191}"
 ORDER_SERVICE_ID="${ORDER_SERVICE_ID:-order-1}"
 GATEWAY_SERVICE_ID="${GATEWAY_SERVICE_ID:-gateway-1}"
+# The event stream: NATS JetStream on loopback, reached by order only through its sidecar's upstream (replica N
+# on NATS_UPSTREAM_PORT + N-1); its monitoring port is root's (make status). STACK_EVENTS=poll runs order's
+# MySQL poller instead (kept only for the benchmark's comparison).
+STACK_EVENTS="${STACK_EVENTS:-poll}"
+NATS_PORT="${NATS_PORT:-4222}"
+NATS_MONITOR_PORT="${NATS_MONITOR_PORT:-8222}"
+NATS_UPSTREAM_PORT="${NATS_UPSTREAM_PORT:-9292}"
+NATS_SERVICE_ID="${NATS_SERVICE_ID:-nats-1}"
 STACK_SERVICES="${STACK_SERVICES:-1}" # 0: infrastructure only (MariaDB, Consul, Vault, bootstrap)
 STACK_MESH="${STACK_MESH:-auto}"      # auto: sidecars when the services register with Consul; on; off
 STACK_TIMEOUT="${STACK_TIMEOUT:-60}"
@@ -56,6 +64,7 @@ OPERATOR_TOKEN_FILE="$VAULT_DIR/operator-token"
 if [[ "$(id -u)" == 0 ]]; then SERVICE_USERS="${SERVICE_USERS:-1}"; else SERVICE_USERS=0; fi
 ORDER_USER="${ORDER_USER:-pizza-order}"
 GATEWAY_USER="${GATEWAY_USER:-pizza-gateway}"
+NATS_USER="${NATS_USER:-pizza-nats}"
 # order migrate runs as an account of its own: the running order's account never sees the DDL user's credentials.
 MIGRATE_USER="${MIGRATE_USER:-pizza-migrate}"
 GATEWAY_PORT="${GATEWAY_ADDR##*:}"

@@ -31,8 +31,9 @@ setup() {
     ensure_user "$ORDER_USER"
     ensure_user "$GATEWAY_USER"
     ensure_user "$MIGRATE_USER"
+    ensure_user "$NATS_USER"
   else
-    ORDER_USER="$(id -un)" GATEWAY_USER="$(id -un)" MIGRATE_USER="$(id -un)"
+    ORDER_USER="$(id -un)" GATEWAY_USER="$(id -un)" MIGRATE_USER="$(id -un)" NATS_USER="$(id -un)"
   fi
 }
 
@@ -63,6 +64,7 @@ spawn() {
 run_delivered() {
   local svc="$1" id="$2" user="$3" consul="$4"; shift 4
   deliver "$svc" "$id" "$user" "$consul"
+  if [[ "$svc" == order ]] && events_on_nats; then deliver_nats_key "$svc" "$id" "$user"; fi
   if ((SERVICE_USERS)); then
     exec setpriv --reuid="$user" --regid="$user" --clear-groups -- "$@"
   fi
@@ -118,6 +120,18 @@ host_filter_ports() {
   if [[ -n "$port" ]]; then echo "gateway pprof:$port/tcp:$GATEWAY_USER:"; fi
   port="$(loopback_port "${ORDER_DEBUG_ADDR:-}")"
   if [[ -n "$port" ]]; then echo "order pprof:$port/tcp:$ORDER_USER:"; fi
+  if events_on_nats; then
+    # NATS takes only its own sidecar (and root: meshctl); without the mesh, order's instances connect directly.
+    local nats_clients="$NATS_USER"
+    mesh_enabled || nats_clients+=",$ORDER_USER"
+    echo "nats:$NATS_PORT/tcp:$NATS_USER:$nats_clients"
+    echo "nats monitoring:$NATS_MONITOR_PORT/tcp:$NATS_USER:"
+    if mesh_enabled; then
+      for ((n = 1; n <= ORDER_REPLICAS; n++)); do
+        echo "$(order_id "$n") upstream to nats:$((NATS_UPSTREAM_PORT + n - 1))/tcp:$ORDER_USER:$ORDER_USER"
+      done
+    fi
+  fi
   echo "mariadb:$MYSQL_PORT/tcp:root:$ORDER_USER,$MIGRATE_USER"
   [[ "$DB_REPLICAS" == 0 ]] || echo "mariadb-replica:$MYSQL_REPLICA_PORT/tcp:root:$ORDER_USER"
   echo "vault:$VAULT_PORT/tcp:root:$ORDER_USER,$GATEWAY_USER,$MIGRATE_USER"
@@ -328,8 +342,10 @@ start_front() {
 
 start_consul_fronts() {
   local svc user
-  for svc in order gateway; do
-    user="$ORDER_USER"; [[ "$svc" == gateway ]] && user="$GATEWAY_USER"
+  local services=(order gateway)
+  events_on_nats && services+=(nats)
+  for svc in "${services[@]}"; do
+    user="$(user_of "$svc")"
     start_front "consul-front-$svc" MESHCTL_FRONT_LISTEN="$(consul_addr_of "$svc")" MESHCTL_FRONT_OWNER="$user" MESHCTL_FRONT_LEAF_FOR="$svc"
     wait_for "consul front for $svc" "$STACK_TIMEOUT" "$LOG_DIR/consul-front-$svc.log" front_answers "$STATE_DIR/consul-$svc.sock"
   done
@@ -376,7 +392,9 @@ meshctl_env() {
   export MESHCTL_VAULT_ADDR="$VAULT_ADDR" MESHCTL_VAULT_CA_CERT="$VAULT_CACERT" MESHCTL_VAULT_STATE_DIR="$VAULT_DIR" \
     MESHCTL_VAULT_AUDIT_LOG="$LOG_DIR/vault-audit.log" MESHCTL_CONSUL_ADDR="$CONSUL_HTTP_ADDR" \
     MESHCTL_CONSUL_NODE="$CONSUL_NODE" MESHCTL_REPO="$ROOT_DIR" \
-    MESHCTL_DB_ADDR="127.0.0.1:$MYSQL_PORT" MESHCTL_DB_SOCKET="$STATE_DIR/mariadb/mariadbd.sock"
+    MESHCTL_DB_ADDR="127.0.0.1:$MYSQL_PORT" MESHCTL_DB_SOCKET="$STATE_DIR/mariadb/mariadbd.sock" \
+    MESHCTL_NATS_USERS_DIR="$NATS_DIR/users" MESHCTL_NATS_AUTH_FILE="$NATS_DIR/auth.conf" \
+    MESHCTL_NATS_URL="nats://127.0.0.1:$NATS_PORT" MESHCTL_NATS_REPLICAS=1
   if [[ -n "${DB_CREDS_TTL:-}" ]]; then export MESHCTL_DB_CREDS_TTL="$DB_CREDS_TTL"; fi
   if [[ -n "${DB_CREDS_MAX_TTL:-}" ]]; then export MESHCTL_DB_CREDS_MAX="$DB_CREDS_MAX_TTL"; fi
 }
@@ -387,6 +405,84 @@ meshctl() { (meshctl_env && "$BIN_DIR/meshctl" "$@") 2>>"$LOG_DIR/meshctl.log"; 
 bootstrap() {
   log "meshctl bootstrap (log: $LOG_DIR/meshctl.log)"
   meshctl bootstrap || { tail -n 20 "$LOG_DIR/meshctl.log" >&2; die "meshctl bootstrap failed (see $LOG_DIR/meshctl.log)"; }
+}
+
+# ---- NATS (the event stream) ---------------------------------------------------------------------------------
+
+NATS_DIR="$STATE_DIR/nats"
+# events_on_nats: order relays its event log to JetStream and serves streams from it (STACK_EVENTS=jetstream).
+events_on_nats() { [[ "$STACK_EVENTS" == jetstream ]]; }
+nats_ready() { "$CURL" -fsS -o /dev/null "http://127.0.0.1:$NATS_MONITOR_PORT/healthz?js-enabled-only=true"; }
+
+write_nats_config() {
+  # The authorization (auth.conf, beside it) is meshctl's: nkey public keys and each role's permissions.
+  cat >"$NATS_DIR/nats.conf" <<CONF
+server_name: "$NATS_SERVICE_ID"
+listen: 127.0.0.1:$NATS_PORT
+http: 127.0.0.1:$NATS_MONITOR_PORT
+jetstream {
+  store_dir: "$NATS_DIR/store"
+  # An acknowledged event is on disk: fsync every write. Jepsen's 2025 analysis of NATS 2.12.1 lost
+  # acknowledged writes on coordinated crashes with the default (2 minutes).
+  sync_interval: always
+}
+include "auth.conf"
+CONF
+  chmod 644 "$NATS_DIR/nats.conf"
+}
+
+# start_nats: the NATS server as its own account, with JetStream in a store only that account reaches, then the
+# event stream (meshctl, with its own NATS identity).
+start_nats() {
+  if running nats; then
+    log "nats already running (pid $(cat "$PID_DIR/nats.pid"))"
+  else
+    need_port nats "$NATS_PORT"
+    need_port "nats monitoring" "$NATS_MONITOR_PORT"
+    NATS_SERVER="$("$SCRIPTS_DIR/tools.sh" ensure nats-server)"
+    mkdir -p "$NATS_DIR"
+    chmod 755 "$NATS_DIR"
+    # The store belongs to the NATS account; root makes it once and never reaches into it (a link there is refused).
+    [[ ! -L "$NATS_DIR/store" ]] || die "$NATS_DIR/store is a link; refusing to use it"
+    [[ -d "$NATS_DIR/store" ]] || install -d -m 700 -o "$NATS_USER" -g "$NATS_USER" "$NATS_DIR/store"
+    write_nats_config
+    meshctl nats-auth >/dev/null || { tail -n 5 "$LOG_DIR/meshctl.log" >&2; die "meshctl nats-auth failed (see $LOG_DIR/meshctl.log)"; }
+    log "starting NATS (JetStream) on 127.0.0.1:$NATS_PORT (log: $LOG_DIR/nats.log)"
+    spawn nats "$NATS_USER" "$NATS_SERVER" -c "$NATS_DIR/nats.conf"
+  fi
+  wait_for "NATS with JetStream" "$STACK_TIMEOUT" "$LOG_DIR/nats.log" nats_ready
+  meshctl nats-stream || { tail -n 5 "$LOG_DIR/meshctl.log" >&2; die "meshctl nats-stream failed (see $LOG_DIR/meshctl.log)"; }
+}
+
+# deliver_nats_key SERVICE ID USER: the instance's NATS identity (its nkey seed) into its credentials folder;
+# the server rereads its authorization when a new key was added.
+deliver_nats_key() {
+  local out
+  out="$(
+    export MESHCTL_INSTANCE_SERVICE="$1" MESHCTL_INSTANCE_ID="$2" MESHCTL_INSTANCE_DIR="$CREDS_DIR/$2" \
+      MESHCTL_INSTANCE_OWNER="$(owner_of "$3")"
+    meshctl nats-key
+  )" || { tail -n 5 "$LOG_DIR/meshctl.log" >&2; die "meshctl nats-key $2 failed (see $LOG_DIR/meshctl.log)"; }
+  if [[ "$out" == reload && -s "$PID_DIR/nats.child" ]]; then
+    kill -HUP "$(cat "$PID_DIR/nats.child")" 2>/dev/null || true
+  fi
+}
+
+# start_nats_mesh: NATS's registration in Consul (meshctl register, as NATS's account with its own token: the
+# server cannot register itself) and its sidecar.
+start_nats_mesh() {
+  local dir="$CREDS_DIR/$NATS_SERVICE_ID"
+  if ! running nats-registration; then
+    (
+      export MESHCTL_CONSUL_ADDR="$(consul_addr_of nats)" MESHCTL_REGISTER_ID="$NATS_SERVICE_ID" MESHCTL_REGISTER_NAME=nats \
+        MESHCTL_REGISTER_PORT="$NATS_PORT" MESHCTL_REGISTER_TOKEN_FILE="$dir/consul-token" \
+        MESHCTL_REGISTER_CHECK_URL="http://127.0.0.1:$NATS_MONITOR_PORT/healthz?js-enabled-only=true"
+      log "registering NATS in Consul as $NATS_SERVICE_ID (log: $LOG_DIR/nats-registration.log)"
+      spawn nats-registration root "$SCRIPTS_DIR/stack.sh" run-delivered nats "$NATS_SERVICE_ID" "$NATS_USER" consul "$BIN_DIR/meshctl" register
+    )
+  fi
+  start_sidecar "$NATS_SERVICE_ID"
+  wait_for "$NATS_SERVICE_ID passing in Consul" "$STACK_TIMEOUT" "$LOG_DIR/consul.log" passing_in_consul "$NATS_SERVICE_ID"
 }
 
 # ---- Go services ---------------------------------------------------------------------------------------------
@@ -454,6 +550,14 @@ start_order_replica() {
       ORDER_VAULT_ADDR="$VAULT_ADDR" ORDER_VAULT_CA_CERT="$VAULT_CACERT" ORDER_VAULT_ROLE=order ORDER_VAULT_DB_ROLE=order \
       ORDER_VAULT_ROLE_ID_FILE="$dir/role-id" ORDER_VAULT_SECRET_ID_FILE="$dir/secret-id"
     if [[ "$DB_REPLICAS" != 0 ]]; then export ORDER_DB_REPLICA_ADDR="127.0.0.1:$MYSQL_REPLICA_PORT"; fi
+    if events_on_nats; then
+      local nats_port="$NATS_PORT"
+      mesh_enabled && nats_port="$((NATS_UPSTREAM_PORT + $1 - 1))"
+      export ORDER_EVENTS_SOURCE=jetstream ORDER_EVENTS_NATS_URL="nats://127.0.0.1:$nats_port" \
+        ORDER_EVENTS_NATS_SEED_FILE="$dir/nats-seed" ORDER_EVENTS_NATS_NAME="$id"
+    else
+      export ORDER_EVENTS_SOURCE=poll
+    fi
     if mesh_enabled; then
       export ORDER_CONSUL_ADDR="$(consul_addr_of order)" ORDER_CONSUL_TOKEN_FILE="$dir/consul-token" ORDER_SERVICE_ID="$id"
     fi
@@ -522,8 +626,20 @@ read_as() {
 }
 
 # service_of ID, user_of ID: the service and the OS user of an instance (and of its sidecar).
-service_of() { if [[ "$1" == gateway* ]]; then echo gateway; else echo order; fi; }
-user_of() { if [[ "$1" == gateway* ]]; then echo "$GATEWAY_USER"; else echo "$ORDER_USER"; fi; }
+service_of() {
+  case "$1" in
+    gateway*) echo gateway ;;
+    nats*) echo nats ;;
+    *) echo order ;;
+  esac
+}
+user_of() {
+  case "$1" in
+    gateway*) echo "$GATEWAY_USER" ;;
+    nats*) echo "$NATS_USER" ;;
+    *) echo "$ORDER_USER" ;;
+  esac
+}
 
 start_sidecar() {
   await_sidecar_registration "$1"
@@ -549,7 +665,14 @@ launch_sidecar() {
 
 start_mesh() {
   local n id
+  if events_on_nats; then start_nats_mesh; fi
   for ((n = 1; n <= ORDER_REPLICAS; n++)); do start_sidecar "$(order_id "$n")"; done
+  if events_on_nats; then
+    for ((n = 1; n <= ORDER_REPLICAS; n++)); do
+      wait_for "$(order_id "$n") upstream to nats on 127.0.0.1:$((NATS_UPSTREAM_PORT + n - 1))" "$STACK_TIMEOUT" \
+        "$LOG_DIR/sidecar-$(order_id "$n").log" listening "$((NATS_UPSTREAM_PORT + n - 1))"
+    done
+  fi
   # An instance gets Connect traffic once its own check and its sidecar's pass (the sidecar's TCP check runs
   # every 10 s and starts critical): ready means every replica can take orders.
   for ((n = 1; n <= ORDER_REPLICAS; n++)); do
@@ -567,6 +690,7 @@ mesh_enabled() { [[ "$STACK_MESH" != off ]]; }
 
 start_services() {
   run_migrations
+  if events_on_nats; then start_nats; fi
   start_order
   start_gateway
   if mesh_enabled; then start_mesh; fi
@@ -633,7 +757,10 @@ cmd_stop() {
   done
   # Further order replicas, and any other sidecar a previous run left (other service ids).
   for f in "$PID_DIR"/sidecar-*.pid "$PID_DIR"/order-*.pid; do [[ -e "$f" ]] && stop_pidfile "$(basename "$f" .pid)" "$f"; done
-  for name in consul-ui consul-front-order consul-front-gateway; do stop_pidfile "$name" "$PID_DIR/$name.pid"; done
+  # NATS's registration leaves Consul while the agent is still there; NATS after every client of it.
+  stop_pidfile nats-registration "$PID_DIR/nats-registration.pid"
+  stop_pidfile nats "$PID_DIR/nats.pid"
+  for name in consul-ui consul-front-order consul-front-gateway consul-front-nats; do stop_pidfile "$name" "$PID_DIR/$name.pid"; done
   stop_pidfile vault "$PID_DIR/vault.pid"
   stop_pidfile consul "$PID_DIR/consul.pid"
   stop_process mariadb-replica
@@ -665,6 +792,7 @@ cmd_status() {
     [[ -e "$f" && "$name" != "sidecar-$ORDER_SERVICE_ID" && "$name" != "sidecar-$GATEWAY_SERVICE_ID" ]] && replicas+=("$name")
   done
   [[ "$DB_REPLICAS" == 0 ]] || replicas=(mariadb-replica "${replicas[@]}")
+  if events_on_nats; then replicas+=(nats nats-registration consul-front-nats); fi
   for name in mariadb consul consul-front-order consul-front-gateway consul-ui vault order gateway "sidecar-$ORDER_SERVICE_ID" "sidecar-$GATEWAY_SERVICE_ID" "${replicas[@]}"; do
     f="$PID_DIR/$name.pid"
     if pid_alive "$f"; then state="running (pid $(cat "$f"))"; else state="stopped"; rc=3; fi

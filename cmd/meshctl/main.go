@@ -28,6 +28,8 @@
 //	meshctl token staff NAME          a staff bearer token (printed once; Vault keeps its hash)
 //	meshctl token consul-ui           a read-only Consul token to log in to the UI (leased from Vault, 8 h)
 //	meshctl token consul-operator     a Consul token for the runbook's consul CLI (leased from Vault, 1 h)
+//	meshctl register                  keep one instance of a service run from another's binary (NATS) registered
+//	                                  with Consul, with its sidecar and its own token (MESHCTL_REGISTER_*), until stopped
 //	meshctl nats-auth                 meshctl's NATS identity, then the server's authorization (public keys only)
 //	meshctl nats-key                  the NATS identity of one instance (MESHCTL_INSTANCE_*): its nkey seed in its
 //	                                  folder, its public key in the authorization ("reload" on stdout: changed)
@@ -76,6 +78,8 @@ type config struct {
 		Consul  bool   `conf:"default:false,help:the instance registers with Consul and gets a Consul token"`
 		Owner   string `conf:"help:numeric uid:gid that the instance's folder and files belong to (default: the folder's owner)"`
 	}
+	// Register is the instance `meshctl register` keeps registered with Consul.
+	Register Registration
 	// NATS is where the NATS identities are kept and how the event stream is shaped (nats-* commands).
 	NATS  provision.NATSConfig
 	Front consulfront.Config
@@ -193,6 +197,8 @@ func run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 		return vaultSetup.Unseal(ctx)
 	case "serve-front":
 		return consulfront.Serve(ctx, cfg.Front, cfg.Consul.Addr, logger)
+	case "register":
+		return register(ctx, cfg.Consul.Addr, cfg.Register, logger)
 	case "nats-auth", "nats-key", "nats-stream":
 		return natsCmd(ctx, cfg, inst, stdout, logger)
 	case "operator-token":

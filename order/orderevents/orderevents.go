@@ -86,13 +86,13 @@ func openJetStream(ctx context.Context, cfg Config, log Log, reg prometheus.Regi
 	if err != nil {
 		return nil, fmt.Errorf("NATS key: %w", err)
 	}
-	logger = logger.With("component", "nats")
+	connLog := logger.With("component", "nats")
 	// The connection outlives any outage: the outbox keeps the events, and the relay catches up on reconnect.
 	nc, err := nats.Connect(cfg.NATS.URL, key, nats.Name(cfg.NATS.Name), nats.Timeout(cfg.NATS.Timeout),
 		nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { logger.Warn("NATS disconnected", "error", err) }),
-		nats.ReconnectHandler(func(c *nats.Conn) { logger.Info("NATS reconnected", "server", c.ConnectedUrlRedacted()) }),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { logger.Warn("NATS error", "error", err) }))
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { connLog.Warn("NATS disconnected", "error", err) }),
+		nats.ReconnectHandler(func(c *nats.Conn) { connLog.Info("NATS reconnected", "server", c.ConnectedUrlRedacted()) }),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { connLog.Warn("NATS error", "error", err) }))
 	if err != nil {
 		return nil, fmt.Errorf("NATS at %s: %w", cfg.NATS.URL, err)
 	}
