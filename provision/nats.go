@@ -160,6 +160,34 @@ func (n *NATSUsers) Render() (changed bool, err error) {
 
 // EnsureStream creates the event stream, or brings its configuration up to date, as meshctl's identity.
 func (n *NATSUsers) EnsureStream(ctx context.Context, timeout time.Duration) error {
+	return n.withJetStream(ctx, timeout, func(ctx context.Context, js jetstream.JetStream) error {
+		if err := eventstream.Ensure(ctx, js, n.cfg.Replicas); err != nil {
+			return err
+		}
+		n.logger.Info("event stream configured", "stream", eventstream.Name, "replicas", n.cfg.Replicas)
+		return nil
+	})
+}
+
+// StreamState describes the event stream in one line for operators: its messages, its last sequence, its open
+// consumers (one per open SSE stream) and its replicas.
+func (n *NATSUsers) StreamState(ctx context.Context, timeout time.Duration) (string, error) {
+	var line string
+	err := n.withJetStream(ctx, timeout, func(ctx context.Context, js jetstream.JetStream) error {
+		s, err := js.Stream(ctx, eventstream.Name)
+		if err != nil {
+			return err
+		}
+		st := s.CachedInfo().State
+		line = fmt.Sprintf("%s: %d messages (%d bytes), last sequence %d, %d consumers, %d replicas", eventstream.Name,
+			st.Msgs, st.Bytes, st.LastSeq, st.Consumers, s.CachedInfo().Config.Replicas)
+		return nil
+	})
+	return line, err
+}
+
+// withJetStream runs fn on a JetStream connection as meshctl's identity, within timeout.
+func (n *NATSUsers) withJetStream(ctx context.Context, timeout time.Duration, fn func(context.Context, jetstream.JetStream) error) error {
 	seed, err := n.ProvisionerSeed()
 	if err != nil {
 		return err
@@ -179,11 +207,7 @@ func (n *NATSUsers) EnsureStream(ctx context.Context, timeout time.Duration) err
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if err := eventstream.Ensure(ctx, js, n.cfg.Replicas); err != nil {
-		return err
-	}
-	n.logger.Info("event stream configured", "stream", eventstream.Name, "replicas", n.cfg.Replicas)
-	return nil
+	return fn(ctx, js)
 }
 
 func (n *NATSUsers) registered(name string) (string, error) {

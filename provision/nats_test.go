@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,6 +78,9 @@ func TestNATSIdentities(t *testing.T) {
 	users.cfg.URL = srv.URL()
 	if err := users.EnsureStream(context.Background(), 5*time.Second); err != nil {
 		t.Errorf("meshctl could not keep the stream: %v", err)
+	}
+	if line, err := users.StreamState(context.Background(), 5*time.Second); err != nil || !strings.Contains(line, "ORDERS: 0 messages") {
+		t.Errorf("stream state %q, %v", line, err)
 	}
 	if err := connectWith(t, srv.URL(), provisioner); err != nil {
 		t.Errorf("meshctl refused: %v", err)

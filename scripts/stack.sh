@@ -785,7 +785,7 @@ stop_process() {
 }
 
 cmd_status() {
-  local f name state rc=0
+  local f name state n rc=0
   local replicas=()
   for f in "$PID_DIR"/order-*.pid "$PID_DIR"/sidecar-*.pid; do
     name="$(basename "$f" .pid)"
@@ -801,6 +801,17 @@ cmd_status() {
   done
   state="$(host_filter_state)" || rc=3
   printf '%-24s %s\n' host-filter "$state"
+  if events_on_nats; then
+    CURL="$("$SCRIPTS_DIR/tools.sh" ensure curl)"
+    state="$(meshctl nats-stream status)" || { state="unreachable (see $LOG_DIR/meshctl.log)"; rc=3; }
+    printf '%-24s %s\n' event-stream "$state"
+    # The relay's lag: the age of the oldest event not yet in the stream, from each instance's metrics.
+    for ((n = 1; n <= ORDER_REPLICAS; n++)); do
+      state="$("$CURL" -fsS --max-time 5 "http://$(order_addr "$n")/metrics" 2>/dev/null | grep '^pizza_order_event_relay_lag_seconds ')" ||
+        state="no metrics"
+      printf '%-24s %s\n' "$(order_id "$n") relay lag" "${state#pizza_order_event_relay_lag_seconds }s"
+    done
+  fi
   return "$rc"
 }
 

@@ -13,7 +13,8 @@ import (
 //
 //	nats-auth     meshctl's own identity, then the server's authorization rendered from the registry
 //	nats-key      the instance's NATS identity (MESHCTL_INSTANCE_*), with its service's permissions
-//	nats-stream   the event stream created, or its configuration brought up to date
+//	nats-stream   the event stream created, or its configuration brought up to date; `nats-stream status`
+//	              prints its state in one line
 //
 // nats-auth and nats-key print "reload" when the authorization changed: the running server must reread it.
 func natsCmd(ctx context.Context, cfg config, inst provision.Instance, stdout io.Writer, logger *slog.Logger) error {
@@ -30,6 +31,13 @@ func natsCmd(ctx context.Context, cfg config, inst provision.Instance, stdout io
 	case "nats-key":
 		changed, err = users.DeliverKey(inst, inst.Service)
 	default: // nats-stream
+		if cfg.Args.Num(1) == "status" {
+			line, err := users.StreamState(ctx, cfg.Timeout)
+			if err == nil {
+				_, err = fmt.Fprintln(stdout, line)
+			}
+			return err
+		}
 		return users.EnsureStream(ctx, cfg.Timeout)
 	}
 	if err == nil && changed {

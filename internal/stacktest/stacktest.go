@@ -75,6 +75,8 @@ type Ports struct {
 	MySQL, MySQLReplica, ConsulHTTPS, ConsulServer, ConsulSerfLAN, ConsulSerfWAN, Vault int
 	Gateway, Order, OrderUpstream, SidecarMin, SidecarMax                               int
 	GatewayMetrics                                                                      int // Prometheus /metrics, root's only
+	// NATS and its monitoring; NATSUpstream is order replica 1's upstream to NATS (replica N: + N-1).
+	NATS, NATSMonitor, NATSUpstream int
 }
 
 // Main starts a stack into *s, runs the tests, prints the stack's logs if any test failed, and stops it.
@@ -150,6 +152,9 @@ func Start(opts Options) (*Stack, error) {
 		fmt.Sprintf("GATEWAY_METRICS_ADDR=127.0.0.1:%d", ports.GatewayMetrics),
 		fmt.Sprintf("ORDER_ADDR=127.0.0.1:%d", ports.Order),
 		"ORDER_UPSTREAM_PORT="+strconv.Itoa(ports.OrderUpstream),
+		"NATS_PORT="+strconv.Itoa(ports.NATS),
+		"NATS_MONITOR_PORT="+strconv.Itoa(ports.NATSMonitor),
+		"NATS_UPSTREAM_PORT="+strconv.Itoa(ports.NATSUpstream),
 		"ORDER_SERVICE_ID=order-1",
 		"GATEWAY_SERVICE_ID=gateway-1",
 		"STACK_MESH=on",
@@ -391,16 +396,19 @@ func freePorts() (Ports, error) {
 	var p Ports
 	// The single listeners, then order's replicas on consecutive ports; Vault also binds its port + 1 (its
 	// cluster listener), so the port after Vault's is left to it.
-	const n = 11 + MaxOrderReplicas
+	const n = 13 + 2*MaxOrderReplicas
 	base, err := testkit.Block(testkit.StackListeners, n)
 	if err != nil {
 		return p, err
 	}
 	vaultCluster := 0
 	for i, f := range []*int{&p.MySQL, &p.MySQLReplica, &p.ConsulHTTPS, &p.ConsulServer, &p.ConsulSerfLAN,
-		&p.ConsulSerfWAN, &p.Vault, &vaultCluster, &p.Gateway, &p.OrderUpstream, &p.GatewayMetrics, &p.Order} {
-		*f = base + i // Order is last: its replicas take the ports after it
+		&p.ConsulSerfWAN, &p.Vault, &vaultCluster, &p.Gateway, &p.OrderUpstream, &p.GatewayMetrics, &p.NATS, &p.NATSMonitor} {
+		*f = base + i
 	}
+	// Then a port per replica for its upstream to NATS, and order last: its replicas take the ports after it.
+	p.NATSUpstream = base + 13
+	p.Order = p.NATSUpstream + MaxOrderReplicas
 	// Consul allocates sidecar ports from a range: 20 in a row.
 	if p.SidecarMin, err = testkit.Block(testkit.StackSidecars, 20); err != nil {
 		return p, err
