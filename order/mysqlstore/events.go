@@ -29,9 +29,14 @@ func (s *Store) Events(ctx context.Context, q order.EventQuery) ([]order.Event, 
 	}
 	query += ` ORDER BY id LIMIT ?`
 	args = append(args, q.Limit)
+	return s.queryEvents(ctx, "query events", query, args...)
+}
+
+// queryEvents runs a query of (id, order_id, status, created_at) rows on the primary.
+func (s *Store) queryEvents(ctx context.Context, what, query string, args ...any) ([]order.Event, error) {
 	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("%w: query events: %w", order.ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: %s: %w", order.ErrUnavailable, what, err)
 	}
 	defer rows.Close()
 	var events []order.Event

@@ -12,21 +12,8 @@ import (
 // outbox that order/eventrelay publishes. An event whose transaction commits after a later ID was read shows up
 // in a later call.
 func (s *Store) Unrelayed(ctx context.Context, limit int) ([]order.Event, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, order_id, status, created_at FROM order_events
+	return s.queryEvents(ctx, "query unrelayed events", `SELECT id, order_id, status, created_at FROM order_events
 		WHERE relayed = FALSE ORDER BY id LIMIT ?`, limit)
-	if err != nil {
-		return nil, fmt.Errorf("%w: query unrelayed events: %w", order.ErrUnavailable, err)
-	}
-	defer rows.Close()
-	var events []order.Event
-	for rows.Next() {
-		var e order.Event
-		if err := rows.Scan(&e.ID, &e.OrderID, &e.Status, &e.At); err != nil {
-			return nil, fmt.Errorf("scan event: %w", err)
-		}
-		events = append(events, e)
-	}
-	return events, rows.Err()
 }
 
 // MarkRelayed records that the events with these IDs are in the stream. Marking one twice is harmless.
