@@ -36,12 +36,13 @@ func rootDials(t *testing.T, port int) {
 	c.Close()
 }
 
-// Order's plain ports, the gateway's upstream, the metrics, MariaDB, Vault and Consul's server ports take only
-// the accounts that use them (and root). Seen red with start_host_filter taken out of stack.sh: every "refused"
-// case below connected.
+// Order's plain ports, the upstreams (the gateway's to order, order's to NATS), the metrics, MariaDB, Vault, NATS
+// and Consul's server ports take only the accounts that use them (and root). Seen red with start_host_filter taken
+// out of stack.sh: every "refused" case below connected.
 func TestAttackerReachesNoGuardedPort(t *testing.T) {
 	attacker := hostaccount.New(t)
 	order, gateway := hostaccount.Lookup(t, "pizza-order"), hostaccount.Lookup(t, "pizza-gateway")
+	nats := hostaccount.Lookup(t, "pizza-nats")
 	p := stack.Ports
 	cases := []struct {
 		name  string
@@ -69,6 +70,16 @@ func TestAttackerReachesNoGuardedPort(t *testing.T) {
 		{"another account: Vault", attacker, p.Vault, false},
 		{"another account: Consul's server RPC port", attacker, p.ConsulServer, false},
 		{"another account: Consul's serf LAN port", attacker, p.ConsulSerfLAN, false},
+
+		{"NATS's account (its sidecar) reaches NATS", nats, p.NATS, true},
+		{"order's account reaches its upstream to NATS", order, p.NATSUpstream, true},
+		{"another account: NATS", attacker, p.NATS, false},
+		{"order's account: NATS's plain port (only through the mesh)", order, p.NATS, false},
+		{"gateway's account: NATS", gateway, p.NATS, false},
+		{"another account: order-1's upstream to NATS", attacker, p.NATSUpstream, false},
+		{"gateway's account: order-1's upstream to NATS (order's identity)", gateway, p.NATSUpstream, false},
+		{"another account: NATS's monitoring", attacker, p.NATSMonitor, false},
+		{"NATS's account: its monitoring (the operator's)", nats, p.NATSMonitor, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -88,7 +99,7 @@ func TestAttackerReachesNoGuardedPort(t *testing.T) {
 	// whoever asks, so 127.0.0.1 is the one address the filter has to guard (it guards every local one anyway).
 	t.Run("no guarded port on another address of the host", func(t *testing.T) {
 		for _, a := range []string{"127.0.0.2", lanAddress(t)} {
-			for _, port := range []int{p.Order, p.OrderUpstream, p.GatewayMetrics, p.MySQL, p.Vault} {
+			for _, port := range []int{p.Order, p.OrderUpstream, p.GatewayMetrics, p.MySQL, p.Vault, p.NATS, p.NATSMonitor, p.NATSUpstream} {
 				if c, err := net.DialTimeout("tcp", net.JoinHostPort(a, strconv.Itoa(port)), 2*time.Second); err == nil {
 					c.Close()
 					t.Errorf("%s:%d answers: a guarded listener is bound beyond 127.0.0.1", a, port)

@@ -233,7 +233,7 @@ func TestCatalogShowsTheMeshHealthy(t *testing.T) {
 
 // meshPassing says why the mesh is not whole yet: every service and sidecar in the catalog, every instance passing.
 func meshPassing(c *api.Client) error {
-	for _, svc := range []string{"gateway", "order", "gateway-sidecar-proxy", "order-sidecar-proxy"} {
+	for _, svc := range []string{"gateway", "order", "nats", "gateway-sidecar-proxy", "order-sidecar-proxy", "nats-sidecar-proxy"} {
 		entries, _, err := c.Health().Service(svc, "", false, nil)
 		if err != nil {
 			return err

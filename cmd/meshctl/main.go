@@ -154,6 +154,15 @@ func run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	inst := provision.Instance{Service: cfg.Instance.Service, ID: cfg.Instance.ID, Dir: cfg.Instance.Dir, Consul: cfg.Instance.Consul,
+		Owner: cfg.Instance.Owner}
+	// The commands that need no Vault (they run as service accounts too, with no Vault settings).
+	switch cfg.Args.Num(0) {
+	case "register":
+		return register(ctx, cfg.Consul.Addr, cfg.Register, logger)
+	case "nats-auth", "nats-key", "nats-stream":
+		return natsCmd(ctx, cfg, inst, stdout, logger)
+	}
 	// One session (clients, config, the run's Vault credential) and the units on it; each command below uses the
 	// unit its job names.
 	s, err := provision.NewSession(cfg.Config, logger)
@@ -166,8 +175,6 @@ func run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 	identities := provision.NewIdentities(s, acl)
 	rotations := provision.NewRotations(s)
 	kubeAuth := provision.NewKubernetesAuth(s)
-	inst := provision.Instance{Service: cfg.Instance.Service, ID: cfg.Instance.ID, Dir: cfg.Instance.Dir, Consul: cfg.Instance.Consul,
-		Owner: cfg.Instance.Owner}
 
 	switch cmd := cfg.Args.Num(0); cmd {
 	case "bootstrap", "setup":
@@ -197,10 +204,6 @@ func run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 		return vaultSetup.Unseal(ctx)
 	case "serve-front":
 		return consulfront.Serve(ctx, cfg.Front, cfg.Consul.Addr, logger)
-	case "register":
-		return register(ctx, cfg.Consul.Addr, cfg.Register, logger)
-	case "nats-auth", "nats-key", "nats-stream":
-		return natsCmd(ctx, cfg, inst, stdout, logger)
 	case "operator-token":
 		root, err := bufio.NewReader(stdin).ReadString('\n')
 		if err != nil && !errors.Is(err, io.EOF) {
