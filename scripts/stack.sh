@@ -708,6 +708,7 @@ print_summary() {
 Pizza Joint mesh is running.
   Customers:  $gateway
   Consul UI:  https://localhost:$CONSUL_HTTPS_PORT/ui   (log in with the token from: make consul-ui-token)
+  Events:     $(if events_on_nats; then echo "NATS JetStream on 127.0.0.1:$NATS_PORT, in the mesh (make status shows the stream)"; else echo "order's MySQL poller (STACK_EVENTS=poll)"; fi)
   Logs:       $rel/logs/    Stop: make stop
 
 Operator environment (Vault over TLS; the operator token's policy is vault/policies/operator.hcl):

@@ -30,6 +30,10 @@ const (
 	DedupWindow = 10 * time.Minute
 	// Retention is how long the stream keeps an event: longer than any order is tracked.
 	Retention = 31 * 24 * time.Hour
+	// MaxConsumers bounds the stream's consumers: one per open SSE stream on every order instance. It is above
+	// the gateway's cap on open streams (GATEWAY_LIMITS_STREAMS, 10,000), with room for consumers that ended and
+	// are being cleaned up; the server's default (1,000 per stream) is below a thousand customers and the staff.
+	MaxConsumers = 20_000
 )
 
 // Subject is the subject of one order's events.
@@ -39,16 +43,17 @@ func Subject(orderID string) string { return subjectPrefix + orderID }
 // The servers fsync every write (sync_interval: always, in their config): an acknowledged event is on disk.
 func Config(replicas int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name:        Name,
-		Description: "order status events, relayed from the order_events outbox",
-		Subjects:    []string{subjectPrefix + ">"},
-		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
-		Duplicates:  DedupWindow,
-		MaxAge:      Retention,
-		Discard:     jetstream.DiscardOld,
-		DenyDelete:  true,
-		DenyPurge:   true,
+		Name:         Name,
+		Description:  "order status events, relayed from the order_events outbox",
+		Subjects:     []string{subjectPrefix + ">"},
+		Storage:      jetstream.FileStorage,
+		Replicas:     replicas,
+		Duplicates:   DedupWindow,
+		MaxConsumers: MaxConsumers,
+		MaxAge:       Retention,
+		Discard:      jetstream.DiscardOld,
+		DenyDelete:   true,
+		DenyPurge:    true,
 	}
 }
 
