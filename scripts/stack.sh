@@ -4,7 +4,8 @@
 #
 # start: build → certificates → MariaDB → Consul server agent (ACLs, persistent data) → Vault (TLS) →
 #        meshctl bootstrap (init/unseal, policies, Consul ACLs through Vault, intentions, Connect CA in Vault) →
-#        order migrate (short-lived DDL user) → order replicas → gateway → one Connect sidecar per instance.
+#        order migrate (short-lived DDL user) → NATS JetStream (its own account; the event stream) → order
+#        replicas → gateway → NATS's registration and one Connect sidecar per instance (nats, order, gateway).
 # Every phase checks its own pid file and readiness first, so `start` twice is safe. Everything that talks to
 # Vault's or Consul's API is meshctl's: provisioning, and the questions this script waits on (`meshctl consul`,
 # `meshctl vault`); this script only starts, waits for and stops processes. State,
