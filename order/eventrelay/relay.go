@@ -13,7 +13,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/pizzajoint/mesh/order"
@@ -64,9 +63,6 @@ type Relay struct {
 	logger  *slog.Logger
 	now     func() time.Time
 	nudge   chan struct{}
-
-	mu       sync.Mutex
-	caughtUp bool
 }
 
 // New returns a Relay; Run starts it.
@@ -81,16 +77,6 @@ func (r *Relay) Nudge() {
 	case r.nudge <- struct{}{}:
 	default:
 	}
-}
-
-// Ready reports an error until the relay has once emptied the outbox.
-func (r *Relay) Ready(context.Context) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.caughtUp {
-		return errors.New("event relay: not caught up with the outbox yet")
-	}
-	return nil
 }
 
 // Run relays until ctx ends.
@@ -133,9 +119,6 @@ func (r *Relay) drain(ctx context.Context) error {
 			return err
 		}
 		if n < r.cfg.Batch {
-			r.mu.Lock()
-			r.caughtUp = true
-			r.mu.Unlock()
 			return nil
 		}
 	}
