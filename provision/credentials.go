@@ -42,6 +42,9 @@ type Instance struct {
 	// Owner, when set ("uid:gid"), becomes the owner of Dir and its files: the service's user in a container
 	// whose volume a root-run delivery fills. The local stack sets owners itself (scripts/stack.sh).
 	Owner string
+	// NATS, when set, is the role of the instance's NATS identity (nats/permissions/<role>.conf): `meshctl setup`
+	// delivers its nkey seed with the rest. The local stack delivers it with `meshctl nats-key`.
+	NATS string
 }
 
 // Files in an instance's credentials folder.

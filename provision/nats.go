@@ -30,6 +30,9 @@ type NATSConfig struct {
 	URL string `conf:"default:nats://127.0.0.1:4222"`
 	// Replicas is the stream's replication: 1 on one server, 3 on a cluster of three.
 	Replicas int `conf:"default:1"`
+	// Wait is how long nats-stream keeps trying while the servers are not yet answering (a new cluster elects
+	// its JetStream leader after its servers are up); 0 tries once.
+	Wait time.Duration `conf:"default:0s"`
 }
 
 // NATSSeedFile is the instance's NATS nkey seed in its credentials folder.
@@ -158,15 +161,28 @@ func (n *NATSUsers) Render() (changed bool, err error) {
 	return true, os.Rename(tmp, n.cfg.AuthFile)
 }
 
-// EnsureStream creates the event stream, or brings its configuration up to date, as meshctl's identity.
+// EnsureStream creates the event stream, or brings its configuration up to date, as meshctl's identity. It
+// tries again every second for up to the configured Wait.
 func (n *NATSUsers) EnsureStream(ctx context.Context, timeout time.Duration) error {
-	return n.withJetStream(ctx, timeout, func(ctx context.Context, js jetstream.JetStream) error {
-		if err := eventstream.Ensure(ctx, js, n.cfg.Replicas); err != nil {
+	deadline := time.Now().Add(n.cfg.Wait)
+	for {
+		err := n.withJetStream(ctx, timeout, func(ctx context.Context, js jetstream.JetStream) error {
+			return eventstream.Ensure(ctx, js, n.cfg.Replicas)
+		})
+		if err == nil {
+			n.logger.Info("event stream configured", "stream", eventstream.Name, "replicas", n.cfg.Replicas)
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
 			return err
 		}
-		n.logger.Info("event stream configured", "stream", eventstream.Name, "replicas", n.cfg.Replicas)
-		return nil
-	})
+		n.logger.Warn("event stream not configured yet; trying again", "stream", eventstream.Name, "error", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // StreamState describes the event stream in one line for operators: its messages, its last sequence, its open

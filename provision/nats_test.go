@@ -129,3 +129,36 @@ func TestNATSRegistryNames(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// nats-stream on a cluster that is still starting: with a Wait it keeps trying until the server answers, without
+// one it fails at once. Seen red with EnsureStream trying once ("server came back … but nats-stream failed").
+func TestNATSStreamWaitsForTheServer(t *testing.T) {
+	users, _ := newNATSUsers(t)
+	if _, err := users.ProvisionerSeed(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := users.Render(); err != nil {
+		t.Fatal(err)
+	}
+	auth, err := os.ReadFile(users.cfg.AuthFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := natstest.Start(t, string(auth))
+	users.cfg.URL = srv.URL()
+	srv.Stop()
+	if err := users.EnsureStream(context.Background(), 2*time.Second); err == nil {
+		t.Fatal("nats-stream with no Wait succeeded while the server was down")
+	}
+	users.cfg.Wait = 30 * time.Second
+	done := make(chan error, 1)
+	go func() { done <- users.EnsureStream(context.Background(), 2*time.Second) }()
+	time.Sleep(2 * time.Second)
+	srv.Restart()
+	if err := <-done; err != nil {
+		t.Fatalf("server came back within the wait, but nats-stream failed: %v", err)
+	}
+	if line, err := users.StreamState(context.Background(), 5*time.Second); err != nil || !strings.Contains(line, "ORDERS") {
+		t.Errorf("stream state %q, %v", line, err)
+	}
+}

@@ -10,14 +10,14 @@ import (
 // environment with no shell to loop over `meshctl deliver` (Compose's images hold one binary each). Items are
 // separated by spaces or semicolons, fields by commas, each field key=value:
 //
-//	service=order,id=order-1,dir=/pods/order-1,owner=10001:10001,consul=true
+//	service=order,id=order-1,dir=/pods/order-1,owner=10001:10001,consul=true,nats=order
 //	node=order-1,file=/agents/order-1/token.hcl,owner=10100:10100
 
 // ParseInstances reads a plan of instances.
 func ParseInstances(plan string) ([]Instance, error) {
 	var out []Instance
 	err := eachItem(plan, func(f map[string]string) error {
-		inst := Instance{Service: f["service"], ID: f["id"], Dir: f["dir"], Owner: f["owner"]}
+		inst := Instance{Service: f["service"], ID: f["id"], Dir: f["dir"], Owner: f["owner"], NATS: f["nats"]}
 		if v, ok := f["consul"]; ok {
 			b, err := strconv.ParseBool(v)
 			if err != nil {
@@ -28,6 +28,10 @@ func ParseInstances(plan string) ([]Instance, error) {
 		if err := inst.valid(); err != nil {
 			return err
 		}
+		// The role names a permissions file (nats/permissions/<role>.conf).
+		if inst.NATS != "" && strings.Trim(inst.NATS, "abcdefghijklmnopqrstuvwxyz-") != "" {
+			return fmt.Errorf("nats=%q: want a role name such as order", inst.NATS)
+		}
 		if inst.Owner != "" {
 			if _, _, err := parseOwner(inst.Owner); err != nil {
 				return err
@@ -35,7 +39,7 @@ func ParseInstances(plan string) ([]Instance, error) {
 		}
 		out = append(out, inst)
 		return nil
-	}, "service", "id", "dir", "owner", "consul")
+	}, "service", "id", "dir", "owner", "consul", "nats")
 	return out, err
 }
 

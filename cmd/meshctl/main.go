@@ -52,6 +52,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -194,7 +195,7 @@ func run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 			return err
 		}
 		if cmd == "setup" {
-			return setup(ctx, identities, cfg.Setup.Instances, cfg.Setup.Agents)
+			return setup(ctx, identities, provision.NewNATSUsers(cfg.NATS, cfg.Repo, logger), cfg.Setup.Instances, cfg.Setup.Agents)
 		}
 		return nil
 	case "unseal":
@@ -305,8 +306,8 @@ func token(ctx context.Context, r *provision.Rotations, kind, name string, stdou
 }
 
 // setup provisions what the plan lists, after the bootstrap: each client agent's token, then each instance's
-// credentials.
-func setup(ctx context.Context, ids *provision.Identities, instances, agents string) error {
+// credentials (and its NATS identity, for an instance with a NATS role).
+func setup(ctx context.Context, ids *provision.Identities, users *provision.NATSUsers, instances, agents string) error {
 	as, err := provision.ParseAgents(agents)
 	if err != nil {
 		return err
@@ -320,9 +321,20 @@ func setup(ctx context.Context, ids *provision.Identities, instances, agents str
 			return err
 		}
 	}
+	// meshctl's own NATS identity is admitted before any server reads the authorization: it creates the stream.
+	if slices.ContainsFunc(is, func(i provision.Instance) bool { return i.NATS != "" }) {
+		if _, err := users.ProvisionerSeed(); err != nil {
+			return err
+		}
+	}
 	for _, inst := range is {
 		if err := ids.Deliver(ctx, inst); err != nil {
 			return err
+		}
+		if inst.NATS != "" {
+			if _, err := users.DeliverKey(inst, inst.NATS); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -88,8 +88,10 @@ func openJetStream(ctx context.Context, cfg Config, log Log, reg prometheus.Regi
 	}
 	connLog := logger.With("component", "nats")
 	// The connection outlives any outage: the outbox keeps the events, and the relay catches up on reconnect.
+	// A cluster's servers tell clients each other's addresses; the instance ignores them and always reconnects
+	// through its sidecar, which picks a healthy server.
 	nc, err := nats.Connect(cfg.NATS.URL, key, nats.Name(cfg.NATS.Name), nats.Timeout(cfg.NATS.Timeout),
-		nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond),
+		nats.IgnoreDiscoveredServers(), nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { connLog.Warn("NATS disconnected", "error", err) }),
 		nats.ReconnectHandler(func(c *nats.Conn) { connLog.Info("NATS reconnected", "server", c.ConnectedUrlRedacted()) }),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { connLog.Warn("NATS error", "error", err) }))
