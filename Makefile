@@ -44,11 +44,11 @@ test: deps ## every test: vet, unit, integration against real MariaDB/Consul/Vau
 	@# The Kubernetes manifests, decoded strictly against k8s.io/api in a module of their own (deploy/kubernetes/check).
 	cd deploy/kubernetes/check && GOWORK=off $(GO) vet ./... && GOWORK=off $(GO) test -count=1 ./...
 
-build: ## static binaries into bin/: gateway, order, meshctl, devcerts (and the other commands), consul, vault
+build: ## static binaries into bin/: gateway, order, meshctl, devcerts (and the other commands), consul, vault, nats-server
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(BIN_DIR)/ ./cmd/...
-	@# consul and vault from their pinned modules (built once into .cache/bin): a hard link when possible.
-	@scripts/tools.sh prebuild consul vault
-	@for t in consul vault; do src="$$(readlink -f "$$(scripts/tools.sh ensure $$t)")"; \
+	@# consul, vault and nats-server from their pinned modules (built once into .cache/bin): a hard link when possible.
+	@scripts/tools.sh prebuild consul vault nats-server
+	@for t in consul vault nats-server; do src="$$(readlink -f "$$(scripts/tools.sh ensure $$t)")"; \
 		ln -f "$$src" $(BIN_DIR)/$$t 2>/dev/null || cp -f "$$src" $(BIN_DIR)/$$t; done
 	@# The images run these as non-root users: readable and executable by all, whatever the caller's umask.
 	chmod 755 $(BIN_DIR) $(BIN_DIR)/*
@@ -124,7 +124,7 @@ export PIZZA_TAG ?= dev
 # A clear failure instead of a build or compose error halfway through when no engine answers.
 DOCKER_ENGINE_CHECK = $(DOCKER) info >/dev/null 2>&1 || { echo "no Docker engine reachable ('$(DOCKER) info' failed): start Docker, or point DOCKER_HOST at one" >&2; exit 1; }
 
-dockerize: build ## build the images pizzajoint/{order,gateway,meshctl,devcerts,consul,vault}:dev from bin/ (no pull)
+dockerize: build ## build the images pizzajoint/{order,gateway,meshctl,devcerts,consul,vault,nats}:dev from bin/ (no pull)
 	@$(DOCKER_ENGINE_CHECK)
 	DOCKER=$(DOCKER) deploy/docker/build-images.sh
 

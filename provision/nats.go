@@ -186,7 +186,7 @@ func (n *NATSUsers) EnsureStream(ctx context.Context, timeout time.Duration) err
 }
 
 // StreamState describes the event stream in one line for operators: its messages, its last sequence, its open
-// consumers (one per open SSE stream) and its replicas.
+// consumers (one per open SSE stream), its replicas and, on a cluster, its leader and any replica not current.
 func (n *NATSUsers) StreamState(ctx context.Context, timeout time.Duration) (string, error) {
 	var line string
 	err := n.withJetStream(ctx, timeout, func(ctx context.Context, js jetstream.JetStream) error {
@@ -194,9 +194,18 @@ func (n *NATSUsers) StreamState(ctx context.Context, timeout time.Duration) (str
 		if err != nil {
 			return err
 		}
-		st := s.CachedInfo().State
+		info := s.CachedInfo()
+		st := info.State
 		line = fmt.Sprintf("%s: %d messages (%d bytes), last sequence %d, %d consumers, %d replicas", eventstream.Name,
-			st.Msgs, st.Bytes, st.LastSeq, st.Consumers, s.CachedInfo().Config.Replicas)
+			st.Msgs, st.Bytes, st.LastSeq, st.Consumers, info.Config.Replicas)
+		if c := info.Cluster; c != nil && c.Leader != "" {
+			line += ", leader " + c.Leader
+			for _, r := range c.Replicas {
+				if !r.Current || r.Offline {
+					line += fmt.Sprintf(", %s behind", r.Name)
+				}
+			}
+		}
 		return nil
 	})
 	return line, err

@@ -18,6 +18,9 @@ type Registration struct {
 	Port      int    `conf:"help:the instance's port"`
 	CheckURL  string `conf:"help:HTTP(S) URL Consul checks for the instance's health"`
 	TokenFile string `conf:"help:file holding the instance's Consul token"`
+	// AdvertiseNode: in a pod (Compose), the instance and its sidecar are advertised at the agent's node address
+	// while the sidecar still reaches the instance on Address (the pod's loopback).
+	AdvertiseNode bool `conf:"default:false,help:advertise at the agent's node address (a pod's), not Address"`
 }
 
 // register keeps the instance registered with the agent at addr, with its sidecar, until ctx ends, then takes
@@ -33,7 +36,7 @@ func register(ctx context.Context, addr string, r Registration, logger *slog.Log
 	// The agent may still be starting, or the token not yet replicated: try for a while before giving up.
 	for deadline := time.Now().Add(time.Minute); ; {
 		run, leave, err = consulreg.Join(ctx, addr, consulreg.Instance{ID: r.ID, Name: r.Name, Address: r.Address,
-			Port: r.Port, CheckURL: r.CheckURL, TokenFile: r.TokenFile}, logger)
+			Port: r.Port, CheckURL: r.CheckURL, TokenFile: r.TokenFile, AdvertiseNode: r.AdvertiseNode}, logger)
 		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
 			break
 		}

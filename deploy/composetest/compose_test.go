@@ -413,6 +413,9 @@ func TestNoSecretInLogsOrInspect(t *testing.T) {
 		"gateway consul token": volumeFile(t, "gateway-creds", "consul-token"),
 		"vault unseal key":     volumeFile(t, "vault-unseal", "unseal-key"),
 		"vault operator token": volumeFile(t, "bootstrap-state", "vault/operator-token"),
+		"order NATS seed":      volumeFile(t, "order-creds", "nats-seed"),
+		"meshctl NATS seed":    volumeFile(t, "nats-users", "provisioner.seed"),
+		"nats-1 consul token":  volumeFile(t, "nats-1-creds", "consul-token"),
 	}
 	agent := volumeFile(t, "order-agent-token", "token.hcl")
 	if m := regexp.MustCompile(`agent = "([^"]+)"`).FindStringSubmatch(agent); m != nil {
@@ -456,6 +459,10 @@ func TestNoSecretInLogsOrInspect(t *testing.T) {
 	tokenShape := regexp.MustCompile(`\bhv[sbr]\.[A-Za-z0-9_-]{20,}`)
 	for _, m := range tokenShape.FindAllString(logs, 3) {
 		t.Errorf("a Vault token appears in docker compose logs: %.12s…", m)
+	}
+	// An nkey user seed (base32, "SU…").
+	for _, m := range regexp.MustCompile(`\bSU[A-Z2-7]{50,}`).FindAllString(logs+inspect, 3) {
+		t.Errorf("a NATS seed appears in docker compose logs or inspect: %.6s…", m)
 	}
 	for _, c := range containers {
 		argv := strings.Join(append(append([]string{}, c.Config.Cmd...), c.Args...), " ")

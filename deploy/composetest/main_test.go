@@ -129,14 +129,14 @@ func (s *stack) start() error {
 	return nil
 }
 
-// plantOwnerOnlyTools points CACHE_BIN at a folder of its own holding mode-0700 copies of the pinned consul and
-// vault (built into the shared cache first when missing).
+// plantOwnerOnlyTools points CACHE_BIN at a folder of its own holding mode-0700 copies of the pinned consul, vault
+// and nats-server (built into the shared cache first when missing).
 func (s *stack) plantOwnerOnlyTools() error {
 	dir := filepath.Join(filepath.Dir(s.caFile), "tools")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	for _, tool := range []string{"consul", "vault"} {
+	for _, tool := range []string{"consul", "vault", "nats-server"} {
 		path, err := s.cmd(30*time.Minute, "scripts/tools.sh", "ensure", tool)
 		if err != nil {
 			return err

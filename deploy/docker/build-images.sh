@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# build-images.sh: the product's images, pizzajoint/{order,gateway,meshctl,devcerts,consul,vault}:$PIZZA_TAG,
+# build-images.sh: the product's images, pizzajoint/{order,gateway,meshctl,devcerts,consul,vault,nats}:$PIZZA_TAG,
 # from the static binaries in bin/ (make build). Every image is FROM scratch, so nothing is pulled and no
 # registry is needed. Each image gets a build context of its own (hard links to its binaries, a few empty
 # folders), so only what it holds is sent to the engine; unchanged binaries reuse the engine's layer cache.
@@ -11,7 +11,7 @@ TAG="${PIZZA_TAG:-dev}"
 BIN="${BIN_DIR:-$ROOT_DIR/bin}"
 CTX="$ROOT_DIR/.cache/docker-context"
 HERE="$ROOT_DIR/deploy/docker"
-IMAGES=(order gateway meshctl devcerts consul vault)
+IMAGES=(order gateway meshctl devcerts consul vault nats)
 
 # BuildKit where the engine's CLI has it (Docker Desktop); the classic builder otherwise (both take these files).
 if ! "$DOCKER" buildx version >/dev/null 2>&1; then export DOCKER_BUILDKIT=0; fi
@@ -19,6 +19,7 @@ if ! "$DOCKER" buildx version >/dev/null 2>&1; then export DOCKER_BUILDKIT=0; fi
 binaries_of() {
   case "$1" in
     consul | vault) echo "$1 meshctl" ;;
+    nats) echo "nats-server meshctl" ;;
     *) echo "$1" ;;
   esac
 }
@@ -37,6 +38,7 @@ for img in "${IMAGES[@]}"; do
   case "$img" in
     consul) mkdir -p "$dir/consul-home/data" "$dir/consul-home/agent" && chmod 700 "$dir/consul-home/data" ;;
     vault) mkdir -p "$dir/vault-home/data" "$dir/vault-home/logs" "$dir/vault-home/tls" && chmod 700 "$dir/vault-home/data" ;;
+    nats) mkdir -p "$dir/nats-home/data" && chmod 700 "$dir/nats-home/data" ;;
   esac
   cp "$HERE/$img.Dockerfile" "$dir/Dockerfile"
   log "building pizzajoint/$img:$TAG"

@@ -1,0 +1,447 @@
+package composetest
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// frame is one SSE event a test client received.
+type frame struct {
+	EventID int64  `json:"event_id"`
+	OrderID string `json:"order_id"`
+	Status  string `json:"status"`
+	at      time.Time
+}
+
+// follower reads one SSE stream the way a browser's EventSource does: when the stream drops before its end, or
+// the server answers 503, it waits a moment and reconnects with Last-Event-ID.
+type follower struct {
+	url, bearer string
+	ends        bool // a customer's stream: the server ends it after DELIVERED or CANCELLED
+
+	mu       sync.Mutex
+	frames   []frame
+	lastID   string
+	ended    bool          // the server ended the stream (ends)
+	drops    int           // connections that ended or failed before the stream's end
+	longest  time.Duration // longest time from a drop to the next open stream
+	openedAt time.Time
+}
+
+// run follows the stream until ctx ends or the server ends it; opened is closed once the first response is 200.
+func (f *follower) run(ctx context.Context, opened chan<- struct{}) {
+	client := &http.Client{Transport: st.http.Transport} // no overall timeout: a stream stays open
+	var downSince time.Time
+	for ctx.Err() == nil {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, f.url, nil)
+		if f.bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+f.bearer)
+		}
+		f.mu.Lock()
+		if f.lastID != "" {
+			req.Header.Set("Last-Event-ID", f.lastID)
+		}
+		f.mu.Unlock()
+		resp, err := client.Do(req)
+		if err == nil && resp.StatusCode == http.StatusOK {
+			f.mu.Lock()
+			if !downSince.IsZero() {
+				f.longest = max(f.longest, time.Since(downSince))
+				downSince = time.Time{}
+			}
+			if f.openedAt.IsZero() {
+				f.openedAt = time.Now()
+				close(opened)
+			}
+			f.mu.Unlock()
+			f.read(resp)
+		}
+		if resp != nil {
+			resp.Body.Close()
+		}
+		f.mu.Lock()
+		ended := f.ended
+		if !ended && ctx.Err() == nil && !f.openedAt.IsZero() {
+			f.drops++
+			if downSince.IsZero() {
+				downSince = time.Now()
+			}
+		}
+		f.mu.Unlock()
+		if ended {
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func (f *follower) read(resp *http.Response) {
+	sc := bufio.NewScanner(resp.Body)
+	var id, data string
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "id: "):
+			id = strings.TrimPrefix(line, "id: ")
+		case strings.HasPrefix(line, "data: "):
+			data = strings.TrimPrefix(line, "data: ")
+		case line == "" && data != "":
+			var fr frame
+			if json.Unmarshal([]byte(data), &fr) == nil && fr.EventID != 0 {
+				fr.at = time.Now()
+				f.mu.Lock()
+				f.frames = append(f.frames, fr)
+				if id != "" {
+					f.lastID = id
+				}
+				if f.ends && (fr.Status == "DELIVERED" || fr.Status == "CANCELLED") {
+					f.ended = true
+				}
+				f.mu.Unlock()
+			}
+			id, data = "", ""
+		}
+	}
+}
+
+func (f *follower) snapshot() (frames []frame, drops int, longest time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.frames), f.drops, f.longest
+}
+
+// eventLog reads order_events for the orders whose customer is named after prefix: order ID → event IDs in
+// ID order, with each event's status.
+func eventLog(t *testing.T, prefix string) (map[string][]int64, map[int64]string) {
+	t.Helper()
+	out := st.composeT(t, "exec", "-T", "mariadb", "mariadb", "--no-defaults", "--socket=/run/mysqld/mysqld.sock",
+		"-uroot", "-N", "-e", fmt.Sprintf("SELECT e.order_id, e.id, e.status FROM pizza.order_events e "+
+			"JOIN pizza.orders o ON o.id = e.order_id WHERE o.customer_name = 'Compose %s' ORDER BY e.id", prefix))
+	byOrder, status := map[string][]int64{}, map[int64]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			continue
+		}
+		id, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			t.Fatalf("order_events row %q: %v", line, err)
+		}
+		byOrder[f[0]] = append(byOrder[f[0]], id)
+		status[id] = f[2]
+	}
+	return byOrder, status
+}
+
+var leaderRE = regexp.MustCompile(`leader (nats-[0-9])`)
+
+// streamState is `meshctl nats-stream status` in a throw-away container of the nats-stream service.
+func streamState(t *testing.T) string {
+	t.Helper()
+	return strings.TrimSpace(st.composeT(t, "run", "--rm", "--no-deps", "nats-stream", "nats-stream", "status"))
+}
+
+// kitchen moves the given orders along, one status change every pause, until each has reached its target.
+// Changes goes out in a random order across the orders; it returns when all are done or ctx ends.
+func kitchen(ctx context.Context, staff string, targets map[string][]string, pause time.Duration) (changes int, failed []string) {
+	type step struct{ id, status string }
+	queue := map[string][]string{}
+	for id, steps := range targets {
+		queue[id] = slices.Clone(steps)
+	}
+	ids := make([]string, 0, len(queue))
+	for id := range queue {
+		ids = append(ids, id)
+	}
+	for len(ids) > 0 && ctx.Err() == nil {
+		i := rand.IntN(len(ids))
+		id := ids[i]
+		next := step{id, queue[id][0]}
+		queue[id] = queue[id][1:]
+		if len(queue[id]) == 0 {
+			ids = slices.Delete(ids, i, i+1)
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, st.url("/staff/api/orders/"+next.id+"/status"),
+			strings.NewReader(`{"status":"`+next.status+`"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+staff)
+		resp, err := st.http.Do(req)
+		switch {
+		case err != nil:
+			failed = append(failed, fmt.Sprintf("%s → %s: %v", next.id, next.status, err))
+		case resp.StatusCode != http.StatusOK:
+			failed = append(failed, fmt.Sprintf("%s → %s: %s", next.id, next.status, resp.Status))
+		default:
+			changes++
+		}
+		if resp != nil {
+			resp.Body.Close()
+		}
+		time.Sleep(pause)
+	}
+	return changes, failed
+}
+
+// The stream's leader among three NATS servers is killed with SIGKILL while 4 clients order, a kitchen moves
+// orders along, and 1,000 customer streams and 5 staff streams are open. No order fails (the outbox holds the
+// events), and at the end every customer stream holds exactly its order's events in order, and every staff
+// stream exactly the events of every order of the test: no gap, no repeat. The log says what each kind of
+// client saw of the outage.
+func TestNATSServerCrashUnderLoadLosesNoEvent(t *testing.T) {
+	const customers, staffStreams = 1000, 5
+	prefix := runPrefix("natscrash")
+	state := streamState(t)
+	m := leaderRE.FindStringSubmatch(state)
+	if m == nil || !strings.Contains(state, "3 replicas") {
+		t.Fatalf("stream state %q: want 3 replicas and a leader", state)
+	}
+	victim := m[1]
+	t.Logf("before: %s", state)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	follow := func(f *follower) error {
+		opened := make(chan struct{})
+		wg.Add(1)
+		go func() { defer wg.Done(); f.run(ctx, opened) }()
+		select {
+		case <-opened:
+			return nil
+		case <-time.After(30 * time.Second):
+			return fmt.Errorf("stream %s did not open within 30 s", f.url)
+		}
+	}
+
+	// Staff streams first: from now on they must see every event of the test's orders.
+	staff := strings.TrimSpace(st.meshctlT(t, "token", "staff", "natscrash"))
+	boards := make([]*follower, staffStreams)
+	for i := range boards {
+		boards[i] = &follower{url: st.url("/staff/api/events"), bearer: staff}
+		if err := follow(boards[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The orders the kitchen moves, each with its own customer stream (opened in groups of 50).
+	orders := make([]placed, customers)
+	var pmu sync.Mutex
+	var perr []string
+	var pw sync.WaitGroup
+	for w := range 8 {
+		pw.Add(1)
+		go func() {
+			defer pw.Done()
+			for i := w; i < customers; i += 8 {
+				code, p, err := placeOrder(fmt.Sprintf("%s-k-%d", prefix, i))
+				if err != nil || code != http.StatusCreated {
+					pmu.Lock()
+					perr = append(perr, fmt.Sprintf("order %d: %d %v", i, code, err))
+					pmu.Unlock()
+					continue
+				}
+				orders[i] = p
+			}
+		}()
+	}
+	pw.Wait()
+	if len(perr) > 0 {
+		t.Fatalf("placing the kitchen's orders: %d failed, first %s", len(perr), perr[0])
+	}
+	customersF := make([]*follower, customers)
+	for g := 0; g < customers; g += 50 {
+		var gw sync.WaitGroup
+		errs := make([]error, customers)
+		for i := g; i < min(g+50, customers); i++ {
+			customersF[i] = &follower{url: st.url("/pizza/" + orders[i].ID + "/events?token=" + orders[i].TrackingToken), ends: true}
+			gw.Add(1)
+			go func() { defer gw.Done(); errs[i] = follow(customersF[i]) }()
+		}
+		gw.Wait()
+		for _, err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	t.Logf("%d customer streams and %d staff streams open", customers, staffStreams)
+
+	// A quarter go to DELIVERED (their streams end), the others part of the way.
+	lifecycle := []string{"ACCEPTED", "BAKING", "OUT_FOR_DELIVERY", "DELIVERED"}
+	targets := map[string][]string{}
+	for i, o := range orders {
+		targets[o.ID] = lifecycle[:1+i%2]
+		if i%4 == 0 {
+			targets[o.ID] = lifecycle
+		}
+	}
+
+	stop := make(chan struct{})
+	var stopOnce sync.Once
+	halt := func() { stopOnce.Do(func() { close(stop) }) }
+	defer halt()
+	var res *loadResult
+	loadDone := make(chan struct{})
+	go func() { res = closedLoop(prefix, 4, stop); close(loadDone) }()
+	type kitchenResult struct {
+		changes int
+		failed  []string
+	}
+	kitchenDone := make(chan kitchenResult, 1)
+	go func() {
+		c, f := kitchen(ctx, staff, targets, 20*time.Millisecond)
+		kitchenDone <- kitchenResult{c, f}
+	}()
+	time.Sleep(5 * time.Second)
+
+	// A crash, as the engine sees one (see TestOrderCrashComesBackAndLosesNothing).
+	restarts := func() int {
+		return atoi(t, st.cmdT(t, "docker", "inspect", "-f", "{{.RestartCount}}", st.container(victim)))
+	}
+	before := restarts()
+	pid := atoi(t, st.cmdT(t, "docker", "inspect", "-f", "{{.State.Pid}}", st.container(victim)))
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill %s's process %d: %v", victim, pid, err)
+	}
+	killed := time.Now()
+	deadline := killed.Add(2 * time.Minute)
+	for restarts() == before {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not come back by itself within 2 minutes", victim)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	back := time.Since(killed)
+	for strings.TrimSpace(st.cmdT(t, "docker", "inspect", "-f", "{{.State.Health.Status}}", st.container(victim))) != "healthy" {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not become healthy (current with the cluster) within 2 minutes", victim)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	healthy := time.Since(killed)
+	time.Sleep(5 * time.Second)
+	halt()
+	<-loadDone
+	kr := <-kitchenDone
+	if len(kr.failed) > 0 {
+		t.Errorf("%d of the kitchen's status changes failed, first: %s", len(kr.failed), kr.failed[0])
+	}
+	if res.failedAttempts > 0 {
+		t.Errorf("%d order attempts failed while a NATS server was down (first %v after the kill); the outbox should hold "+
+			"their events", res.failedAttempts, res.firstFail.Sub(killed).Round(time.Millisecond))
+	}
+	t.Logf("%s (the stream's leader) killed: restarted after %v, healthy after %v; %d orders acknowledged by 4 clients, "+
+		"%d failed attempts; %d status changes", victim, back.Round(time.Millisecond), healthy.Round(time.Millisecond),
+		len(res.acked), res.failedAttempts, kr.changes)
+
+	// Every stream catches up with the table.
+	byOrder, statusOf := eventLog(t, prefix)
+	all := 0
+	for _, ids := range byOrder {
+		all += len(ids)
+	}
+	caughtUp := func() bool {
+		for i, f := range customersF {
+			if fr, _, _ := f.snapshot(); len(fr) < len(byOrder[orders[i].ID]) {
+				return false
+			}
+		}
+		for _, b := range boards {
+			if n := countOf(b, byOrder); n < all {
+				return false
+			}
+		}
+		return true
+	}
+	for wait := time.Now().Add(time.Minute); !caughtUp() && time.Now().Before(wait); {
+		time.Sleep(250 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // a repeat arriving late shows too
+	cancel()
+
+	var gaps []time.Duration
+	droppedStreams := 0
+	for i, f := range customersF {
+		frames, drops, longest := f.snapshot()
+		if drops > 0 {
+			droppedStreams++
+			gaps = append(gaps, longest)
+		}
+		want := byOrder[orders[i].ID]
+		if got := eventIDs(frames); !slices.Equal(got, want) {
+			t.Errorf("customer stream of %s got events %v, want %v (statuses %v)", orders[i].ID, got, want, statuses(want, statusOf))
+		}
+	}
+	for i, b := range boards {
+		frames, drops, longest := b.snapshot()
+		if drops > 0 {
+			droppedStreams++
+			gaps = append(gaps, longest)
+		}
+		got := map[string][]int64{}
+		for _, fr := range frames {
+			if _, ours := byOrder[fr.OrderID]; ours {
+				got[fr.OrderID] = append(got[fr.OrderID], fr.EventID)
+			}
+		}
+		for id, want := range byOrder {
+			if !slices.Equal(got[id], want) {
+				t.Errorf("staff stream %d got events %v of order %s, want %v", i, got[id], id, want)
+			}
+		}
+	}
+	sort.Slice(gaps, func(i, j int) bool { return gaps[i] < gaps[j] })
+	longest := time.Duration(0)
+	if len(gaps) > 0 {
+		longest = gaps[len(gaps)-1]
+	}
+	t.Logf("streams: %d events in the table for %d orders; %d of %d streams dropped and reconnected, the longest "+
+		"reconnect took %v", all, len(byOrder), droppedStreams, customers+staffStreams, longest.Round(time.Millisecond))
+	t.Logf("after: %s", streamState(t))
+}
+
+// countOf counts the frames of a staff stream that belong to the test's orders.
+func countOf(f *follower, byOrder map[string][]int64) int {
+	frames, _, _ := f.snapshot()
+	n := 0
+	for _, fr := range frames {
+		if _, ok := byOrder[fr.OrderID]; ok {
+			n++
+		}
+	}
+	return n
+}
+
+func eventIDs(frames []frame) []int64 {
+	ids := make([]int64, 0, len(frames))
+	for _, fr := range frames {
+		ids = append(ids, fr.EventID)
+	}
+	return ids
+}
+
+func statuses(ids []int64, statusOf map[int64]string) []string {
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, statusOf[id])
+	}
+	return out
+}
