@@ -3,10 +3,19 @@ package composetest
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	crand "crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -444,4 +453,91 @@ func statuses(ids []int64, statusOf map[int64]string) []string {
 		out = append(out, statusOf[id])
 	}
 	return out
+}
+
+// A container on the stack's network that runs a NATS server and routes to nats-1 never joins the cluster:
+// routes are mutual TLS with certificates from nats-routes-ca. One rogue speaks plain routes, the other TLS with
+// a certificate of its own CA for the name nats-1 (skipping verification itself, so that it presents it). Had
+// either joined, it would learn the JetStream leader and answer /healthz. Seen red by hand: with the tls block
+// taken out of nats.conf, the plain rogue logged "JetStream cluster new metadata leader" within seconds.
+func TestRogueNATSServerOnTheNetworkNeverRoutes(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := selfSignedPEM(t, "nats-1")
+	files := map[string]string{"cert.pem": cert, "key.pem": key,
+		"plain.conf": rogueConfig("rogue-plain", ""),
+		"tls.conf":   rogueConfig("rogue-tls", "tls { cert_file: /rogue/cert.pem, key_file: /rogue/key.pem, insecure: true }"),
+	}
+	for name, text := range files {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(path, 10400, 10400); err != nil {
+			t.Fatalf("chown %s: %v (the test runs as root on the engine's host)", path, err)
+		}
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var rogues []string
+	for _, conf := range []string{"plain", "tls"} {
+		name := st.project + "-rogue-nats-" + conf
+		st.cmdT(t, "docker", "run", "-d", "--name", name, "--network", st.project+"_mesh", "-v", dir+":/rogue:ro",
+			"pizzajoint/nats:"+imageTag(), "-c", "/rogue/"+conf+".conf")
+		t.Cleanup(func() { _, _ = st.cmd(time.Minute, "docker", "rm", "-f", "-v", name) })
+		rogues = append(rogues, name)
+	}
+	time.Sleep(15 * time.Second) // a route that is let in brings the leader's name within a few seconds
+	for _, name := range rogues {
+		logs, _ := st.cmd(time.Minute, "docker", "logs", name)
+		if strings.Contains(logs, "metadata leader") {
+			t.Errorf("%s joined the cluster:\n%s", name, tail(logs, 20))
+		}
+		if !strings.Contains(logs, "Router connection closed") {
+			t.Errorf("%s never had a route closed on it (did it try at all?):\n%s", name, tail(logs, 20))
+		}
+		if _, err := st.cmd(time.Minute, "docker", "exec", name, "/usr/local/bin/meshctl", "probe", "http://127.0.0.1:8222/healthz"); err == nil {
+			t.Errorf("%s is healthy: it found the cluster's JetStream leader", name)
+		}
+	}
+	if state := streamState(t); !strings.Contains(state, "3 replicas") || strings.Contains(state, "rogue") {
+		t.Errorf("stream state after the rogues: %s", state)
+	}
+}
+
+// rogueConfig is a JetStream server that routes to nats-1, with routeTLS in its cluster block.
+func rogueConfig(name, routeTLS string) string {
+	return fmt.Sprintf(`server_name: %s
+http: 127.0.0.1:8222
+jetstream { store_dir: /nats/data }
+cluster {
+  name: pizza
+  listen: 0.0.0.0:6222
+  %s
+  routes: [ nats-route://nats-1:6222 ]
+}
+`, name, routeTLS)
+}
+
+// selfSignedPEM is a certificate and key for host, signed by itself.
+func selfSignedPEM(t *testing.T, host string) (certPEM, keyPEM string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(crand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}))
 }
