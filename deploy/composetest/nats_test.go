@@ -15,6 +15,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -461,7 +462,12 @@ func statuses(ids []int64, statusOf map[int64]string) []string {
 // either joined, it would learn the JetStream leader and answer /healthz. Seen red by hand: with the tls block
 // taken out of nats.conf, the plain rogue logged "JetStream cluster new metadata leader" within seconds.
 func TestRogueNATSServerOnTheNetworkNeverRoutes(t *testing.T) {
-	dir := t.TempDir()
+	// The rogues run as NATS's user: a folder they can enter (t.TempDir's parent is owner-only).
+	dir, err := os.MkdirTemp("", "rogue-nats-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
 	cert, key := selfSignedPEM(t, "nats-1")
 	files := map[string]string{"cert.pem": cert, "key.pem": key,
 		"plain.conf": rogueConfig("rogue-plain", ""),
@@ -489,7 +495,9 @@ func TestRogueNATSServerOnTheNetworkNeverRoutes(t *testing.T) {
 	}
 	time.Sleep(15 * time.Second) // a route that is let in brings the leader's name within a few seconds
 	for _, name := range rogues {
-		logs, _ := st.cmd(time.Minute, "docker", "logs", name)
+		// NATS logs to stderr.
+		out, _ := exec.Command("docker", "logs", name).CombinedOutput()
+		logs := string(out)
 		if strings.Contains(logs, "metadata leader") {
 			t.Errorf("%s joined the cluster:\n%s", name, tail(logs, 20))
 		}
