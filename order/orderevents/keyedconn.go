@@ -204,6 +204,9 @@ func (s keyedStreams) Ready(ctx context.Context) error { return s.k.cur.Load().s
 
 func (s keyedStreams) Stream(ctx context.Context, req order.StreamRequest, heartbeat time.Duration, send func(order.Event) error, idle func() error) error {
 	c := s.k.cur.Load()
+	if c.retired.Err() != nil { // retired since it was loaded: its successor is in place (or the path is closing)
+		c = s.k.cur.Load()
+	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(c.retired, cancel)
