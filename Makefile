@@ -11,7 +11,7 @@ TEST_TIMEOUT ?= 30m
 FUZZTIME ?= 30s
 
 .PHONY: help run stop status test deps rotate-db-creds rotate-db-root rotate-secret-id rotate-transit-key \
-	rotate-gateway-cert rotate-connect-ca rotate-consul-token rotate-logins staff-token consul-ui-token \
+	rotate-gateway-cert rotate-connect-ca rotate-consul-token rotate-nats-creds rotate-logins staff-token consul-ui-token \
 	consul-operator-token demo build certs lint fmt fuzz fuzz-smoke bench bench-smoke clean
 
 help: ## list the targets
@@ -91,6 +91,8 @@ rotate-connect-ca: ## move the Connect CA to a new root in Vault's PKI (cross-si
 	STATE_DIR=$(STATE_DIR) scripts/rotate.sh connect-ca
 rotate-consul-token: ## new Consul token for one instance (INSTANCE=order-1 by default), old one deleted
 	STATE_DIR=$(STATE_DIR) scripts/rotate.sh consul-token $(INSTANCE)
+rotate-nats-creds: ## new NATS key for every order replica (or INSTANCE=order-1); the previous one dropped once unused
+	STATE_DIR=$(STATE_DIR) scripts/rotate.sh nats-creds $(INSTANCE)
 
 bench: deps ## ceiling (raw MySQL) vs direct vs mesh, interleaved, ~6 min; prints a table, writes docs/benchmarks.md (BENCH_FLAGS=-h)
 	$(GO) run ./cmd/bench $(BENCH_FLAGS)

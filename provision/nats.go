@@ -33,12 +33,24 @@ type NATSConfig struct {
 	// Wait is how long nats-stream keeps trying while the servers are not yet answering (a new cluster elects
 	// its JetStream leader after its servers are up); 0 tries once.
 	Wait time.Duration `conf:"default:0s"`
+	// Monitor is the server's monitoring endpoint (root's): a key rotation reads its connections there.
+	Monitor string `conf:"default:http://127.0.0.1:8222"`
+	// RetireWait bounds how long `nats-key retire` waits for the instance to leave its previous key before it
+	// drops that key anyway (the server then closes what still uses it).
+	RetireWait time.Duration `conf:"default:30s"`
 }
 
 // NATSSeedFile is the instance's NATS nkey seed in its credentials folder.
 const NATSSeedFile = "nats-seed"
 
 const provisionerSeed = "provisioner.seed"
+
+// Registry entries: an identity's key ("<role> <public key>"), and during a rotation the key it replaces, admitted
+// until the instance has left it.
+const (
+	currentKeyExt  = ".user"
+	previousKeyExt = ".previous"
+)
 
 // NATSUsers gives service instances and meshctl their NATS identities (nkey users: the instance holds its seed,
 // the server its public key) and renders the server's authorization from them. It needs neither Vault nor
@@ -126,16 +138,21 @@ func (n *NATSUsers) Render() (changed bool, err error) {
 		return false, err
 	}
 	var users []natsauth.User
+	admitted := map[string]bool{}
 	for _, e := range entries {
-		name, ok := strings.CutSuffix(e.Name(), ".user")
-		if !ok {
+		ext := filepath.Ext(e.Name())
+		if ext != currentKeyExt && ext != previousKeyExt {
 			continue
 		}
-		line, err := n.registered(name)
+		line, err := n.entry(strings.TrimSuffix(e.Name(), ext), ext)
 		if err != nil {
 			return false, err
 		}
 		role, pub, _ := strings.Cut(line, " ")
+		if admitted[pub] { // a rotation stopped between its two registry writes
+			continue
+		}
+		admitted[pub] = true
 		users = append(users, natsauth.User{Role: role, PublicKey: pub})
 	}
 	text, err := natsauth.Accounts(n.permDir, users)
@@ -235,16 +252,22 @@ func (n *NATSUsers) withJetStream(ctx context.Context, timeout time.Duration, fn
 	return fn(ctx, js)
 }
 
-func (n *NATSUsers) registered(name string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(n.cfg.UsersDir, name+".user"))
+func (n *NATSUsers) registered(name string) (string, error) { return n.entry(name, currentKeyExt) }
+
+func (n *NATSUsers) entry(name, ext string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(n.cfg.UsersDir, name+ext))
 	return strings.TrimSpace(string(b)), err
 }
 
 func (n *NATSUsers) register(name, role, pub string) error {
+	return n.writeEntry(name, currentKeyExt, role+" "+pub)
+}
+
+func (n *NATSUsers) writeEntry(name, ext, line string) error {
 	if err := os.MkdirAll(n.cfg.UsersDir, 0o700); err != nil {
 		return err
 	}
-	return writeSecretFile(filepath.Join(n.cfg.UsersDir, name+".user"), role+" "+pub)
+	return writeSecretFile(filepath.Join(n.cfg.UsersDir, name+ext), line)
 }
 
 // validRegistryName keeps an instance ID a plain file name in the registry.

@@ -2,6 +2,7 @@ package provision
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/pizzajoint/mesh/internal/natstest"
+	"github.com/pizzajoint/mesh/platform/natsauth"
 )
 
 func newNATSUsers(t *testing.T) (*NATSUsers, string) {
@@ -161,4 +163,185 @@ func TestNATSStreamWaitsForTheServer(t *testing.T) {
 	if line, err := users.StreamState(context.Background(), 5*time.Second); err != nil || !strings.Contains(line, "ORDERS") {
 		t.Errorf("stream state %q, %v", line, err)
 	}
+}
+
+// A key rotation: during the overlap the server admits the previous key and the new one; the retirement waits
+// until no connection uses the previous key, then only the new one is admitted. A retirement whose wait runs
+// out drops the key anyway and the server closes the connection still on it. Seen red with RetireKey not
+// waiting ("retired while a connection still used the previous key").
+func TestNATSKeyRotation(t *testing.T) {
+	users, dir := newNATSUsers(t)
+	users.cfg.RetireWait = 20 * time.Second
+	inst := Instance{Service: "order", ID: "order-1", Dir: filepath.Join(dir, "creds", "order-1")}
+	if _, err := users.DeliverKey(inst, "order"); err != nil {
+		t.Fatal(err)
+	}
+	seedFile := filepath.Join(inst.Dir, NATSSeedFile)
+	keep := func(name string) string { // a copy of the seed the instance holds now
+		b, err := os.ReadFile(seedFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		file := filepath.Join(dir, name)
+		if err := os.WriteFile(file, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return file
+	}
+	authConf := func() string {
+		b, err := os.ReadFile(users.cfg.AuthFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	srv := natstest.StartMonitored(t, authConf())
+	users.cfg.Monitor = srv.MonitorURL()
+	connected := func(seed string) *nats.Conn {
+		key, err := nats.NkeyOptionFromSeed(seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := nats.Connect(srv.URL(), key, nats.NoReconnect())
+		if err != nil {
+			t.Fatalf("connect before the rotation: %v", err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	admits := func(phase string, want map[string]bool) {
+		t.Helper()
+		for name, admitted := range want {
+			err := connectWith(t, srv.URL(), filepath.Join(dir, name))
+			if admitted && err != nil {
+				t.Errorf("%s: key %s refused: %v", phase, name, err)
+			}
+			if !admitted && err == nil {
+				t.Errorf("%s: key %s admitted", phase, name)
+			}
+		}
+	}
+
+	first := keep("first.nk")
+	onFirst := connected(first)
+	changed, err := users.RotateKey(inst, "order")
+	if err != nil || !changed {
+		t.Fatalf("rotate: changed %v, %v", changed, err)
+	}
+	second := keep("second.nk")
+	srv.Reconfigure(authConf())
+	admits("overlap", map[string]bool{"first.nk": true, "second.nk": true})
+
+	retired := make(chan error, 1)
+	go func() {
+		changed, err := users.RetireKey(context.Background(), inst)
+		if err == nil && !changed {
+			err = errors.New("retired, but the authorization did not change")
+		}
+		retired <- err
+	}()
+	select {
+	case err := <-retired:
+		t.Fatalf("retired while a connection still used the previous key (%v)", err)
+	case <-time.After(2 * time.Second):
+	}
+	if !onFirst.IsConnected() {
+		t.Fatal("the connection on the previous key was cut during the overlap")
+	}
+	onFirst.Close() // the instance has moved to the new key
+	if err := <-retired; err != nil {
+		t.Fatalf("retire: %v", err)
+	}
+	srv.Reconfigure(authConf())
+	admits("after the retirement", map[string]bool{"first.nk": false, "second.nk": true})
+	if strings.Contains(authConf(), mustPublicKey(t, first)) {
+		t.Error("the retired key is still in the authorization")
+	}
+
+	// A second rotation whose instance never leaves the previous key: the wait runs out, the key is dropped and
+	// the server closes the connection.
+	onSecond := connected(second)
+	if _, err := users.RotateKey(inst, "order"); err != nil {
+		t.Fatal(err)
+	}
+	keep("third.nk")
+	srv.Reconfigure(authConf())
+	users.cfg.RetireWait = time.Second
+	if changed, err := users.RetireKey(context.Background(), inst); err != nil || !changed {
+		t.Fatalf("retire after the wait ran out: changed %v, %v", changed, err)
+	}
+	srv.Reconfigure(authConf())
+	deadline := time.Now().Add(10 * time.Second)
+	for !onSecond.IsClosed() && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !onSecond.IsClosed() {
+		t.Error("the server kept a connection whose key was dropped")
+	}
+	admits("after the second retirement", map[string]bool{"first.nk": false, "second.nk": false, "third.nk": true})
+	if changed, err := users.RetireKey(context.Background(), inst); err != nil || changed {
+		t.Errorf("a retirement with nothing to retire: changed %v, %v", changed, err)
+	}
+}
+
+// A rotation refuses a link planted at the seed's name before it changes anything, and an instance with no
+// identity has nothing to rotate.
+func TestNATSKeyRotationRefuses(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		plant bool // a link at the seed's name after the delivery
+		fresh bool // no delivery first
+	}{
+		{name: "a planted link", plant: true},
+		{name: "an instance with no identity", fresh: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			users, dir := newNATSUsers(t)
+			inst := Instance{Service: "order", ID: "order-1", Dir: filepath.Join(dir, "creds", "order-1")}
+			if !tt.fresh {
+				if _, err := users.DeliverKey(inst, "order"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			target := filepath.Join(dir, "target")
+			if err := os.WriteFile(target, []byte("untouched"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if tt.plant {
+				seed := filepath.Join(inst.Dir, NATSSeedFile)
+				if err := os.Remove(seed); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Symlink(target, seed); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before, _ := users.registered(inst.ID)
+			if _, err := users.RotateKey(inst, "order"); err == nil {
+				t.Error("rotated")
+			}
+			if b, _ := os.ReadFile(target); string(b) != "untouched" {
+				t.Errorf("the link's target was written: %q", b)
+			}
+			if after, _ := users.registered(inst.ID); after != before {
+				t.Error("the registry changed")
+			}
+			if _, err := os.Stat(filepath.Join(users.cfg.UsersDir, inst.ID+previousKeyExt)); err == nil {
+				t.Error("a previous key was recorded")
+			}
+		})
+	}
+}
+
+func mustPublicKey(t *testing.T, seedFile string) string {
+	t.Helper()
+	b, err := os.ReadFile(seedFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := natsauth.PublicKeyOf(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pub
 }

@@ -11,6 +11,8 @@
 #   connect-ca    move the Connect CA to a new root in Vault's PKI (cross-signed by the old one)
 #   consul-token  a new Consul token for INSTANCE (default order-1): the service picks it up, its sidecar restarts
 #                 with it, then the old token is deleted
+#   nats-creds    a new NATS key for every order replica (or INSTANCE): both keys admitted while the replica moves
+#                 to a connection with the new one, then the previous key is dropped
 #
 # Vault and Consul are changed by meshctl with the operator token; this script only adds the process steps. Files
 # in a service's folder are written by meshctl alone, each owned by the folder's owner, never through a link.
@@ -81,6 +83,26 @@ rotate_consul_token() {
   log "consul token of $id rotated; the previous one is deleted"
 }
 
+# reload_nats OUT: the NATS server rereads its authorization when meshctl said it changed ("reload").
+reload_nats() { if [[ "$1" == reload ]]; then stack reload-nats; fi; }
+
+rotate_nats_creds() {
+  local id out ids
+  [[ "$STACK_EVENTS" == jetstream ]] || die "the stack's events are not on NATS (STACK_EVENTS=$STACK_EVENTS)"
+  ids="${1:-$(order_instances)}"
+  for id in $ids; do
+    [[ -d "$CREDS_DIR/$id" ]] || die "no instance $id (no folder $CREDS_DIR/$id)"
+    # The seed belongs to the instance's account, like the one its first delivery wrote.
+    out="$(as_instance order "$id" && export MESHCTL_INSTANCE_OWNER="$(owner_of "$ORDER_USER")" && meshctl nats-key rotate)"
+    reload_nats "$out"
+    log "new NATS key delivered to $id; its previous key stays admitted while it moves to a connection with the new one"
+    # Waits (MESHCTL_NATS_RETIRE_WAIT, 30 s) until no connection uses the previous key; meshctl.log says if it ran out.
+    out="$(as_instance order "$id" && meshctl nats-key retire)"
+    reload_nats "$out"
+    log "NATS key of $id rotated; the previous one is no longer admitted"
+  done
+}
+
 case "${1:-}" in
   db-creds | db-root | connect-ca | logins) meshctl rotate "$1" ;;
   secret-id) rotate_secret_id ;;
@@ -88,5 +110,6 @@ case "${1:-}" in
   rewrap-pii) rewrap_pii ;;
   gateway-cert) rotate_gateway_cert ;;
   consul-token) rotate_consul_token "${2:-}" ;;
-  *) die "usage: $0 db-creds|db-root|secret-id|logins|transit-key|rewrap-pii|gateway-cert|connect-ca|consul-token [INSTANCE]" ;;
+  nats-creds) rotate_nats_creds "${2:-}" ;;
+  *) die "usage: $0 db-creds|db-root|secret-id|logins|transit-key|rewrap-pii|gateway-cert|connect-ca|consul-token|nats-creds [INSTANCE]" ;;
 esac

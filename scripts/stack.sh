@@ -395,7 +395,7 @@ meshctl_env() {
     MESHCTL_CONSUL_NODE="$CONSUL_NODE" MESHCTL_REPO="$ROOT_DIR" \
     MESHCTL_DB_ADDR="127.0.0.1:$MYSQL_PORT" MESHCTL_DB_SOCKET="$STATE_DIR/mariadb/mariadbd.sock" \
     MESHCTL_NATS_USERS_DIR="$NATS_DIR/users" MESHCTL_NATS_AUTH_FILE="$NATS_DIR/auth.conf" \
-    MESHCTL_NATS_URL="nats://127.0.0.1:$NATS_PORT" MESHCTL_NATS_REPLICAS=1
+    MESHCTL_NATS_URL="nats://127.0.0.1:$NATS_PORT" MESHCTL_NATS_REPLICAS=1 MESHCTL_NATS_MONITOR="http://127.0.0.1:$NATS_MONITOR_PORT"
   if [[ -n "${DB_CREDS_TTL:-}" ]]; then export MESHCTL_DB_CREDS_TTL="$DB_CREDS_TTL"; fi
   if [[ -n "${DB_CREDS_MAX_TTL:-}" ]]; then export MESHCTL_DB_CREDS_MAX="$DB_CREDS_MAX_TTL"; fi
 }
@@ -464,9 +464,13 @@ deliver_nats_key() {
       MESHCTL_INSTANCE_OWNER="$(owner_of "$3")"
     meshctl nats-key
   )" || { tail -n 5 "$LOG_DIR/meshctl.log" >&2; die "meshctl nats-key $2 failed (see $LOG_DIR/meshctl.log)"; }
-  if [[ "$out" == reload && -s "$PID_DIR/nats.child" ]]; then
-    kill -HUP "$(cat "$PID_DIR/nats.child")" 2>/dev/null || true
-  fi
+  if [[ "$out" == reload ]]; then reload_nats; fi
+}
+
+# reload_nats: the running NATS server rereads its config (its authorization among it); NATS closes every
+# connection whose key is no longer admitted.
+reload_nats() {
+  if [[ -s "$PID_DIR/nats.child" ]]; then kill -HUP "$(cat "$PID_DIR/nats.child")" 2>/dev/null || true; fi
 }
 
 # start_nats_mesh: NATS's registration in Consul (meshctl register, as NATS's account with its own token: the
@@ -825,6 +829,7 @@ case "${1:-}" in
   start-mariadb) cmd_start_mariadb ;;
   stop-process) [[ "${2:-}" =~ ^[a-z0-9-]+$ ]] || die "usage: $0 stop-process NAME (mariadb, order-2, …)"; stop_process "$2" ;;
   meshctl) shift; meshctl "$@" ;;
+  reload-nats) reload_nats ;;
   deliver-gateway-cert) GATEWAY_TLS_CERT_FILE="$CERTS_DIR/server.pem" GATEWAY_TLS_KEY_FILE="$CERTS_DIR/server-key.pem" deliver_gateway_cert ;;
   run-delivered) shift; run_delivered "$@" ;; # supervised commands (spawn), not for operators
   run-vault) run_vault ;;

@@ -33,6 +33,8 @@
 //	meshctl nats-auth                 meshctl's NATS identity, then the server's authorization (public keys only)
 //	meshctl nats-key                  the NATS identity of one instance (MESHCTL_INSTANCE_*): its nkey seed in its
 //	                                  folder, its public key in the authorization ("reload" on stdout: changed)
+//	meshctl nats-key rotate|retire    a new key for the instance beside its previous one; then the previous one
+//	                                  dropped once no connection uses it (MESHCTL_NATS_MONITOR, _RETIRE_WAIT)
 //	meshctl nats-stream               the event stream (JetStream ORDERS) created or brought up to date
 //	meshctl serve-front               a front of the Consul agent's API (MESHCTL_FRONT_*): a service user's
 //	                                  unix socket, or the operators' HTTPS UI; see platform/consulfront for why

@@ -29,6 +29,7 @@ type Server struct {
 	bin     string
 	conf    string
 	port    int
+	monitor int // the monitoring port; 0: none
 	logFile string
 	cmd     *exec.Cmd
 	done    chan struct{}
@@ -55,17 +56,65 @@ func Binary(t testing.TB) string {
 // authorization). The store fsyncs every write (sync_interval: always), as the stack's servers do.
 func Start(t testing.TB, extra string) *Server {
 	t.Helper()
+	return start(t, extra, false)
+}
+
+// StartMonitored is Start with the monitoring endpoint (MonitorURL) on, as the stack's server has it.
+func StartMonitored(t testing.TB, extra string) *Server {
+	t.Helper()
+	return start(t, extra, true)
+}
+
+func start(t testing.TB, extra string, monitored bool) *Server {
+	t.Helper()
 	dir := t.TempDir()
 	s := &Server{t: t, bin: Binary(t), port: testkit.FreePort(t), conf: filepath.Join(dir, "nats.conf"),
 		logFile: filepath.Join(dir, "nats.log")}
-	conf := fmt.Sprintf("listen: 127.0.0.1:%d\nserver_name: natstest\njetstream { store_dir: %q, sync_interval: always }\n%s\n",
-		s.port, filepath.Join(dir, "store"), extra)
-	if err := os.WriteFile(s.conf, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
+	if monitored {
+		s.monitor = testkit.FreePort(t)
 	}
+	s.writeConfig(filepath.Join(dir, "store"), extra)
 	s.start()
 	t.Cleanup(func() { s.Kill() })
 	return s
+}
+
+func (s *Server) writeConfig(store, extra string) {
+	s.t.Helper()
+	conf := fmt.Sprintf("listen: 127.0.0.1:%d\nserver_name: natstest\njetstream { store_dir: %q, sync_interval: always }\n",
+		s.port, store)
+	if s.monitor != 0 {
+		conf += fmt.Sprintf("http: 127.0.0.1:%d\n", s.monitor)
+	}
+	if err := os.WriteFile(s.conf, []byte(conf+extra+"\n"), 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// Reconfigure replaces the config's extra part and has the running server reread its config (SIGHUP), as the
+// stack does when its authorization changed. It returns once the server logged the reload.
+func (s *Server) Reconfigure(extra string) {
+	s.t.Helper()
+	s.writeConfig(filepath.Join(filepath.Dir(s.conf), "store"), extra)
+	before := strings.Count(s.Log(), "Reloaded server configuration")
+	if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		s.t.Fatalf("natstest: reload: %v", err)
+	}
+	deadline := time.Now().Add(readyTimeout)
+	for strings.Count(s.Log(), "Reloaded server configuration") == before {
+		if time.Now().After(deadline) {
+			s.t.Fatalf("natstest: no reload in %s:\n%s", readyTimeout, s.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// MonitorURL is the monitoring endpoint's URL ("" unless started with StartMonitored).
+func (s *Server) MonitorURL() string {
+	if s.monitor == 0 {
+		return ""
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d", s.monitor)
 }
 
 // URL is the server's client URL.

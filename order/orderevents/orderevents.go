@@ -13,14 +13,12 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/order/eventhub"
 	"github.com/pizzajoint/mesh/order/eventrelay"
-	"github.com/pizzajoint/mesh/order/eventstream"
 	"github.com/pizzajoint/mesh/platform/consulreg"
 	"github.com/pizzajoint/mesh/platform/httpserver"
 )
@@ -35,6 +33,8 @@ type Config struct {
 		SeedFile string        `conf:"help:file holding this instance's NATS nkey seed"`
 		Name     string        `conf:"default:order,help:connection name shown in NATS's monitoring"`
 		Timeout  time.Duration `conf:"default:5s,help:bound of each NATS call (connect, publish, stream lookups)"`
+		// SeedCheck is how often the seed file is read for a rotated key (meshctl nats-key rotate).
+		SeedCheck time.Duration `conf:"default:1s,help:how often the seed file is checked for a rotated NATS key"`
 	}
 	Relay struct {
 		Sweep time.Duration `conf:"default:1s,help:how often the relay looks for events nothing nudged it about"`
@@ -82,44 +82,37 @@ func openJetStream(ctx context.Context, cfg Config, log Log, reg prometheus.Regi
 	if cfg.NATS.SeedFile == "" {
 		return nil, errors.New("events on JetStream need ORDER_EVENTS_NATS_SEED_FILE (the instance's NATS key)")
 	}
-	key, err := nats.NkeyOptionFromSeed(cfg.NATS.SeedFile)
-	if err != nil {
-		return nil, fmt.Errorf("NATS key: %w", err)
+	if cfg.NATS.SeedCheck <= 0 {
+		cfg.NATS.SeedCheck = time.Second
 	}
-	connLog := logger.With("component", "nats")
-	// The connection outlives any outage: the outbox keeps the events, and the relay catches up on reconnect.
-	// A cluster's servers tell clients each other's addresses; the instance ignores them and always reconnects
-	// through its sidecar, which picks a healthy server.
-	nc, err := nats.Connect(cfg.NATS.URL, key, nats.Name(cfg.NATS.Name), nats.Timeout(cfg.NATS.Timeout),
-		nats.IgnoreDiscoveredServers(), nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { connLog.Warn("NATS disconnected", "error", err) }),
-		nats.ReconnectHandler(func(c *nats.Conn) { connLog.Info("NATS reconnected", "server", c.ConnectedUrlRedacted()) }),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { connLog.Warn("NATS error", "error", err) }))
+	m, rotations := newMetrics(reg)
+	conn, err := openKeyedConn(cfg, rotations, logger)
 	if err != nil {
-		return nil, fmt.Errorf("NATS at %s: %w", cfg.NATS.URL, err)
-	}
-	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(cfg.NATS.Timeout))
-	if err != nil {
-		nc.Close()
 		return nil, err
 	}
-	m := newMetrics(reg)
 	relayCfg := eventrelay.DefaultConfig
 	relayCfg.Sweep, relayCfg.Batch, relayCfg.Timeout = cfg.Relay.Sweep, cfg.Relay.Batch, cfg.NATS.Timeout
-	relay := eventrelay.New(relayCfg, log, eventstream.NewPublisher(js), m, logger)
-	streams := eventstream.NewStreams(js)
-	return &Events{Store: relay.Nudging(log), Streams: streams, Run: relay.Run, Close: nc.Close}, nil
+	relay := eventrelay.New(relayCfg, log, keyedPublisher{conn}, m, logger)
+	run := func(ctx context.Context) error {
+		g, ctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return relay.Run(ctx) })
+		g.Go(func() error { return conn.watch(ctx) })
+		return g.Wait()
+	}
+	return &Events{Store: relay.Nudging(log), Streams: keyedStreams{conn}, Run: run, Close: conn.close}, nil
 }
 
-func newMetrics(reg prometheus.Registerer) eventrelay.Metrics {
+func newMetrics(reg prometheus.Registerer) (eventrelay.Metrics, func()) {
 	published := prometheus.NewCounter(prometheus.CounterOpts{Namespace: "pizza", Subsystem: "order",
 		Name: "events_relayed_total", Help: "Events the relay stored in the event stream."})
 	dups := prometheus.NewCounter(prometheus.CounterOpts{Namespace: "pizza", Subsystem: "order",
 		Name: "events_relayed_duplicate_total", Help: "Events the stream already held when the relay published them."})
 	lag := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "pizza", Subsystem: "order",
 		Name: "event_relay_lag_seconds", Help: "Age of the oldest event not yet relayed to the stream (0: caught up)."})
-	reg.MustRegister(published, dups, lag)
-	return eventrelay.Metrics{Published: published.Inc, Duplicates: dups.Inc, Lag: func(d time.Duration) { lag.Set(d.Seconds()) }}
+	rotations := prometheus.NewCounter(prometheus.CounterOpts{Namespace: "pizza", Subsystem: "order",
+		Name: "nats_key_rotations_total", Help: "Times the event path moved to a connection with a rotated NATS key."})
+	reg.MustRegister(published, dups, lag, rotations)
+	return eventrelay.Metrics{Published: published.Inc, Duplicates: dups.Inc, Lag: func(d time.Duration) { lag.Set(d.Seconds()) }}, rotations.Inc
 }
 
 // Upstreams are the mesh upstreams the event path needs: NATS on the local port of cfg.NATS.URL, through the

@@ -217,3 +217,12 @@ func TestUpstreams(t *testing.T) {
 		}
 	}
 }
+
+func mustNkey(t *testing.T, seedFile string) nats.Option {
+	t.Helper()
+	opt, err := nats.NkeyOptionFromSeed(seedFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return opt
+}
