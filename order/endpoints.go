@@ -64,7 +64,7 @@ type StreamEventsRequest struct {
 // LongLived tells the endpoint middleware that the call lasts as long as the stream: it gets no deadline.
 func (StreamEventsRequest) LongLived() {}
 
-// MakeStreamEndpoint serves event streams from streams (in service an eventhub.Hub), applying mw (outermost
+// MakeStreamEndpoint serves event streams from streams (in service order/eventstream's JetStream consumers), applying mw (outermost
 // first) under the name "stream_events". A call lasts as long as its stream, so the middleware sees it once,
 // when it ends: with the client, at shutdown (ctx), after an order's final status, or with ErrSlowSubscriber.
 func MakeStreamEndpoint(streams EventStreams, mw ...func(name string) endpoint.Middleware) endpoint.Endpoint {

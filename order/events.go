@@ -26,24 +26,6 @@ func (e Event) ResumeID() int64 {
 	return e.ID
 }
 
-// EventQuery selects events After < ID ≤ UpTo (UpTo 0: no upper bound), of one order when OrderID is set, in
-// ID order, at most Limit of them.
-type EventQuery struct {
-	OrderID     string
-	After, UpTo int64
-	Limit       int
-}
-
-// EventLog reads the event log. mysqlstore.Store implements it.
-type EventLog interface {
-	Events(ctx context.Context, q EventQuery) ([]Event, error)
-	LastEventID(ctx context.Context) (int64, error)
-	// TransactionBound is the longest a transaction that writes an event can stay open, enforced by the
-	// writer: IDs are taken at insert but seen at commit, so a gap in IDs is either a commit still to come
-	// (within the bound) or a rollback.
-	TransactionBound() time.Duration
-}
-
 // ErrSlowSubscriber ends a stream whose client does not keep up; it reconnects with its last event ID and
 // misses nothing, because the log is the source of truth.
 var ErrSlowSubscriber = errors.New("subscriber too slow; reconnect with Last-Event-ID")
@@ -56,8 +38,8 @@ type StreamRequest struct {
 	FromNow bool
 }
 
-// EventStreams delivers the event log to stream clients (eventhub.Hub implements it). It is the seam between
-// the stream endpoint and how new events are found.
+// EventStreams delivers the event log to stream clients (order/eventstream serves it from JetStream). It is the
+// seam between the stream endpoint and the event stream.
 type EventStreams interface {
 	// Ready reports an error until streams can be served.
 	Ready(ctx context.Context) error

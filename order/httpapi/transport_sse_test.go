@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,17 +18,18 @@ import (
 
 	"github.com/pizzajoint/mesh/internal/testkit"
 	"github.com/pizzajoint/mesh/order"
-	"github.com/pizzajoint/mesh/order/eventhub"
 	"github.com/pizzajoint/mesh/order/httpapi"
 	"github.com/pizzajoint/mesh/order/orderapi"
 	"github.com/pizzajoint/mesh/platform/kitmw"
 	"github.com/pizzajoint/mesh/platform/reqid"
 )
 
-// eventLog is an event log in memory.
+// eventLog is an event log in memory, and the order.EventStreams the endpoint serves from it: history after
+// the request's cursor, then live events as they are added, until an order's final status.
 type eventLog struct {
 	mu     sync.Mutex
 	events []order.Event
+	ready  bool
 }
 
 func (l *eventLog) add(orderID string, s order.Status) {
@@ -35,24 +38,49 @@ func (l *eventLog) add(orderID string, s order.Status) {
 	l.events = append(l.events, order.Event{ID: int64(len(l.events) + 1), OrderID: orderID, Status: s, At: time.Now()})
 }
 
-func (l *eventLog) Events(_ context.Context, q order.EventQuery) ([]order.Event, error) {
+func (l *eventLog) Ready(context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var out []order.Event
-	for _, e := range l.events {
-		if e.ID > q.After && (q.UpTo == 0 || e.ID <= q.UpTo) && (q.OrderID == "" || e.OrderID == q.OrderID) && len(out) < q.Limit {
-			out = append(out, e)
-		}
+	if !l.ready {
+		return errors.New("not ready")
 	}
-	return out, nil
+	return nil
 }
 
-func (*eventLog) TransactionBound() time.Duration { return time.Second }
-
-func (l *eventLog) LastEventID(context.Context) (int64, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return int64(len(l.events)), nil
+func (l *eventLog) Stream(ctx context.Context, req order.StreamRequest, heartbeat time.Duration, send func(order.Event) error, idle func() error) error {
+	next := req.After
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	lastSent := time.Now()
+	for {
+		l.mu.Lock()
+		pending := slices.Clone(l.events[min(int(next), len(l.events)):])
+		l.mu.Unlock()
+		for _, e := range pending {
+			next = e.ID
+			if req.OrderID != "" && e.OrderID != req.OrderID {
+				continue
+			}
+			if err := send(e); err != nil {
+				return err
+			}
+			lastSent = time.Now()
+			if req.OrderID != "" && (e.Status == order.StatusDelivered || e.Status == order.StatusCancelled) {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+			if time.Since(lastSent) >= heartbeat {
+				if err := idle(); err != nil {
+					return err
+				}
+				lastSent = time.Now()
+			}
+		}
+	}
 }
 
 // endpointLog collects the endpoint middleware's lines.
@@ -78,23 +106,14 @@ func (l *endpointLog) get() []map[string]any {
 	return append([]map[string]any(nil), l.lines...)
 }
 
-// newStreamServer serves order's streams through the endpoint middleware, with a deadline far shorter than
-// any stream; the hub is started unless stopped.
-func newStreamServer(t *testing.T, log *eventLog, started bool) (*httptest.Server, *endpointLog) {
+// newStreamServer serves order's streams from log through the endpoint middleware, with a deadline far shorter
+// than any stream.
+func newStreamServer(t *testing.T, log *eventLog) (*httptest.Server, *endpointLog) {
 	t.Helper()
 	logs := &endpointLog{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	hub := eventhub.New(log, 10*time.Millisecond, slog.New(slog.DiscardHandler))
-	if started {
-		ctx, cancel := context.WithCancel(context.Background())
-		t.Cleanup(cancel)
-		go hub.Run(ctx)
-		for hub.Ready(ctx) != nil {
-			time.Sleep(time.Millisecond)
-		}
-	}
 	mux := http.NewServeMux()
-	httpapi.MakeSSEHandler(mux, order.MakeStreamEndpoint(hub, kitmw.Logging(logger, httpapi.Outcome), kitmw.Deadline(50*time.Millisecond)))
+	httpapi.MakeSSEHandler(mux, order.MakeStreamEndpoint(log, kitmw.Logging(logger, httpapi.Outcome), kitmw.Deadline(50*time.Millisecond)))
 	srv := httptest.NewServer(reqid.Middleware(mux))
 	t.Cleanup(srv.Close)
 	return srv, logs
@@ -102,10 +121,10 @@ func newStreamServer(t *testing.T, log *eventLog, started bool) (*httptest.Serve
 
 func TestStreams(t *testing.T) {
 	id := order.NewID(time.Now())
-	log := &eventLog{}
+	log := &eventLog{ready: true}
 	log.add(id, order.StatusCreated)
 	log.add(id, order.StatusAccepted)
-	srv, logs := newStreamServer(t, log, true)
+	srv, logs := newStreamServer(t, log)
 
 	// One order's stream outlives the call deadline, follows the order to its end, and is logged once, then.
 	resp, err := http.Get(srv.URL + "/orders/" + id + "/events")
@@ -168,9 +187,9 @@ func TestStreams(t *testing.T) {
 	}
 }
 
-// Until the hub knows where the log ends, streams are refused with 503: an endpoint call like any other.
-func TestStreams_hubNotReady(t *testing.T) {
-	srv, logs := newStreamServer(t, &eventLog{}, false)
+// While the event path cannot serve streams, they are refused with 503: an endpoint call like any other.
+func TestStreams_notReady(t *testing.T) {
+	srv, logs := newStreamServer(t, &eventLog{})
 	resp, err := http.Get(srv.URL + "/events")
 	if err != nil {
 		t.Fatal(err)

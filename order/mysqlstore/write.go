@@ -14,8 +14,7 @@ import (
 )
 
 // MaxTransaction bounds every write transaction: past it the transaction is cancelled, and the driver closes
-// its connection so MariaDB rolls it back. The event hub relies on the bound: a gap in event IDs older than
-// it is a rollback, never a commit still to come (see eventhub.Hub). A write normally takes milliseconds; the
+// its connection so MariaDB rolls it back: no row lock outlives it. A write normally takes milliseconds; the
 // gateway gives up on a call after 5 s, so nothing waits for a longer transaction anyway.
 const MaxTransaction = 5 * time.Second
 

@@ -1,7 +1,6 @@
 // Package orderevents opens the order service's event path: the NATS connection (through the instance's
 // sidecar upstream, as the instance's own NATS user), the relay that publishes the event log's outbox to
-// JetStream, and the streams served from it. It is the one choice between that path and the MySQL poller
-// (order/eventhub), which stays only until the benchmark has compared the two.
+// JetStream, and the streams served from it.
 package orderevents
 
 import (
@@ -17,7 +16,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/pizzajoint/mesh/order"
-	"github.com/pizzajoint/mesh/order/eventhub"
 	"github.com/pizzajoint/mesh/order/eventrelay"
 	"github.com/pizzajoint/mesh/platform/consulreg"
 	"github.com/pizzajoint/mesh/platform/httpserver"
@@ -25,8 +23,7 @@ import (
 
 // Config is where the events go. Every field has an ORDER_EVENTS_* variable.
 type Config struct {
-	Source string `conf:"default:poll,help:jetstream (the outbox relayed to NATS JetStream) or poll (the MySQL poller)"`
-	NATS   struct {
+	NATS struct {
 		// URL is the sidecar's upstream to NATS: the instance never reaches NATS but through the mesh.
 		URL string `conf:"default:nats://127.0.0.1:4222,help:NATS through this instance's sidecar upstream"`
 		// SeedFile holds the instance's NATS nkey seed, delivered by meshctl into its credentials folder.
@@ -42,10 +39,9 @@ type Config struct {
 	}
 }
 
-// Log is what the event path needs of the store: the outbox and, for the poller, the event log.
+// Log is what the event path needs of the store: the outbox.
 type Log interface {
 	order.Store
-	order.EventLog
 	eventrelay.Outbox
 }
 
@@ -55,7 +51,7 @@ type Events struct {
 	Store order.Store
 	// Streams serves the stream endpoint.
 	Streams order.EventStreams
-	// Run does the background work (relay or poller) until ctx ends; the caller joins it.
+	// Run relays the outbox until ctx ends; the caller joins it.
 	Run func(ctx context.Context) error
 	// Checks gate the instance's readiness. On JetStream there is none: orders keep flowing while NATS is away
 	// (the outbox holds their events), and a stream that cannot be served answers 503 by itself.
@@ -64,21 +60,8 @@ type Events struct {
 	Close func()
 }
 
-// Open opens the event path that cfg.Source names over log, registering its metrics with reg.
+// Open opens the event path over log, registering its metrics with reg.
 func Open(ctx context.Context, cfg Config, log Log, reg prometheus.Registerer, logger *slog.Logger) (*Events, error) {
-	switch cfg.Source {
-	case "poll":
-		hub := eventhub.New(log, 200*time.Millisecond, logger)
-		return &Events{Store: log, Streams: hub, Checks: []httpserver.Check{{Name: "events", Fn: hub.Ready}}, Close: func() {},
-			Run: func(ctx context.Context) error { hub.Run(ctx); return nil }}, nil
-	case "jetstream":
-		return openJetStream(ctx, cfg, log, reg, logger)
-	default:
-		return nil, fmt.Errorf("events source %q: want jetstream or poll", cfg.Source)
-	}
-}
-
-func openJetStream(ctx context.Context, cfg Config, log Log, reg prometheus.Registerer, logger *slog.Logger) (*Events, error) {
 	if cfg.NATS.SeedFile == "" {
 		return nil, errors.New("events on JetStream need ORDER_EVENTS_NATS_SEED_FILE (the instance's NATS key)")
 	}
@@ -116,11 +99,8 @@ func newMetrics(reg prometheus.Registerer) (eventrelay.Metrics, func()) {
 }
 
 // Upstreams are the mesh upstreams the event path needs: NATS on the local port of cfg.NATS.URL, through the
-// instance's sidecar. None for the poller.
+// instance's sidecar.
 func (c Config) Upstreams() ([]consulreg.Upstream, error) {
-	if c.Source != "jetstream" {
-		return nil, nil
-	}
 	u, err := url.Parse(c.NATS.URL)
 	if err != nil {
 		return nil, fmt.Errorf("ORDER_EVENTS_NATS_URL: %w", err)

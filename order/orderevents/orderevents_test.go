@@ -87,7 +87,6 @@ func TestOrderEventsOnJetStream(t *testing.T) {
 	db := storetest.New(t)
 
 	var cfg orderevents.Config
-	cfg.Source = "jetstream"
 	cfg.NATS.URL, cfg.NATS.SeedFile, cfg.NATS.Name, cfg.NATS.Timeout = srv.URL(), ids["order"].seedFile, "order-test", 5*time.Second
 	cfg.Relay.Sweep, cfg.Relay.Batch = time.Hour, 256
 	events, err := orderevents.Open(ctx, cfg, db.Store, prometheus.NewRegistry(), quiet)
@@ -179,41 +178,30 @@ func TestNATSIdentitiesAreLeastPrivilege(t *testing.T) {
 	}
 }
 
-func TestOpenRefusesAnUnknownSourceOrAMissingKey(t *testing.T) {
-	for _, tt := range []struct {
-		name   string
-		source string
-	}{{"unknown source", "kafka"}, {"jetstream without a key", "jetstream"}} {
-		t.Run(tt.name, func(t *testing.T) {
-			var cfg orderevents.Config
-			cfg.Source = tt.source
-			if _, err := orderevents.Open(context.Background(), cfg, nil, prometheus.NewRegistry(), quiet); err == nil {
-				t.Error("opened")
-			}
-		})
+func TestOpenRefusesAMissingKey(t *testing.T) {
+	var cfg orderevents.Config
+	if _, err := orderevents.Open(context.Background(), cfg, nil, prometheus.NewRegistry(), quiet); err == nil {
+		t.Error("opened without a NATS key")
 	}
 }
 
 func TestUpstreams(t *testing.T) {
 	for _, tt := range []struct {
-		source, url string
-		want        int // the upstream's port; 0: none; -1: an error
+		url  string
+		want int // the upstream's port; -1: an error
 	}{
-		{"poll", "nats://127.0.0.1:4222", 0},
-		{"jetstream", "nats://127.0.0.1:9292", 9292},
-		{"jetstream", "nats://127.0.0.1", -1},
-		{"jetstream", "nats://127.0.0.1:99999", -1},
+		{"nats://127.0.0.1:9292", 9292},
+		{"nats://127.0.0.1", -1},
+		{"nats://127.0.0.1:99999", -1},
 	} {
 		var cfg orderevents.Config
-		cfg.Source, cfg.NATS.URL = tt.source, tt.url
+		cfg.NATS.URL = tt.url
 		ups, err := cfg.Upstreams()
 		switch {
 		case tt.want == -1 && err == nil:
-			t.Errorf("%s %s: no error", tt.source, tt.url)
-		case tt.want == 0 && (err != nil || len(ups) != 0):
-			t.Errorf("%s %s: %v %v; want no upstream", tt.source, tt.url, ups, err)
+			t.Errorf("%s: no error", tt.url)
 		case tt.want > 0 && (err != nil || len(ups) != 1 || ups[0].Service != "nats" || ups[0].LocalPort != tt.want):
-			t.Errorf("%s %s: %v %v; want nats on %d", tt.source, tt.url, ups, err, tt.want)
+			t.Errorf("%s: %v %v; want nats on %d", tt.url, ups, err, tt.want)
 		}
 	}
 }
