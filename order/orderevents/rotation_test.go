@@ -75,7 +75,6 @@ func TestNATSKeyRotationUnderLoad(t *testing.T) {
 	db := storetest.New(t)
 
 	var cfg orderevents.Config
-	cfg.Source = "jetstream"
 	cfg.NATS.URL, cfg.NATS.SeedFile, cfg.NATS.Name, cfg.NATS.Timeout = srv.URL(), seedFile, "order-test", 5*time.Second
 	cfg.NATS.SeedCheck = 200 * time.Millisecond
 	cfg.Relay.Sweep, cfg.Relay.Batch = 200*time.Millisecond, 256
