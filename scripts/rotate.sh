@@ -88,7 +88,6 @@ reload_nats() { if [[ "$1" == reload ]]; then stack reload-nats; fi; }
 
 rotate_nats_creds() {
   local id out ids
-  [[ "$STACK_EVENTS" == jetstream ]] || die "the stack's events are not on NATS (STACK_EVENTS=$STACK_EVENTS)"
   ids="${1:-$(order_instances)}"
   for id in $ids; do
     [[ -d "$CREDS_DIR/$id" ]] || die "no instance $id (no folder $CREDS_DIR/$id)"

@@ -38,9 +38,7 @@ ORDER_UPSTREAM_PORT="${ORDER_UPSTREAM_PORT:-9191}"
 ORDER_SERVICE_ID="${ORDER_SERVICE_ID:-order-1}"
 GATEWAY_SERVICE_ID="${GATEWAY_SERVICE_ID:-gateway-1}"
 # The event stream: NATS JetStream on loopback, reached by order only through its sidecar's upstream (replica N
-# on NATS_UPSTREAM_PORT + N-1); its monitoring port is root's (make status). STACK_EVENTS=poll runs order's
-# MySQL poller instead (kept only for the benchmark's comparison).
-STACK_EVENTS="${STACK_EVENTS:-jetstream}"
+# on NATS_UPSTREAM_PORT + N-1); its monitoring port is root's (make status).
 NATS_PORT="${NATS_PORT:-4222}"
 NATS_MONITOR_PORT="${NATS_MONITOR_PORT:-8222}"
 NATS_UPSTREAM_PORT="${NATS_UPSTREAM_PORT:-9292}"

@@ -65,7 +65,7 @@ spawn() {
 run_delivered() {
   local svc="$1" id="$2" user="$3" consul="$4"; shift 4
   deliver "$svc" "$id" "$user" "$consul"
-  if [[ "$svc" == order ]] && events_on_nats; then deliver_nats_key "$svc" "$id" "$user"; fi
+  if [[ "$svc" == order ]]; then deliver_nats_key "$svc" "$id" "$user"; fi
   if ((SERVICE_USERS)); then
     exec setpriv --reuid="$user" --regid="$user" --clear-groups -- "$@"
   fi
@@ -121,17 +121,15 @@ host_filter_ports() {
   if [[ -n "$port" ]]; then echo "gateway pprof:$port/tcp:$GATEWAY_USER:"; fi
   port="$(loopback_port "${ORDER_DEBUG_ADDR:-}")"
   if [[ -n "$port" ]]; then echo "order pprof:$port/tcp:$ORDER_USER:"; fi
-  if events_on_nats; then
-    # NATS takes only its own sidecar (and root: meshctl); without the mesh, order's instances connect directly.
-    local nats_clients="$NATS_USER"
-    mesh_enabled || nats_clients+=",$ORDER_USER"
-    echo "nats:$NATS_PORT/tcp:$NATS_USER:$nats_clients"
-    echo "nats monitoring:$NATS_MONITOR_PORT/tcp:$NATS_USER:"
-    if mesh_enabled; then
-      for ((n = 1; n <= ORDER_REPLICAS; n++)); do
-        echo "$(order_id "$n") upstream to nats:$((NATS_UPSTREAM_PORT + n - 1))/tcp:$ORDER_USER:$ORDER_USER"
-      done
-    fi
+  # NATS takes only its own sidecar (and root: meshctl); without the mesh, order's instances connect directly.
+  local nats_clients="$NATS_USER"
+  mesh_enabled || nats_clients+=",$ORDER_USER"
+  echo "nats:$NATS_PORT/tcp:$NATS_USER:$nats_clients"
+  echo "nats monitoring:$NATS_MONITOR_PORT/tcp:$NATS_USER:"
+  if mesh_enabled; then
+    for ((n = 1; n <= ORDER_REPLICAS; n++)); do
+      echo "$(order_id "$n") upstream to nats:$((NATS_UPSTREAM_PORT + n - 1))/tcp:$ORDER_USER:$ORDER_USER"
+    done
   fi
   echo "mariadb:$MYSQL_PORT/tcp:root:$ORDER_USER,$MIGRATE_USER"
   [[ "$DB_REPLICAS" == 0 ]] || echo "mariadb-replica:$MYSQL_REPLICA_PORT/tcp:root:$ORDER_USER"
@@ -343,8 +341,7 @@ start_front() {
 
 start_consul_fronts() {
   local svc user
-  local services=(order gateway)
-  events_on_nats && services+=(nats)
+  local services=(order gateway nats)
   for svc in "${services[@]}"; do
     user="$(user_of "$svc")"
     start_front "consul-front-$svc" MESHCTL_FRONT_LISTEN="$(consul_addr_of "$svc")" MESHCTL_FRONT_OWNER="$user" MESHCTL_FRONT_LEAF_FOR="$svc"
@@ -411,8 +408,6 @@ bootstrap() {
 # ---- NATS (the event stream) ---------------------------------------------------------------------------------
 
 NATS_DIR="$STATE_DIR/nats"
-# events_on_nats: order relays its event log to JetStream and serves streams from it (STACK_EVENTS=jetstream).
-events_on_nats() { [[ "$STACK_EVENTS" == jetstream ]]; }
 nats_ready() { "$CURL" -fsS -o /dev/null "http://127.0.0.1:$NATS_MONITOR_PORT/healthz?js-enabled-only=true"; }
 
 write_nats_config() {
@@ -555,14 +550,10 @@ start_order_replica() {
       ORDER_VAULT_ADDR="$VAULT_ADDR" ORDER_VAULT_CA_CERT="$VAULT_CACERT" ORDER_VAULT_ROLE=order ORDER_VAULT_DB_ROLE=order \
       ORDER_VAULT_ROLE_ID_FILE="$dir/role-id" ORDER_VAULT_SECRET_ID_FILE="$dir/secret-id"
     if [[ "$DB_REPLICAS" != 0 ]]; then export ORDER_DB_REPLICA_ADDR="127.0.0.1:$MYSQL_REPLICA_PORT"; fi
-    if events_on_nats; then
-      local nats_port="$NATS_PORT"
-      mesh_enabled && nats_port="$((NATS_UPSTREAM_PORT + $1 - 1))"
-      export ORDER_EVENTS_SOURCE=jetstream ORDER_EVENTS_NATS_URL="nats://127.0.0.1:$nats_port" \
-        ORDER_EVENTS_NATS_SEED_FILE="$dir/nats-seed" ORDER_EVENTS_NATS_NAME="$id"
-    else
-      export ORDER_EVENTS_SOURCE=poll
-    fi
+    local nats_port="$NATS_PORT"
+    mesh_enabled && nats_port="$((NATS_UPSTREAM_PORT + $1 - 1))"
+    export ORDER_EVENTS_NATS_URL="nats://127.0.0.1:$nats_port" ORDER_EVENTS_NATS_SEED_FILE="$dir/nats-seed" \
+      ORDER_EVENTS_NATS_NAME="$id"
     if mesh_enabled; then
       export ORDER_CONSUL_ADDR="$(consul_addr_of order)" ORDER_CONSUL_TOKEN_FILE="$dir/consul-token" ORDER_SERVICE_ID="$id"
     fi
@@ -670,14 +661,12 @@ launch_sidecar() {
 
 start_mesh() {
   local n id
-  if events_on_nats; then start_nats_mesh; fi
+  start_nats_mesh
   for ((n = 1; n <= ORDER_REPLICAS; n++)); do start_sidecar "$(order_id "$n")"; done
-  if events_on_nats; then
-    for ((n = 1; n <= ORDER_REPLICAS; n++)); do
-      wait_for "$(order_id "$n") upstream to nats on 127.0.0.1:$((NATS_UPSTREAM_PORT + n - 1))" "$STACK_TIMEOUT" \
-        "$LOG_DIR/sidecar-$(order_id "$n").log" listening "$((NATS_UPSTREAM_PORT + n - 1))"
-    done
-  fi
+  for ((n = 1; n <= ORDER_REPLICAS; n++)); do
+    wait_for "$(order_id "$n") upstream to nats on 127.0.0.1:$((NATS_UPSTREAM_PORT + n - 1))" "$STACK_TIMEOUT" \
+      "$LOG_DIR/sidecar-$(order_id "$n").log" listening "$((NATS_UPSTREAM_PORT + n - 1))"
+  done
   # An instance gets Connect traffic once its own check and its sidecar's pass (the sidecar's TCP check runs
   # every 10 s and starts critical): ready means every replica can take orders.
   for ((n = 1; n <= ORDER_REPLICAS; n++)); do
@@ -695,7 +684,7 @@ mesh_enabled() { [[ "$STACK_MESH" != off ]]; }
 
 start_services() {
   run_migrations
-  if events_on_nats; then start_nats; fi
+  start_nats
   start_order
   start_gateway
   if mesh_enabled; then start_mesh; fi
@@ -713,7 +702,7 @@ print_summary() {
 Pizza Joint mesh is running.
   Customers:  $gateway
   Consul UI:  https://localhost:$CONSUL_HTTPS_PORT/ui   (log in with the token from: make consul-ui-token)
-  Events:     $(if events_on_nats; then echo "NATS JetStream on 127.0.0.1:$NATS_PORT, in the mesh (make status shows the stream)"; else echo "order's MySQL poller (STACK_EVENTS=poll)"; fi)
+  Events:     NATS JetStream on 127.0.0.1:$NATS_PORT, in the mesh (make status shows the stream)
   Logs:       $rel/logs/    Stop: make stop
 
 Operator environment (Vault over TLS; the operator token's policy is vault/policies/operator.hcl):
@@ -798,7 +787,7 @@ cmd_status() {
     [[ -e "$f" && "$name" != "sidecar-$ORDER_SERVICE_ID" && "$name" != "sidecar-$GATEWAY_SERVICE_ID" ]] && replicas+=("$name")
   done
   [[ "$DB_REPLICAS" == 0 ]] || replicas=(mariadb-replica "${replicas[@]}")
-  if events_on_nats; then replicas+=(nats nats-registration consul-front-nats); fi
+  replicas+=(nats nats-registration consul-front-nats)
   for name in mariadb consul consul-front-order consul-front-gateway consul-ui vault order gateway "sidecar-$ORDER_SERVICE_ID" "sidecar-$GATEWAY_SERVICE_ID" "${replicas[@]}"; do
     f="$PID_DIR/$name.pid"
     if pid_alive "$f"; then state="running (pid $(cat "$f"))"; else state="stopped"; rc=3; fi
@@ -807,17 +796,15 @@ cmd_status() {
   done
   state="$(host_filter_state)" || rc=3
   printf '%-24s %s\n' host-filter "$state"
-  if events_on_nats; then
-    CURL="$("$SCRIPTS_DIR/tools.sh" ensure curl)"
-    state="$(meshctl nats-stream status)" || { state="unreachable (see $LOG_DIR/meshctl.log)"; rc=3; }
-    printf '%-24s %s\n' event-stream "$state"
-    # The relay's lag: the age of the oldest event not yet in the stream, from each instance's metrics.
-    for ((n = 1; n <= ORDER_REPLICAS; n++)); do
-      state="$("$CURL" -fsS --max-time 5 "http://$(order_addr "$n")/metrics" 2>/dev/null | grep '^pizza_order_event_relay_lag_seconds ')" ||
-        state="no metrics"
-      printf '%-24s %s\n' "$(order_id "$n") relay lag" "${state#pizza_order_event_relay_lag_seconds }s"
-    done
-  fi
+  CURL="$("$SCRIPTS_DIR/tools.sh" ensure curl)"
+  state="$(meshctl nats-stream status)" || { state="unreachable (see $LOG_DIR/meshctl.log)"; rc=3; }
+  printf '%-24s %s\n' event-stream "$state"
+  # The relay's lag: the age of the oldest event not yet in the stream, from each instance's metrics.
+  for ((n = 1; n <= ORDER_REPLICAS; n++)); do
+    state="$("$CURL" -fsS --max-time 5 "http://$(order_addr "$n")/metrics" 2>/dev/null | grep '^pizza_order_event_relay_lag_seconds ')" ||
+      state="no metrics"
+    printf '%-24s %s\n' "$(order_id "$n") relay lag" "${state#pizza_order_event_relay_lag_seconds }s"
+  done
   return "$rc"
 }
 
