@@ -81,11 +81,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w (results above; %s not written)", err, *out)
 	}
 	if *out != "" {
-		existing, rerr := os.ReadFile(*out)
-		if rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-			return rerr
-		}
-		if werr := os.WriteFile(*out, []byte(bench.Splice(string(existing), md)), 0o644); werr != nil {
+		if werr := bench.WriteSection(*out, bench.MeshSection, md); werr != nil {
 			return werr
 		}
 		fmt.Fprintln(stderr, "bench: wrote", *out)
