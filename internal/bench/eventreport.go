@@ -97,7 +97,8 @@ func (r EventReport) Markdown() string {
 	w(". Two mesh stacks up at once, one per event path, loaded in turn (poll then jetstream at each level). "+
 		"Each cell places one order per customer stream, opens the streams and waits for each order's history "+
 		"(CREATED), opens the staff streams, then sends status changes at %.0f/s through the gateway's staff "+
-		"API, spread over the open orders.\n\n", r.Rate)
+		"API, spread over the open orders, each at a random moment of its 1/rate slot (so they land at every "+
+		"phase of the poller's cycle).\n\n", r.Rate)
 	w("Latency runs from sending a status change to its frame on that order's customer stream, through the " +
 		"gateway: an upper bound on COMMIT → frame, since it includes the request's way in to the commit. Every " +
 		"stream, customer and staff, is checked to get exactly its frames: no gap, no repeat.\n\n")

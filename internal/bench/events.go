@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"runtime"
@@ -233,8 +234,11 @@ func (t *eventTarget) measure(ctx context.Context, level int, opts EventOptions,
 	interval := time.Duration(float64(time.Second) / opts.Rate)
 	start := time.Now()
 	for i := range changes {
-		// Open loop: each change leaves at its time, whether or not the ones before it were answered.
-		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+		// Open loop: each change leaves at its time, whether or not the ones before it were answered. Its
+		// time is random within its slot of 1/rate: on a strict grid, a rate that divides the poll interval
+		// (20/s against 200 ms) would hit the same few phases of the poller's cycle and measure only those.
+		at := time.Duration(i)*interval + rand.N(interval)
+		if d := time.Until(start.Add(at)); d > 0 {
 			select {
 			case <-time.After(d):
 			case <-ctx.Done():
