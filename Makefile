@@ -12,7 +12,7 @@ FUZZTIME ?= 30s
 
 .PHONY: help run stop status test deps rotate-db-creds rotate-db-root rotate-secret-id rotate-transit-key \
 	rotate-gateway-cert rotate-connect-ca rotate-consul-token rotate-nats-creds rotate-logins staff-token consul-ui-token \
-	consul-operator-token demo build certs lint fmt fuzz fuzz-smoke bench bench-smoke clean
+	consul-operator-token demo build certs lint fmt fuzz fuzz-smoke bench bench-events bench-smoke clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -96,6 +96,9 @@ rotate-nats-creds: ## new NATS key for every order replica (or INSTANCE=order-1)
 
 bench: deps ## ceiling (raw MySQL) vs direct vs mesh, interleaved, ~6 min; prints a table, writes docs/benchmarks.md (BENCH_FLAGS=-h)
 	$(GO) run ./cmd/bench $(BENCH_FLAGS)
+
+bench-events: deps ## order's event paths side by side (MySQL poller vs JetStream): status change → customer frame at 100 and 1,000 streams, ~5 min; writes its section of docs/benchmarks.md (BENCH_FLAGS=-h)
+	$(GO) run ./cmd/bench events $(BENCH_FLAGS)
 
 bench-smoke: deps ## the bench once at one level for a few seconds (part of `make test`): both stacks, every setup; ~2 min, ~70 CPU-s
 	$(GO) test -race -count=1 -run '^TestBenchSmoke$$' -v ./internal/bench

@@ -2,6 +2,10 @@
 // and the full mesh, interleaved in one run on this machine. It prints a markdown report and writes it into
 // docs/benchmarks.md. It is a benchmark, not a test: it never fails on a number, only when a stack does not
 // start or a setup serves no order at all.
+//
+// `bench events` compares order's two event paths (the MySQL poller, NATS JetStream): the time from a staff
+// status change to its frame on the customer's stream, with 100 and 1,000 streams open. It fails when a
+// stream misses or repeats a frame, or a request is refused. Each writes only its own section of the file.
 package main
 
 import (
@@ -28,6 +32,9 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "events" {
+		return runEvents(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	var (
 		levels   = fs.String("levels", "1,16,64,256", "concurrent clients, comma-separated")
@@ -46,23 +53,16 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	opts := bench.Options{Warmup: *warmup, Duration: *duration, ProfileDir: *profile, ProfileClients: *profileC,
-		CeilingPool: *pool, StackEnv: map[string]string{}, Log: stderr}
-	for _, kv := range strings.Split(*env, ",") {
-		if kv == "" {
-			continue
-		}
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return fmt.Errorf("-env: %q is not KEY=VALUE", kv)
-		}
-		opts.StackEnv[k] = v
+		CeilingPool: *pool, Log: stderr}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unknown command %q (the one command is events)", fs.Arg(0))
 	}
-	for _, s := range strings.Split(*levels, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 {
-			return fmt.Errorf("-levels: %q is not a positive number", s)
-		}
-		opts.Levels = append(opts.Levels, n)
+	var err error
+	if opts.StackEnv, err = parseEnv(*env); err != nil {
+		return err
+	}
+	if opts.Levels, err = parseLevels(*levels); err != nil {
+		return err
 	}
 
 	// Ctrl-C stops the load and then the stacks, instead of leaving them behind.
@@ -80,18 +80,99 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%w (results above; %s not written)", err, *out)
 	}
-	if *out != "" {
-		existing, rerr := os.ReadFile(*out)
-		if rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-			return rerr
-		}
-		if werr := os.WriteFile(*out, []byte(bench.Splice(string(existing), md)), 0o644); werr != nil {
-			return werr
-		}
-		fmt.Fprintln(stderr, "bench: wrote", *out)
+	if err := write(*out, bench.MeshSection, md, stderr); err != nil {
+		return err
 	}
 	if *profile != "" {
 		fmt.Fprintf(stderr, "bench: profiles in %s; read them with: go tool pprof -top %s/gateway-cpu.pprof\n", *profile, *profile)
 	}
 	return nil
+}
+
+// runEvents is `bench events`: both event paths, level by level, into the events section of -out.
+func runEvents(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench events", flag.ContinueOnError)
+	var (
+		levels  = fs.String("levels", "100,1000", "open customer streams (one order each), comma-separated")
+		staff   = fs.Int("staff", 3, "open staff streams in every cell")
+		changes = fs.Int("changes", 300, "status changes per cell, spread over the open orders (at most 3 per order)")
+		rate    = fs.Float64("rate", 20, "status changes per second")
+		out     = fs.String("out", "docs/benchmarks.md", "markdown file to write the results into (empty: none)")
+		env     = fs.String("env", "", "KEY=VALUE,... for both stacks' services")
+	)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("bench events: unexpected %q", fs.Arg(0))
+	}
+	opts := bench.EventOptions{StaffStreams: *staff, Changes: *changes, Rate: *rate, Log: stderr}
+	var err error
+	if opts.StackEnv, err = parseEnv(*env); err != nil {
+		return err
+	}
+	if opts.Levels, err = parseLevels(*levels); err != nil {
+		return err
+	}
+	if err := opts.Check(); err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	rep, err := bench.RunEvents(ctx, opts)
+	if err != nil && len(rep.Cells) == 0 {
+		return err
+	}
+	md := rep.Markdown()
+	fmt.Fprintln(stdout, md)
+	if err == nil {
+		err = rep.Broken()
+	}
+	if err != nil {
+		return fmt.Errorf("%w (results above; %s not written)", err, *out)
+	}
+	return write(*out, bench.EventsSection, md, stderr)
+}
+
+// write puts md into its section of the file at path, the one way both commands update it.
+func write(path string, s bench.Section, md string, stderr io.Writer) error {
+	if path == "" {
+		return nil
+	}
+	if err := bench.WriteSection(path, s, md); err != nil {
+		return err
+	}
+	fmt.Fprintln(stderr, "bench: wrote", path)
+	return nil
+}
+
+func parseEnv(list string) (map[string]string, error) {
+	env := map[string]string{}
+	for _, kv := range strings.Split(list, ",") {
+		if kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("-env: %q is not KEY=VALUE", kv)
+		}
+		env[k] = v
+	}
+	return env, nil
+}
+
+func parseLevels(list string) ([]int, error) {
+	var out []int
+	for _, s := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("-levels: %q is not a positive number", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }

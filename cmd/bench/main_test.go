@@ -18,6 +18,14 @@ func TestRunFlags(t *testing.T) {
 		{"a level of zero clients", []string{"-levels", "0"}, `-levels: "0" is not a positive number`},
 		{"an env setting without =", []string{"-env", "ORDER_DB_MAX_OPEN"}, `-env: "ORDER_DB_MAX_OPEN" is not KEY=VALUE`},
 		{"an unknown flag", []string{"-nope"}, "flag provided but not defined: -nope"},
+		{"a command that does not exist", []string{"event"}, `unknown command "event"`},
+		{"events: an argument after the flags", []string{"events", "now"}, `unexpected "now"`},
+		{"events: help is no failure", []string{"events", "-h"}, ""},
+		{"events: a level that is no number", []string{"events", "-levels", "100,x"}, `-levels: "x" is not a positive number`},
+		{"events: more changes than the orders can take", []string{"events", "-levels", "10", "-changes", "31"},
+			"31 changes over 10 orders: at most 3 each"},
+		{"events: no rate", []string{"events", "-rate", "0"}, "a rate above 0"},
+		{"events: an env setting without =", []string{"events", "-env", "X"}, `-env: "X" is not KEY=VALUE`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := run(tc.args, io.Discard, io.Discard)

@@ -109,6 +109,15 @@ func ParseCPUModel(cpuinfo []byte) string {
 	return ""
 }
 
+// ParseLoadAverage returns the one-minute load average, the first field of /proc/loadavg.
+func ParseLoadAverage(loadavg []byte) (float64, error) {
+	fields := strings.Fields(string(loadavg))
+	if len(fields) < 3 {
+		return 0, fmt.Errorf("loadavg: %q has no load averages", loadavg)
+	}
+	return strconv.ParseFloat(fields[0], 64)
+}
+
 // Process is a process of a stack the bench watches.
 type Process struct {
 	Name string

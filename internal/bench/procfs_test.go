@@ -93,3 +93,24 @@ func TestProcessSelf(t *testing.T) {
 		t.Error("PeakRSS of no process: want an error")
 	}
 }
+
+func TestParseLoadAverage(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     float64
+		wantErr  bool
+	}{
+		{"busy", "7.71 2.56 0.90 3/412 12345\n", 7.71, false},
+		{"idle", "0.00 0.01 0.05 1/80 99\n", 0, false},
+		{"empty", "", 0, true},
+		{"not a number", "x 1 2 1/1 1\n", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseLoadAverage([]byte(tt.in))
+			if (err != nil) != tt.wantErr || got != tt.want {
+				t.Errorf("ParseLoadAverage(%q) = %v, %v; want %v, error %v", tt.in, got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}

@@ -314,22 +314,3 @@ func errorsCell(s Summary) string {
 	}
 	return fmt.Sprintf("%d (%s)", s.Errors, strings.ReplaceAll(k, "|", "/"))
 }
-
-// Markers around the part of docs/benchmarks.md a run rewrites; text outside them (the notes a person wrote,
-// profiling findings) survives every run.
-const (
-	BeginMarker = "<!-- make bench: generated from here -->"
-	EndMarker   = "<!-- make bench: generated up to here -->"
-)
-
-// Splice puts generated between the markers of existing, or returns a new document when existing has none.
-func Splice(existing, generated string) string {
-	block := BeginMarker + "\n" + strings.TrimRight(generated, "\n") + "\n" + EndMarker
-	i := strings.Index(existing, BeginMarker)
-	j := strings.Index(existing, EndMarker)
-	if i < 0 || j < i {
-		return "# Benchmarks\n\n`make bench` writes the results between the markers below; the rest of this file is kept.\n\n" +
-			"## Latest run\n\n" + block + "\n"
-	}
-	return existing[:i] + block + existing[j+len(EndMarker):]
-}

@@ -90,27 +90,6 @@ func TestErrorsCell(t *testing.T) {
 	}
 }
 
-func TestSplice(t *testing.T) {
-	tests := []struct {
-		name, existing, want string
-	}{
-		{"new file", "", "# Benchmarks\n\n`make bench` writes the results between the markers below; the rest of this file is kept.\n\n" +
-			"## Latest run\n\n" + BeginMarker + "\nNEW\n" + EndMarker + "\n"},
-		{"keeps notes around the block", "# B\n\nintro\n\n" + BeginMarker + "\nOLD\nrows\n" + EndMarker + "\n\n## Notes\nkept\n",
-			"# B\n\nintro\n\n" + BeginMarker + "\nNEW\n" + EndMarker + "\n\n## Notes\nkept\n"},
-		{"markers in the wrong order start over", EndMarker + "\n" + BeginMarker + "\n",
-			"# Benchmarks\n\n`make bench` writes the results between the markers below; the rest of this file is kept.\n\n" +
-				"## Latest run\n\n" + BeginMarker + "\nNEW\n" + EndMarker + "\n"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := Splice(tt.existing, "NEW\n\n"); got != tt.want {
-				t.Errorf("Splice =\n%q\nwant\n%q", got, tt.want)
-			}
-		})
-	}
-}
-
 func TestBroken(t *testing.T) {
 	working := sampleReport()
 	partly := sampleReport()
