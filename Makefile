@@ -97,7 +97,7 @@ rotate-nats-creds: ## new NATS key for every order replica (or INSTANCE=order-1)
 bench: deps ## ceiling (raw MySQL) vs direct vs mesh, interleaved, ~6 min; prints a table, writes docs/benchmarks.md (BENCH_FLAGS=-h)
 	$(GO) run ./cmd/bench $(BENCH_FLAGS)
 
-bench-events: deps ## order's event paths side by side (MySQL poller vs JetStream): status change → customer frame at 100 and 1,000 streams, ~5 min; writes its section of docs/benchmarks.md (BENCH_FLAGS=-h)
+bench-events: deps ## the event path (JetStream): status change → customer frame at 100 and 1,000 streams, ~3 min; writes its section of docs/benchmarks.md (BENCH_FLAGS=-h)
 	$(GO) run ./cmd/bench events $(BENCH_FLAGS)
 
 bench-smoke: deps ## the bench once at one level for a few seconds (part of `make test`): both stacks, every setup; ~2 min, ~70 CPU-s

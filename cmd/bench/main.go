@@ -3,7 +3,7 @@
 // docs/benchmarks.md. It is a benchmark, not a test: it never fails on a number, only when a stack does not
 // start or a setup serves no order at all.
 //
-// `bench events` compares order's two event paths (the MySQL poller, NATS JetStream): the time from a staff
+// `bench events` measures order's event path (NATS JetStream): the time from a staff
 // status change to its frame on the customer's stream, with 100 and 1,000 streams open. It fails when a
 // stream misses or repeats a frame, or a request is refused. Each writes only its own section of the file.
 package main

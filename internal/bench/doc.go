@@ -20,7 +20,7 @@ var (
 	MeshSection = Section{Begin: "<!-- make bench: generated from here -->",
 		End: "<!-- make bench: generated up to here -->", Heading: "## Latest run"}
 	EventsSection = Section{Begin: "<!-- bench-events:start -->", End: "<!-- bench-events:end -->",
-		Heading: "## Event latency: MySQL poller vs JetStream, latest run"}
+		Heading: "## Event latency on JetStream, latest run"}
 )
 
 const docIntro = "# Benchmarks\n\n`make bench` and `make bench-events` write their results between their markers " +

@@ -21,8 +21,8 @@ func sampleEventReport() EventReport {
 		Date: time.Date(2026, 12, 6, 2, 0, 0, 0, time.UTC), Machine: Machine{Cores: 2, CPUModel: "Test CPU"},
 		GoVersion: "go1.26.8", Commit: "abc1234", Rate: 20,
 		Cells: []EventCell{
-			eventCell(PathPoll, 100, 3*time.Millisecond),
-			eventCell(PathJetStream, 100, 500*time.Microsecond),
+			eventCell(PathJetStream, 100, 3*time.Millisecond),
+			eventCell(PathJetStream, 1000, 500*time.Microsecond),
 		},
 	}
 }
@@ -33,11 +33,11 @@ func TestEventMarkdown(t *testing.T) {
 		"Run of 2026-12-06 02:00 UTC on 2 cores (Test CPU); go1.26.8, commit abc1234.",
 		"status changes at 20/s",
 		"an upper bound on COMMIT → frame",
-		"| 100 | 3 | poll | 100 | 150.0 ms | 297.0 ms | 300.0 ms | 0 | 0 | 0 | 5.0 ms | 9.9 ms | 1.50 |",
-		"| 100 | 3 | jetstream | 100 | 25.0 ms | 49.5 ms | 50.0 ms | 0 | 0 | 0 | 5.0 ms | 9.9 ms | 1.50 |",
-		"Target: p99 below the poller's 200.0 ms interval.",
-		"| 100 | poll | 297.0 ms | no |",
-		"| 100 | jetstream | 49.5 ms | yes |",
+		"| 100 | 3 | jetstream | 100 | 150.0 ms | 297.0 ms | 300.0 ms | 0 | 0 | 0 | 5.0 ms | 9.9 ms | 1.50 |",
+		"| 1000 | 3 | jetstream | 100 | 25.0 ms | 49.5 ms | 50.0 ms | 0 | 0 | 0 | 5.0 ms | 9.9 ms | 1.50 |",
+		"Target: p99 below 200.0 ms, the interval of the MySQL poller JetStream replaced.",
+		"| 100 | jetstream | 297.0 ms | no |",
+		"| 1000 | jetstream | 49.5 ms | yes |",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q\n%s", want, md)
@@ -67,17 +67,17 @@ func TestEventReportBroken(t *testing.T) {
 	}{
 		{"exact streams, slow or not", sampleEventReport(), ""},
 		{"a frame missing", with(func(c *EventCell) { c.Missing = 1 }),
-			"jetstream with 100 customer streams: 1 frames missing, 0 repeated, 0 unexpected"},
+			"jetstream with 1000 customer streams: 1 frames missing, 0 repeated, 0 unexpected"},
 		{"a frame repeated", with(func(c *EventCell) { c.Repeated = 2 }),
-			"jetstream with 100 customer streams: 0 frames missing, 2 repeated, 0 unexpected"},
+			"jetstream with 1000 customer streams: 0 frames missing, 2 repeated, 0 unexpected"},
 		{"a frame nobody asked for", with(func(c *EventCell) { c.Unexpected = 1 }),
-			"jetstream with 100 customer streams: 0 frames missing, 0 repeated, 1 unexpected"},
+			"jetstream with 1000 customer streams: 0 frames missing, 0 repeated, 1 unexpected"},
 		{"refused requests", with(func(c *EventCell) {
 			c.Refused = map[string]int{"429 Too Many Requests": 2, "503 Service Unavailable": 1}
 		}),
-			"jetstream with 100 customer streams: 3 requests refused (429 Too Many Requests; 503 Service Unavailable)"},
+			"jetstream with 1000 customer streams: 3 requests refused (429 Too Many Requests; 503 Service Unavailable)"},
 		{"nothing measured", with(func(c *EventCell) { c.Latencies = nil }),
-			"jetstream with 100 customer streams: nothing measured (100 status changes sent)"},
+			"jetstream with 1000 customer streams: nothing measured (100 status changes sent)"},
 		{"no cell at all", EventReport{}, "no cell was measured"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -34,7 +34,7 @@ type EventOptions struct {
 	// order moves at most len(eventMoves) times, so Changes may not exceed that many per order.
 	Changes int
 	Rate    float64
-	// StackEnv goes to both stacks' services.
+	// StackEnv goes to the stack's services.
 	StackEnv map[string]string
 	Log      io.Writer
 }
@@ -60,8 +60,8 @@ func (o EventOptions) Check() error {
 	return nil
 }
 
-// RunEvents starts one mesh stack per event path (the MySQL poller, NATS JetStream), measures every level on
-// both, the paths taking turns, and returns the report. It stops both stacks before returning.
+// RunEvents starts a mesh stack, measures every level on its event path (NATS JetStream) and returns the
+// report. It stops the stack before returning.
 func RunEvents(ctx context.Context, opts EventOptions) (rep EventReport, err error) {
 	if err := opts.Check(); err != nil {
 		return rep, err
@@ -73,14 +73,13 @@ func RunEvents(ctx context.Context, opts EventOptions) (rep EventReport, err err
 	for _, n := range opts.Levels {
 		most = max(most, n)
 	}
-	logf("starting two mesh stacks (events from order's MySQL poller; from NATS JetStream), about a minute")
-	paths := []string{PathPoll, PathJetStream}
+	logf("starting a mesh stack (events on NATS JetStream), about a minute")
+	paths := []string{PathJetStream}
 	stacks := make([]*stacktest.Stack, len(paths))
 	errs := make([]error, len(paths))
 	var wg sync.WaitGroup
-	for i, path := range paths {
+	for i := range paths {
 		env := stackEnv("on", nil, opts.StackEnv)
-		env["STACK_EVENTS"] = path
 		// Every stream of the bench comes from 127.0.0.1: room for a level's streams, and those of the last
 		// level the gateway may still be closing.
 		env["GATEWAY_LIMITS_STREAMS_PER_CLIENT"] = strconv.Itoa(2 * (most + opts.StaffStreams))
@@ -235,8 +234,8 @@ func (t *eventTarget) measure(ctx context.Context, level int, opts EventOptions,
 	start := time.Now()
 	for i := range changes {
 		// Open loop: each change leaves at its time, whether or not the ones before it were answered. Its
-		// time is random within its slot of 1/rate: on a strict grid, a rate that divides the poll interval
-		// (20/s against 200 ms) would hit the same few phases of the poller's cycle and measure only those.
+		// time is random within its slot of 1/rate: a strict grid would meet any periodic work in the path
+		// (a poller's 200 ms cycle did) at the same few phases and measure only those.
 		at := time.Duration(i)*interval + rand.N(interval)
 		if d := time.Until(start.Add(at)); d > 0 {
 			select {
