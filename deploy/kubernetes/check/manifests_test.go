@@ -54,8 +54,11 @@ type manifests struct {
 // External ConfigMaps and Secrets: a pod may mount one that no manifest here declares only if it is named here,
 // by namespace/name, with who creates it. An entry no pod mounts any more fails too, so the list stays true.
 var external = map[string]string{
-	"ConfigMap/pizza/vault-ca": "the operator, from the CA that signed Vault's listener (key ca.pem, public)",
-	"Secret/pizza/gateway-tls": "cert-manager: the gateway's public certificate (kubernetes.io/tls)",
+	"ConfigMap/pizza/vault-ca":     "the operator, from the CA that signed Vault's listener (key ca.pem, public)",
+	"Secret/pizza/gateway-tls":     "cert-manager: the gateway's public certificate (kubernetes.io/tls)",
+	"ConfigMap/pizza/nats-auth":    "the operator, from the auth.conf `meshctl nats-key` renders (public keys only)",
+	"Secret/pizza/order-nats":      "the operator, from the seed file `meshctl nats-key` writes (or Vault)",
+	"Secret/pizza/nats-routes-tls": "cert-manager (or Vault PKI through it): the NATS routes' pair and CA",
 }
 
 // workload is a pod template with the name and namespace of what runs it. serving workloads (Deployments and
