@@ -5,6 +5,7 @@ package check
 import (
 	"bytes"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -409,4 +410,62 @@ func underMount(path string, mounts map[string]string) bool {
 		}
 	}
 	return false
+}
+
+// TestUpstreamsAreDeclaredAndAllowed: a mesh pod reaches another service only through an explicit upstream of
+// its sidecar (consul.hashicorp.com/connect-service-upstreams, "name:port,…"). Every loopback URL in its
+// environment (e.g. GATEWAY_ORDER_URL, ORDER_EVENTS_NATS_URL) is such an upstream's port, and every upstream is a
+// Service here that an intention lets the pod's service (its service account) reach.
+func TestUpstreamsAreDeclaredAndAllowed(t *testing.T) {
+	m := load(t)
+	allowed := map[string]bool{} // source→destination
+	for _, in := range m.intentions {
+		for _, src := range in.Spec.Sources {
+			if src.Action == "allow" {
+				allowed[src.Name+"→"+in.Spec.Destination.Name] = true
+			}
+		}
+	}
+	services := map[string]bool{}
+	for _, s := range m.services {
+		services[s.Namespace+"/"+s.Name] = true
+	}
+	for _, w := range m.workloads() {
+		if w.tmpl.Annotations["consul.hashicorp.com/connect-inject"] != "true" {
+			continue
+		}
+		upstreams := map[string]string{} // local port → service
+		if v := w.tmpl.Annotations["consul.hashicorp.com/connect-service-upstreams"]; v != "" {
+			for _, u := range strings.Split(v, ",") {
+				parts := strings.Split(strings.TrimSpace(u), ":")
+				if len(parts) < 2 || parts[0] == "" || parts[1] == "" {
+					t.Errorf("%s: upstream %q is not name:port", w.name, u)
+					continue
+				}
+				upstreams[parts[1]] = parts[0]
+				from := w.tmpl.Spec.ServiceAccountName
+				if !services[w.namespace+"/"+parts[0]] {
+					t.Errorf("%s: upstream %q is no Service here", w.name, parts[0])
+				}
+				if !allowed[from+"→"+parts[0]] {
+					t.Errorf("%s: upstream %q, but no intention allows %s → %s", w.name, parts[0], from, parts[0])
+				}
+			}
+		}
+		for _, c := range w.tmpl.Spec.Containers {
+			own := map[string]bool{}
+			for _, p := range c.Ports {
+				own[fmt.Sprint(p.ContainerPort)] = true
+			}
+			for _, e := range c.Env {
+				u, err := url.Parse(e.Value)
+				if err != nil || u.Scheme == "" || u.Hostname() != "127.0.0.1" || own[u.Port()] {
+					continue
+				}
+				if upstreams[u.Port()] == "" {
+					t.Errorf("%s/%s: %s=%s is no upstream of its sidecar (connect-service-upstreams)", w.name, c.Name, e.Name, e.Value)
+				}
+			}
+		}
+	}
 }
