@@ -5,6 +5,7 @@ package check
 import (
 	"bytes"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -40,27 +41,61 @@ type serviceIntentions struct {
 
 type manifests struct {
 	serviceAccounts map[string]bool // by namespace/name
+	configMaps      map[string]bool // by namespace/name
+	secrets         map[string]bool // by namespace/name
 	services        []corev1.Service
 	deployments     []appsv1.Deployment
+	statefulSets    []appsv1.StatefulSet
 	jobs            []batchv1.Job
 	pdbs            []policyv1.PodDisruptionBudget
 	policies        []networkingv1.NetworkPolicy
 	intentions      []serviceIntentions
 }
 
-// workload is a pod template with the name and namespace of what runs it.
+// External ConfigMaps and Secrets: a pod may mount one that no manifest here declares only if it is named here,
+// by namespace/name, with who creates it. An entry no pod mounts any more fails too, so the list stays true.
+var external = map[string]string{
+	"ConfigMap/pizza/vault-ca":     "the operator, from the CA that signed Vault's listener (key ca.pem, public)",
+	"Secret/pizza/gateway-tls":     "cert-manager: the gateway's public certificate (kubernetes.io/tls)",
+	"ConfigMap/pizza/nats-auth":    "the operator, from the auth.conf `meshctl nats-key` renders (public keys only)",
+	"Secret/pizza/order-nats":      "the operator, from the seed file `meshctl nats-key` writes (or Vault)",
+	"Secret/pizza/nats-routes-tls": "cert-manager (or Vault PKI through it): the NATS routes' pair and CA",
+}
+
+// workload is a pod template with the name and namespace of what runs it. serving workloads (Deployments and
+// StatefulSets, not Jobs) run for good: Services select them, and they need a disruption budget and a policy.
 type workload struct {
 	name, namespace string
 	tmpl            corev1.PodTemplateSpec
+	claims          []string // a StatefulSet's volumeClaimTemplates, volumes of its pods too
+	serving         bool
 }
 
 func (m *manifests) workloads() []workload {
 	var out []workload
 	for _, d := range m.deployments {
-		out = append(out, workload{"Deployment/" + d.Name, d.Namespace, d.Spec.Template})
+		out = append(out, workload{name: "Deployment/" + d.Name, namespace: d.Namespace, tmpl: d.Spec.Template, serving: true})
+	}
+	for _, s := range m.statefulSets {
+		w := workload{name: "StatefulSet/" + s.Name, namespace: s.Namespace, tmpl: s.Spec.Template, serving: true}
+		for _, c := range s.Spec.VolumeClaimTemplates {
+			w.claims = append(w.claims, c.Name)
+		}
+		out = append(out, w)
 	}
 	for _, j := range m.jobs {
-		out = append(out, workload{"Job/" + j.Name, j.Namespace, j.Spec.Template})
+		out = append(out, workload{name: "Job/" + j.Name, namespace: j.Namespace, tmpl: j.Spec.Template})
+	}
+	return out
+}
+
+// serving returns the workloads that run for good.
+func (m *manifests) serving() []workload {
+	var out []workload
+	for _, w := range m.workloads() {
+		if w.serving {
+			out = append(out, w)
+		}
 	}
 	return out
 }
@@ -71,7 +106,7 @@ func load(t *testing.T) *manifests {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no manifests in deploy/kubernetes (%v)", err)
 	}
-	m := &manifests{serviceAccounts: map[string]bool{}}
+	m := &manifests{serviceAccounts: map[string]bool{}, configMaps: map[string]bool{}, secrets: map[string]bool{}}
 	sep := regexp.MustCompile(`(?m)^---\s*$`)
 	for _, f := range files {
 		b, err := os.ReadFile(f)
@@ -105,6 +140,18 @@ func load(t *testing.T) *manifests {
 				var o corev1.ServiceAccount
 				strict(&o)
 				m.serviceAccounts[o.Namespace+"/"+o.Name] = true
+			case "v1/ConfigMap":
+				var o corev1.ConfigMap
+				strict(&o)
+				m.configMaps[o.Namespace+"/"+o.Name] = true
+			case "v1/Secret":
+				var o corev1.Secret
+				strict(&o)
+				// A Secret's value never goes to git: a manifest may declare one only empty (its keys come later).
+				if len(o.Data) > 0 || len(o.StringData) > 0 {
+					t.Errorf("%s: Secret/%s carries data", where, o.Name)
+				}
+				m.secrets[o.Namespace+"/"+o.Name] = true
 			case "v1/Service":
 				var o corev1.Service
 				strict(&o)
@@ -113,6 +160,10 @@ func load(t *testing.T) *manifests {
 				var o appsv1.Deployment
 				strict(&o)
 				m.deployments = append(m.deployments, o)
+			case "apps/v1/StatefulSet":
+				var o appsv1.StatefulSet
+				strict(&o)
+				m.statefulSets = append(m.statefulSets, o)
 			case "batch/v1/Job":
 				var o batchv1.Job
 				strict(&o)
@@ -190,6 +241,9 @@ func TestReferencesResolve(t *testing.T) {
 		for _, v := range spec.Volumes {
 			volumes[v.Name] = true
 		}
+		for _, c := range w.claims {
+			volumes[c] = true
+		}
 		for _, c := range spec.Containers {
 			mounts := map[string]string{}
 			for _, vm := range c.VolumeMounts {
@@ -227,8 +281,19 @@ func TestReferencesResolve(t *testing.T) {
 		}
 	}
 	for _, s := range m.services {
-		if len(selecting(s.Spec.Selector, m.deployments)) == 0 {
-			t.Errorf("Service/%s: its selector %v matches no Deployment", s.Name, s.Spec.Selector)
+		if len(selecting(s.Namespace, s.Spec.Selector, m.serving())) == 0 {
+			t.Errorf("Service/%s: its selector %v matches no Deployment or StatefulSet", s.Name, s.Spec.Selector)
+		}
+	}
+	// A StatefulSet's pods get their DNS names from its governing Service: headless, and selecting them.
+	for _, st := range m.statefulSets {
+		ok := false
+		for _, s := range m.services {
+			ok = ok || s.Namespace == st.Namespace && s.Name == st.Spec.ServiceName && s.Spec.ClusterIP == corev1.ClusterIPNone &&
+				slices.Contains(selecting(s.Namespace, s.Spec.Selector, m.serving()), "StatefulSet/"+st.Name)
+		}
+		if !ok {
+			t.Errorf("StatefulSet/%s: serviceName %q is no headless Service here selecting its pods", st.Name, st.Spec.ServiceName)
 		}
 	}
 	for _, p := range m.pdbs {
@@ -237,13 +302,13 @@ func TestReferencesResolve(t *testing.T) {
 			t.Fatal(err)
 		}
 		n := 0
-		for _, d := range m.deployments {
-			if sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+		for _, w := range m.serving() {
+			if w.namespace == p.Namespace && sel.Matches(labels.Set(w.tmpl.Labels)) {
 				n++
 			}
 		}
 		if n == 0 {
-			t.Errorf("PodDisruptionBudget/%s matches no Deployment", p.Name)
+			t.Errorf("PodDisruptionBudget/%s matches no Deployment or StatefulSet", p.Name)
 		}
 	}
 	names := map[string]bool{}
@@ -262,35 +327,77 @@ func TestReferencesResolve(t *testing.T) {
 	}
 }
 
-func TestEveryDeploymentHasADisruptionBudgetAndANetworkPolicy(t *testing.T) {
+// TestConfigMapsAndSecretsExist: every ConfigMap and Secret a pod mounts (as a volume or a projected source) is
+// declared in these manifests or named in external with who creates it.
+func TestConfigMapsAndSecretsExist(t *testing.T) {
 	m := load(t)
-	for _, d := range m.deployments {
-		pods := labels.Set(d.Spec.Template.Labels)
+	used := map[string]bool{}
+	for _, w := range m.workloads() {
+		ref := func(kind, name string, declared map[string]bool) {
+			key := w.namespace + "/" + name
+			used[kind+"/"+key] = true
+			if !declared[key] && external[kind+"/"+key] == "" {
+				t.Errorf("%s: mounts %s %q, which no manifest declares in namespace %q and external does not name",
+					w.name, kind, name, w.namespace)
+			}
+		}
+		for _, v := range w.tmpl.Spec.Volumes {
+			if v.ConfigMap != nil {
+				ref("ConfigMap", v.ConfigMap.Name, m.configMaps)
+			}
+			if v.Secret != nil {
+				ref("Secret", v.Secret.SecretName, m.secrets)
+			}
+			if v.Projected != nil {
+				for _, src := range v.Projected.Sources {
+					if src.ConfigMap != nil {
+						ref("ConfigMap", src.ConfigMap.Name, m.configMaps)
+					}
+					if src.Secret != nil {
+						ref("Secret", src.Secret.Name, m.secrets)
+					}
+				}
+			}
+		}
+	}
+	for key := range external {
+		if !used[key] {
+			t.Errorf("external names %s, which no pod mounts", key)
+		}
+	}
+}
+
+func TestEveryServingWorkloadHasADisruptionBudgetAndANetworkPolicy(t *testing.T) {
+	m := load(t)
+	for _, w := range m.serving() {
+		pods := labels.Set(w.tmpl.Labels)
 		covered := func(sel *metav1.LabelSelector) bool {
 			s, err := metav1.LabelSelectorAsSelector(sel)
 			return err == nil && s.Matches(pods)
 		}
 		hasPDB, hasPolicy := false, false
 		for _, p := range m.pdbs {
-			hasPDB = hasPDB || covered(p.Spec.Selector)
+			hasPDB = hasPDB || p.Namespace == w.namespace && covered(p.Spec.Selector)
 		}
 		for _, p := range m.policies {
-			hasPolicy = hasPolicy || covered(&p.Spec.PodSelector) && slices.Contains(p.Spec.PolicyTypes, networkingv1.PolicyTypeIngress)
+			hasPolicy = hasPolicy || p.Namespace == w.namespace && covered(&p.Spec.PodSelector) &&
+				slices.Contains(p.Spec.PolicyTypes, networkingv1.PolicyTypeIngress)
 		}
 		if !hasPDB {
-			t.Errorf("Deployment/%s: no PodDisruptionBudget", d.Name)
+			t.Errorf("%s: no PodDisruptionBudget", w.name)
 		}
 		if !hasPolicy {
-			t.Errorf("Deployment/%s: no NetworkPolicy limits its ingress", d.Name)
+			t.Errorf("%s: no NetworkPolicy limits its ingress", w.name)
 		}
 	}
 }
 
-func selecting(sel map[string]string, ds []appsv1.Deployment) []string {
+// selecting returns the names of the workloads in namespace whose pods sel matches.
+func selecting(namespace string, sel map[string]string, ws []workload) []string {
 	var out []string
-	for _, d := range ds {
-		if len(sel) > 0 && labels.SelectorFromSet(sel).Matches(labels.Set(d.Spec.Template.Labels)) {
-			out = append(out, d.Name)
+	for _, w := range ws {
+		if w.namespace == namespace && len(sel) > 0 && labels.SelectorFromSet(sel).Matches(labels.Set(w.tmpl.Labels)) {
+			out = append(out, w.name)
 		}
 	}
 	return out
@@ -303,4 +410,62 @@ func underMount(path string, mounts map[string]string) bool {
 		}
 	}
 	return false
+}
+
+// TestUpstreamsAreDeclaredAndAllowed: a mesh pod reaches another service only through an explicit upstream of
+// its sidecar (consul.hashicorp.com/connect-service-upstreams, "name:port,…"). Every loopback URL in its
+// environment (e.g. GATEWAY_ORDER_URL, ORDER_EVENTS_NATS_URL) is such an upstream's port, and every upstream is a
+// Service here that an intention lets the pod's service (its service account) reach.
+func TestUpstreamsAreDeclaredAndAllowed(t *testing.T) {
+	m := load(t)
+	allowed := map[string]bool{} // source→destination
+	for _, in := range m.intentions {
+		for _, src := range in.Spec.Sources {
+			if src.Action == "allow" {
+				allowed[src.Name+"→"+in.Spec.Destination.Name] = true
+			}
+		}
+	}
+	services := map[string]bool{}
+	for _, s := range m.services {
+		services[s.Namespace+"/"+s.Name] = true
+	}
+	for _, w := range m.workloads() {
+		if w.tmpl.Annotations["consul.hashicorp.com/connect-inject"] != "true" {
+			continue
+		}
+		upstreams := map[string]string{} // local port → service
+		if v := w.tmpl.Annotations["consul.hashicorp.com/connect-service-upstreams"]; v != "" {
+			for _, u := range strings.Split(v, ",") {
+				parts := strings.Split(strings.TrimSpace(u), ":")
+				if len(parts) < 2 || parts[0] == "" || parts[1] == "" {
+					t.Errorf("%s: upstream %q is not name:port", w.name, u)
+					continue
+				}
+				upstreams[parts[1]] = parts[0]
+				from := w.tmpl.Spec.ServiceAccountName
+				if !services[w.namespace+"/"+parts[0]] {
+					t.Errorf("%s: upstream %q is no Service here", w.name, parts[0])
+				}
+				if !allowed[from+"→"+parts[0]] {
+					t.Errorf("%s: upstream %q, but no intention allows %s → %s", w.name, parts[0], from, parts[0])
+				}
+			}
+		}
+		for _, c := range w.tmpl.Spec.Containers {
+			own := map[string]bool{}
+			for _, p := range c.Ports {
+				own[fmt.Sprint(p.ContainerPort)] = true
+			}
+			for _, e := range c.Env {
+				u, err := url.Parse(e.Value)
+				if err != nil || u.Scheme == "" || u.Hostname() != "127.0.0.1" || own[u.Port()] {
+					continue
+				}
+				if upstreams[u.Port()] == "" {
+					t.Errorf("%s/%s: %s=%s is no upstream of its sidecar (connect-service-upstreams)", w.name, c.Name, e.Name, e.Value)
+				}
+			}
+		}
+	}
 }
