@@ -1,7 +1,6 @@
 package composetest
 
 import (
-	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -26,9 +25,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pizzajoint/mesh/internal/eventsource"
 )
 
-// frame is one SSE event a test client received.
+// frame is the payload of one event a test client received.
 type frame struct {
 	EventID int64  `json:"event_id"`
 	OrderID string `json:"order_id"`
@@ -36,104 +37,46 @@ type frame struct {
 	at      time.Time
 }
 
-// follower reads one SSE stream the way a browser's EventSource does: when the stream drops before its end, or
-// the server answers 503, it waits a moment and reconnects with Last-Event-ID.
-type follower struct {
-	url, bearer string
-	ends        bool // a customer's stream: the server ends it after DELIVERED or CANCELLED
-
-	mu       sync.Mutex
-	frames   []frame
-	lastID   string
-	ended    bool          // the server ended the stream (ends)
-	drops    int           // connections that ended or failed before the stream's end
-	longest  time.Duration // longest time from a drop to the next open stream
-	openedAt time.Time
+// framesOf decodes a source's events.
+func framesOf(t *testing.T, src *eventsource.Source) []frame {
+	t.Helper()
+	var out []frame
+	for _, f := range src.Frames() {
+		var fr frame
+		if err := json.Unmarshal([]byte(f.Data), &fr); err != nil {
+			t.Fatalf("event %d: %v (%q)", f.ID, err, f.Data)
+		}
+		fr.at = f.At
+		out = append(out, fr)
+	}
+	return out
 }
 
-// run follows the stream until ctx ends or the server ends it; opened is closed once the first response is 200.
-func (f *follower) run(ctx context.Context, opened chan<- struct{}) {
-	client := &http.Client{Transport: st.http.Transport} // no overall timeout: a stream stays open
-	var downSince time.Time
-	for ctx.Err() == nil {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, f.url, nil)
-		if f.bearer != "" {
-			req.Header.Set("Authorization", "Bearer "+f.bearer)
-		}
-		f.mu.Lock()
-		if f.lastID != "" {
-			req.Header.Set("Last-Event-ID", f.lastID)
-		}
-		f.mu.Unlock()
-		resp, err := client.Do(req)
-		if err == nil && resp.StatusCode == http.StatusOK {
-			f.mu.Lock()
-			if !downSince.IsZero() {
-				f.longest = max(f.longest, time.Since(downSince))
-				downSince = time.Time{}
+// longestReconnect is the longest time from a connection's end (or a refusal) to the next connection answered.
+func longestReconnect(src *eventsource.Source) time.Duration {
+	connects := src.Connects()
+	var longest time.Duration
+	for _, d := range src.Drops() {
+		for _, c := range connects {
+			if c.After(d.At) {
+				longest = max(longest, c.Sub(d.At))
+				break
 			}
-			if f.openedAt.IsZero() {
-				f.openedAt = time.Now()
-				close(opened)
-			}
-			f.mu.Unlock()
-			f.read(resp)
-		}
-		if resp != nil {
-			resp.Body.Close()
-		}
-		f.mu.Lock()
-		ended := f.ended
-		if !ended && ctx.Err() == nil && !f.openedAt.IsZero() {
-			f.drops++
-			if downSince.IsZero() {
-				downSince = time.Now()
-			}
-		}
-		f.mu.Unlock()
-		if ended {
-			return
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(500 * time.Millisecond):
 		}
 	}
+	return longest
 }
 
-func (f *follower) read(resp *http.Response) {
-	sc := bufio.NewScanner(resp.Body)
-	var id, data string
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case strings.HasPrefix(line, "id: "):
-			id = strings.TrimPrefix(line, "id: ")
-		case strings.HasPrefix(line, "data: "):
-			data = strings.TrimPrefix(line, "data: ")
-		case line == "" && data != "":
-			var fr frame
-			if json.Unmarshal([]byte(data), &fr) == nil && fr.EventID != 0 {
-				fr.at = time.Now()
-				f.mu.Lock()
-				f.frames = append(f.frames, fr)
-				if id != "" {
-					f.lastID = id
-				}
-				if f.ends && (fr.Status == "DELIVERED" || fr.Status == "CANCELLED") {
-					f.ended = true
-				}
-				f.mu.Unlock()
-			}
-			id, data = "", ""
+// longestGap is the longest time between two consecutive frames that arrived within [from, to].
+func longestGap(frames []frame, from, to time.Time) time.Duration {
+	var longest time.Duration
+	for i := 1; i < len(frames); i++ {
+		if frames[i].at.Before(from) || frames[i-1].at.After(to) {
+			continue
 		}
+		longest = max(longest, frames[i].at.Sub(frames[i-1].at))
 	}
-}
-
-func (f *follower) snapshot() (frames []frame, drops int, longest time.Duration) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.frames), f.drops, f.longest
+	return longest
 }
 
 // eventLog reads order_events for the orders whose customer is named after prefix: order ID → event IDs in
@@ -226,27 +169,31 @@ func TestNATSServerCrashUnderLoadLosesNoEvent(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
-	follow := func(f *follower) error {
-		opened := make(chan struct{})
-		wg.Add(1)
-		go func() { defer wg.Done(); f.run(ctx, opened) }()
-		select {
-		case <-opened:
-			return nil
-		case <-time.After(30 * time.Second):
-			return fmt.Errorf("stream %s did not open within 30 s", f.url)
+	streamClient := &http.Client{Transport: st.http.Transport} // no overall timeout: a stream stays open
+	// follow opens a stream as a browser's EventSource would and waits for its first connection.
+	follow := func(url string, header http.Header, ends bool) (*eventsource.Source, error) {
+		cfg := eventsource.Config{HTTP: streamClient, URL: url, Header: header, Retry: 500 * time.Millisecond}
+		if ends { // a customer's stream ends after DELIVERED or CANCELLED
+			cfg.Last = func(f eventsource.Frame) bool {
+				return strings.Contains(f.Data, `"status":"DELIVERED"`) || strings.Contains(f.Data, `"status":"CANCELLED"`)
+			}
 		}
+		src := eventsource.Follow(ctx, cfg)
+		for deadline := time.Now().Add(30 * time.Second); len(src.Connects()) == 0; {
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("stream %s did not open within 30 s (drops %v)", url, src.Drops())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return src, nil
 	}
 
 	// Staff streams first: from now on they must see every event of the test's orders.
 	staff := strings.TrimSpace(st.meshctlT(t, "token", "staff", "natscrash"))
-	boards := make([]*follower, staffStreams)
+	boards := make([]*eventsource.Source, staffStreams)
 	for i := range boards {
-		boards[i] = &follower{url: st.url("/staff/api/events"), bearer: staff}
-		if err := follow(boards[i]); err != nil {
+		var err error
+		if boards[i], err = follow(st.url("/staff/api/events"), http.Header{"Authorization": {"Bearer " + staff}}, false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -276,14 +223,16 @@ func TestNATSServerCrashUnderLoadLosesNoEvent(t *testing.T) {
 	if len(perr) > 0 {
 		t.Fatalf("placing the kitchen's orders: %d failed, first %s", len(perr), perr[0])
 	}
-	customersF := make([]*follower, customers)
+	customersF := make([]*eventsource.Source, customers)
 	for g := 0; g < customers; g += 50 {
 		var gw sync.WaitGroup
 		errs := make([]error, customers)
 		for i := g; i < min(g+50, customers); i++ {
-			customersF[i] = &follower{url: st.url("/pizza/" + orders[i].ID + "/events?token=" + orders[i].TrackingToken), ends: true}
 			gw.Add(1)
-			go func() { defer gw.Done(); errs[i] = follow(customersF[i]) }()
+			go func() {
+				defer gw.Done()
+				customersF[i], errs[i] = follow(st.url("/pizza/"+orders[i].ID+"/events?token="+orders[i].TrackingToken), nil, true)
+			}()
 		}
 		gw.Wait()
 		for _, err := range errs {
@@ -370,12 +319,12 @@ func TestNATSServerCrashUnderLoadLosesNoEvent(t *testing.T) {
 	}
 	caughtUp := func() bool {
 		for i, f := range customersF {
-			if fr, _, _ := f.snapshot(); len(fr) < len(byOrder[orders[i].ID]) {
+			if len(f.Frames()) < len(byOrder[orders[i].ID]) {
 				return false
 			}
 		}
 		for _, b := range boards {
-			if n := countOf(b, byOrder); n < all {
+			if n := countOf(t, b, byOrder); n < all {
 				return false
 			}
 		}
@@ -390,10 +339,10 @@ func TestNATSServerCrashUnderLoadLosesNoEvent(t *testing.T) {
 	var gaps []time.Duration
 	droppedStreams := 0
 	for i, f := range customersF {
-		frames, drops, longest := f.snapshot()
-		if drops > 0 {
+		frames := framesOf(t, f)
+		if len(f.Drops()) > 0 {
 			droppedStreams++
-			gaps = append(gaps, longest)
+			gaps = append(gaps, longestReconnect(f))
 		}
 		want := byOrder[orders[i].ID]
 		if got := eventIDs(frames); !slices.Equal(got, want) {
@@ -401,11 +350,16 @@ func TestNATSServerCrashUnderLoadLosesNoEvent(t *testing.T) {
 		}
 	}
 	for i, b := range boards {
-		frames, drops, longest := b.snapshot()
-		if drops > 0 {
+		frames := framesOf(t, b)
+		if len(b.Drops()) > 0 {
 			droppedStreams++
-			gaps = append(gaps, longest)
+			gaps = append(gaps, longestReconnect(b))
 		}
+		// The outage as this board saw it: events flow all along (orders and the kitchen), so the longest
+		// silence around the kill is how long its events stopped.
+		t.Logf("staff stream %d: %d frames, %d reconnects, longest silence from 2 s before the kill to 2 s after %s "+
+			"was healthy: %v", i, len(frames), len(b.Reconnects()), victim,
+			longestGap(frames, killed.Add(-2*time.Second), killed.Add(healthy+2*time.Second)).Round(time.Millisecond))
 		got := map[string][]int64{}
 		for _, fr := range frames {
 			if _, ours := byOrder[fr.OrderID]; ours {
@@ -429,10 +383,9 @@ func TestNATSServerCrashUnderLoadLosesNoEvent(t *testing.T) {
 }
 
 // countOf counts the frames of a staff stream that belong to the test's orders.
-func countOf(f *follower, byOrder map[string][]int64) int {
-	frames, _, _ := f.snapshot()
+func countOf(t *testing.T, src *eventsource.Source, byOrder map[string][]int64) int {
 	n := 0
-	for _, fr := range frames {
+	for _, fr := range framesOf(t, src) {
 		if _, ok := byOrder[fr.OrderID]; ok {
 			n++
 		}
