@@ -43,10 +43,11 @@ type Source struct {
 	mu       sync.Mutex
 	frames   []Frame
 	lastID   int64
-	connects []time.Time // each answered 200, the first included
-	drops    []Drop      // each end of a connection or refusal
-	err      error       // why the source stopped, other than its context or its last frame
-	finished bool        // it got its last frame
+	connects []time.Time        // each answered 200, the first included
+	drops    []Drop             // each end of a connection or refusal
+	err      error              // why the source stopped, other than its context or its last frame
+	finished bool               // it got its last frame
+	dropConn context.CancelFunc // ends the current connection (Interrupt)
 }
 
 // Drop is a connection that ended or an open the server refused.
@@ -96,6 +97,11 @@ func (s *Source) run(ctx context.Context) {
 
 // connect opens the stream once and reads it until it ends: its status (0: no answer) and the read's error.
 func (s *Source) connect(ctx context.Context) (int, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.mu.Lock()
+	s.dropConn = cancel
+	s.mu.Unlock()
 	req, err := http.NewRequestWithContext(ctx, "GET", s.cfg.URL, nil)
 	if err != nil {
 		return 0, err
@@ -135,6 +141,16 @@ func (s *Source) connect(ctx context.Context) (int, error) {
 		return true
 	})
 	return http.StatusOK, err
+}
+
+// Interrupt drops the current connection, as a network that fails under a browser: the source connects again
+// after its Retry, with its Last-Event-ID.
+func (s *Source) Interrupt() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dropConn != nil {
+		s.dropConn()
+	}
 }
 
 // Read parses server-sent events from r as EventSource does (a blank line dispatches the event; an id field

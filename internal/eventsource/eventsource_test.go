@@ -132,3 +132,51 @@ func TestFollowStopsOnOtherRefusals(t *testing.T) {
 		t.Errorf("Wait() = %v, want the 404", err)
 	}
 }
+
+func TestInterruptResumesAfterTheLastEvent(t *testing.T) {
+	// Each connection serves what its own channel gets.
+	conns := []chan int{make(chan int), make(chan int)}
+	var mu sync.Mutex
+	var resumes []string
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		n := len(resumes)
+		resumes = append(resumes, r.Header.Get("Last-Event-ID"))
+		mu.Unlock()
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.(http.Flusher).Flush()
+		if n >= len(conns) {
+			return
+		}
+		for {
+			select {
+			case <-r.Context().Done():
+				return
+			case id := <-conns[n]:
+				fmt.Fprintf(w, "id: %d\ndata: %d\n\n", id, id)
+				w.(http.Flusher).Flush()
+			}
+		}
+	}))
+	defer ts.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s := Follow(ctx, Config{HTTP: ts.Client(), URL: ts.URL, Retry: 10 * time.Millisecond,
+		Last: func(f Frame) bool { return f.Data == "3" }})
+	conns[0] <- 1
+	conns[0] <- 2
+	for len(s.Frames()) < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	s.Interrupt()
+	conns[1] <- 3 // on the new connection
+	if err := s.Wait(); err != nil || !s.Finished() {
+		t.Fatalf("Wait() = %v, finished %v", err, s.Finished())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(resumes, ",") != ",2" || len(s.Frames()) != 3 || len(s.Reconnects()) != 1 || len(s.Drops()) != 1 {
+		t.Errorf("Last-Event-IDs %q, frames %v, reconnects %d, drops %v; want \"\" then 2, 3 frames, 1 reconnect, 1 drop",
+			resumes, s.Frames(), len(s.Reconnects()), s.Drops())
+	}
+}
