@@ -35,6 +35,7 @@ type loadReport struct {
 	IDs, Keys, RequestIDs []string
 	FirstFailures         []string
 	FailedAt              []time.Time // when each failed attempt was answered
+	AckedAt               []time.Time // when each acknowledgement came, in order
 	Abandoned             []string
 	// LongestGap is the longest time between two acknowledgements (or from the start to the first): how long
 	// no customer could get an order through.
@@ -104,7 +105,14 @@ func (l *load) stop() loadReport {
 		gap = max(gap, l.ackedAt[i].Sub(l.ackedAt[i-1]))
 	}
 	return loadReport{Sent: l.sent, Acked: len(l.acked), Failures: len(l.failures), IDs: l.acked, Keys: l.keys, RequestIDs: l.reqIDs,
-		FirstFailures: l.failures[:min(5, len(l.failures))], FailedAt: l.failedAt, Abandoned: l.abandoned, LongestGap: gap}
+		FirstFailures: l.failures[:min(5, len(l.failures))], FailedAt: l.failedAt, AckedAt: l.ackedAt[1:], Abandoned: l.abandoned, LongestGap: gap}
+}
+
+// ackedSince returns the IDs of the orders acknowledged after the first n, and how many there are in all.
+func (l *load) ackedSince(n int) ([]string, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.acked[min(n, len(l.acked)):]...), len(l.acked)
 }
 
 // checkStoredOnce asserts every acknowledged order is in MySQL exactly once, each stored order under its own

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# stack.sh start|stop|status|restart-sidecar ID|start-mariadb|stop-process NAME: the whole Pizza Joint mesh as
-# local processes (make run / make stop), each under scripts/supervise.sh.
+# stack.sh start|stop|status|restart-sidecar ID|start-mariadb|start-nats|stop-process NAME: the whole Pizza Joint
+# mesh as local processes (make run / make stop), each under scripts/supervise.sh.
 #
 # start: build → certificates → MariaDB → Consul server agent (ACLs, persistent data) → Vault (TLS) →
 #        meshctl bootstrap (init/unseal, policies, Consul ACLs through Vault, intentions, Connect CA in Vault) →
@@ -485,6 +485,15 @@ start_nats_mesh() {
   wait_for "$NATS_SERVICE_ID passing in Consul" "$STACK_TIMEOUT" "$LOG_DIR/consul.log" passing_in_consul "$NATS_SERVICE_ID"
 }
 
+# cmd_start_nats: NATS back after stop-process nats (the server and its stream, from its store on disk), and in
+# the mesh its registration and sidecar if they were stopped too; what still runs is left as it is.
+cmd_start_nats() {
+  setup
+  start_nats
+  if mesh_enabled; then start_nats_mesh; fi
+  log "NATS ready on 127.0.0.1:$NATS_PORT"
+}
+
 # ---- Go services ---------------------------------------------------------------------------------------------
 
 # deliver SERVICE ID USER [consul]: credentials for one instance into its own folder, readable by USER only.
@@ -814,11 +823,12 @@ case "${1:-}" in
   status) cmd_status ;;
   restart-sidecar) cmd_restart_sidecar "${2:-}" ;;
   start-mariadb) cmd_start_mariadb ;;
+  start-nats) cmd_start_nats ;;
   stop-process) [[ "${2:-}" =~ ^[a-z0-9-]+$ ]] || die "usage: $0 stop-process NAME (mariadb, order-2, …)"; stop_process "$2" ;;
   meshctl) shift; meshctl "$@" ;;
   reload-nats) reload_nats ;;
   deliver-gateway-cert) GATEWAY_TLS_CERT_FILE="$CERTS_DIR/server.pem" GATEWAY_TLS_KEY_FILE="$CERTS_DIR/server-key.pem" deliver_gateway_cert ;;
   run-delivered) shift; run_delivered "$@" ;; # supervised commands (spawn), not for operators
   run-vault) run_vault ;;
-  *) die "usage: $0 start|stop|status|restart-sidecar ID|start-mariadb|stop-process NAME" ;;
+  *) die "usage: $0 start|stop|status|restart-sidecar ID|start-mariadb|start-nats|stop-process NAME" ;;
 esac
