@@ -345,3 +345,68 @@ func mustPublicKey(t *testing.T, seedFile string) string {
 	}
 	return pub
 }
+
+// On a cluster each server sees only its own connections: `nats-key unused` waits on one server and changes
+// nothing, and the retire that follows runs with no monitoring URL, so it drops the key at once. Seen red with
+// WaitUnused returning at once ("unused returned while a connection still used the previous key").
+func TestNATSKeyUnusedOnEachServerThenRetire(t *testing.T) {
+	users, dir := newNATSUsers(t)
+	users.cfg.RetireWait = 20 * time.Second
+	inst := Instance{Service: "order", ID: "order-1", Dir: filepath.Join(dir, "creds", "order-1")}
+	if _, err := users.DeliverKey(inst, "order"); err != nil {
+		t.Fatal(err)
+	}
+	seed, err := os.ReadFile(filepath.Join(inst.Dir, NATSSeedFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := filepath.Join(dir, "first.nk")
+	if err := os.WriteFile(first, seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	authConf := func() string {
+		b, err := os.ReadFile(users.cfg.AuthFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	srv := natstest.StartMonitored(t, authConf())
+	users.cfg.Monitor = srv.MonitorURL()
+	key, err := nats.NkeyOptionFromSeed(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	onFirst, err := nats.Connect(srv.URL(), key, nats.NoReconnect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer onFirst.Close()
+	if _, err := users.RotateKey(inst, "order"); err != nil {
+		t.Fatal(err)
+	}
+	srv.Reconfigure(authConf())
+
+	unused := make(chan error, 1)
+	go func() { unused <- users.WaitUnused(context.Background(), inst) }()
+	select {
+	case err := <-unused:
+		t.Fatalf("unused returned while a connection still used the previous key (%v)", err)
+	case <-time.After(2 * time.Second):
+	}
+	onFirst.Close()
+	if err := <-unused; err != nil {
+		t.Fatalf("unused: %v", err)
+	}
+	old := mustPublicKey(t, first)
+	if !strings.Contains(authConf(), old) {
+		t.Fatal("nats-key unused dropped the previous key")
+	}
+	users.cfg.Monitor = "" // the retire's own server may not be the one the instance used
+	if changed, err := users.RetireKey(context.Background(), inst); err != nil || !changed {
+		t.Fatalf("retire with no monitoring URL: changed %v, %v", changed, err)
+	}
+	if strings.Contains(authConf(), old) {
+		t.Error("the retired key is still in the authorization")
+	}
+}

@@ -73,13 +73,12 @@ func (n *NATSUsers) RotateKey(inst Instance, role string) (changed bool, err err
 
 // RetireKey drops the instance's previous NATS key once no connection on the server uses it, waiting up to
 // the configured RetireWait; when the wait runs out it drops it anyway, and says which connections the server
-// will close. It then renders the authorization; changed says whether the server must reload it. With no
-// previous key (nothing rotated, or already retired) it changes nothing.
+// will close. With no monitoring URL it does not wait: on a cluster, where each server sees only its own
+// connections, WaitUnused has run on every server first. It then renders the authorization; changed says
+// whether the server must reload it. With no previous key (nothing rotated, or already retired) it changes
+// nothing.
 func (n *NATSUsers) RetireKey(ctx context.Context, inst Instance) (changed bool, err error) {
-	if err := validRegistryName(inst.ID); err != nil {
-		return false, err
-	}
-	previous, err := n.entry(inst.ID, previousKeyExt)
+	pub, err := n.previousKey(inst)
 	if errors.Is(err, fs.ErrNotExist) {
 		n.logger.Info("no previous NATS key to retire", "instance", inst.ID)
 		return n.Render()
@@ -87,17 +86,58 @@ func (n *NATSUsers) RetireKey(ctx context.Context, inst Instance) (changed bool,
 	if err != nil {
 		return false, err
 	}
+	if n.cfg.Monitor != "" {
+		if err := n.waitUnused(ctx, inst, pub); err != nil {
+			return false, err
+		}
+	}
+	if err := os.Remove(filepath.Join(n.cfg.UsersDir, inst.ID+previousKeyExt)); err != nil {
+		return false, err
+	}
+	n.logger.Info("previous NATS key retired", "instance", inst.ID, "previous_public_key", pub)
+	return n.Render()
+}
+
+// WaitUnused waits, as RetireKey does, until no connection on the server at the monitoring URL uses the
+// instance's previous key, and changes nothing: on a cluster it runs against each server before the retire.
+func (n *NATSUsers) WaitUnused(ctx context.Context, inst Instance) error {
+	pub, err := n.previousKey(inst)
+	if errors.Is(err, fs.ErrNotExist) {
+		n.logger.Info("no previous NATS key to wait for", "instance", inst.ID)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return n.waitUnused(ctx, inst, pub)
+}
+
+// previousKey is the public key of the instance's previous NATS key (fs.ErrNotExist: none).
+func (n *NATSUsers) previousKey(inst Instance) (string, error) {
+	if err := validRegistryName(inst.ID); err != nil {
+		return "", err
+	}
+	previous, err := n.entry(inst.ID, previousKeyExt)
+	if err != nil {
+		return "", err
+	}
 	_, pub, _ := strings.Cut(previous, " ")
 	if current, _ := n.registered(inst.ID); strings.HasSuffix(current, " "+pub) {
 		// A rotation that stopped between its registry writes: the previous key is the current one.
-		return false, fmt.Errorf("NATS key of %s: the previous key is still the registered one; rotate again", inst.ID)
+		return "", fmt.Errorf("NATS key of %s: the previous key is still the registered one; rotate again", inst.ID)
 	}
+	return pub, nil
+}
+
+// waitUnused waits up to RetireWait until no connection on the server uses pub; past the wait it logs which
+// connections still do and returns nil (dropping the key closes them).
+func (n *NATSUsers) waitUnused(ctx context.Context, inst Instance, pub string) error {
 	start := time.Now()
 	deadline := start.Add(n.cfg.RetireWait)
 	for {
 		conns, err := n.connectionsWithKey(ctx, pub)
 		if err != nil {
-			return false, fmt.Errorf("connections on the previous NATS key of %s: %w (it stays admitted; run the retire again)", inst.ID, err)
+			return fmt.Errorf("connections on the previous NATS key of %s: %w (it stays admitted; run the retire again)", inst.ID, err)
 		}
 		if len(conns) == 0 {
 			n.logger.Info("no connection uses the previous NATS key any more", "instance", inst.ID,
@@ -111,15 +151,11 @@ func (n *NATSUsers) RetireKey(ctx context.Context, inst Instance) (changed bool,
 		}
 		select {
 		case <-ctx.Done():
-			return false, ctx.Err()
+			return ctx.Err()
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
-	if err := os.Remove(filepath.Join(n.cfg.UsersDir, inst.ID+previousKeyExt)); err != nil {
-		return false, err
-	}
-	n.logger.Info("previous NATS key retired", "instance", inst.ID, "previous_public_key", pub)
-	return n.Render()
+	return nil
 }
 
 // connz is the part of the monitoring endpoint's /connz the retirement reads.

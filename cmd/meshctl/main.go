@@ -35,6 +35,7 @@
 //	                                  folder, its public key in the authorization ("reload" on stdout: changed)
 //	meshctl nats-key rotate|retire    a new key for the instance beside its previous one; then the previous one
 //	                                  dropped once no connection uses it (MESHCTL_NATS_MONITOR, _RETIRE_WAIT)
+//	meshctl nats-key unused           wait until no connection on one server uses the previous key (a cluster's)
 //	meshctl nats-stream               the event stream (JetStream ORDERS) created or brought up to date
 //	meshctl serve-front               a front of the Consul agent's API (MESHCTL_FRONT_*): a service user's
 //	                                  unix socket, or the operators' HTTPS UI; see platform/consulfront for why

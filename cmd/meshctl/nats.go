@@ -14,7 +14,9 @@ import (
 //	nats-auth     meshctl's own identity, then the server's authorization rendered from the registry
 //	nats-key      the instance's NATS identity (MESHCTL_INSTANCE_*), with its service's permissions;
 //	              `nats-key rotate` gives it a new key with the previous one still admitted, and
-//	              `nats-key retire` drops the previous one once no connection uses it (MESHCTL_NATS_RETIRE_WAIT)
+//	              `nats-key retire` drops the previous one once no connection uses it (MESHCTL_NATS_RETIRE_WAIT);
+//	              on a cluster `nats-key unused` waits on each server (MESHCTL_NATS_MONITOR) and the retire
+//	              runs with no monitoring URL
 //	nats-stream   the event stream created, or its configuration brought up to date; `nats-stream status`
 //	              prints its state in one line
 //
@@ -38,8 +40,10 @@ func natsCmd(ctx context.Context, cfg config, inst provision.Instance, stdout io
 			changed, err = users.RotateKey(inst, inst.Service)
 		case "retire":
 			changed, err = users.RetireKey(ctx, inst)
+		case "unused":
+			return users.WaitUnused(ctx, inst)
 		default:
-			return fmt.Errorf("nats-key %q: want no argument, rotate or retire", cfg.Args.Num(1))
+			return fmt.Errorf("nats-key %q: want no argument, rotate, unused or retire", cfg.Args.Num(1))
 		}
 	default: // nats-stream
 		if cfg.Args.Num(1) == "status" {
