@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/pizzajoint/mesh/internal/eventsource"
+	"github.com/pizzajoint/mesh/platform/natsauth"
 )
 
 // frame is the payload of one event a test client received.
@@ -501,4 +502,97 @@ func selfSignedPEM(t *testing.T, host string) (certPEM, keyPEM string) {
 	}
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
 		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}))
+}
+
+// `deploy/docker/run.sh rotate-nats-creds` while 4 clients order and a staff stream follows: no order fails,
+// order-1 moves to its new key, the servers end up admitting only the new key, and the staff stream gets every
+// order's CREATED event once (it resumes with Last-Event-ID if its connection retired). Seen red with the
+// rotation's three `nats-key unused` waits removed: the retire dropped the key while order-1 still used it.
+func TestNATSCredsRotationUnderLoad(t *testing.T) {
+	publicKey := func() string {
+		t.Helper()
+		pub, err := natsauth.PublicKeyOf([]byte(volumeFile(t, "order-creds", "nats-seed")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pub
+	}
+	before := publicKey()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	staff := strings.TrimSpace(st.meshctlT(t, "token", "staff", "natsrotate"))
+	board := eventsource.Follow(ctx, eventsource.Config{HTTP: &http.Client{Transport: st.http.Transport},
+		URL: st.url("/staff/api/events"), Header: http.Header{"Authorization": {"Bearer " + staff}}, Retry: 500 * time.Millisecond})
+	for deadline := time.Now().Add(30 * time.Second); len(board.Connects()) == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the staff stream did not open (drops %v)", board.Drops())
+		}
+	}
+
+	prefix := runPrefix("natsrotate")
+	stop := make(chan struct{})
+	var stopOnce sync.Once
+	halt := func() { stopOnce.Do(func() { close(stop) }) }
+	defer halt()
+	var res *loadResult
+	done := make(chan struct{})
+	go func() { res = closedLoop(prefix, 4, stop); close(done) }()
+	time.Sleep(2 * time.Second)
+	t0 := time.Now()
+	out, err := st.cmd(3*time.Minute, "deploy/docker/run.sh", "rotate-nats-creds")
+	took := time.Since(t0)
+	time.Sleep(3 * time.Second)
+	halt()
+	<-done
+	if err != nil {
+		t.Fatalf("rotate-nats-creds: %v\n%s", err, out)
+	}
+	after := publicKey()
+	t.Logf("rotate-nats-creds under load took %v: %d orders acknowledged, %d failed attempts; the staff stream "+
+		"reconnected %d times", took.Round(time.Millisecond), len(res.acked), res.failedAttempts, len(board.Reconnects()))
+	if res.failedAttempts != 0 {
+		t.Errorf("%d order attempts failed during the rotation, want 0", res.failedAttempts)
+	}
+	if after == before {
+		t.Fatal("order-1's NATS key did not change")
+	}
+	auth := volumeFile(t, "nats-auth", "auth.conf")
+	if strings.Contains(auth, before) || !strings.Contains(auth, after) {
+		t.Errorf("the servers' authorization holds the previous key %v, the new one %v; want only the new one",
+			strings.Contains(auth, before), strings.Contains(auth, after))
+	}
+	logs := st.composeT(t, "logs", "--no-color", "order")
+	if !strings.Contains(logs, "NATS connection with the previous key closed") {
+		t.Error("order's log does not say it left its previous key")
+	}
+
+	// Every order of the load: its CREATED event on the staff stream, once.
+	byOrder, _ := eventLog(t, prefix)
+	want := map[int64]bool{}
+	for _, ids := range byOrder {
+		for _, id := range ids {
+			want[id] = true
+		}
+	}
+	var seen map[int64]int
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+		seen = map[int64]int{}
+		for _, fr := range framesOf(t, board) {
+			if want[fr.EventID] {
+				seen[fr.EventID]++
+			}
+		}
+		if len(seen) == len(want) || time.Now().After(deadline) {
+			break
+		}
+	}
+	for id := range want {
+		if seen[id] != 1 {
+			t.Errorf("event %d reached the staff stream %d times, want once", id, seen[id])
+		}
+	}
+	if len(want) != len(res.acked) {
+		t.Errorf("%d events in the table for %d acknowledged orders", len(want), len(res.acked))
+	}
+	storedOnce(t, res.acked, prefix)
 }

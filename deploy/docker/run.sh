@@ -4,6 +4,7 @@
 #   down   stop it; the volumes (orders, Vault's and Consul's data) are kept
 #   meshctl ARGS  the provisioning program against the stack, with the bootstrap container's settings and volume
 #                 (e.g. `token consul-ui`, `rotate db-creds`); tokens go to stdout only
+#   rotate-nats-creds  a new NATS key for order-1 under load; the previous one dropped once nothing uses it
 # Settings (env): PIZZA_PROJECT (Compose project, default pizzajoint), PIZZA_TAG (image tag, dev),
 # PIZZA_GATEWAY_PORT (8443), PIZZA_CONSUL_UI_PORT (8501, on 127.0.0.1), PIZZA_MARIADB_IMAGE (default: the
 # official mariadb:11.4, or one built from Debian's packages where it cannot be pulled), PIZZA_CA_FILE (where
@@ -67,6 +68,7 @@ Pizza Joint mesh is running in Docker Compose (project $PIZZA_PROJECT).
   Logs:       docker compose -p $PIZZA_PROJECT logs -f [service]
   Stop:       make stop-docker (data kept)    Wipe:  docker compose -p $PIZZA_PROJECT down -v
   Runbook:    deploy/docker/run.sh meshctl rotate db-creds|db-root|transit-key|connect-ca|logins
+              deploy/docker/run.sh rotate-nats-creds
 MSG
 }
 
@@ -83,9 +85,36 @@ cmd_meshctl() {
   compose run --rm --no-deps -T bootstrap "$@"
 }
 
+# cmd_rotate_nats_creds: order-1's NATS key rotated while orders flow, as `make rotate-nats-creds` does on the
+# local stack: a new key beside the previous one, the three servers reload, order moves to a connection with the
+# new key and drains the old one; once none of the three servers has a connection on the previous key (each is
+# asked on its own pod's loopback: a server sees only its own connections), the key is dropped and they reload.
+cmd_rotate_nats_creds() {
+  engine_check
+  [[ -n "$(compose ps -q nats-1 2>/dev/null)" ]] || die "Compose project $PIZZA_PROJECT is not running (make run-docker)"
+  local n pod inst=(-e MESHCTL_INSTANCE_SERVICE=order -e MESHCTL_INSTANCE_ID=order-1 -e MESHCTL_INSTANCE_DIR=/pods/order-1
+    -e MESHCTL_INSTANCE_OWNER=10001:10001)
+  compose run --rm --no-deps -T "${inst[@]}" bootstrap nats-key rotate >/dev/null
+  compose kill -s HUP nats-1 nats-2 nats-3 >/dev/null
+  log "new NATS key delivered to order-1; its previous key stays admitted while it moves to a connection with the new one"
+  for n in 1 2 3; do
+    pod="$(compose ps -q "nats-$n-pod")"
+    [[ -n "$pod" ]] || die "nats-$n-pod is not running"
+    # Root reads the registry (its files are root's, 0600) with no capability, on a read-only mount.
+    "$DOCKER" run --rm --network "container:$pod" --user 0:0 --cap-drop ALL --read-only \
+      -v "${PIZZA_PROJECT}_nats-users:/nats-users:ro" "${inst[@]}" -e MESHCTL_NATS_USERS_DIR=/nats-users \
+      -e MESHCTL_NATS_MONITOR=http://127.0.0.1:8222 "pizzajoint/meshctl:$PIZZA_TAG" nats-key unused ||
+      die "could not ask nats-$n for connections on the previous key (it stays admitted; run this again)"
+  done
+  compose run --rm --no-deps -T "${inst[@]}" -e MESHCTL_NATS_MONITOR= bootstrap nats-key retire >/dev/null
+  compose kill -s HUP nats-1 nats-2 nats-3 >/dev/null
+  log "NATS key of order-1 rotated; the previous one is no longer admitted"
+}
+
 case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
   meshctl) shift; cmd_meshctl "$@" ;;
-  *) die "usage: $0 up|down|meshctl ARGS..." ;;
+  rotate-nats-creds) cmd_rotate_nats_creds ;;
+  *) die "usage: $0 up|down|meshctl ARGS...|rotate-nats-creds" ;;
 esac
