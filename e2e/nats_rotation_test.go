@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/pizzajoint/mesh/internal/natstest"
 	"github.com/pizzajoint/mesh/platform/natsauth"
 )
 
@@ -124,10 +125,10 @@ func TestNATSCredsRotation(t *testing.T) {
 		if strings.Contains(string(auth), oldKeys[id]) {
 			t.Errorf("the authorization still admits %s's previous key", id)
 		}
-		if n := natsConnections(t, oldKeys[id]); n != 0 {
+		if n := natstest.Connections(t, fmt.Sprintf("http://127.0.0.1:%d", stack.Ports.NATSMonitor), oldKeys[id]); n != 0 {
 			t.Errorf("%d connections still use %s's previous key", n, id)
 		}
-		if n := natsConnections(t, pub); n == 0 {
+		if n := natstest.Connections(t, fmt.Sprintf("http://127.0.0.1:%d", stack.Ports.NATSMonitor), pub); n == 0 {
 			t.Errorf("no connection uses %s's new key", id)
 		}
 		key, err := nats.NkeyOptionFromSeed(oldSeeds[id])
@@ -156,31 +157,6 @@ func instanceSeed(t *testing.T, id string) (seed []byte, pub string) {
 	}
 	remember(strings.TrimSpace(string(seed))) // no log may hold it
 	return seed, pub
-}
-
-// natsConnections counts the server's connections authorized as the nkey pub (its monitoring endpoint).
-func natsConnections(t *testing.T, pub string) int {
-	t.Helper()
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/connz?auth=true&user=%s", stack.Ports.NATSMonitor, pub))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var c struct {
-		Connections []struct {
-			User string `json:"authorized_user"`
-		} `json:"connections"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&c); err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, conn := range c.Connections {
-		if conn.User == pub {
-			n++
-		}
-	}
-	return n
 }
 
 // allFollower follows the staff stream of every order as EventSource does: when it ends it reconnects with its

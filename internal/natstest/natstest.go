@@ -6,8 +6,10 @@ package natstest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -202,4 +204,30 @@ func (s *Server) signal(sig syscall.Signal) {
 func (s *Server) Log() string {
 	b, _ := os.ReadFile(s.logFile)
 	return string(b)
+}
+
+// Connections counts the open connections authorized as the nkey pub on the server whose monitoring endpoint is
+// monitorURL (http://host:port).
+func Connections(t testing.TB, monitorURL, pub string) int {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("%s/connz?auth=true&user=%s", monitorURL, pub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var c struct {
+		Connections []struct {
+			User string `json:"authorized_user"`
+		} `json:"connections"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&c); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, conn := range c.Connections {
+		if conn.User == pub { // filtered by the server already; an older one may ignore the filter
+			n++
+		}
+	}
+	return n
 }

@@ -2,10 +2,7 @@ package orderevents_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -161,7 +158,7 @@ func TestNATSKeyRotationUnderLoad(t *testing.T) {
 	// meshctl nats-key retire: waits until no connection uses the previous key, then drops it.
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		n := connectionsOf(t, srv.MonitorURL(), oldUser.PublicKey)
+		n := natstest.Connections(t, srv.MonitorURL(), oldUser.PublicKey)
 		if n == 0 {
 			break
 		}
@@ -170,7 +167,7 @@ func TestNATSKeyRotationUnderLoad(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if connectionsOf(t, srv.MonitorURL(), newUser.PublicKey) == 0 {
+	if natstest.Connections(t, srv.MonitorURL(), newUser.PublicKey) == 0 {
 		t.Fatal("no connection with the new key")
 	}
 	srv.Reconfigure(accounts(prov, newUser))
@@ -224,31 +221,6 @@ func TestNATSKeyRotationUnderLoad(t *testing.T) {
 		t.Errorf("rotations counted: %v, want 1", got)
 	}
 	t.Logf("%d orders across the rotation; the stream open across it got %d events, its resume %d", created, len(first.ids), len(rest.ids))
-}
-
-// connectionsOf counts the server's open connections authorized as the nkey pub (its monitoring endpoint).
-func connectionsOf(t *testing.T, monitor, pub string) int {
-	t.Helper()
-	resp, err := http.Get(fmt.Sprintf("%s/connz?auth=true&user=%s", monitor, pub))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var c struct {
-		Connections []struct {
-			User string `json:"authorized_user"`
-		} `json:"connections"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&c); err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, conn := range c.Connections {
-		if conn.User == pub {
-			n++
-		}
-	}
-	return n
 }
 
 func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
