@@ -69,18 +69,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	rep, err := bench.Run(ctx, opts)
-	if err != nil && len(rep.Measurements) == 0 {
-		return err
-	}
-	md := rep.Markdown()
-	fmt.Fprintln(stdout, md)
-	if err == nil {
-		err = rep.Broken()
-	}
-	if err != nil {
-		return fmt.Errorf("%w (results above; %s not written)", err, *out)
-	}
-	if err := write(*out, bench.MeshSection, md, stderr); err != nil {
+	if err := publish(rep, len(rep.Measurements) > 0, err, *out, bench.MeshSection, stdout, stderr); err != nil {
 		return err
 	}
 	if *profile != "" {
@@ -89,7 +78,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// runEvents is `bench events`: both event paths, level by level, into the events section of -out.
+// runEvents is `bench events`: the event path, level by level, into the events section of -out.
 func runEvents(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench events", flag.ContinueOnError)
 	var (
@@ -98,7 +87,7 @@ func runEvents(args []string, stdout, stderr io.Writer) error {
 		changes = fs.Int("changes", 300, "status changes per cell, spread over the open orders (at most 3 per order)")
 		rate    = fs.Float64("rate", 20, "status changes per second")
 		out     = fs.String("out", "docs/benchmarks.md", "markdown file to write the results into (empty: none)")
-		env     = fs.String("env", "", "KEY=VALUE,... for both stacks' services")
+		env     = fs.String("env", "", "KEY=VALUE,... for the stack's services")
 	)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -124,18 +113,32 @@ func runEvents(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	rep, err := bench.RunEvents(ctx, opts)
-	if err != nil && len(rep.Cells) == 0 {
-		return err
+	return publish(rep, len(rep.Cells) > 0, err, *out, bench.EventsSection, stdout, stderr)
+}
+
+// report is what a run returns: its markdown, and whether its results hold (every order served, every frame
+// once).
+type report interface {
+	Markdown() string
+	Broken() error
+}
+
+// publish prints what the run measured, then writes it into its section of path, unless the run failed or its
+// results are broken (the file then keeps its last good run).
+func publish(rep report, measured bool, runErr error, path string, s bench.Section, stdout, stderr io.Writer) error {
+	if runErr != nil && !measured {
+		return runErr
 	}
 	md := rep.Markdown()
 	fmt.Fprintln(stdout, md)
+	err := runErr
 	if err == nil {
 		err = rep.Broken()
 	}
 	if err != nil {
-		return fmt.Errorf("%w (results above; %s not written)", err, *out)
+		return fmt.Errorf("%w (results above; %s not written)", err, path)
 	}
-	return write(*out, bench.EventsSection, md, stderr)
+	return write(path, s, md, stderr)
 }
 
 // write puts md into its section of the file at path, the one way both commands update it.
