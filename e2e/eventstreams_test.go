@@ -130,6 +130,9 @@ func customerMismatch(orderID string, frames []eventsource.Frame, rows []eventRo
 		}
 		lastSeq = f.ID
 		got = append(got, fmt.Sprintf("%d:%s:%s", e.ID, e.OrderID, e.Status))
+		if e.OrderID != orderID || len(got) > len(rows) {
+			break // wrong already: a stream of every order's events would take long to read in full
+		}
 	}
 	for _, r := range rows {
 		want = append(want, fmt.Sprintf("%d:%s:%s", r.ID, r.OrderID, r.Status))
