@@ -6,8 +6,8 @@ SHELL := /bin/bash
 GO ?= go
 STATE_DIR ?= $(CURDIR)/.state
 BIN_DIR ?= $(CURDIR)/bin
-# The mesh tests start a whole stack per package; give them time on a 2-core machine.
-TEST_TIMEOUT ?= 30m
+# The mesh tests start a whole stack per package; give them time on a 2-core machine (e2e alone takes about 25 min).
+TEST_TIMEOUT ?= 45m
 FUZZTIME ?= 30s
 
 .PHONY: help run stop status test deps rotate-db-creds rotate-db-root rotate-secret-id rotate-transit-key \
