@@ -85,6 +85,11 @@ cmd_meshctl() {
   compose run --rm --no-deps -T bootstrap "$@"
 }
 
+# reload_nats: the three NATS servers reread their authorization (SIGHUP; Compose reports a signal as "Killed").
+reload_nats() {
+  compose kill -s HUP nats-1 nats-2 nats-3 >/dev/null 2>&1 || die "could not signal the NATS servers to reload"
+}
+
 # cmd_rotate_nats_creds: order-1's NATS key rotated while orders flow, as `make rotate-nats-creds` does on the
 # local stack: a new key beside the previous one, the three servers reload, order moves to a connection with the
 # new key and drains the old one; once none of the three servers has a connection on the previous key (each is
@@ -95,7 +100,7 @@ cmd_rotate_nats_creds() {
   local n pod inst=(-e MESHCTL_INSTANCE_SERVICE=order -e MESHCTL_INSTANCE_ID=order-1 -e MESHCTL_INSTANCE_DIR=/pods/order-1
     -e MESHCTL_INSTANCE_OWNER=10001:10001)
   compose run --rm --no-deps -T "${inst[@]}" bootstrap nats-key rotate >/dev/null
-  compose kill -s HUP nats-1 nats-2 nats-3 >/dev/null
+  reload_nats
   log "new NATS key delivered to order-1; its previous key stays admitted while it moves to a connection with the new one"
   for n in 1 2 3; do
     pod="$(compose ps -q "nats-$n-pod")"
@@ -107,7 +112,7 @@ cmd_rotate_nats_creds() {
       die "could not ask nats-$n for connections on the previous key (it stays admitted; run this again)"
   done
   compose run --rm --no-deps -T "${inst[@]}" -e MESHCTL_NATS_MONITOR= bootstrap nats-key retire >/dev/null
-  compose kill -s HUP nats-1 nats-2 nats-3 >/dev/null
+  reload_nats
   log "NATS key of order-1 rotated; the previous one is no longer admitted"
 }
 
