@@ -16,6 +16,7 @@ import (
 
 	"github.com/pizzajoint/mesh/order/eventstream"
 	"github.com/pizzajoint/mesh/platform/natsauth"
+	"github.com/pizzajoint/mesh/platform/servicedir"
 )
 
 // NATSConfig is where the NATS identities are kept. Every field has a MESHCTL_NATS_* variable.
@@ -73,14 +74,11 @@ func (n *NATSUsers) DeliverKey(inst Instance, role string) (changed bool, err er
 	if err := validRegistryName(inst.ID); err != nil {
 		return false, err
 	}
-	d, err := openServiceDir(inst.Dir, inst.Owner, n.logger)
+	d, err := n.openSeedDir(inst)
 	if err != nil {
 		return false, err
 	}
 	defer d.Close()
-	if err := checkNames(d, NATSSeedFile); err != nil {
-		return false, fmt.Errorf("NATS key of %s: %w", inst.ID, err)
-	}
 	registered, _ := n.registered(inst.ID)
 	seed, err := d.ReadFile(NATSSeedFile)
 	if err == nil {
@@ -102,6 +100,20 @@ func (n *NATSUsers) DeliverKey(inst Instance, role string) (changed bool, err er
 	}
 	n.logger.Info("NATS identity delivered", "instance", inst.ID, "role", role, "public_key", pub)
 	return n.Render()
+}
+
+// openSeedDir opens the instance's credentials folder to read or write its seed, refusing a link or anything
+// else planted at the seed's name.
+func (n *NATSUsers) openSeedDir(inst Instance) (*servicedir.Dir, error) {
+	d, err := openServiceDir(inst.Dir, inst.Owner, n.logger)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkNames(d, NATSSeedFile); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("NATS key of %s: %w", inst.ID, err)
+	}
+	return d, nil
 }
 
 // ProvisionerSeed returns the file of meshctl's own NATS identity, made and registered when missing.

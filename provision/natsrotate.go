@@ -44,14 +44,11 @@ func (n *NATSUsers) RotateKey(inst Instance, role string) (changed bool, err err
 	if curRole != role {
 		return false, fmt.Errorf("NATS key of %s: registered with role %q, not %q", inst.ID, curRole, role)
 	}
-	d, err := openServiceDir(inst.Dir, inst.Owner, n.logger)
+	d, err := n.openSeedDir(inst)
 	if err != nil {
 		return false, err
 	}
 	defer d.Close()
-	if err := checkNames(d, NATSSeedFile); err != nil {
-		return false, fmt.Errorf("NATS key of %s: %w", inst.ID, err)
-	}
 	seed, pub, err := natsauth.NewUser()
 	if err != nil {
 		return false, err
