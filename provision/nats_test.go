@@ -24,6 +24,16 @@ func newNATSUsers(t *testing.T) (*NATSUsers, string) {
 	return NewNATSUsers(cfg, "..", slog.New(slog.NewTextHandler(io.Discard, nil))), dir
 }
 
+// authConfOf is the server's authorization as users last rendered it.
+func authConfOf(t *testing.T, users *NATSUsers) string {
+	t.Helper()
+	b, err := os.ReadFile(users.cfg.AuthFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 func connectWith(t *testing.T, url, seedFile string) error {
 	t.Helper()
 	key, err := nats.NkeyOptionFromSeed(seedFile)
@@ -69,11 +79,7 @@ func TestNATSIdentities(t *testing.T) {
 	if _, err := users.Render(); err != nil {
 		t.Fatal(err)
 	}
-	auth, err := os.ReadFile(users.cfg.AuthFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := natstest.Start(t, string(auth))
+	srv := natstest.Start(t, authConfOf(t, users))
 	if err := connectWith(t, srv.URL(), seedFile); err != nil {
 		t.Errorf("order-1 refused: %v", err)
 	}
@@ -142,11 +148,7 @@ func TestNATSStreamWaitsForTheServer(t *testing.T) {
 	if _, err := users.Render(); err != nil {
 		t.Fatal(err)
 	}
-	auth, err := os.ReadFile(users.cfg.AuthFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := natstest.Start(t, string(auth))
+	srv := natstest.Start(t, authConfOf(t, users))
 	users.cfg.URL = srv.URL()
 	srv.Stop()
 	if err := users.EnsureStream(context.Background(), 2*time.Second); err == nil {
@@ -188,13 +190,7 @@ func TestNATSKeyRotation(t *testing.T) {
 		}
 		return file
 	}
-	authConf := func() string {
-		b, err := os.ReadFile(users.cfg.AuthFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
-	}
+	authConf := func() string { return authConfOf(t, users) }
 	srv := natstest.StartMonitored(t, authConf())
 	users.cfg.Monitor = srv.MonitorURL()
 	connected := func(seed string) *nats.Conn {
@@ -364,13 +360,7 @@ func TestNATSKeyUnusedOnEachServerThenRetire(t *testing.T) {
 	if err := os.WriteFile(first, seed, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	authConf := func() string {
-		b, err := os.ReadFile(users.cfg.AuthFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
-	}
+	authConf := func() string { return authConfOf(t, users) }
 	srv := natstest.StartMonitored(t, authConf())
 	users.cfg.Monitor = srv.MonitorURL()
 	key, err := nats.NkeyOptionFromSeed(first)
