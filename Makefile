@@ -11,13 +11,13 @@ TEST_TIMEOUT ?= 45m
 FUZZTIME ?= 30s
 
 .PHONY: help run stop status test deps rotate-db-creds rotate-db-root rotate-secret-id rotate-transit-key \
-	rotate-gateway-cert rotate-connect-ca rotate-consul-token rotate-nats-creds rotate-logins staff-token consul-ui-token \
+	rotate-gateway-cert rotate-connect-ca rotate-consul-token rotate-nats-creds rotate-logins promote-db-replica staff-token consul-ui-token \
 	consul-operator-token demo build certs lint fmt fuzz fuzz-smoke bench bench-events bench-smoke clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
 
-run: ## start the whole stack (MariaDB, Consul, Vault, sidecars, order, gateway) and print where to reach it
+run: ## start the whole stack (MariaDB, Consul, Vault, NATS, Jaeger, sidecars, order, gateway) and print where to reach it
 	STATE_DIR=$(STATE_DIR) scripts/stack.sh start
 
 stop: ## stop everything `make run` started
@@ -26,9 +26,9 @@ stop: ## stop everything `make run` started
 status: ## show which processes of the stack are running
 	STATE_DIR=$(STATE_DIR) scripts/stack.sh status
 
-deps: ## install or build what the tests need: mariadb-server, curl, chromium, consul, vault, nats-server
-	@# consul, vault and the Compose plugin build (the first time) while apt-get installs the packages.
-	@scripts/tools.sh prebuild consul vault nats-server compose & build=$$!; \
+deps: ## install or build what the tests need: mariadb-server, curl, chromium, consul, vault, nats-server, jaeger
+	@# consul, vault, jaeger and the Compose plugin build (the first time) while apt-get installs the packages.
+	@scripts/tools.sh prebuild consul vault nats-server jaeger compose & build=$$!; \
 		for t in mariadb chromium curl; do scripts/tools.sh ensure $$t >/dev/null; done; \
 		wait $$build
 
@@ -94,7 +94,11 @@ rotate-consul-token: ## new Consul token for one instance (INSTANCE=order-1 by d
 rotate-nats-creds: ## new NATS key for every order replica (or INSTANCE=order-1); the previous one dropped once unused
 	STATE_DIR=$(STATE_DIR) scripts/rotate.sh nats-creds $(INSTANCE)
 
-bench: deps ## ceiling (raw MySQL) vs direct vs mesh, interleaved, ~6 min; prints a table, writes docs/benchmarks.md (BENCH_FLAGS=-h)
+# The database primary lost for good: the replica becomes the primary (README, "Losing the database primary").
+promote-db-replica: ## make the MariaDB replica the primary when the primary is lost for good (Vault and order follow)
+	STATE_DIR=$(STATE_DIR) scripts/stack.sh promote-db-replica
+
+bench: deps ## ceiling (raw MySQL) vs direct vs mesh and its variants (untraced, async replication), interleaved, ~10 min; prints tables, writes docs/benchmarks.md (BENCH_FLAGS=-h)
 	$(GO) run ./cmd/bench $(BENCH_FLAGS)
 
 bench-events: deps ## the event path (JetStream): status change → customer frame at 100 and 1,000 streams, ~3 min; writes its section of docs/benchmarks.md (BENCH_FLAGS=-h)
@@ -123,7 +127,7 @@ clean: stop ## stop the stack and remove its state (keeps the cached consul/vaul
 # the Compose v2 plugin is built from its pinned module when missing (scripts/tools.sh ensure compose). Images are
 # FROM scratch with the static binaries of `make build`: nothing is pulled but MariaDB's official image, and where
 # that cannot be pulled either, an equivalent one is built from Debian's packages (deploy/docker/mariadb-image.sh).
-.PHONY: dockerize run-docker stop-docker docker-consul-ui-token
+.PHONY: dockerize run-docker stop-docker status-docker docker-consul-ui-token
 DOCKER ?= docker
 export PIZZA_TAG ?= dev
 # A clear failure instead of a build or compose error halfway through when no engine answers.
@@ -138,6 +142,9 @@ run-docker: dockerize ## start the mesh in Docker Compose, wait until POST /pizz
 
 stop-docker: ## stop the Docker Compose mesh; volumes (orders, Vault's data) are kept. Wipe: docker compose down -v
 	DOCKER=$(DOCKER) deploy/docker/run.sh down
+
+status-docker: ## the Compose clusters: Consul's and Vault's raft peers (leader, active node, health), the NATS stream
+	@DOCKER=$(DOCKER) deploy/docker/run.sh status
 
 docker-consul-ui-token: ## a read-only token to log in to the Compose stack's Consul UI (leased from Vault for 8 h)
 	@DOCKER=$(DOCKER) deploy/docker/run.sh meshctl token consul-ui

@@ -80,6 +80,13 @@ func TestAttackerReachesNoGuardedPort(t *testing.T) {
 		{"gateway's account: order-1's upstream to NATS (order's identity)", gateway, p.NATSUpstream, false},
 		{"another account: NATS's monitoring", attacker, p.NATSMonitor, false},
 		{"NATS's account: its monitoring (the operator's)", nats, p.NATSMonitor, false},
+
+		{"order's account sends spans to Jaeger", order, p.JaegerOTLP, true},
+		{"gateway's account sends spans to Jaeger", gateway, p.JaegerOTLP, true},
+		{"another account: Jaeger's OTLP receiver", attacker, p.JaegerOTLP, false},
+		{"another account: Jaeger's UI and API (the operator's)", attacker, p.JaegerUI, false},
+		{"order's account: Jaeger's UI and API", order, p.JaegerUI, false},
+		{"another account: Jaeger's query gRPC", attacker, p.JaegerQueryGRPC, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

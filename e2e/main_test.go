@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -43,6 +44,15 @@ func TestMain(m *testing.M) {
 	// Every service of the test stack is built with the race detector: a race anywhere under the tests'
 	// traffic and faults is a failure (checkNoDataRace), not a log line nobody reads.
 	stackOptions.GoFlags = "-race"
+	// A child process of TestPrimaryLostReplicaPromoted: its stack is that test's own, in the mode it names.
+	if mode := os.Getenv(promotionModeEnv); mode != "" {
+		env, err := promotionStackEnv(mode)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		maps.Copy(stackOptions.Env, env)
+	}
 	stackOptions.AfterTests = func(s *stacktest.Stack) error {
 		return errors.Join(scanForSecrets(s), checkNoDataRace(s), checkProductionWritePath(s))
 	}

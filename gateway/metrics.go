@@ -2,13 +2,14 @@ package gateway
 
 import (
 	kitprometheus "github.com/go-kit/kit/metrics/prometheus"
+	"github.com/pizzajoint/mesh/platform/kitmw"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Metrics are the gateway's own Prometheus metrics; their names are what operators' dashboards and alerts read.
 type Metrics struct {
 	// Duration is the time spent in each endpoint, by method and outcome (for kitmw.Instrumenting).
-	Duration *kitprometheus.Histogram
+	Duration *kitmw.Exemplars
 	// Refused counts requests refused by a limit, by limit (for edge.Config.Options).
 	Refused *kitprometheus.Counter
 }
@@ -24,5 +25,5 @@ func NewMetrics(reg prometheus.Registerer) Metrics {
 		Help: "Requests refused by a limit (orders, logins, client_streams, all_streams).",
 	}, []string{"limit"})
 	reg.MustRegister(duration, refused)
-	return Metrics{Duration: kitprometheus.NewHistogram(duration), Refused: kitprometheus.NewCounter(refused)}
+	return Metrics{Duration: kitmw.NewExemplars(duration), Refused: kitprometheus.NewCounter(refused)}
 }

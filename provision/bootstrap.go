@@ -27,19 +27,23 @@ func NewVaultSetup(s *Session, acl *ConsulACL, ca *ConnectCA) *VaultSetup {
 }
 
 // OpenVault initialises Vault on its first start (one unseal key share, written to a 0600 file; the root token
-// kept only until the first bootstrap ends) and unseals it. It reports whether it holds the root token of a
-// fresh initialisation.
+// kept only until the first bootstrap ends) and unseals it: every node of a cluster, the ones that join it after
+// its initialisation too. It reports whether it holds the root token of a fresh initialisation.
 func (vs *VaultSetup) OpenVault(ctx context.Context) (fresh bool, err error) {
-	c, cancel := vs.s.ctx(ctx)
-	defer cancel()
-	inited, err := vs.s.vault.Sys().InitStatusWithContext(c)
+	nodes, err := vs.s.vaultNodes()
 	if err != nil {
-		return false, fmt.Errorf("vault init status: %w", err)
+		return false, err
+	}
+	first, inited, err := vs.initStatus(ctx, nodes)
+	if err != nil {
+		return false, err
 	}
 	if !inited {
-		resp, err := vs.s.vault.Sys().InitWithContext(c, &vault.InitRequest{SecretShares: 1, SecretThreshold: 1})
+		c, cancel := vs.s.ctx(ctx)
+		defer cancel()
+		resp, err := first.Sys().InitWithContext(c, &vault.InitRequest{SecretShares: 1, SecretThreshold: 1})
 		if err != nil {
-			return false, fmt.Errorf("vault init: %w", err)
+			return false, fmt.Errorf("vault init (%s): %w", first.Address(), err)
 		}
 		if err := writeSecretFile(vs.s.unsealKeyFile(), resp.KeysB64[0]); err != nil {
 			return false, err
@@ -47,48 +51,98 @@ func (vs *VaultSetup) OpenVault(ctx context.Context) (fresh bool, err error) {
 		if err := writeSecretFile(vs.s.pendingRootFile(), resp.RootToken); err != nil {
 			return false, err
 		}
-		vs.s.logger.Info("vault initialised; unseal key written", "file", vs.s.unsealKeyFile())
+		vs.s.logger.Info("vault initialised; unseal key written", "node", first.Address(), "file", vs.s.unsealKeyFile())
 	}
 	if root, err := readSecretFile(vs.s.pendingRootFile()); err == nil {
 		vs.s.vault.SetToken(root)
 		vs.s.root = true
 		vs.s.logger.Warn("first bootstrap: using the root token until the operator token replaces it")
 	}
-	if err := vs.Unseal(ctx); err != nil {
+	// Nodes that join a cluster take its key only once the node they join from is unsealed, a few seconds later.
+	if err := waitFor(ctx, "every vault node unsealed", func() error { return vs.Unseal(ctx) }); err != nil {
+		return false, err
+	}
+	if err := vs.s.useActiveNode(ctx); err != nil {
 		return false, err
 	}
 	return vs.s.root, nil
 }
 
-// Unseal unseals Vault with the key from the state folder, if it is sealed.
+// initStatus asks the nodes whether Vault is initialised: yes if any node says so. It returns the first node that
+// answered, where a new cluster is initialised.
+func (vs *VaultSetup) initStatus(ctx context.Context, nodes []*vault.Client) (first *vault.Client, inited bool, err error) {
+	var errs []error
+	for _, n := range nodes {
+		c, cancel := vs.s.ctx(ctx)
+		ok, err := n.Sys().InitStatusWithContext(c)
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("vault init status (%s): %w", n.Address(), err))
+			continue
+		}
+		if first == nil {
+			first = n
+		}
+		inited = inited || ok
+	}
+	if first == nil {
+		return nil, false, errors.Join(errs...)
+	}
+	return first, inited, nil
+}
+
+// Unseal unseals every sealed Vault node with the key from the state folder, then waits until one is active.
 func (vs *VaultSetup) Unseal(ctx context.Context) error {
+	nodes, err := vs.s.vaultNodes()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	unsealed := false
+	for _, n := range nodes {
+		did, err := vs.unsealNode(ctx, n)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", n.Address(), err))
+		}
+		unsealed = unsealed || did
+	}
+	if err := errors.Join(errs...); err != nil || !unsealed {
+		return err
+	}
+	return waitFor(ctx, "vault active", func() error {
+		for _, n := range nodes {
+			if h, err := n.Sys().HealthWithContext(ctx); err == nil && h.Initialized && !h.Sealed && !h.Standby {
+				return nil
+			}
+		}
+		return errors.New("no node active yet")
+	})
+}
+
+// unsealNode unseals one node if it is sealed, and says whether it did.
+func (vs *VaultSetup) unsealNode(ctx context.Context, n *vault.Client) (bool, error) {
 	c, cancel := vs.s.ctx(ctx)
 	defer cancel()
-	st, err := vs.s.vault.Sys().SealStatusWithContext(c)
+	st, err := n.Sys().SealStatusWithContext(c)
 	if err != nil {
-		return fmt.Errorf("vault seal status: %w", err)
+		return false, fmt.Errorf("vault seal status: %w", err)
 	}
 	if !st.Sealed {
-		return nil
+		return false, nil
 	}
 	key, err := readSecretFile(vs.s.unsealKeyFile())
 	if err != nil {
-		return fmt.Errorf("vault is sealed and its unseal key is missing: %w", err)
+		return false, fmt.Errorf("vault is sealed and its unseal key is missing: %w", err)
 	}
-	if _, err := vs.s.vault.Sys().UnsealWithContext(c, key); err != nil {
-		return fmt.Errorf("vault unseal: %w", err)
+	st, err = n.Sys().UnsealWithContext(c, key)
+	if err != nil {
+		return false, fmt.Errorf("vault unseal: %w", err)
 	}
-	vs.s.logger.Info("vault unsealed")
-	return waitFor(ctx, "vault active", func() error {
-		h, err := vs.s.vault.Sys().HealthWithContext(ctx)
-		if err != nil {
-			return err
-		}
-		if h.Sealed || h.Standby {
-			return errors.New("not active yet")
-		}
-		return nil
-	})
+	if st.Sealed {
+		return false, errors.New("vault unseal: still sealed (a node that has not joined its cluster yet)")
+	}
+	vs.s.logger.Info("vault unsealed", "node", n.Address())
+	return true, nil
 }
 
 // KeepUnsealed unseals Vault whenever it is found sealed, checking every interval until ctx ends: a Vault
@@ -127,6 +181,7 @@ func (vs *VaultSetup) Bootstrap(ctx context.Context) error {
 		{"approle roles", vs.approleRoles},
 		{"connect CA login", vs.ca.connectCALogin},
 		{"database", vs.database},
+		{"database replica", vs.replication},
 		{"transit", vs.transitKey},
 		{"consul ACL system", vs.acl.consulAccess},
 		{"consul", vs.consulSetup},

@@ -189,28 +189,77 @@ func (acl *ConsulACL) upsertConsulPolicies(ctx context.Context, c *consul.Client
 	return nil
 }
 
-// agentToken gives the agent a token with its node's identity (for its own catalog entry and anti-entropy). The
-// agent persists it in its data folder; only its accessor (not a secret) is kept here, to know it exists.
+// agentToken gives each server agent a token with its node's identity (for its own catalog entry and
+// anti-entropy). The agent persists it in its data folder; only its accessor (not a secret) is kept here. A token
+// that exists already is given again, so a server replaced with an empty data folder gets it too.
 func (acl *ConsulACL) agentToken(ctx context.Context, c *consul.Client) error {
-	if b, err := os.ReadFile(acl.s.agentAccessorFile()); err == nil {
-		if tok, _, err := c.ACL().TokenRead(strings.TrimSpace(string(b)), acl.s.q(ctx)); err == nil && tok != nil {
-			return nil
-		}
-	}
-	tok, _, err := c.ACL().TokenCreate(&consul.ACLToken{
-		Description:    "agent " + acl.s.cfg.Consul.Node + " (meshctl)",
-		NodeIdentities: []*consul.ACLNodeIdentity{{NodeName: acl.s.cfg.Consul.Node, Datacenter: acl.s.cfg.Consul.Datacenter}},
-	}, acl.s.w(ctx))
+	servers, err := parseServers(acl.s.cfg.Consul.Servers)
 	if err != nil {
-		return fmt.Errorf("create the agent token: %w", err)
-	}
-	if _, err := c.Agent().UpdateAgentACLToken(tok.SecretID, acl.s.w(ctx)); err != nil {
-		return fmt.Errorf("give the agent its token: %w", err)
-	}
-	if err := os.WriteFile(acl.s.agentAccessorFile(), []byte(tok.AccessorID+"\n"), 0o600); err != nil {
 		return err
 	}
-	acl.s.logger.Info("consul agent token set (node identity)", "node", acl.s.cfg.Consul.Node, "accessor", tok.AccessorID)
+	if len(servers) == 0 {
+		return acl.nodeToken(ctx, c, c, acl.s.cfg.Consul.Node)
+	}
+	self, _, err := c.ACL().TokenReadSelf(acl.s.q(ctx)) // the run's token, to call each server with
+	if err != nil {
+		return fmt.Errorf("read the run's consul token: %w", err)
+	}
+	for _, srv := range servers {
+		agent, err := acl.s.consulAt(srv.addr, self.SecretID)
+		if err != nil {
+			return err
+		}
+		if err := acl.nodeToken(ctx, c, agent, srv.node); err != nil {
+			return fmt.Errorf("server %s: %w", srv.node, err)
+		}
+	}
+	return nil
+}
+
+// consulServer is one entry of Consul.Servers.
+type consulServer struct{ node, addr string }
+
+// parseServers reads "node=address node=address".
+func parseServers(list string) ([]consulServer, error) {
+	var out []consulServer
+	for _, f := range strings.Fields(list) {
+		node, addr, ok := strings.Cut(f, "=")
+		if !ok || node == "" || addr == "" {
+			return nil, fmt.Errorf("consul servers: %q is not node=address", f)
+		}
+		out = append(out, consulServer{node, addr})
+	}
+	return out, nil
+}
+
+// nodeToken sets node's token on agent, creating it (through c) the first time.
+func (acl *ConsulACL) nodeToken(ctx context.Context, c, agent *consul.Client, node string) error {
+	file := acl.s.agentAccessorFile(node)
+	var tok *consul.ACLToken
+	if b, err := os.ReadFile(file); err == nil {
+		tok, _, _ = c.ACL().TokenRead(strings.TrimSpace(string(b)), acl.s.q(ctx))
+	}
+	created := tok == nil
+	if created {
+		var err error
+		tok, _, err = c.ACL().TokenCreate(&consul.ACLToken{
+			Description:    "agent " + node + " (meshctl)",
+			NodeIdentities: []*consul.ACLNodeIdentity{{NodeName: node, Datacenter: acl.s.cfg.Consul.Datacenter}},
+		}, acl.s.w(ctx))
+		if err != nil {
+			return fmt.Errorf("create the agent token: %w", err)
+		}
+	}
+	if _, err := agent.Agent().UpdateAgentACLToken(tok.SecretID, acl.s.w(ctx)); err != nil {
+		return fmt.Errorf("give the agent its token: %w", err)
+	}
+	if !created {
+		return nil
+	}
+	if err := os.WriteFile(file, []byte(tok.AccessorID+"\n"), 0o600); err != nil {
+		return err
+	}
+	acl.s.logger.Info("consul agent token set (node identity)", "node", node, "accessor", tok.AccessorID)
 	return nil
 }
 

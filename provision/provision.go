@@ -41,7 +41,10 @@ import (
 // Config is where the control plane is and how it is shaped. Every field has a MESHCTL_* variable (cmd/meshctl).
 type Config struct {
 	Vault struct {
-		Addr   string `conf:"default:https://127.0.0.1:8200"`
+		Addr string `conf:"default:https://127.0.0.1:8200"`
+		// Nodes lists each node of a Vault cluster (space-separated URLs): init and unseal go to every node, and
+		// a run's other calls to the active one. Empty: the one server at Addr.
+		Nodes  string `conf:"help:each node of a Vault cluster, space-separated URLs (empty: Addr alone)"`
 		CACert string `conf:"default:certs/ca.pem,help:CA that signed the listener certificates of Vault and Consul"`
 		// StateDir holds the unseal key and the operator token (0600 files).
 		StateDir string `conf:"default:.state/vault"`
@@ -56,6 +59,10 @@ type Config struct {
 		// Node is the agent's node name; its token has that node's identity.
 		Node       string `conf:"default:pizza-1"`
 		Datacenter string `conf:"default:dc1"`
+		// Servers lists a cluster's servers as "node=https://address" pairs (space-separated): each gets its own
+		// node token through its own address, since an agent's token is set on that agent alone. Empty: the one
+		// agent at Addr, named Node.
+		Servers string `conf:"help:the servers as node=address pairs, space-separated (empty: Node at Addr)"`
 	}
 	// Repo is the checkout: vault/policies, consul/policies and consul/intentions-*.hcl are read from it.
 	Repo string `conf:"default:."`
@@ -70,6 +77,10 @@ type Config struct {
 		CredsMax   string `conf:"default:24h"`
 		MigrateTTL string `conf:"default:5m"`
 		MigrateMax string `conf:"default:15m"`
+		// Promote is the replica that promote-db makes the primary.
+		Promote PromoteConfig
+		// Replica is the replica that setup makes follow the primary (Compose).
+		Replica ReplicaConfig
 	}
 	Approle struct {
 		// TokenPeriod makes service tokens periodic: renewed forever while the service runs, so it needs its

@@ -2,9 +2,12 @@ package provision
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
+	"time"
 
 	consul "github.com/hashicorp/consul/api"
 	vault "github.com/hashicorp/vault/api"
@@ -70,8 +73,13 @@ func (s *Session) operatorTokenFile() string {
 	return filepath.Join(s.cfg.Vault.StateDir, "operator-token")
 }
 
-func (s *Session) agentAccessorFile() string {
-	return filepath.Join(s.cfg.Vault.StateDir, "consul-agent-token.accessor")
+// agentAccessorFile keeps the accessor of an agent's node token: one agent's (Consul.Servers empty), or the
+// named server's.
+func (s *Session) agentAccessorFile(node string) string {
+	if s.cfg.Consul.Servers == "" {
+		return filepath.Join(s.cfg.Vault.StateDir, "consul-agent-token.accessor")
+	}
+	return filepath.Join(s.cfg.Vault.StateDir, "consul-agent-token."+node+".accessor")
 }
 
 // ctx bounds one call.
@@ -82,6 +90,9 @@ func (s *Session) ctx(parent context.Context) (context.Context, context.CancelFu
 // Authenticate makes the Vault client use the operator token (unless it holds a fresh root token) and renews it,
 // so a periodic operator token lives on while the stack is used.
 func (s *Session) Authenticate(ctx context.Context) error {
+	if err := s.useActiveNode(ctx); err != nil {
+		return err
+	}
 	if s.root {
 		return nil
 	}
@@ -96,6 +107,51 @@ func (s *Session) Authenticate(ctx context.Context) error {
 		return fmt.Errorf("the operator token in %s is not valid: %w; see the README's \"Operator access\"", s.operatorTokenFile(), err)
 	}
 	return nil
+}
+
+// vaultNodes are clients of each node of a Vault cluster (Vault.Nodes), holding no token, or the session's own
+// client when Vault is one server.
+func (s *Session) vaultNodes() ([]*vault.Client, error) {
+	addrs := strings.Fields(s.cfg.Vault.Nodes)
+	if len(addrs) == 0 {
+		return []*vault.Client{s.vault}, nil
+	}
+	out := make([]*vault.Client, 0, len(addrs))
+	for _, a := range addrs {
+		c, err := s.vault.Clone()
+		if err != nil {
+			return nil, err
+		}
+		c.ClearToken()
+		if err := c.SetAddress(a); err != nil {
+			return nil, fmt.Errorf("vault node %q: %w", a, err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// useActiveNode points the session's client at the active node of a Vault cluster, so that a run's calls neither
+// reach a node still sealed after a restart nor take a standby's forwarding hop. It waits for an election.
+func (s *Session) useActiveNode(ctx context.Context) error {
+	if s.cfg.Vault.Nodes == "" {
+		return nil
+	}
+	nodes, err := s.vaultNodes()
+	if err != nil {
+		return err
+	}
+	return waitFor(ctx, "an active vault node", func() error {
+		for _, n := range nodes {
+			c, cancel := s.ctx(ctx)
+			h, err := n.Sys().HealthWithContext(c)
+			cancel()
+			if err == nil && h.Initialized && !h.Sealed && !h.Standby {
+				return s.vault.SetAddress(n.Address())
+			}
+		}
+		return errors.New("no node is active")
+	})
 }
 
 // UseToken makes the Vault client use token (the break-glass path: a root token from generate-root).
@@ -129,9 +185,34 @@ func (s *Session) writeSecret(ctx context.Context, path string, data map[string]
 	return sec, nil
 }
 
+// consulWithToken is a Consul client with token, at Consul.Addr. With a cluster's servers listed
+// (Consul.Servers), it is a client of the first server whose front answers and
+// whose server knows its leader: the shared name (Addr) may lead to the front of a server that is down, which
+// answers 502.
 func (s *Session) consulWithToken(token string) (*consul.Client, error) {
+	servers, err := parseServers(s.cfg.Consul.Servers)
+	if err != nil {
+		return nil, err
+	}
+	for _, srv := range servers {
+		c, err := s.consulAt(srv.addr, token)
+		if err != nil {
+			return nil, err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		leader, err := c.Status().LeaderWithQueryOptions((&consul.QueryOptions{}).WithContext(ctx))
+		cancel()
+		if err == nil && leader != "" {
+			return c, nil
+		}
+	}
+	return s.consulAt(s.cfg.Consul.Addr, token)
+}
+
+// consulAt is a Consul client of one agent, at addr, with token.
+func (s *Session) consulAt(addr, token string) (*consul.Client, error) {
 	cc := consul.DefaultConfig()
-	cc.Address = s.cfg.Consul.Addr
+	cc.Address = addr
 	cc.Token = token
 	cc.TokenFile = ""
 	cc.TLSConfig.CAFile = s.cfg.Vault.CACert

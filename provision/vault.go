@@ -290,8 +290,7 @@ func localNetworks(addrs []net.Addr) []string {
 // rootSQLDriver logs in as root over the unix socket with the Go driver. MariaDB's unix_socket plugin checks
 // the peer's uid and needs nothing from the client, so no password is involved.
 func rootSQLDriver(ctx context.Context, socket, statements string) error {
-	cfg := mysql.NewConfig()
-	cfg.User, cfg.Net, cfg.Addr = "root", "unix", socket
+	cfg := rootConfig(socket)
 	cfg.MultiStatements = true
 	conn, err := mysql.NewConnector(cfg)
 	if err != nil {

@@ -9,7 +9,8 @@
 #   run DIR PORT primary|replica [-- MARIADBD_OPTION...]
 #                    init if needed, then mariadbd in the foreground (exec: the caller's child is mariadbd itself,
 #                    TERM shuts it down cleanly) on 127.0.0.1:PORT, logging to stderr. primary: binary log with
-#                    GTIDs, server id 1; replica: read_only, relay log, no binary log, server id 2.
+#                    GTIDs, server id 1; replica: read_only, relay log, no binary log, server id 2 (writable
+#                    once DIR/promoted exists: it was promoted to primary).
 #   ready DIR        succeeds when the server of DIR answers root over its socket
 #   replicate DIR PRIMARY_DIR PRIMARY_PORT
 #                    make the running server of DIR a GTID replica of the one in PRIMARY_DIR: on first use seeded from
@@ -80,6 +81,9 @@ cmd_run() {
     replica) role_opts=(--server-id=2 --read-only --skip-log-bin --relay-log=relay-bin) ;;
     *) die "role must be primary or replica, not $role" ;;
   esac
+  # A replica promoted to primary (DIR/promoted, stack.sh promote-db-replica) takes writes from then on, also
+  # after a restart; it has no binary log, so a new replica is seeded from a fresh primary, not from it.
+  if [[ "$role" == replica && -f "$DIR/promoted" ]]; then role_opts=(--server-id=2 --skip-log-bin --relay-log=relay-bin); fi
   local opts=(
     --no-defaults --datadir="$DATA" --tmpdir="$TMP" --socket="$SOCK" --pid-file="$PIDFILE"
     --port="$port" --bind-address=127.0.0.1 --skip-name-resolve "${USER_OPT[@]}"

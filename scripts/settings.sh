@@ -15,6 +15,12 @@ export MYSQL_PORT="${MYSQL_PORT:-13306}"
 # DB_REPLICAS=1: a read_only GTID replica of MariaDB beside the primary, where order sends its reads; 0: none.
 DB_REPLICAS="${DB_REPLICAS:-1}"
 MYSQL_REPLICA_PORT="${MYSQL_REPLICA_PORT:-$((MYSQL_PORT + 1))}"
+# DB_SEMI_SYNC=1: the primary acknowledges a commit only once the replica has it (semi-synchronous replication,
+# lossless: rpl_semi_sync_master_wait_point=AFTER_SYNC), so promoting the replica loses no acknowledged order.
+# If the replica does not answer within DB_SEMI_SYNC_TIMEOUT_MS, the primary goes on asynchronously until it
+# is back. 0: asynchronous. The README's "Losing the database primary" has the measurements behind the default.
+DB_SEMI_SYNC="${DB_SEMI_SYNC:-1}"
+DB_SEMI_SYNC_TIMEOUT_MS="${DB_SEMI_SYNC_TIMEOUT_MS:-1000}"
 CONSUL_SERVER_PORT="${CONSUL_SERVER_PORT:-8300}"
 CONSUL_SERF_LAN_PORT="${CONSUL_SERF_LAN_PORT:-8301}"
 CONSUL_SERF_WAN_PORT="${CONSUL_SERF_WAN_PORT:-8302}"
@@ -43,6 +49,15 @@ NATS_PORT="${NATS_PORT:-4222}"
 NATS_MONITOR_PORT="${NATS_MONITOR_PORT:-8222}"
 NATS_UPSTREAM_PORT="${NATS_UPSTREAM_PORT:-9292}"
 NATS_SERVICE_ID="${NATS_SERVICE_ID:-nats-1}"
+# Traces: Jaeger v2 all-in-one (jaeger/config.yaml), spans kept in memory. The services export OTLP/HTTP to
+# JAEGER_OTLP_PORT on loopback; the UI and its API are on JAEGER_UI_PORT. STACK_TRACES=0: no Jaeger, no spans
+# exported. TRACE_SAMPLE: the share of new traces the gateway records (order follows the gateway's decision).
+STACK_TRACES="${STACK_TRACES:-1}"
+JAEGER_OTLP_PORT="${JAEGER_OTLP_PORT:-4318}"
+JAEGER_UI_PORT="${JAEGER_UI_PORT:-16686}"
+JAEGER_QUERY_GRPC_PORT="${JAEGER_QUERY_GRPC_PORT:-16685}"
+JAEGER_MAX_TRACES="${JAEGER_MAX_TRACES:-20000}"
+TRACE_SAMPLE="${TRACE_SAMPLE:-1}"
 STACK_SERVICES="${STACK_SERVICES:-1}" # 0: infrastructure only (MariaDB, Consul, Vault, bootstrap)
 STACK_MESH="${STACK_MESH:-auto}"      # auto: sidecars when the services register with Consul; on; off
 STACK_TIMEOUT="${STACK_TIMEOUT:-60}"
@@ -63,6 +78,7 @@ if [[ "$(id -u)" == 0 ]]; then SERVICE_USERS="${SERVICE_USERS:-1}"; else SERVICE
 ORDER_USER="${ORDER_USER:-pizza-order}"
 GATEWAY_USER="${GATEWAY_USER:-pizza-gateway}"
 NATS_USER="${NATS_USER:-pizza-nats}"
+JAEGER_USER="${JAEGER_USER:-pizza-jaeger}"
 # order migrate runs as an account of its own: the running order's account never sees the DDL user's credentials.
 MIGRATE_USER="${MIGRATE_USER:-pizza-migrate}"
 GATEWAY_PORT="${GATEWAY_ADDR##*:}"

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# stack.sh start|stop|status|restart-sidecar ID|start-mariadb|start-nats|stop-process NAME: the whole Pizza Joint
+# stack.sh start|stop|status|restart-sidecar ID|start-mariadb|start-nats|stop-process NAME|promote-db-replica: the whole Pizza Joint
 # mesh as local processes (make run / make stop), each under scripts/supervise.sh.
 #
 # start: build → certificates → MariaDB → Consul server agent (ACLs, persistent data) → Vault (TLS) →
 #        meshctl bootstrap (init/unseal, policies, Consul ACLs through Vault, intentions, Connect CA in Vault) →
-#        order migrate (short-lived DDL user) → NATS JetStream (its own account; the event stream) → order
-#        replicas → gateway → NATS's registration and one Connect sidecar per instance (nats, order, gateway).
+#        order migrate (short-lived DDL user) → Jaeger (traces; its own account) → NATS JetStream (its own
+#        account; the event stream) → order replicas → gateway → NATS's registration and one Connect sidecar
+#        per instance (nats, order, gateway).
 # Every phase checks its own pid file and readiness first, so `start` twice is safe. Everything that talks to
 # Vault's or Consul's API is meshctl's: provisioning, and the questions this script waits on (`meshctl consul`,
 # `meshctl vault`); this script only starts, waits for and stops processes. State,
@@ -23,7 +24,10 @@ setup() {
   # Service users traverse the state folder to their own credentials folder and the binaries, and list nothing.
   chmod 711 "$STATE_DIR" "$CREDS_DIR"
   chmod 700 "$VAULT_DIR" "$LOG_DIR" "$STATE_DIR/consul"
-  "$SCRIPTS_DIR/tools.sh" prebuild consul vault
+  # jaeger builds (the first time) alongside consul and vault rather than after them.
+  local tools=(consul vault)
+  traces_enabled && tools+=(jaeger)
+  "$SCRIPTS_DIR/tools.sh" prebuild "${tools[@]}"
   CONSUL="$("$SCRIPTS_DIR/tools.sh" ensure consul)"
   VAULT="$("$SCRIPTS_DIR/tools.sh" ensure vault)"
   CURL="$("$SCRIPTS_DIR/tools.sh" ensure curl)" # our own services' health and GET /menu
@@ -33,8 +37,9 @@ setup() {
     ensure_user "$GATEWAY_USER"
     ensure_user "$MIGRATE_USER"
     ensure_user "$NATS_USER"
+    ensure_user "$JAEGER_USER"
   else
-    ORDER_USER="$(id -un)" GATEWAY_USER="$(id -un)" MIGRATE_USER="$(id -un)" NATS_USER="$(id -un)"
+    ORDER_USER="$(id -un)" GATEWAY_USER="$(id -un)" MIGRATE_USER="$(id -un)" NATS_USER="$(id -un)" JAEGER_USER="$(id -un)"
   fi
 }
 
@@ -131,8 +136,14 @@ host_filter_ports() {
       echo "$(order_id "$n") upstream to nats:$((NATS_UPSTREAM_PORT + n - 1))/tcp:$ORDER_USER:$ORDER_USER"
     done
   fi
-  echo "mariadb:$MYSQL_PORT/tcp:root:$ORDER_USER,$MIGRATE_USER"
-  [[ "$DB_REPLICAS" == 0 ]] || echo "mariadb-replica:$MYSQL_REPLICA_PORT/tcp:root:$ORDER_USER"
+  # Spans come from the services' accounts only; the UI and its API, like the metrics, are root's.
+  if traces_enabled; then
+    echo "jaeger otlp:$JAEGER_OTLP_PORT/tcp:$JAEGER_USER:$ORDER_USER,$GATEWAY_USER"
+    echo "jaeger ui:$JAEGER_UI_PORT/tcp:$JAEGER_USER:"
+    echo "jaeger query grpc:$JAEGER_QUERY_GRPC_PORT/tcp:$JAEGER_USER:"
+  fi
+  echo "$(db_primary):$(db_primary_port)/tcp:root:$ORDER_USER,$MIGRATE_USER"
+  db_replica_serves && echo "mariadb-replica:$MYSQL_REPLICA_PORT/tcp:root:$ORDER_USER"
   echo "vault:$VAULT_PORT/tcp:root:$ORDER_USER,$GATEWAY_USER,$MIGRATE_USER"
   echo "vault cluster:$((VAULT_PORT + 1))/tcp:root:"
   echo "consul server rpc:$CONSUL_SERVER_PORT/tcp:root:"
@@ -220,6 +231,24 @@ ensure_certs() {
 
 # ---- MariaDB -------------------------------------------------------------------------------------------------
 
+# The primary is `mariadb` until an operator promotes the replica (make promote-db-replica): from then on it is
+# `mariadb-replica`, for good (its folder holds the mark), and the lost primary is never started again.
+DB_PRIMARY_ADDR_FILE="$STATE_DIR/db-primary-addr" # what order's pools dial: ORDER_DB_ADDR_FILE
+db_promoted() { [[ -f "$STATE_DIR/mariadb-replica/promoted" ]]; }
+db_primary() { if db_promoted; then echo mariadb-replica; else echo mariadb; fi; }
+db_primary_port() { if db_promoted; then echo "$MYSQL_REPLICA_PORT"; else echo "$MYSQL_PORT"; fi; }
+db_replica_serves() { [[ "$DB_REPLICAS" != 0 ]] && ! db_promoted; }
+
+# semi_sync_opts ROLE: mariadbd's options for semi-synchronous replication (DB_SEMI_SYNC=1), none otherwise.
+semi_sync_opts() {
+  [[ "$DB_SEMI_SYNC" == 1 && "$DB_REPLICAS" != 0 ]] || return 0
+  case "$1" in
+    primary) echo --rpl-semi-sync-master-enabled=ON --rpl-semi-sync-master-wait-point=AFTER_SYNC \
+      --rpl-semi-sync-master-timeout="$DB_SEMI_SYNC_TIMEOUT_MS" ;;
+    replica) echo --rpl-semi-sync-slave-enabled=ON ;;
+  esac
+}
+
 # start_mariadb_server NAME PORT ROLE: scripts/mariadb.sh run, supervised like every other process (it initialises
 # the data folder STATE_DIR/NAME on first use), then waits until root answers over the socket.
 start_mariadb_server() {
@@ -229,16 +258,26 @@ start_mariadb_server() {
   else
     need_port "$name" "$port"
     log "starting $name ($role) on 127.0.0.1:$port (log: $LOG_DIR/$name.log)"
-    spawn "$name" root "$SCRIPTS_DIR/mariadb.sh" run "$STATE_DIR/$name" "$port" "$role"
+    local opts=()
+    read -ra opts <<<"$(semi_sync_opts "$role")"
+    spawn "$name" root "$SCRIPTS_DIR/mariadb.sh" run "$STATE_DIR/$name" "$port" "$role" -- "${opts[@]}"
   fi
   wait_for "$name" "$MARIADB_START_TIMEOUT" "$LOG_DIR/$name.log" "$SCRIPTS_DIR/mariadb.sh" ready "$STATE_DIR/$name"
 }
 
 # start_mariadb: the primary and (DB_REPLICAS=1) its GTID replica, each started only if not running.
 start_mariadb() {
-  start_mariadb_server mariadb "$MYSQL_PORT" primary
-  log "MariaDB ready on 127.0.0.1:$MYSQL_PORT"
-  if [[ "$DB_REPLICAS" != 0 ]]; then
+  if db_promoted; then
+    # The replica was promoted (mariadb.sh starts it writable); the lost primary's data stays as it was left.
+    start_mariadb_server mariadb-replica "$MYSQL_REPLICA_PORT" replica
+    log "MariaDB ready on 127.0.0.1:$MYSQL_REPLICA_PORT: the promoted replica is the primary (no replica now)"
+  else
+    start_mariadb_server mariadb "$MYSQL_PORT" primary
+    log "MariaDB ready on 127.0.0.1:$MYSQL_PORT"
+  fi
+  printf '127.0.0.1:%s\n' "$(db_primary_port)" >"$DB_PRIMARY_ADDR_FILE"
+  chmod 644 "$DB_PRIMARY_ADDR_FILE"
+  if db_replica_serves; then
     start_mariadb_server mariadb-replica "$MYSQL_REPLICA_PORT" replica
     "$SCRIPTS_DIR/mariadb.sh" replicate "$STATE_DIR/mariadb-replica" "$STATE_DIR/mariadb" "$MYSQL_PORT" 2>>"$LOG_DIR/mariadb-replica.log" ||
       { tail -n 20 "$LOG_DIR/mariadb-replica.log" >&2; die "the MariaDB replica does not replicate (see $LOG_DIR/mariadb-replica.log)"; }
@@ -390,7 +429,9 @@ meshctl_env() {
   export MESHCTL_VAULT_ADDR="$VAULT_ADDR" MESHCTL_VAULT_CA_CERT="$VAULT_CACERT" MESHCTL_VAULT_STATE_DIR="$VAULT_DIR" \
     MESHCTL_VAULT_AUDIT_LOG="$LOG_DIR/vault-audit.log" MESHCTL_CONSUL_ADDR="$CONSUL_HTTP_ADDR" \
     MESHCTL_CONSUL_NODE="$CONSUL_NODE" MESHCTL_REPO="$ROOT_DIR" \
-    MESHCTL_DB_ADDR="127.0.0.1:$MYSQL_PORT" MESHCTL_DB_SOCKET="$STATE_DIR/mariadb/mariadbd.sock" \
+    MESHCTL_DB_ADDR="127.0.0.1:$(db_primary_port)" MESHCTL_DB_SOCKET="$STATE_DIR/$(db_primary)/mariadbd.sock" \
+    MESHCTL_DB_PROMOTE_SOCKET="$STATE_DIR/mariadb-replica/mariadbd.sock" MESHCTL_DB_PROMOTE_ADDR="127.0.0.1:$MYSQL_REPLICA_PORT" \
+    MESHCTL_DB_PROMOTE_ADDR_FILE="$DB_PRIMARY_ADDR_FILE" \
     MESHCTL_NATS_USERS_DIR="$NATS_DIR/users" MESHCTL_NATS_AUTH_FILE="$NATS_DIR/auth.conf" \
     MESHCTL_NATS_URL="nats://127.0.0.1:$NATS_PORT" MESHCTL_NATS_REPLICAS=1 MESHCTL_NATS_MONITOR="http://127.0.0.1:$NATS_MONITOR_PORT"
   if [[ -n "${DB_CREDS_TTL:-}" ]]; then export MESHCTL_DB_CREDS_TTL="$DB_CREDS_TTL"; fi
@@ -403,6 +444,41 @@ meshctl() { (meshctl_env && "$BIN_DIR/meshctl" "$@") 2>>"$LOG_DIR/meshctl.log"; 
 bootstrap() {
   log "meshctl bootstrap (log: $LOG_DIR/meshctl.log)"
   meshctl bootstrap || { tail -n 20 "$LOG_DIR/meshctl.log" >&2; die "meshctl bootstrap failed (see $LOG_DIR/meshctl.log)"; }
+}
+
+# ---- Jaeger (traces) ------------------------------------------------------------------------------------------
+
+traces_enabled() { [[ "$STACK_TRACES" != 0 ]]; }
+jaeger_ready() { "$CURL" -fsS -o /dev/null "http://127.0.0.1:$JAEGER_UI_PORT/api/services"; }
+
+# start_jaeger: Jaeger v2 all-in-one as its own account, spans in memory, every port on loopback.
+# The services export to it over loopback, not through the mesh: traces are most needed when the mesh is what
+# fails (a sidecar down, a CA or token rotation), so their path must not depend on it; the host filter keeps
+# the port to the services' accounts instead of an intention.
+start_jaeger() {
+  traces_enabled || return 0
+  if running jaeger; then
+    log "jaeger already running (pid $(cat "$PID_DIR/jaeger.pid"))"
+  else
+    need_port "jaeger otlp" "$JAEGER_OTLP_PORT"
+    need_port "jaeger ui" "$JAEGER_UI_PORT"
+    need_port "jaeger query grpc" "$JAEGER_QUERY_GRPC_PORT"
+    JAEGER="$("$SCRIPTS_DIR/tools.sh" ensure jaeger)"
+    log "starting Jaeger (OTLP/HTTP on 127.0.0.1:$JAEGER_OTLP_PORT, UI on 127.0.0.1:$JAEGER_UI_PORT; log: $LOG_DIR/jaeger.log)"
+    (
+      export JAEGER_OTLP_PORT JAEGER_UI_PORT JAEGER_QUERY_GRPC_PORT JAEGER_MAX_TRACES
+      # A copy the Jaeger account can read whatever the checkout's modes; root's, so that account cannot change it.
+      install -m 644 "$ROOT_DIR/jaeger/config.yaml" "$STATE_DIR/jaeger.yaml"
+      spawn jaeger "$JAEGER_USER" "$JAEGER" --config "file:$STATE_DIR/jaeger.yaml"
+    )
+  fi
+  wait_for "Jaeger" "$STACK_TIMEOUT" "$LOG_DIR/jaeger.log" jaeger_ready
+}
+
+# trace_env PREFIX: a service's tracing settings (ORDER_TRACE_ENDPOINT, …); nothing when traces are off.
+trace_env() {
+  traces_enabled || return 0
+  export "$1_TRACE_ENDPOINT=http://127.0.0.1:$JAEGER_OTLP_PORT" "$1_TRACE_SAMPLE=$TRACE_SAMPLE"
 }
 
 # ---- NATS (the event stream) ---------------------------------------------------------------------------------
@@ -517,7 +593,7 @@ run_migrations() {
   deliver order-migrate order-migrate "$MIGRATE_USER"
   log "running migrations as $MIGRATE_USER with a short-lived order-migrate database user (log: $LOG_DIR/order-migrate.log)"
   (
-    export ORDER_DB_ADDR="127.0.0.1:$MYSQL_PORT" ORDER_DB_NAME="${ORDER_DB_NAME:-pizza}" \
+    export ORDER_DB_ADDR="127.0.0.1:$(db_primary_port)" ORDER_DB_NAME="${ORDER_DB_NAME:-pizza}" \
       ORDER_VAULT_ADDR="$VAULT_ADDR" ORDER_VAULT_CA_CERT="$VAULT_CACERT" ORDER_VAULT_ROLE=order-migrate \
       ORDER_VAULT_DB_ROLE=order-migrate ORDER_VAULT_ROLE_ID_FILE="$dir/role-id" ORDER_VAULT_SECRET_ID_FILE="$dir/secret-id"
     if ((SERVICE_USERS)); then
@@ -555,10 +631,15 @@ start_order_replica() {
   (
     unset ORDER_TEST_HOLD_COMMIT_FILE
     if [[ -n "${!hold_of:-}" ]]; then export ORDER_TEST_HOLD_COMMIT_FILE="${!hold_of}"; fi
-    export ORDER_HTTP_ADDR="$addr" ORDER_DB_ADDR="${!db_addr_of:-127.0.0.1:$MYSQL_PORT}" ORDER_DB_NAME="${ORDER_DB_NAME:-pizza}" \
+    # The primary's address from its file, read again for every new connection: a promotion moves the running
+    # instances with no restart. An instance given an address of its own (the fault tests' proxy) keeps it.
+    unset ORDER_DB_ADDR_FILE
+    if [[ -z "${!db_addr_of:-}" ]]; then export ORDER_DB_ADDR_FILE="$DB_PRIMARY_ADDR_FILE"; fi
+    export ORDER_HTTP_ADDR="$addr" ORDER_DB_ADDR="${!db_addr_of:-127.0.0.1:$(db_primary_port)}" ORDER_DB_NAME="${ORDER_DB_NAME:-pizza}" \
       ORDER_VAULT_ADDR="$VAULT_ADDR" ORDER_VAULT_CA_CERT="$VAULT_CACERT" ORDER_VAULT_ROLE=order ORDER_VAULT_DB_ROLE=order \
       ORDER_VAULT_ROLE_ID_FILE="$dir/role-id" ORDER_VAULT_SECRET_ID_FILE="$dir/secret-id"
-    if [[ "$DB_REPLICAS" != 0 ]]; then export ORDER_DB_REPLICA_ADDR="127.0.0.1:$MYSQL_REPLICA_PORT"; fi
+    if db_replica_serves; then export ORDER_DB_REPLICA_ADDR="127.0.0.1:$MYSQL_REPLICA_PORT"; fi
+    trace_env ORDER
     local nats_port="$NATS_PORT"
     mesh_enabled && nats_port="$((NATS_UPSTREAM_PORT + $1 - 1))"
     export ORDER_EVENTS_NATS_URL="nats://127.0.0.1:$nats_port" ORDER_EVENTS_NATS_SEED_FILE="$dir/nats-seed" \
@@ -602,6 +683,7 @@ start_gateway() {
     export GATEWAY_HTTP_ADDR="$GATEWAY_ADDR" GATEWAY_TLS_CERT_FILE="$dir/tls/server.pem" GATEWAY_TLS_KEY_FILE="$dir/tls/server-key.pem" \
       GATEWAY_VAULT_ADDR="$VAULT_ADDR" GATEWAY_VAULT_CA_CERT="$VAULT_CACERT" GATEWAY_VAULT_ROLE=gateway \
       GATEWAY_VAULT_ROLE_ID_FILE="$dir/role-id" GATEWAY_VAULT_SECRET_ID_FILE="$dir/secret-id"
+    trace_env GATEWAY
     if mesh_enabled; then
       export GATEWAY_ORDER_URL="http://127.0.0.1:$ORDER_UPSTREAM_PORT" \
         GATEWAY_CONSUL_ADDR="$(consul_addr_of gateway)" GATEWAY_CONSUL_TOKEN_FILE="$dir/consul-token" GATEWAY_SERVICE_ID="$GATEWAY_SERVICE_ID"
@@ -693,6 +775,7 @@ mesh_enabled() { [[ "$STACK_MESH" != off ]]; }
 
 start_services() {
   run_migrations
+  start_jaeger
   start_nats
   start_order
   start_gateway
@@ -706,12 +789,15 @@ print_summary() {
   local rel="${STATE_DIR#"$PWD"/}" certs="${CERTS_DIR#"$PWD"/}" gateway
   gateway="https://localhost:$GATEWAY_PORT   (trust $certs/ca.pem: curl --cacert $certs/ca.pem https://localhost:$GATEWAY_PORT/menu)"
   [[ "$STACK_SERVICES" == 1 ]] || gateway="not started (STACK_SERVICES=0: infrastructure only)"
+  local traces="http://127.0.0.1:$JAEGER_UI_PORT   (Jaeger; an error body's request_id is the trace ID: /trace/<request_id>)"
+  if ! traces_enabled || [[ "$STACK_SERVICES" != 1 ]]; then traces="off (STACK_TRACES=0 or infrastructure only)"; fi
   cat <<EOF
 
 Pizza Joint mesh is running.
   Customers:  $gateway
   Consul UI:  https://localhost:$CONSUL_HTTPS_PORT/ui   (log in with the token from: make consul-ui-token)
   Events:     NATS JetStream on 127.0.0.1:$NATS_PORT, in the mesh (make status shows the stream)
+  Traces:     $traces
   Logs:       $rel/logs/    Stop: make stop
 
 Operator environment (Vault over TLS; the operator token's policy is vault/policies/operator.hcl):
@@ -751,6 +837,20 @@ cmd_restart_sidecar() {
   wait_for "$id-sidecar-proxy passing in Consul" "$STACK_TIMEOUT" "$LOG_DIR/consul.log" passing_in_consul "$id-sidecar-proxy"
 }
 
+# cmd_promote_db_replica: the runbook's answer to a primary lost for good (make promote-db-replica). The lost
+# primary is fenced first (its supervisor and server stopped, and the mark keeps every later start from
+# starting it), then meshctl promotes the replica and moves Vault and order to it (provision/promote.go).
+cmd_promote_db_replica() {
+  [[ "$DB_REPLICAS" != 0 ]] || die "no database replica to promote (DB_REPLICAS=0)"
+  running mariadb-replica || db_promoted || die "the replica (mariadb-replica) is not running: nothing to promote"
+  stop_process mariadb
+  stop_pidfile "mariadb (lost primary)" "$PID_DIR/mariadb.child" "$MARIADB_STOP_TIMEOUT"
+  touch "$STATE_DIR/mariadb-replica/promoted"
+  log "promoting the replica on 127.0.0.1:$MYSQL_REPLICA_PORT to primary (log: $LOG_DIR/meshctl.log)"
+  meshctl promote-db || { tail -n 10 "$LOG_DIR/meshctl.log" >&2; die "meshctl promote-db failed (see $LOG_DIR/meshctl.log); run it again"; }
+  log "the replica is the primary on 127.0.0.1:$MYSQL_REPLICA_PORT; order follows it without a restart (reads too: no replica now)"
+}
+
 # ---- stop / status -------------------------------------------------------------------------------------------
 
 cmd_stop() {
@@ -764,6 +864,8 @@ cmd_stop() {
   # NATS's registration leaves Consul while the agent is still there; NATS after every client of it.
   stop_pidfile nats-registration "$PID_DIR/nats-registration.pid"
   stop_pidfile nats "$PID_DIR/nats.pid"
+  # Jaeger after the services, so their last spans (flushed at shutdown) still land.
+  stop_pidfile jaeger "$PID_DIR/jaeger.pid"
   for name in consul-ui consul-front-order consul-front-gateway consul-front-nats; do stop_pidfile "$name" "$PID_DIR/$name.pid"; done
   stop_pidfile vault "$PID_DIR/vault.pid"
   stop_pidfile consul "$PID_DIR/consul.pid"
@@ -795,9 +897,10 @@ cmd_status() {
     name="$(basename "$f" .pid)"
     [[ -e "$f" && "$name" != "sidecar-$ORDER_SERVICE_ID" && "$name" != "sidecar-$GATEWAY_SERVICE_ID" ]] && replicas+=("$name")
   done
-  [[ "$DB_REPLICAS" == 0 ]] || replicas=(mariadb-replica "${replicas[@]}")
+  [[ "$DB_REPLICAS" == 0 ]] || db_promoted || replicas=(mariadb-replica "${replicas[@]}")
   replicas+=(nats nats-registration consul-front-nats)
-  for name in mariadb consul consul-front-order consul-front-gateway consul-ui vault order gateway "sidecar-$ORDER_SERVICE_ID" "sidecar-$GATEWAY_SERVICE_ID" "${replicas[@]}"; do
+  traces_enabled && replicas+=(jaeger)
+  for name in "$(db_primary)" consul consul-front-order consul-front-gateway consul-ui vault order gateway "sidecar-$ORDER_SERVICE_ID" "sidecar-$GATEWAY_SERVICE_ID" "${replicas[@]}"; do
     f="$PID_DIR/$name.pid"
     if pid_alive "$f"; then state="running (pid $(cat "$f"))"; else state="stopped"; rc=3; fi
     [[ -s "$PID_DIR/$name.restarts" ]] && state+=", restarts: $(cat "$PID_DIR/$name.restarts")" # supervise.sh counts them
@@ -823,6 +926,7 @@ case "${1:-}" in
   status) cmd_status ;;
   restart-sidecar) cmd_restart_sidecar "${2:-}" ;;
   start-mariadb) cmd_start_mariadb ;;
+  promote-db-replica) cmd_promote_db_replica ;;
   start-nats) cmd_start_nats ;;
   stop-process) [[ "${2:-}" =~ ^[a-z0-9-]+$ ]] || die "usage: $0 stop-process NAME (mariadb, order-2, …)"; stop_process "$2" ;;
   meshctl) shift; meshctl "$@" ;;
@@ -830,5 +934,5 @@ case "${1:-}" in
   deliver-gateway-cert) GATEWAY_TLS_CERT_FILE="$CERTS_DIR/server.pem" GATEWAY_TLS_KEY_FILE="$CERTS_DIR/server-key.pem" deliver_gateway_cert ;;
   run-delivered) shift; run_delivered "$@" ;; # supervised commands (spawn), not for operators
   run-vault) run_vault ;;
-  *) die "usage: $0 start|stop|status|restart-sidecar ID|start-mariadb|start-nats|stop-process NAME" ;;
+  *) die "usage: $0 start|stop|status|restart-sidecar ID|start-mariadb|start-nats|stop-process NAME|promote-db-replica" ;;
 esac

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # tools.sh prebuild TOOL...: ensure several at once (see prebuild).
-# tools.sh ensure consul|vault|nats-server|compose|mariadb|jq: prints the path of a usable binary, installing or
-# building it when missing. consul/vault/nats-server: PATH first, else .cache/bin (pinned version), else built once
-# from consul/build, vault/build or nats/build.
+# tools.sh ensure consul|vault|nats-server|jaeger|compose|mariadb|jq: prints the path of a usable binary, installing
+# or building it when missing. consul/vault/nats-server/jaeger: PATH first, else .cache/bin (pinned version), else
+# built once from consul/build, vault/build, nats/build or jaeger/build.
 # compose: `docker compose` if it works, else the Compose v2 plugin built once from compose/build and installed as a
 # Docker CLI plugin (in $DOCKER_CONFIG/cli-plugins, default ~/.docker/cli-plugins).
 set -euo pipefail
@@ -16,10 +16,12 @@ TOOLS_STRICT="${TOOLS_STRICT:-0}"
 # tool_version BIN: the bare version ("1.22.3") from the first line of `BIN version`. The whole output is read
 # before the first line is taken: a reader that stops early (head) kills the tool with SIGPIPE, and under
 # pipefail that fails the caller at random.
+# jaeger prints JSON instead ({"gitCommit":"","gitVersion":"v1.75.0",...}).
 tool_version() {
   local out
   out="$("$1" version 2>/dev/null)" || true
-  sed -nE '1s/^[A-Za-z -]+ v([0-9]+\.[0-9]+\.[0-9]+[^ ,]*).*/\1/p' <<<"$out"
+  sed -nE -e '1s/^[A-Za-z -]+ v([0-9]+\.[0-9]+\.[0-9]+[^ ,]*).*/\1/p' \
+    -e '1s/^\{.*"gitVersion":"v([0-9]+\.[0-9]+\.[0-9]+[^"]*)".*/\1/p' <<<"$out"
 }
 
 pinned_version() {
@@ -27,6 +29,7 @@ pinned_version() {
     consul) echo "$CONSUL_VERSION" ;;
     vault) echo "$VAULT_VERSION" ;;
     nats-server) echo "$NATS_SERVER_VERSION" ;;
+    jaeger) echo "$JAEGER_VERSION" ;;
     compose) echo "$COMPOSE_VERSION" ;;
   esac
 }
@@ -50,6 +53,11 @@ build_tool() {
     # compose/build names the plugin's main package as a tool; its version string is set at link time.
     out="$CACHE_BIN/docker-compose" pkg=github.com/docker/compose/v2/cmd
     ldflags+=" -X github.com/docker/compose/v2/internal.Version=v$COMPOSE_VERSION"
+  elif [[ "$name" == jaeger ]]; then
+    # jaeger/build names jaeger's v2 (OpenTelemetry Collector based) main as a tool; `jaeger version` reports the
+    # module version set here, which is how a cached binary is matched against the pin.
+    pkg=github.com/jaegertracing/jaeger/cmd/jaeger
+    ldflags+=" -X github.com/jaegertracing/jaeger/internal/version.latestVersion=v$JAEGER_VERSION"
   fi
   (cd "$src" && GOWORK=off GOFLAGS=-mod=readonly CGO_ENABLED=0 \
     go build -trimpath -ldflags="$ldflags" -o "$out.tmp" "$pkg") >&2 || die "building $name failed"
@@ -61,7 +69,7 @@ build_tool() {
   log "built $out"
 }
 
-# ensure_pinned NAME: prints a usable consul, vault or nats-server.
+# ensure_pinned NAME: prints a usable consul, vault, nats-server or jaeger.
 ensure_pinned() {
   local name="$1" want path have
   want="$(pinned_version "$name")"
@@ -143,14 +151,14 @@ prebuild() {
 main() {
   if [[ "${1:-}" == prebuild ]]; then shift; prebuild "$@"; return; fi
   case "${1:-}:${2:-}" in
-    ensure:consul | ensure:vault | ensure:nats-server) ensure_pinned "$2" ;;
+    ensure:consul | ensure:vault | ensure:nats-server | ensure:jaeger) ensure_pinned "$2" ;;
     ensure:compose) ensure_compose ;;
     ensure:mariadb) ensure_mariadb ;;
     ensure:jq | ensure:curl | ensure:debootstrap) ensure_apt_tool "$2" ;;
     ensure:nft) find_bin nft >/dev/null || apt_install nftables; find_bin nft ;;
     # The staff portal's browser test; fonts come as a recommendation only, and --no-install-recommends skips them.
     ensure:chromium) find_bin chromium >/dev/null || apt_install chromium fonts-liberation; find_bin chromium ;;
-    *) die "usage: $0 ensure consul|vault|nats-server|compose|mariadb|jq|curl|debootstrap|chromium|nft" ;;
+    *) die "usage: $0 ensure consul|vault|nats-server|jaeger|compose|mariadb|jq|curl|debootstrap|chromium|nft" ;;
   esac
 }
 

@@ -3,7 +3,8 @@
 # and CERTS_DIR. There is no plain-HTTP listener: every client verifies the certificate against certs/ca.pem.
 ui = false # the pinned source build ships no web UI; the CLI and meshctl are the operator's tools
 
-# mlock needs CAP_IPC_LOCK and a memlock limit a laptop or container may not grant; file storage is local anyway.
+# mlock needs CAP_IPC_LOCK and a memlock limit a laptop or container may not grant; HashiCorp advises turning it
+# off with integrated storage (Compose's raft) anyway, whose memory-mapped files it would pin.
 disable_mlock = true
 
 log_level = "info"

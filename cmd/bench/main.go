@@ -44,7 +44,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 		profile  = fs.String("profile", "", "folder for CPU profiles of gateway and order during the mesh run (turns on pprof)")
 		profileC = fs.Int("profile-clients", 64, "level at which -profile takes the profiles")
 		pool     = fs.Int("ceiling-pool", 32, "the ceiling's MySQL pool size (the order service's default is 32)")
-		env      = fs.String("env", "", "KEY=VALUE,... for both stacks' services, e.g. ORDER_DB_MAX_OPEN=8")
+		env      = fs.String("env", "", "KEY=VALUE,... for every stack's services, e.g. ORDER_DB_MAX_OPEN=8")
+		variants = fs.String("variants", DefaultVariants,
+			"more mesh stacks measured in the same run, NAME:KEY=VALUE,... separated by ';' (empty: none)")
 	)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -59,9 +61,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	var err error
 	if opts.StackEnv, err = parseEnv(*env); err != nil {
-		return err
+		return fmt.Errorf("-env: %w", err)
 	}
 	if opts.Levels, err = parseLevels(*levels); err != nil {
+		return err
+	}
+	if opts.Variants, err = parseVariants(*variants); err != nil {
 		return err
 	}
 
@@ -101,7 +106,7 @@ func runEvents(args []string, stdout, stderr io.Writer) error {
 	opts := bench.EventOptions{StaffStreams: *staff, Changes: *changes, Rate: *rate, Log: stderr}
 	var err error
 	if opts.StackEnv, err = parseEnv(*env); err != nil {
-		return err
+		return fmt.Errorf("-env: %w", err)
 	}
 	if opts.Levels, err = parseLevels(*levels); err != nil {
 		return err
@@ -161,11 +166,45 @@ func parseEnv(list string) (map[string]string, error) {
 		}
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			return nil, fmt.Errorf("-env: %q is not KEY=VALUE", kv)
+			return nil, fmt.Errorf("%q is not KEY=VALUE", kv)
 		}
 		env[k] = v
 	}
 	return env, nil
+}
+
+// DefaultVariants are what `make bench` sets beside the mesh, which runs with the stack's defaults (every
+// order traced, semi-synchronous replication): what tracing costs, and what semi-synchronous replication costs
+// against asynchronous.
+const DefaultVariants = "untraced:STACK_TRACES=0;async:DB_SEMI_SYNC=0"
+
+// parseVariants reads -variants: NAME:KEY=VALUE,... separated by ';'.
+func parseVariants(list string) ([]bench.Variant, error) {
+	var out []bench.Variant
+	seen := map[string]bool{}
+	for _, spec := range strings.Split(list, ";") {
+		spec = strings.TrimSpace(spec)
+		if spec == "" {
+			continue
+		}
+		name, settings, _ := strings.Cut(spec, ":")
+		if name == "" || strings.ContainsAny(name, " \t=,") {
+			return nil, fmt.Errorf("-variants: %q does not start with a name (NAME:KEY=VALUE,...)", spec)
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("-variants: %q is named twice", name)
+		}
+		seen[name] = true
+		env, err := parseEnv(settings)
+		if err != nil {
+			return nil, fmt.Errorf("-variants: %s: %w", name, err)
+		}
+		if len(env) == 0 {
+			return nil, fmt.Errorf("-variants: %s sets nothing", name)
+		}
+		out = append(out, bench.Variant{Name: name, Env: env})
+	}
+	return out, nil
 }
 
 func parseLevels(list string) ([]int, error) {

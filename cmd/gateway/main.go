@@ -25,9 +25,9 @@ import (
 	"github.com/pizzajoint/mesh/platform/reqid"
 	"github.com/pizzajoint/mesh/platform/svcmain"
 	"github.com/pizzajoint/mesh/platform/tlsreload"
+	"github.com/pizzajoint/mesh/platform/tracing"
 	"github.com/pizzajoint/mesh/platform/vaultauth"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 type config struct {
@@ -81,7 +81,7 @@ func run(ctx context.Context, stderr io.Writer) error {
 // the staff token hashes, the Consul registration) runs in the process's errgroup.
 func serve(p *svcmain.Process, cfg config) error {
 	ctx, logger := p.Ctx, p.Logger
-	serveMetrics, err := httpserver.ServeLoopback(ctx, "metrics", cfg.Metrics.Addr, promhttp.Handler(), logger)
+	serveMetrics, err := httpserver.ServeLoopback(ctx, "metrics", cfg.Metrics.Addr, httpserver.MetricsHandler(), logger)
 	if err != nil {
 		// Metrics are for operators; a taken port must not keep the edge from serving customers.
 		logger.Warn("metrics not served", "addr", cfg.Metrics.Addr, "err", err)
@@ -119,8 +119,11 @@ func serve(p *svcmain.Process, cfg config) error {
 	health.Register(mux)
 	limits := cfg.Limits.Options(metrics.Refused)
 	gateway.MakeHTTPHandler(mux, endpoints, auth, limits...)
-	endStreams := gateway.MakeStreamHandler(mux, endpoints, auth, upstream.URL, stream.Transport(upstream.Transport), limits...)
-	handler := httpserver.StrictTransport(cfg.HTTP.HSTSMaxAge, reqid.Middleware(httpserver.AccessLog(logger, reqid.FromContext, mux)))
+	// The relay's calls carry the trace context too, so a stream's deliveries in order join the customer's trace.
+	endStreams := gateway.MakeStreamHandler(mux, endpoints, auth, upstream.URL,
+		tracing.Client(stream.Transport(upstream.Transport)), limits...)
+	handler := httpserver.StrictTransport(cfg.HTTP.HSTSMaxAge,
+		tracing.Server("gateway", true, mux, reqid.Middleware(httpserver.AccessLog(logger, reqid.FromContext, mux))))
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {

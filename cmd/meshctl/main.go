@@ -23,6 +23,9 @@
 //	                                  the instance's token on stdin (platform/consulagent)
 //	meshctl vault answers             exit 0 once Vault's listener answers at all (-addr, -cacert; default
 //	                                  VAULT_ADDR, VAULT_CACERT): started, sealed or not
+//	meshctl promote-db                the database replica becomes the primary, for good (MESHCTL_DB_PROMOTE_*):
+//	                                  replication stopped after its relay log is applied, writes allowed, Vault's
+//	                                  database connection and the primary's address file moved to it
 //	meshctl rotate WHAT               db-creds | db-root | transit-key | connect-ca | logins
 //	                                  | secret-id | consul-token | consul-token-retire   (these three: MESHCTL_INSTANCE_*)
 //	meshctl token staff NAME          a staff bearer token (printed once; Vault keeps its hash)
@@ -39,6 +42,9 @@
 //	meshctl nats-stream               the event stream (JetStream ORDERS) created or brought up to date
 //	meshctl serve-front               a front of the Consul agent's API (MESHCTL_FRONT_*): a service user's
 //	                                  unix socket, or the operators' HTTPS UI; see platform/consulfront for why
+//	meshctl cluster status            the raft peers of Consul's servers and Vault's nodes: leader, health
+//	meshctl cluster remove-peer consul|vault NODE  a dead server out of its cluster's raft, before its
+//	                                  replacement joins (Vault's: a provisioning run, as bootstrap)
 //	meshctl operator-token            break glass: read a root token (from `vault operator generate-root`) on
 //	                                  stdin, write a new operator token, revoke the root token
 //
@@ -179,6 +185,7 @@ func run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 	identities := provision.NewIdentities(s, acl)
 	rotations := provision.NewRotations(s)
 	kubeAuth := provision.NewKubernetesAuth(s)
+	clusters := provision.NewClusters(s, acl)
 
 	switch cmd := cfg.Args.Num(0); cmd {
 	case "bootstrap", "setup":
@@ -223,6 +230,14 @@ func run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer end()
+	case "promote-db":
+		// Vault's database connection is configuration, not the operator token's: a provisioning token.
+		end, err := s.BeginProvisioning(ctx)
+		if err != nil {
+			return err
+		}
+		defer end()
+		return provision.NewDBPromotion(s).Promote(ctx)
 	case "rotate":
 		if cfg.Args.Num(1) == "connect-ca" {
 			// A CA rotation mounts the next PKI generation and unmounts an old one: provisioning.
@@ -238,6 +253,16 @@ func run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 		if err := s.Authenticate(ctx); err != nil {
 			return err
 		}
+	case "cluster":
+		if cfg.Args.Num(1) == "remove-peer" && cfg.Args.Num(2) == "vault" {
+			end, err := s.BeginProvisioning(ctx)
+			if err != nil {
+				return err
+			}
+			defer end()
+		} else if err := s.Authenticate(ctx); err != nil {
+			return err
+		}
 	case "":
 		return errors.New("no command; see meshctl --help")
 	default:
@@ -251,6 +276,8 @@ func run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 		return kubeAuth.Configure(ctx)
 	case "rotate":
 		return rotate(ctx, rotations, ca, identities, cfg.Args.Num(1), inst)
+	case "cluster":
+		return cluster(ctx, clusters, cfg.Args.Num(1), cfg.Args.Num(2), cfg.Args.Num(3), stdout, logger)
 	default: // token
 		return token(ctx, rotations, cfg.Args.Num(1), cfg.Args.Num(2), stdout, logger)
 	}
@@ -282,6 +309,29 @@ func rotate(ctx context.Context, r *provision.Rotations, ca *provision.ConnectCA
 	default:
 		return fmt.Errorf("unknown rotation %q (db-creds, db-root, transit-key, connect-ca, logins, secret-id, "+
 			"consul-token, consul-token-retire)", what)
+	}
+}
+
+// cluster shows the control plane's raft clusters, or takes a dead server out of one.
+func cluster(ctx context.Context, cl *provision.Clusters, what, name, node string, stdout io.Writer, logger *slog.Logger) error {
+	switch what {
+	case "status":
+		st, err := cl.Status(ctx)
+		if err != nil {
+			return err
+		}
+		return provision.WriteStatus(stdout, st)
+	case "remove-peer":
+		if node == "" {
+			return errors.New("usage: meshctl cluster remove-peer consul|vault NODE")
+		}
+		if err := cl.RemovePeer(ctx, name, node); err != nil {
+			return err
+		}
+		logger.Info("raft peer removed; a new server with an empty data folder may join now", "cluster", name, "node", node)
+		return nil
+	default:
+		return fmt.Errorf("unknown cluster command %q (status, remove-peer consul|vault NODE)", what)
 	}
 }
 

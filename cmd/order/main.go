@@ -25,7 +25,6 @@ import (
 
 	"github.com/ardanlabs/conf/v3"
 	"github.com/go-kit/kit/endpoint"
-	kitprometheus "github.com/go-kit/kit/metrics/prometheus"
 	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/order/httpapi"
 	"github.com/pizzajoint/mesh/order/mysqlstore/partitions"
@@ -36,8 +35,8 @@ import (
 	"github.com/pizzajoint/mesh/platform/kitmw"
 	"github.com/pizzajoint/mesh/platform/reqid"
 	"github.com/pizzajoint/mesh/platform/svcmain"
+	"github.com/pizzajoint/mesh/platform/tracing"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -122,10 +121,12 @@ func serve(p *svcmain.Process, cfg config) (err error) {
 	}()
 
 	svc := order.NewService(events.Store, order.DefaultMenu)
-	duration := kitprometheus.NewHistogramFrom(prometheus.HistogramOpts{
+	durationVec := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "pizza", Subsystem: "order", Name: "request_duration_seconds",
 		Help: "Time spent in order endpoints, by method and outcome.",
 	}, []string{"method", "outcome"})
+	prometheus.MustRegister(durationVec)
+	duration := kitmw.NewExemplars(durationVec)
 	// The event streams go through the same middleware as every other endpoint.
 	mw := []func(string) endpoint.Middleware{
 		kitmw.Instrumenting(duration, httpapi.Outcome),
@@ -139,10 +140,10 @@ func serve(p *svcmain.Process, cfg config) (err error) {
 	health := httpserver.NewHealth(append(checks, events.Checks...)...)
 	mux := http.NewServeMux()
 	health.Register(mux)
-	mux.Handle("GET /metrics", promhttp.Handler())
+	mux.Handle("GET /metrics", httpserver.MetricsHandler())
 	httpapi.MakeHTTPHandler(mux, endpoints)
 	endStreams := httpapi.MakeSSEHandler(mux, order.MakeStreamEndpoint(events.Streams, mw...))
-	handler := reqid.Middleware(httpserver.AccessLog(logger, reqid.FromContext, mux))
+	handler := tracing.Server("order", false, mux, reqid.Middleware(httpserver.AccessLog(logger, reqid.FromContext, mux)))
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {

@@ -111,16 +111,23 @@ func rogueJoined(t *testing.T, c *consul.Client, name string) string {
 	return strings.Join(where, "; ")
 }
 
-// serverIsLeader checks that the stack's server is an alive member and the raft leader.
+// serverIsLeader checks that one of the stack's three servers leads raft, and that raft holds no one else.
 func serverIsLeader(c *consul.Client) error {
 	raft, err := c.Operator().RaftGetConfiguration(nil)
 	if err != nil {
 		return fmt.Errorf("raft configuration: %w", err)
 	}
+	leader := ""
 	for _, s := range raft.Servers {
-		if s.Node == "consul-server" && s.Leader {
-			return nil
+		if !strings.HasPrefix(s.Node, "consul-") {
+			return fmt.Errorf("raft holds %s: %+v", s.Node, raft.Servers)
+		}
+		if s.Leader {
+			leader = s.Node
 		}
 	}
-	return fmt.Errorf("consul-server is not the raft leader: %+v", raft.Servers)
+	if leader == "" || len(raft.Servers) != 3 {
+		return fmt.Errorf("no leader among three stack servers: %+v", raft.Servers)
+	}
+	return nil
 }

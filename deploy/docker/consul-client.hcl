@@ -7,7 +7,7 @@
 data_dir    = "/consul/data"
 bind_addr   = "{{ GetInterfaceIP \"eth0\" }}"
 client_addr = "127.0.0.1"
-retry_join  = ["consul"]
+retry_join  = ["consul-1", "consul-2", "consul-3"]
 
 acl {
   enabled                  = true

@@ -5,6 +5,7 @@
 #   meshctl ARGS  the provisioning program against the stack, with the bootstrap container's settings and volume
 #                 (e.g. `token consul-ui`, `rotate db-creds`); tokens go to stdout only
 #   rotate-nats-creds  a new NATS key for order-1 under load; the previous one dropped once nothing uses it
+#   status  the clusters: Consul's and Vault's raft peers (leader, active node, health) and the event stream's
 # Settings (env): PIZZA_PROJECT (Compose project, default pizzajoint), PIZZA_TAG (image tag, dev),
 # PIZZA_GATEWAY_PORT (8443), PIZZA_CONSUL_UI_PORT (8501, on 127.0.0.1), PIZZA_MARIADB_IMAGE (default: the
 # official mariadb:11.4, or one built from Debian's packages where it cannot be pulled), PIZZA_CA_FILE (where
@@ -65,6 +66,7 @@ cmd_up() {
 Pizza Joint mesh is running in Docker Compose (project $PIZZA_PROJECT).
   Customers:  https://localhost:$GATEWAY_PORT   (curl --cacert $rel https://localhost:$GATEWAY_PORT/menu)
   Consul UI:  https://localhost:$UI_PORT/ui   (127.0.0.1 only; log in with the token from: make docker-consul-ui-token)
+  Clusters:   make status-docker   (Consul's and Vault's raft peers, the NATS stream)
   Logs:       docker compose -p $PIZZA_PROJECT logs -f [service]
   Stop:       make stop-docker (data kept)    Wipe:  docker compose -p $PIZZA_PROJECT down -v
   Runbook:    deploy/docker/run.sh meshctl rotate db-creds|db-root|transit-key|connect-ca|logins
@@ -81,8 +83,15 @@ cmd_down() {
 cmd_meshctl() {
   engine_check
   # Without a running stack, `run` would create the project's volumes and network empty.
-  [[ -n "$(compose ps -q vault 2>/dev/null)" ]] || die "Compose project $PIZZA_PROJECT is not running (make run-docker)"
+  [[ -n "$(compose ps -q vault-1 vault-2 vault-3 2>/dev/null)" ]] || die "Compose project $PIZZA_PROJECT is not running (make run-docker)"
   compose run --rm --no-deps -T bootstrap "$@"
+}
+
+# cmd_status: who leads each cluster and who is healthy.
+cmd_status() {
+  cmd_meshctl cluster status
+  echo
+  compose run --rm --no-deps -T nats-stream nats-stream status
 }
 
 # reload_nats: the three NATS servers reread their authorization (SIGHUP; Compose reports a signal as "Killed").
@@ -121,5 +130,6 @@ case "${1:-}" in
   down) cmd_down ;;
   meshctl) shift; cmd_meshctl "$@" ;;
   rotate-nats-creds) cmd_rotate_nats_creds ;;
-  *) die "usage: $0 up|down|meshctl ARGS...|rotate-nats-creds" ;;
+  status) cmd_status ;;
+  *) die "usage: $0 up|down|status|meshctl ARGS...|rotate-nats-creds" ;;
 esac

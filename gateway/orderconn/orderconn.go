@@ -14,6 +14,7 @@ import (
 	"github.com/pizzajoint/mesh/order"
 	"github.com/pizzajoint/mesh/order/orderclient"
 	"github.com/pizzajoint/mesh/platform/consulreg"
+	"github.com/pizzajoint/mesh/platform/tracing"
 	sidecar "github.com/pizzajoint/mesh/platform/upstream"
 )
 
@@ -41,7 +42,8 @@ func New(c Config, logger *slog.Logger) (*Conn, error) {
 	upstream := Transport(c.MaxConns, c.Timeout)
 	// A sidecar restarting (a token rotation) or an order instance going away drops connections before any
 	// answer: such a call is sent again on a fresh connection when that cannot create a second order.
-	retrying := &sidecar.Retry{Next: upstream, Attempts: 6, Backoff: 50 * time.Millisecond, Logger: logger}
+	// A client span per attempt, inside the retries: a call retried through a rotation shows each try.
+	retrying := &sidecar.Retry{Next: tracing.Client(upstream), Attempts: 6, Backoff: 50 * time.Millisecond, Logger: logger}
 	orders, err := orderclient.New(c.URL, &http.Client{Transport: retrying})
 	if err != nil {
 		return nil, err

@@ -79,7 +79,7 @@ func RunEvents(ctx context.Context, opts EventOptions) (rep EventReport, err err
 	errs := make([]error, len(paths))
 	var wg sync.WaitGroup
 	for i := range paths {
-		env := stackEnv("on", nil, opts.StackEnv)
+		env := stackEnv("on", nil, opts.StackEnv, nil)
 		// Every stream of the bench comes from 127.0.0.1: room for a level's streams, and those of the last
 		// level the gateway may still be closing.
 		env["GATEWAY_LIMITS_STREAMS_PER_CLIENT"] = strconv.Itoa(2 * (most + opts.StaffStreams))

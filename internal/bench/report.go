@@ -53,7 +53,17 @@ type Report struct {
 	Warmup, Duration  time.Duration
 	Levels            []int
 	PeakRSSPerMeasure bool // VmHWM was reset before each measurement (else it is the peak since start)
+	Variants          []Variant
 	Measurements      []Measurement
+}
+
+// setups are the run's setups in table order: ceiling, direct, mesh, then the mesh's variants.
+func (r Report) setups() []string {
+	out := []string{SetupCeiling, SetupDirect, SetupMesh}
+	for _, v := range r.Variants {
+		out = append(out, v.Setup())
+	}
+	return out
 }
 
 // Broken names every measurement in which no order succeeded: a setup that answers nothing is broken, whatever
@@ -100,14 +110,14 @@ func (r Report) Markdown() string {
 	w("| clients | setup | orders/s | p50 | p90 | p99 | max | errors | peak RSS gateway | order | sidecars (gw / order) |\n")
 	w("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, c := range r.Levels {
-		for _, setup := range []string{SetupCeiling, SetupDirect, SetupMesh} {
+		for _, setup := range r.setups() {
 			m, ok := r.find(setup, c)
 			if !ok {
 				continue
 			}
 			s := m.Summary
 			sidecars := "–"
-			if setup == SetupMesh {
+			if strings.HasPrefix(setup, SetupMesh) {
 				sidecars = mb(m.PeakRSS["sidecar-gateway"]) + " / " + mb(m.PeakRSS["sidecar-order"])
 			}
 			w("| %d | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s |\n", c, setup, s.Throughput, ms(s.P50),
@@ -135,10 +145,63 @@ func (r Report) Markdown() string {
 			pct(dir.Summary.Throughput, ceil.Summary.Throughput), pct(mesh.Summary.Throughput, dir.Summary.Throughput), cost)
 	}
 
+	r.variants(w)
 	r.targets(w)
 	r.cpuTable(w)
 	r.limits(w)
 	return b.String()
+}
+
+// variants sets each variant of the mesh beside the mesh measured in the same rotation: what the setting
+// costs in throughput, latency and CPU per order.
+func (r Report) variants(w func(string, ...any)) {
+	if len(r.Variants) == 0 {
+		return
+	}
+	w("\nVariants of the mesh, against the mesh at the same level (+ is more than the mesh):\n\n")
+	w("| clients | setup | settings | orders/s | vs mesh | p50 | p99 | p99 vs mesh | gateway + order CPU/order | vs mesh | mariadb CPU/order | vs mesh |\n")
+	w("| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, c := range r.Levels {
+		mesh, ok := r.find(SetupMesh, c)
+		if !ok {
+			continue
+		}
+		for _, v := range r.Variants {
+			m, ok := r.find(v.Setup(), c)
+			if !ok {
+				continue
+			}
+			keys := slices.Sorted(maps.Keys(v.Env))
+			settings := make([]string, 0, len(keys))
+			for _, k := range keys {
+				settings = append(settings, k+"="+v.Env[k])
+			}
+			services := func(m Measurement) float64 { return cpuPerOrder(m.CPU["gateway"]+m.CPU["order"], m) }
+			db := func(m Measurement) float64 { return cpuPerOrder(m.CPU["mariadb"], m) }
+			w("| %d | %s | %s | %.0f | %s | %s | %s | %s | %.3f | %s | %.3f | %s |\n", c, v.Setup(), strings.Join(settings, " "),
+				m.Summary.Throughput, relChange(m.Summary.Throughput, mesh.Summary.Throughput), ms(m.Summary.P50), ms(m.Summary.P99),
+				relChange(float64(m.Summary.P99), float64(mesh.Summary.P99)), services(m), relChange(services(m), services(mesh)),
+				db(m), relChange(db(m), db(mesh)))
+		}
+	}
+}
+
+// relChange is a relative to b as a signed percentage, "–" when b is nothing.
+func relChange(a, b float64) string {
+	r, ok := Ratio(a, b)
+	if !ok {
+		return "–"
+	}
+	return fmt.Sprintf("%+.0f%%", (r-1)*100)
+}
+
+// cpuPerOrder is d per successful order in milliseconds, 0 when none succeeded.
+func cpuPerOrder(d time.Duration, m Measurement) float64 {
+	ok := m.Summary.Requests - m.Summary.Errors
+	if ok <= 0 {
+		return 0
+	}
+	return d.Seconds() * 1000 / float64(ok)
 }
 
 func (r Report) targets(w func(string, ...any)) {
@@ -174,7 +237,7 @@ func (r Report) cpuTable(w func(string, ...any)) {
 	w("| clients | setup | %s | total | kernel & other | machine busy |\n", strings.Join(Components, " | "))
 	w("| ---: | --- |%s ---: | ---: | ---: |\n", strings.Repeat(" ---: |", len(Components)))
 	for _, c := range r.Levels {
-		for _, setup := range []string{SetupCeiling, SetupDirect, SetupMesh} {
+		for _, setup := range r.setups() {
 			m, ok := r.find(setup, c)
 			if !ok {
 				continue
@@ -271,11 +334,10 @@ func sum(cpu map[string]time.Duration) (t time.Duration) {
 }
 
 func perOrder(d time.Duration, m Measurement) string {
-	ok := m.Summary.Requests - m.Summary.Errors
-	if ok <= 0 {
+	if m.Summary.Requests-m.Summary.Errors <= 0 {
 		return "–"
 	}
-	return fmt.Sprintf("%.3f", d.Seconds()*1000/float64(ok))
+	return fmt.Sprintf("%.3f", cpuPerOrder(d, m))
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }

@@ -122,3 +122,26 @@ func TestBroken(t *testing.T) {
 		})
 	}
 }
+
+// A variant of the mesh is a row of its own in every table and is set against the mesh of its level.
+func TestMarkdownVariants(t *testing.T) {
+	r := sampleReport()
+	r.Variants = []Variant{{Name: "untraced", Env: map[string]string{"STACK_TRACES": "0", "A": "1"}}}
+	v := measurement("mesh untraced", 64, 2000, 30*time.Millisecond, 40<<20)
+	v.CPU["order"] = time.Duration(v.Summary.Requests) * 240 * time.Microsecond // 20% less per order than the mesh
+	r.Measurements = append(r.Measurements, v)
+	md := r.Markdown()
+	for _, want := range []string{
+		"| 64 | mesh untraced | 2000 | 7.5 ms | 15.0 ms | 30.0 ms | 60.0 ms | 0 | 40.0 MB | 20.0 MB | – / – |",
+		// orders/s +11% (2000 vs 1800), p99 −25%, gateway + order 0.240 vs 0.300 ms: −20%, mariadb the same
+		"| 64 | mesh untraced | A=1 STACK_TRACES=0 | 2000 | +11% | 7.5 ms | 30.0 ms | -25% | 0.240 | -20% | 0.400 | +0% |",
+		"| 64 | mesh untraced | 0.200 | – | 0.240 | – | 0.400 |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q\n%s", want, md)
+		}
+	}
+	if strings.Contains(md, "| 1 | mesh untraced |") {
+		t.Errorf("a row for a level the variant did not run at:\n%s", md)
+	}
+}

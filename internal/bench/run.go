@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -38,8 +39,20 @@ type Options struct {
 	StackEnv map[string]string
 	// CeilingPool is the ceiling's MaxOpen connections; 32 is the order service's default.
 	CeilingPool int
-	Log         io.Writer
+	// Variants are more mesh stacks, each with settings of its own on top of StackEnv, measured in the same
+	// rotation as the three setups, so a setting's cost is read against the mesh in one run.
+	Variants []Variant
+	Log      io.Writer
 }
+
+// Variant is a mesh stack with other settings, e.g. untraced (STACK_TRACES=0) or semi-sync (DB_SEMI_SYNC=1).
+type Variant struct {
+	Name string
+	Env  map[string]string
+}
+
+// Setup is the variant's name in the report's tables.
+func (v Variant) Setup() string { return SetupMesh + " " + v.Name }
 
 // target is one setup under load: how to reach it and which processes to watch.
 type target struct {
@@ -56,23 +69,41 @@ type target struct {
 func Run(ctx context.Context, opts Options) (rep Report, err error) {
 	logf := func(format string, a ...any) { fmt.Fprintf(opts.Log, "bench: "+format+"\n", a...) }
 	rep = Report{Date: time.Now(), GoVersion: runtime.Version(), Warmup: opts.Warmup, Duration: opts.Duration,
-		Levels: opts.Levels, Machine: machine(), Commit: commit(), PeakRSSPerMeasure: true}
+		Levels: opts.Levels, Machine: machine(), Commit: commit(), PeakRSSPerMeasure: true, Variants: opts.Variants}
 
-	logf("starting two stacks (direct: no sidecars; mesh: Consul Connect sidecars), about a minute")
+	logf("starting %d stacks (direct: no sidecars; mesh: Consul Connect sidecars; %d variants of the mesh), two at a time, about a minute each pair",
+		2+len(opts.Variants), len(opts.Variants))
+	// Every stack has its own settings and pprof addresses; index 0 is direct, 1 the mesh, then the variants.
+	variantEnvs := []map[string]string{nil, nil}
+	for _, v := range opts.Variants {
+		variantEnvs = append(variantEnvs, v.Env)
+	}
+	envs, debugs := make([]map[string]string, len(variantEnvs)), make([]map[string]string, len(variantEnvs))
+	for i, venv := range variantEnvs {
+		sidecars := "on"
+		if i == 0 {
+			sidecars = "off" // direct
+		}
+		debugs[i] = debugAddrs(opts.ProfileDir != "")
+		envs[i] = stackEnv(sidecars, debugs[i], opts.StackEnv, venv)
+	}
 	var (
-		wg           sync.WaitGroup
-		direct, mesh *stacktest.Stack
-		derr, merr   error
-		debugDirect  = debugAddrs(opts.ProfileDir != "")
-		debugMesh    = debugAddrs(opts.ProfileDir != "")
+		wg     sync.WaitGroup
+		stacks = make([]*stacktest.Stack, len(envs))
+		errs   = make([]error, len(envs))
+		starts = make(chan struct{}, 2) // two stacks starting at once keep each within its start timeout on 2 cores
 	)
-	wg.Go(func() {
-		direct, derr = stacktest.Start(stacktest.Options{Env: stackEnv("off", debugDirect, opts.StackEnv)})
-	})
-	wg.Go(func() { mesh, merr = stacktest.Start(stacktest.Options{Env: stackEnv("on", debugMesh, opts.StackEnv)}) })
+	for i, env := range envs {
+		wg.Go(func() {
+			starts <- struct{}{}
+			defer func() { <-starts }()
+			stacks[i], errs[i] = stacktest.Start(stacktest.Options{Env: env})
+		})
+	}
 	wg.Wait()
+	direct, mesh := stacks[0], stacks[1]
 	defer func() {
-		for _, s := range []*stacktest.Stack{direct, mesh} {
+		for _, s := range stacks {
 			if s == nil {
 				continue
 			}
@@ -83,15 +114,12 @@ func Run(ctx context.Context, opts Options) (rep Report, err error) {
 			}
 		}
 	}()
-	for _, e := range []struct {
-		s   *stacktest.Stack
-		err error
-	}{{direct, derr}, {mesh, merr}} {
-		if e.err != nil {
-			if e.s != nil {
-				e.s.DumpLogs(os.Stderr)
+	for i, err := range errs {
+		if err != nil {
+			if stacks[i] != nil {
+				stacks[i].DumpLogs(os.Stderr)
 			}
-			return rep, e.err
+			return rep, err
 		}
 	}
 
@@ -107,8 +135,11 @@ func Run(ctx context.Context, opts Options) (rep Report, err error) {
 			client: func(int) *http.Client {
 				return &http.Client{Timeout: 30 * time.Second, Transport: SQLTransport{DB: db}}
 			}},
-		serviceTarget(SetupDirect, direct, debugDirect),
-		serviceTarget(SetupMesh, mesh, debugMesh),
+		serviceTarget(SetupDirect, direct, debugs[0]),
+		serviceTarget(SetupMesh, mesh, debugs[1]),
+	}
+	for i, v := range opts.Variants {
+		targets = append(targets, serviceTarget(v.Setup(), stacks[2+i], debugs[2+i]))
 	}
 	self := Process{Name: "bench", Pid: os.Getpid()}
 	runID := strconv.FormatInt(time.Now().Unix(), 36)
@@ -119,7 +150,7 @@ func Run(ctx context.Context, opts Options) (rep Report, err error) {
 			if err := ctx.Err(); err != nil {
 				return rep, err
 			}
-			profile := opts.ProfileDir != "" && t.setup == SetupMesh && clients == opts.ProfileClients
+			profile := opts.ProfileDir != "" && strings.HasPrefix(t.setup, SetupMesh) && clients == opts.ProfileClients
 			m := measure(ctx, t, self, clients, opts, runID, profile, logf)
 			rep.Measurements = append(rep.Measurements, m)
 			s := m.Summary
@@ -134,7 +165,8 @@ func measure(ctx context.Context, t *target, self Process, clients int, opts Opt
 	logf func(string, ...any)) Measurement {
 	client := t.client(clients)
 	defer client.CloseIdleConnections()
-	orders := NewOrders(t.url, fmt.Sprintf("bench-%s-%s-%d", runID, t.setup, clients), uint64(clients))
+	// Idempotency-Keys take no spaces, and a variant's setup name has one.
+	orders := NewOrders(t.url, fmt.Sprintf("bench-%s-%s-%d", runID, strings.ReplaceAll(t.setup, " ", "-"), clients), uint64(clients))
 	load := Load{Clients: clients, Duration: opts.Warmup, Client: client, Targeter: orders.Targeter()}
 	load.Run(ctx, t.setup+"-warmup")
 
@@ -154,7 +186,7 @@ func measure(ctx context.Context, t *target, self Process, clients int, opts Opt
 	if profile {
 		for svc, addr := range t.debug {
 			pwg.Go(func() {
-				if err := saveProfile(ctx, addr, max(1, int(opts.Duration.Seconds())-1), filepath.Join(opts.ProfileDir, svc+"-cpu.pprof")); err != nil {
+				if err := saveProfile(ctx, addr, max(1, int(opts.Duration.Seconds())-1), filepath.Join(opts.ProfileDir, profileName(t.setup, svc))); err != nil {
 					logf("profile %s: %v", svc, err)
 				}
 			})
@@ -180,6 +212,14 @@ func measure(ctx context.Context, t *target, self Process, clients int, opts Opt
 	return m
 }
 
+// profileName is a CPU profile's file: gateway-cpu.pprof for the mesh, gateway-untraced-cpu.pprof for a variant.
+func profileName(setup, svc string) string {
+	if v, ok := strings.CutPrefix(setup, SetupMesh+" "); ok {
+		return svc + "-" + v + "-cpu.pprof"
+	}
+	return svc + "-cpu.pprof"
+}
+
 func cpuSnapshot(procs map[string][]Process) (map[string]time.Duration, MachineCPU) {
 	out := map[string]time.Duration{}
 	for comp, ps := range procs {
@@ -203,7 +243,7 @@ func serviceTarget(setup string, s *stacktest.Stack, debug map[string]string) *t
 		"mariadb":      {stackProc(s, "mariadb")},
 		"consul+vault": {stackProc(s, "consul"), stackProc(s, "vault")},
 	}
-	if setup == SetupMesh {
+	if setup != SetupDirect {
 		procs["sidecars"] = []Process{stackProc(s, "sidecar-gateway-1"), stackProc(s, "sidecar-order-1")}
 		procs["sidecars"][0].Name, procs["sidecars"][1].Name = "sidecar-gateway", "sidecar-order"
 	}
@@ -230,11 +270,11 @@ func stackProc(s *stacktest.Stack, name string) Process {
 	return Process{Name: name, Pid: pid}
 }
 
-func stackEnv(mesh string, debug, extra map[string]string) map[string]string {
+// stackEnv is one stack's settings: the run's, then the variant's on top, then the bench's own.
+func stackEnv(mesh string, debug, extra, variant map[string]string) map[string]string {
 	env := map[string]string{}
-	for k, v := range extra {
-		env[k] = v
-	}
+	maps.Copy(env, extra)
+	maps.Copy(env, variant)
 	env["STACK_MESH"] = mesh
 	env["GATEWAY_LIMITS_ORDER_RATE"] = "0" // every bench client orders from 127.0.0.1: no per-client limit
 	if a := debug["gateway"]; a != "" {

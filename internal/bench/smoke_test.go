@@ -7,15 +7,17 @@ import (
 	"time"
 )
 
-// The bench end to end at one level for a few seconds, so it cannot break unseen: Run starts its two stacks at
-// once (direct and mesh, the path that once failed on a shared port), loads the ceiling, direct and mesh
-// setups, stops both stacks and renders the report. Speed is never asserted; one client's orders must all
+// The bench end to end at one level for a few seconds, so it cannot break unseen: Run starts its stacks two at
+// a time (direct and mesh, the path that once failed on a shared port, then one variant of the mesh, as
+// `make bench` runs its variants), loads the ceiling, direct, mesh and variant setups, stops the stacks and
+// renders the report. Speed is never asserted; one client's orders must all
 // succeed on every setup, since a failed order at that load is a defect, not a number.
 func TestBenchSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	opts := Options{Levels: []int{1}, Warmup: time.Second, Duration: 2 * time.Second, CeilingPool: 4,
-		StackEnv: map[string]string{}, Log: t.Output()}
+		StackEnv: map[string]string{}, Log: t.Output(),
+		Variants: []Variant{{Name: "untraced", Env: map[string]string{"STACK_TRACES": "0"}}}}
 	rep, err := Run(ctx, opts)
 	if err != nil {
 		t.Fatalf("bench: %v", err)
@@ -23,7 +25,8 @@ func TestBenchSmoke(t *testing.T) {
 	if err := rep.Broken(); err != nil {
 		t.Fatal(err)
 	}
-	for _, setup := range []string{SetupCeiling, SetupDirect, SetupMesh} {
+	variant := opts.Variants[0].Setup()
+	for _, setup := range []string{SetupCeiling, SetupDirect, SetupMesh, variant} {
 		m, ok := rep.find(setup, 1)
 		if !ok {
 			t.Errorf("%s: not measured", setup)
@@ -33,18 +36,18 @@ func TestBenchSmoke(t *testing.T) {
 			t.Errorf("%s: %d orders, %d failed (%v); want some, none failed", setup, s.Requests, s.Errors, s.ErrorKinds)
 		}
 		watched := map[string][]string{SetupCeiling: {"mariadb"}, SetupDirect: {"gateway", "order", "mariadb"},
-			SetupMesh: {"gateway", "order", "sidecars", "mariadb"}}[setup]
+			SetupMesh: {"gateway", "order", "sidecars", "mariadb"}, variant: {"gateway", "order", "sidecars", "mariadb"}}[setup]
 		for _, comp := range watched {
 			if m.CPU[comp] == 0 {
 				t.Errorf("%s: no CPU time read for %s (%v): the bench watches the wrong processes", setup, comp, m.CPU)
 			}
 		}
 	}
-	if len(rep.Measurements) != 3 {
-		t.Errorf("%d measurements; want 3 (one setup each at one level)", len(rep.Measurements))
+	if len(rep.Measurements) != 4 {
+		t.Errorf("%d measurements; want 4 (one setup each at one level)", len(rep.Measurements))
 	}
 	md := rep.Markdown()
-	for _, row := range []string{"| 1 | ceiling |", "| 1 | direct |", "| 1 | mesh |"} {
+	for _, row := range []string{"| 1 | ceiling |", "| 1 | direct |", "| 1 | mesh |", "| 1 | mesh untraced | STACK_TRACES=0 |"} {
 		if !strings.Contains(md, row) {
 			t.Errorf("the report has no row %q:\n%s", row, md)
 		}

@@ -57,6 +57,8 @@ type Stack struct {
 	// ConsulHTTPS is the operators' HTTPS front (UI and API), bound on every interface: https://127.0.0.1:port.
 	ConsulHTTPS string
 	VaultAddr   string // https://127.0.0.1:port
+	// JaegerURL is the trace UI and its HTTP API (/api/traces/<id>): http://127.0.0.1:port, root's only.
+	JaegerURL string
 	// CACert is the project CA's file: it signed the gateway's, Vault's and Consul's listener certificates.
 	CACert string
 	// HTTP trusts the stack's development CA.
@@ -77,6 +79,8 @@ type Ports struct {
 	GatewayMetrics                                                                      int // Prometheus /metrics, root's only
 	// NATS and its monitoring; NATSUpstream is order replica 1's upstream to NATS (replica N: + N-1).
 	NATS, NATSMonitor, NATSUpstream int
+	// Jaeger: the OTLP/HTTP receiver the services export to, the UI with its HTTP API, and the query's gRPC.
+	JaegerOTLP, JaegerUI, JaegerQueryGRPC int
 }
 
 // Main starts a stack into *s, runs the tests, prints the stack's logs if any test failed, and stops it.
@@ -132,6 +136,7 @@ func Start(opts Options) (*Stack, error) {
 		ConsulAddr:  "unix://" + filepath.Join(dir, "consul.sock"),
 		ConsulHTTPS: fmt.Sprintf("https://127.0.0.1:%d", ports.ConsulHTTPS),
 		VaultAddr:   fmt.Sprintf("https://127.0.0.1:%d", ports.Vault),
+		JaegerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports.JaegerUI),
 		CACert:      filepath.Join(dir, "certs", "ca.pem"),
 	}
 	s.env = append(os.Environ(),
@@ -155,6 +160,9 @@ func Start(opts Options) (*Stack, error) {
 		"NATS_PORT="+strconv.Itoa(ports.NATS),
 		"NATS_MONITOR_PORT="+strconv.Itoa(ports.NATSMonitor),
 		"NATS_UPSTREAM_PORT="+strconv.Itoa(ports.NATSUpstream),
+		"JAEGER_OTLP_PORT="+strconv.Itoa(ports.JaegerOTLP),
+		"JAEGER_UI_PORT="+strconv.Itoa(ports.JaegerUI),
+		"JAEGER_QUERY_GRPC_PORT="+strconv.Itoa(ports.JaegerQueryGRPC),
 		"ORDER_SERVICE_ID=order-1",
 		"GATEWAY_SERVICE_ID=gateway-1",
 		"STACK_MESH=on",
@@ -396,7 +404,7 @@ func freePorts() (Ports, error) {
 	var p Ports
 	// The single listeners, then order's replicas on consecutive ports; Vault also binds its port + 1 (its
 	// cluster listener), so the port after Vault's is left to it.
-	const n = 13 + 2*MaxOrderReplicas
+	const n = 13 + 2*MaxOrderReplicas + 3
 	base, err := testkit.Block(testkit.StackListeners, n)
 	if err != nil {
 		return p, err
@@ -409,6 +417,9 @@ func freePorts() (Ports, error) {
 	// Then a port per replica for its upstream to NATS, and order last: its replicas take the ports after it.
 	p.NATSUpstream = base + 13
 	p.Order = p.NATSUpstream + MaxOrderReplicas
+	// Jaeger's three after the last replica's.
+	p.JaegerOTLP = p.Order + MaxOrderReplicas
+	p.JaegerUI, p.JaegerQueryGRPC = p.JaegerOTLP+1, p.JaegerOTLP+2
 	// Consul allocates sidecar ports from a range: 20 in a row.
 	if p.SidecarMin, err = testkit.Block(testkit.StackSidecars, 20); err != nil {
 		return p, err

@@ -17,8 +17,14 @@ import (
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pizzajoint/mesh/order"
+	"github.com/pizzajoint/mesh/platform/tracing"
 )
 
 const (
@@ -79,12 +85,34 @@ func (p *Publisher) Publish(ctx context.Context, e order.Event) (duplicate bool,
 	if err != nil {
 		return false, err
 	}
-	msg := &nats.Msg{Subject: Subject(e.OrderID), Data: data}
+	msg := &nats.Msg{Subject: Subject(e.OrderID), Data: data, Header: nats.Header{}}
+	// The publish span's context travels in the message's headers, so each delivery of the event links to it.
+	ctx, span := otel.Tracer(tracing.Tracer).Start(ctx, "events publish", trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(append(eventAttrs(e), semconv.MessagingOperationTypeSend)...))
+	otel.GetTextMapPropagator().Inject(ctx, propagation.HeaderCarrier(msg.Header))
 	ack, err := p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(strconv.FormatInt(e.ID, 10)), jetstream.WithExpectStream(Name))
 	if err != nil {
-		return false, fmt.Errorf("publish event %d: %w", e.ID, err)
+		err = fmt.Errorf("publish event %d: %w", e.ID, err)
+		tracing.End(span, err)
+		return false, err
 	}
+	span.SetAttributes(attribute.Bool("pizza.duplicate", ack.Duplicate))
+	tracing.End(span, nil)
 	return ack.Duplicate, nil
+}
+
+// eventAttrs describe an event in its spans: IDs and status, nothing of the customer's.
+func eventAttrs(e order.Event) []attribute.KeyValue {
+	return []attribute.KeyValue{semconv.MessagingSystemKey.String("nats"), semconv.MessagingDestinationName(Name),
+		semconv.MessagingMessageID(strconv.FormatInt(e.ID, 10)), attribute.String("pizza.order_id", e.OrderID),
+		attribute.String("pizza.status", string(e.Status))}
+}
+
+// delivery is an event read from the stream with the context of the span that published it (invalid when the
+// publisher recorded none).
+type delivery struct {
+	event     order.Event
+	published trace.SpanContext
 }
 
 // Streams serves order.EventStreams from the stream.
@@ -128,7 +156,7 @@ func (s *Streams) Stream(ctx context.Context, req order.StreamRequest, heartbeat
 	if err != nil {
 		return fmt.Errorf("%w: event stream consumer: %w", order.ErrUnavailable, err)
 	}
-	events := make(chan order.Event, s.buffer)
+	events := make(chan delivery, s.buffer)
 	failed := make(chan error, 1)
 	slow := make(chan struct{})
 	fail := func(err error) {
@@ -143,8 +171,10 @@ func (s *Streams) Stream(ctx context.Context, req order.StreamRequest, heartbeat
 			fail(err)
 			return
 		}
+		published := trace.SpanContextFromContext(otel.GetTextMapPropagator().Extract(context.Background(),
+			propagation.HeaderCarrier(m.Headers())))
 		select {
-		case events <- e:
+		case events <- delivery{e, published}:
 		case <-slow:
 		default:
 			close(slow)
@@ -175,11 +205,12 @@ func (s *Streams) Stream(ctx context.Context, req order.StreamRequest, heartbeat
 			if err := idle(); err != nil {
 				return err
 			}
-		case e := <-events:
+		case d := <-events:
+			e := d.event
 			if !sent.add(e.ID) {
 				continue
 			}
-			if err := send(e); err != nil {
+			if err := deliver(ctx, d, send); err != nil {
 				return err
 			}
 			if req.OrderID != "" && e.Status.Final() {
@@ -187,6 +218,19 @@ func (s *Streams) Stream(ctx context.Context, req order.StreamRequest, heartbeat
 			}
 		}
 	}
+}
+
+// deliver sends one event to the client in a span of the stream's trace, linked to the span that published it.
+func deliver(ctx context.Context, d delivery, send func(order.Event) error) error {
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(append(eventAttrs(d.event), semconv.MessagingOperationTypeProcess)...)}
+	if d.published.IsValid() {
+		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: d.published}))
+	}
+	_, span := otel.Tracer(tracing.Tracer).Start(ctx, "events deliver", opts...)
+	err := send(d.event)
+	tracing.End(span, err)
+	return err
 }
 
 func decode(m jetstream.Msg) (order.Event, error) {

@@ -5,6 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/pizzajoint/mesh/platform/tracing"
+	"go.opentelemetry.io/otel/attribute"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"log/slog"
 	"sync"
 	"time"
@@ -117,13 +120,21 @@ type readFunc func(ctx context.Context, db *sql.DB, waitFor string, maxWait time
 // read began, and on the primary otherwise. A replica failure during fn is retried on the primary, so the
 // caller sees the primary's answer or error, never the replica's. A nil Replica (none configured) reads on
 // the primary.
-func (r *Replica) read(ctx context.Context, primary *sql.DB, fn readFunc) error {
+func (r *Replica) read(ctx context.Context, primary *sql.DB, fn readFunc) (err error) {
+	// The read's span says where it was answered and why, and holds the read-your-writes wait.
+	ctx, span := tracing.Span(ctx, "store read", semconv.DBSystemNameMariaDB)
+	pool, reason := "primary", "no_replica"
+	defer func() {
+		span.SetAttributes(attribute.String("pizza.db.pool", pool), attribute.String("pizza.db.reason", reason))
+		tracing.End(span, err)
+	}()
 	onPrimary := func() error { _, err := fn(ctx, primary, "", 0); return err }
 	if r == nil {
 		return onPrimary()
 	}
+	count := func(p, why string) { pool, reason = p, why; r.count(p, why) }
 	if !r.isUsable() {
-		r.count("primary", "replica_not_usable")
+		count("primary", "replica_not_usable")
 		return onPrimary()
 	}
 	var pos string
@@ -136,16 +147,16 @@ func (r *Replica) read(ctx context.Context, primary *sql.DB, fn readFunc) error 
 	switch {
 	case err != nil && ctx.Err() == nil:
 		r.setUsable(false, "query failed: "+err.Error())
-		r.count("primary", "replica_failed")
+		count("primary", "replica_failed")
 		return onPrimary()
 	case err != nil:
 		return err
 	case !caughtUp:
 		r.setUsable(false, "a read waited "+r.cfg.MaxLag.String()+" for the replica to catch up")
-		r.count("primary", "replica_behind")
+		count("primary", "replica_behind")
 		return onPrimary()
 	}
-	r.count("replica", "caught_up")
+	count("replica", "caught_up")
 	return nil
 }
 

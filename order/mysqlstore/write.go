@@ -6,6 +6,9 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"github.com/pizzajoint/mesh/platform/tracing"
+	"go.opentelemetry.io/otel/attribute"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"strings"
 	"time"
 
@@ -31,11 +34,19 @@ func (s *Store) Create(ctx context.Context, o order.Order, idem order.Idempotenc
 	if s.beforeCommit != nil {
 		q = strings.TrimSuffix(q, "; COMMIT") // test-only: COMMIT goes on its own, after the hook
 	}
+	// One span for the one round trip (and its deadlock retries); no values of the order, only their count.
+	ctx, span := tracing.Span(ctx, "store create order", semconv.DBSystemNameMariaDB,
+		semconv.DBOperationName("BEGIN; INSERT …; COMMIT"), attribute.Int("pizza.items", len(o.Items)),
+		attribute.String("pizza.order_id", o.ID))
+	attempts := 0
 	for range maxAttempts {
+		attempts++
 		if err = s.execBatch(ctx, q, args, s.beforeCommit); !isDeadlock(err) {
 			break
 		}
 	}
+	span.SetAttributes(attribute.Int("pizza.attempts", attempts))
+	tracing.End(span, err)
 	if isDuplicate(err, "idempotency_keys_key") {
 		return order.ErrIdempotencyKeyTaken
 	}
@@ -129,11 +140,16 @@ func (s *Store) OrderByIdempotencyKey(ctx context.Context, key string) (order.Or
 
 // Transition changes the status if the current one is among from, and appends the event, atomically. The
 // status guard in the UPDATE makes concurrent changes safe without a lock read.
-func (s *Store) Transition(ctx context.Context, id string, from []order.Status, to order.Status, at time.Time) error {
+func (s *Store) Transition(ctx context.Context, id string, from []order.Status, to order.Status, at time.Time) (err error) {
 	lo, hi, ok := createdRange(id)
 	if !ok {
 		return order.ErrNotFound
 	}
+	// The order's ID (no customer data: it opens nothing without the tracking token) links the status
+	// change's trace to the order's: Jaeger finds both by the tag.
+	ctx, span := tracing.Span(ctx, "store change status", semconv.DBSystemNameMariaDB,
+		attribute.String("pizza.order_id", id), attribute.String("pizza.status", string(to)))
+	defer func() { tracing.End(span, err) }()
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		args := []any{to, at, id, lo, hi}
 		for _, f := range from {

@@ -182,7 +182,7 @@ func OpenDDL(ctx context.Context, cfg Config, command string, logger *slog.Logge
 // primary).
 func replicaConfig(cfg Config) mysqlconn.Config {
 	rcfg := cfg.DB
-	rcfg.Addr = cfg.DBReplica.Addr
+	rcfg.Addr, rcfg.AddrFile = cfg.DBReplica.Addr, "" // the primary's address file is not the replica's
 	rcfg.DialTimeout = min(rcfg.DialTimeout, cfg.DBReplica.Timeout)
 	return rcfg
 }

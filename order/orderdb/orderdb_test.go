@@ -48,7 +48,8 @@ func TestChoose(t *testing.T) {
 }
 
 func TestReplicaConfig(t *testing.T) {
-	primary := mysqlconn.Config{Addr: "db:3306", Name: "pizza", MaxOpen: 32, DialTimeout: 3 * time.Second,
+	// The primary's address file (a promotion rewrites it) must never move the replica's pool.
+	primary := mysqlconn.Config{Addr: "db:3306", AddrFile: "/state/db-primary-addr", Name: "pizza", MaxOpen: 32, DialTimeout: 3 * time.Second,
 		ReadTimeout: 10 * time.Second, ConnMaxLifetime: 5 * time.Minute}
 	tests := []struct {
 		name          string
@@ -68,7 +69,7 @@ func TestReplicaConfig(t *testing.T) {
 			cfg.DBReplica.Addr, cfg.DBReplica.Timeout = tt.addr, tt.queryTimeout
 			got := replicaConfig(cfg)
 			want := primary
-			want.Addr, want.DialTimeout = tt.wantAddr, tt.wantDialLimit
+			want.Addr, want.AddrFile, want.DialTimeout = tt.wantAddr, "", tt.wantDialLimit
 			if got != want {
 				t.Errorf("replicaConfig = %+v; want %+v", got, want)
 			}

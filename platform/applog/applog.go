@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	kitlog "github.com/go-kit/log"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // New returns a JSON logger at level ("debug", "info", "warn", "error") tagged with the service's name.
@@ -19,8 +20,24 @@ func New(w io.Writer, service, level string) (*slog.Logger, error) {
 		return nil, fmt.Errorf("log level %q: %w", level, err)
 	}
 	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l, ReplaceAttr: readableDurations})
-	return slog.New(h).With("service", service), nil
+	return slog.New(traceIDs{h}).With("service", service), nil
 }
+
+// traceIDs adds the trace_id of the record's context to every line logged with one (logger.InfoContext,
+// LogAttrs), so a request's lines lead to its trace and a trace's spans to their lines.
+type traceIDs struct{ slog.Handler }
+
+func (h traceIDs) Handle(ctx context.Context, r slog.Record) error {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		r.AddAttrs(slog.String("trace_id", sc.TraceID().String()))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h traceIDs) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return traceIDs{h.Handler.WithAttrs(attrs)}
+}
+func (h traceIDs) WithGroup(name string) slog.Handler { return traceIDs{h.Handler.WithGroup(name)} }
 
 // readableDurations writes durations as "1.5s" rather than nanoseconds: logs are read by people first.
 func readableDurations(_ []string, a slog.Attr) slog.Attr {

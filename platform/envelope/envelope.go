@@ -16,6 +16,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/pizzajoint/mesh/platform/tracing"
 	"log/slog"
 	"sync"
 	"time"
@@ -115,7 +116,9 @@ func (k *Keyring) currentKey(ctx context.Context) (*dataKey, error) {
 	if k.current != nil && k.now().Sub(k.current.created) < k.lifetime {
 		return k.current, nil
 	}
-	plain, wrapped, err := k.transit.DataKey(ctx)
+	sctx, span := tracing.Span(ctx, "vault transit data key")
+	plain, wrapped, err := k.transit.DataKey(sctx)
+	tracing.End(span, err)
 	if err != nil {
 		if k.current != nil {
 			k.logger.Warn("cannot get a new data key; sealing with the current one", "err", err)

@@ -5,11 +5,14 @@ package kitmw
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/go-kit/kit/endpoint"
 	"github.com/go-kit/kit/metrics"
 	"github.com/pizzajoint/mesh/platform/reqid"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Classify sorts an endpoint's error into an outcome: "ok", "client_error" (the caller's fault, e.g. bad
@@ -83,11 +86,52 @@ func Instrumenting(duration metrics.Histogram, classify Classify) func(name stri
 			return func(ctx context.Context, req any) (any, error) {
 				start := time.Now()
 				resp, err := next(ctx, req)
-				duration.With("method", name, "outcome", classify(err)).Observe(time.Since(start).Seconds())
+				h := duration.With("method", name, "outcome", classify(err))
+				if e, ok := h.(*Exemplars); ok {
+					e.observe(ctx, time.Since(start).Seconds())
+				} else {
+					h.Observe(time.Since(start).Seconds())
+				}
 				return resp, err
 			}
 		}
 	}
+}
+
+// Exemplars is a Prometheus histogram for Instrumenting whose observation of a sampled, traced call carries its
+// trace ID as an exemplar, so a slow bucket on a dashboard leads to a trace of it. (go-kit's Prometheus
+// histogram hides its vector, and its Observe has no context.) Exemplars are served in the OpenMetrics format.
+type Exemplars struct {
+	vec *prometheus.HistogramVec
+	lvs []string
+}
+
+var _ metrics.Histogram = (*Exemplars)(nil)
+
+// NewExemplars wraps vec.
+func NewExemplars(vec *prometheus.HistogramVec) *Exemplars { return &Exemplars{vec: vec} }
+
+// With returns the histogram with these label values added (name, value, …).
+func (h *Exemplars) With(labelValues ...string) metrics.Histogram {
+	return &Exemplars{vec: h.vec, lvs: append(slices.Clone(h.lvs), labelValues...)}
+}
+
+// Observe records v without an exemplar.
+func (h *Exemplars) Observe(v float64) { h.observe(context.Background(), v) }
+
+func (h *Exemplars) observe(ctx context.Context, v float64) {
+	labels := prometheus.Labels{}
+	for i := 0; i+1 < len(h.lvs); i += 2 {
+		labels[h.lvs[i]] = h.lvs[i+1]
+	}
+	o := h.vec.With(labels)
+	if sc := trace.SpanContextFromContext(ctx); sc.IsSampled() {
+		if eo, ok := o.(prometheus.ExemplarObserver); ok {
+			eo.ObserveWithExemplar(v, prometheus.Labels{"trace_id": sc.TraceID().String()})
+			return
+		}
+	}
+	o.Observe(v)
 }
 
 // Deadline bounds every call to d, so a slow dependency can never hold a request forever. LongLived

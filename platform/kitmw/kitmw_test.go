@@ -12,6 +12,8 @@ import (
 	"github.com/go-kit/kit/endpoint"
 	"github.com/go-kit/kit/metrics"
 	"github.com/pizzajoint/mesh/platform/reqid"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 )
 
 var (
@@ -205,5 +207,40 @@ func TestByStatus(t *testing.T) {
 		if got := ByStatus(status)(tt.err); got != tt.want {
 			t.Errorf("ByStatus(%v) = %s, want %s", tt.err, got, tt.want)
 		}
+	}
+}
+
+// A sampled, traced call's duration carries its trace ID as an exemplar; an untraced one carries none.
+func TestInstrumentingExemplars(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	vec := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "d"}, []string{"method", "outcome"})
+	reg.MustRegister(vec)
+	mw := Instrumenting(NewExemplars(vec), classify)
+	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
+	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
+	traced := trace.ContextWithSpanContext(context.Background(),
+		trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled}))
+	_, _ = mw("menu")(answering(nil, nil))(traced, nil)
+	_, _ = mw("list")(answering(nil, nil))(context.Background(), nil)
+
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exemplars := map[string][]string{} // method: trace IDs
+	for _, m := range families[0].GetMetric() {
+		method := m.GetLabel()[0].GetValue()
+		exemplars[method] = nil
+		for _, b := range m.GetHistogram().GetBucket() {
+			for _, l := range b.GetExemplar().GetLabel() {
+				exemplars[method] = append(exemplars[method], l.GetName()+"="+l.GetValue())
+			}
+		}
+	}
+	if got := exemplars["menu"]; len(got) != 1 || got[0] != "trace_id="+tid.String() {
+		t.Errorf("traced call's exemplars %v, want one trace_id=%s", got, tid)
+	}
+	if got, ok := exemplars["list"]; !ok || len(got) != 0 {
+		t.Errorf("untraced call's exemplars %v (observed: %v), want none", got, ok)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -37,7 +38,11 @@ type CredentialSource interface {
 // Config says where the database is and how the pool behaves.
 type Config struct {
 	Addr string `conf:"default:127.0.0.1:13306"`
-	Name string `conf:"default:pizza"`
+	// AddrFile, when set, holds the address instead of Addr and is read again by every new connection: an
+	// operator's promotion of a replica rewrites it, and the pool follows without a restart (its connections to
+	// the lost server fail and are replaced).
+	AddrFile string `conf:"help:file holding host:port of the database that every new connection reads (overrides Addr)"`
+	Name     string `conf:"default:pizza"`
 	// MaxOpen bounds connections; MySQL's own max_connections is shared by every instance.
 	MaxOpen int `conf:"default:32"`
 	MaxIdle int `conf:"default:32"`
@@ -72,6 +77,11 @@ func Open(cfg Config, src CredentialSource) (*sql.DB, error) {
 			return fmt.Errorf("database credentials: %w", err)
 		}
 		c.User, c.Passwd = cred.Username, cred.Password
+		if cfg.AddrFile != "" {
+			if c.Addr, err = ReadAddrFile(cfg.AddrFile); err != nil {
+				return err
+			}
+		}
 		if used, ok := ctx.Value(attemptKey{}).(*string); ok {
 			*used = cred.Username
 		}
@@ -89,6 +99,19 @@ func Open(cfg Config, src CredentialSource) (*sql.DB, error) {
 	db.SetConnMaxLifetime(cfg.ConnMaxLifetime)
 	db.SetConnMaxIdleTime(cfg.ConnMaxIdleTime)
 	return db, nil
+}
+
+// ReadAddrFile reads a host:port from path (one line, as an operator's tooling writes it).
+func ReadAddrFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("database address: %w", err)
+	}
+	addr := strings.TrimSpace(string(b))
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return "", fmt.Errorf("database address in %s: %w", path, err)
+	}
+	return addr, nil
 }
 
 // Refresher is a CredentialSource that can fetch new credentials on demand. rejected names the user the

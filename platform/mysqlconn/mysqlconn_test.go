@@ -3,8 +3,10 @@ package mysqlconn_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -104,5 +106,51 @@ func TestFileCredentialsAreReadPerConnection(t *testing.T) {
 	pool.SetMaxIdleConns(0) // retire the idle connection of the first user
 	if u := user(); u != second {
 		t.Errorf("after the file changed, connected as %s, want %s", u, second)
+	}
+}
+
+// With AddrFile, every new connection dials the address the file holds now, not Addr: rewriting the file (an
+// operator's promotion of a replica) moves the pool to another server with no restart.
+func TestAddrFileIsReadPerConnection(t *testing.T) {
+	db := mysqltest.NewDatabase(t)
+	user, pass := db.CreateUser(t, "SELECT")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close() // nothing listens there: a dial is refused at once
+	file := filepath.Join(t.TempDir(), "db-addr")
+	point := func(addr string) {
+		if err := os.WriteFile(file, []byte(addr+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := config(db)
+	cfg.Addr, cfg.AddrFile = dead, file
+	pool, err := mysqlconn.Open(cfg, mysqlconn.Static{Username: user, Password: pass})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	pool.SetMaxIdleConns(0) // every query below opens a new connection
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	point(db.Addr)
+	if err := pool.PingContext(ctx); err != nil {
+		t.Fatalf("the file names the live server, Addr a dead one: %v; want the file's address dialled", err)
+	}
+	point(dead)
+	if err := pool.PingContext(ctx); err == nil {
+		t.Fatal("the file was rewritten to a dead address, and a new connection still opened: the file was not read again")
+	}
+	point(db.Addr)
+	if err := pool.PingContext(ctx); err != nil {
+		t.Fatalf("the file names the live server again: %v", err)
+	}
+	point("not an address")
+	if err := pool.PingContext(ctx); err == nil || !strings.Contains(err.Error(), file) {
+		t.Errorf("a file without host:port: %v; want an error naming the file", err)
 	}
 }

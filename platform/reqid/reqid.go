@@ -7,6 +7,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Header carries the ID between services and back to the client.
@@ -33,13 +36,20 @@ func New() string {
 }
 
 // Middleware adopts a well-formed incoming ID (or makes one), puts it in the request's context and echoes it
-// in the response header.
+// in the response header. A new ID is the request's trace ID when it is traced, so the request_id of an error
+// body is what Jaeger finds the trace by (/trace/<id>); an adopted one is recorded on the server span
+// (request_id), which Jaeger's search by tag finds.
 func Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get(Header)
+		span := trace.SpanFromContext(r.Context())
 		if !wellFormed(id) {
 			id = New()
+			if sc := span.SpanContext(); sc.IsValid() {
+				id = sc.TraceID().String()
+			}
 		}
+		span.SetAttributes(attribute.String("request_id", id))
 		w.Header().Set(Header, id)
 		next.ServeHTTP(w, r.WithContext(NewContext(r.Context(), id)))
 	})

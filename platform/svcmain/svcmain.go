@@ -17,6 +17,7 @@ import (
 	"github.com/pizzajoint/mesh/platform/applog"
 	"github.com/pizzajoint/mesh/platform/httpserver"
 	"github.com/pizzajoint/mesh/platform/probe"
+	"github.com/pizzajoint/mesh/platform/tracing"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -30,6 +31,8 @@ type Common struct {
 	Debug struct {
 		Addr string `conf:"help:pprof listen address on loopback (empty: off)"`
 	}
+	// Trace exports spans over OTLP when an endpoint is set (ORDER_TRACE_ENDPOINT); off by default.
+	Trace tracing.Config
 }
 
 func (c *Common) common() *Common { return c }
@@ -59,6 +62,7 @@ type Process struct {
 	Logger *slog.Logger
 	group  *errgroup.Group
 	stop   context.CancelFunc
+	flush  func(context.Context) error // the spans still buffered, sent at the end
 }
 
 // Go runs f in the process's group: Finish waits for it. f must return once Ctx is done.
@@ -70,6 +74,9 @@ func (p *Process) Finish(err error) error {
 	p.stop()
 	if werr := p.group.Wait(); err == nil {
 		err = werr
+	}
+	if ferr := p.flush(context.Background()); ferr != nil {
+		p.Logger.Warn("spans not flushed", "err", ferr)
 	}
 	return err
 }
@@ -97,7 +104,13 @@ func Start(ctx context.Context, stderr io.Writer, service, prefix string, cfg Co
 	ctx, stopSignals := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	ctx, cancel := context.WithCancel(ctx)
 	g, ctx := errgroup.WithContext(ctx)
-	p := &Process{Ctx: ctx, Logger: logger, group: g, stop: func() { cancel(); stopSignals() }}
+	flush, err := tracing.Start(ctx, service, c.Trace, logger)
+	if err != nil {
+		cancel()
+		stopSignals()
+		return nil, err
+	}
+	p := &Process{Ctx: ctx, Logger: logger, group: g, stop: func() { cancel(); stopSignals() }, flush: flush}
 	serveDebug, err := httpserver.ServeDebug(ctx, c.Debug.Addr, logger)
 	if err != nil {
 		return nil, p.Finish(fmt.Errorf("debug server: %w", err))

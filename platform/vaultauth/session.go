@@ -14,6 +14,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pizzajoint/mesh/platform/tracing"
+	"go.opentelemetry.io/otel/attribute"
 	"log/slog"
 	"sync"
 	"time"
@@ -243,6 +245,9 @@ func (s *Session) session(ctx context.Context) error {
 			s.logger.Info("vault token reached its max TTL")
 			return nil
 		case r := <-watcher.RenewCh():
+			// The watcher renews on its own; the span marks when, and the TTL Vault granted (its duration is not ours to see).
+			_, span := tracing.Span(ctx, "vault token renewed", attribute.String("pizza.vault.ttl", (time.Duration(r.Secret.Auth.LeaseDuration)*time.Second).String()))
+			span.End()
 			s.logger.Debug("vault token renewed", "ttl", time.Duration(r.Secret.Auth.LeaseDuration)*time.Second)
 		case <-l.refused:
 			return errRefused
@@ -266,7 +271,9 @@ func (s *Session) login(ctx context.Context) (*vault.Secret, error) {
 	lc.ClearToken()
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
+	ctx, span := tracing.Span(ctx, "vault login", attribute.String("pizza.vault.method", s.method.name()))
 	auth, err := s.method.login(ctx, lc)
+	tracing.End(span, err)
 	if err != nil {
 		return nil, err
 	}

@@ -39,3 +39,8 @@ path "auth/token/lookup-self" { capabilities = ["read"] }
 path "auth/token/renew-self" { capabilities = ["update"] }
 # What this token may do, asked by its holder (the check in e2e/attacker_tokens_test.go).
 path "sys/capabilities-self" { capabilities = ["update"] }
+
+# meshctl cluster status: the raft peers of Vault on integrated storage (Compose), and their health. Read only:
+# removing a peer changes the cluster's membership, so it takes a provisioning run (meshctl cluster remove-peer).
+path "sys/storage/raft/configuration" { capabilities = ["read"] }
+path "sys/storage/raft/autopilot/state" { capabilities = ["read"] }

@@ -1,0 +1,131 @@
+package tracing
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/pizzajoint/mesh/platform/reqid"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace/noop"
+)
+
+// record installs a provider that keeps every ended span, as Start would with an endpoint (same processors).
+func record(t *testing.T) *tracetest.InMemoryExporter {
+	t.Helper()
+	exp := tracetest.NewInMemoryExporter()
+	otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSyncer(redacted{exp})))
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	t.Cleanup(func() { otel.SetTracerProvider(noop.NewTracerProvider()) })
+	return exp
+}
+
+func spanNamed(t *testing.T, spans tracetest.SpanStubs, name string) tracetest.SpanStub {
+	t.Helper()
+	for _, s := range spans {
+		if s.Name == name {
+			return s
+		}
+	}
+	t.Fatalf("no span %q among %d", name, len(spans))
+	return tracetest.SpanStub{}
+}
+
+// An edge and a backend: the edge's handler calls the backend through Client, as the gateway calls order.
+func TestOneTraceAcrossAHop(t *testing.T) {
+	exp := record(t)
+	backMux := http.NewServeMux()
+	var backendRequestID string
+	backMux.HandleFunc("GET /orders/{id}", func(w http.ResponseWriter, r *http.Request) {
+		backendRequestID = reqid.FromContext(r.Context())
+		io.WriteString(w, "ok")
+	})
+	backend := httptest.NewServer(Server("order", false, backMux, reqid.Middleware(backMux)))
+	defer backend.Close()
+
+	client := &http.Client{Transport: Client(http.DefaultTransport)}
+	edgeMux := http.NewServeMux()
+	edgeMux.HandleFunc("GET /pizza/{id}", func(w http.ResponseWriter, r *http.Request) {
+		req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, backend.URL+"/orders/"+r.PathValue("id")+"?token=secret-token", nil)
+		reqid.ToHTTPRequest(r.Context(), req)
+		resp, err := client.Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		resp.Body.Close()
+	})
+	edge := httptest.NewServer(Server("gateway", true, edgeMux, reqid.Middleware(edgeMux)))
+	defer edge.Close()
+
+	req, _ := http.NewRequest(http.MethodGet, edge.URL+"/pizza/o-1", nil)
+	// A client's own traceparent, sampled: the public edge must not continue it.
+	req.Header.Set("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	requestID := resp.Header.Get(reqid.Header)
+
+	spans := exp.GetSpans()
+	edgeSpan := spanNamed(t, spans, "GET /pizza/{id}")
+	clientSpan := spanNamed(t, spans, "GET")
+	backSpan := spanNamed(t, spans, "GET /orders/{id}")
+	traceID := edgeSpan.SpanContext.TraceID()
+	if traceID.String() == "0af7651916cd43dd8448eb211c80319c" {
+		t.Error("the public edge continued the client's trace")
+	}
+	if clientSpan.SpanContext.TraceID() != traceID || backSpan.SpanContext.TraceID() != traceID {
+		t.Errorf("traces: edge %s, client %s, backend %s; want one", traceID, clientSpan.SpanContext.TraceID(), backSpan.SpanContext.TraceID())
+	}
+	if clientSpan.Parent.SpanID() != edgeSpan.SpanContext.SpanID() || backSpan.Parent.SpanID() != clientSpan.SpanContext.SpanID() {
+		t.Errorf("parents: client's %s (edge %s), backend's %s (client %s)", clientSpan.Parent.SpanID(),
+			edgeSpan.SpanContext.SpanID(), backSpan.Parent.SpanID(), clientSpan.SpanContext.SpanID())
+	}
+	if requestID != traceID.String() || backendRequestID != requestID {
+		t.Errorf("request IDs: edge answered %q, backend saw %q; want the trace ID %s", requestID, backendRequestID, traceID)
+	}
+	for _, s := range spans {
+		for _, kv := range s.Attributes {
+			if strings.Contains(kv.Value.Emit(), "secret-token") {
+				t.Errorf("span %q attribute %s = %q", s.Name, kv.Key, kv.Value.Emit())
+			}
+		}
+	}
+}
+
+func TestStartOff(t *testing.T) {
+	flush, err := Start(context.Background(), "order", Config{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := flush(context.Background()); err != nil {
+		t.Error(err)
+	}
+	_, span := Span(context.Background(), "x")
+	defer span.End()
+	if span.IsRecording() {
+		t.Error("a span was recorded with tracing off")
+	}
+}
+
+func TestStartRefusesBadSettings(t *testing.T) {
+	for name, c := range map[string]Config{
+		"sample above 1":  {Endpoint: "http://127.0.0.1:4318", Sample: 1.5},
+		"no scheme":       {Endpoint: "127.0.0.1:4318", Sample: 1},
+		"negative sample": {Endpoint: "http://127.0.0.1:4318", Sample: -0.1},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := Start(context.Background(), "order", c, nil); err == nil {
+				t.Errorf("Start accepted %+v", c)
+			}
+		})
+	}
+}
