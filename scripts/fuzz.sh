@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # fuzz.sh [--keep-corpus] FUZZTIME PKG:TARGET...: runs each fuzz target for FUZZTIME beyond its seeds.
+# FUZZTIME is go test's -fuzztime: a duration (30s) or a count of executions (1000x). make test uses a count,
+# which cannot hit the coordinator's deadline race of Go 1.26 (see FUZZ_SMOKE_TIME in the Makefile).
 #
 # `go test` alone runs only a target's seeds: its f.Add inputs and the files in <pkg>/testdata/fuzz/<Target>/.
 # With --keep-corpus (make fuzz), the inputs the fuzzer found interesting (kept in Go's cache, GOCACHE/fuzz)
