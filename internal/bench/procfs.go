@@ -147,3 +147,33 @@ func (p Process) CPUTime() (time.Duration, error) {
 	}
 	return StatCPU(b)
 }
+
+// Memory is what a process holds, counted four ways (bytes). RSS counts every resident page it maps, shared
+// or not: a sidecar's RSS includes the consul binary's text, which the agent and the other sidecar map too. PSS
+// divides each shared page among the processes that map it, so the PSS of all processes adds up to the memory
+// in use. Private (USS) is the pages only this process maps: what the machine gets back when it exits, and so
+// what one more process of its kind costs. Anon is its anonymous memory (heap, stacks), private or not.
+type Memory struct {
+	RSS, PSS, Private, Anon int64
+}
+
+// ParseSmapsRollup reads /proc/<pid>/smaps_rollup (Linux ≥ 4.14): the sums of the process's smaps.
+func ParseSmapsRollup(rollup []byte) (Memory, error) {
+	var v [5]int64
+	for i, field := range []string{"Rss", "Pss", "Private_Clean", "Private_Dirty", "Anonymous"} {
+		var err error
+		if v[i], err = StatusKB(rollup, field); err != nil {
+			return Memory{}, fmt.Errorf("smaps_rollup: %w", err)
+		}
+	}
+	return Memory{RSS: v[0], PSS: v[1], Private: v[2] + v[3], Anon: v[4]}, nil
+}
+
+// Memory reads the process's memory now.
+func (p Process) Memory() (Memory, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", p.Pid))
+	if err != nil {
+		return Memory{}, err
+	}
+	return ParseSmapsRollup(b)
+}

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"os"
 	"testing"
 	"time"
 )
@@ -112,5 +113,32 @@ func TestParseLoadAverage(t *testing.T) {
 				t.Errorf("ParseLoadAverage(%q) = %v, %v; want %v, error %v", tt.in, got, err, tt.want, tt.wantErr)
 			}
 		})
+	}
+}
+
+func TestParseSmapsRollup(t *testing.T) {
+	// A sidecar's rollup: most of its RSS is the consul binary's text, mapped by other processes too.
+	rollup := []byte("55d0c0a00000-7ffd1e3fe000 ---p 00000000 00:00 0                          [rollup]\n" +
+		"Rss:               98304 kB\nPss:               40960 kB\nPss_Anon:          16384 kB\n" +
+		"Shared_Clean:      80896 kB\nShared_Dirty:          0 kB\nPrivate_Clean:       1024 kB\n" +
+		"Private_Dirty:     16384 kB\nAnonymous:         16384 kB\nSwap:                  0 kB\n")
+	got, err := ParseSmapsRollup(rollup)
+	want := Memory{RSS: 96 << 20, PSS: 40 << 20, Private: 17 << 20, Anon: 16 << 20}
+	if err != nil || got != want {
+		t.Fatalf("ParseSmapsRollup = %+v, %v; want %+v", got, err, want)
+	}
+	if _, err := ParseSmapsRollup([]byte("Rss: 1 kB\nPss: 1 kB\n")); err == nil {
+		t.Error("a rollup without Private_Clean parsed")
+	}
+}
+
+func TestMemoryOfThisProcess(t *testing.T) {
+	m, err := Process{Name: "test", Pid: os.Getpid()}.Memory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A Go test binary holds some private anonymous memory, and no process has more PSS or private memory than RSS.
+	if m.Private <= 0 || m.Anon <= 0 || m.PSS > m.RSS || m.Private > m.RSS {
+		t.Errorf("own memory %+v", m)
 	}
 }

@@ -28,6 +28,8 @@ type Measurement struct {
 	CPU map[string]time.Duration
 	// MachineBusy is the whole machine's busy CPU time during the measurement, other processes included.
 	MachineBusy time.Duration
+	// Memory is each process of the setup's stack as the measurement ended, by process name.
+	Memory map[string]Memory
 }
 
 // Components of the CPU table, in column order. "bench" is this process: the load generator, and for the
@@ -148,6 +150,7 @@ func (r Report) Markdown() string {
 	r.variants(w)
 	r.targets(w)
 	r.cpuTable(w)
+	r.memoryTable(w)
 	r.limits(w)
 	return b.String()
 }
@@ -257,6 +260,35 @@ func (r Report) cpuTable(w func(string, ...any)) {
 	w("\nMachine busy is the whole box's busy CPU as a share of %d cores × wall time. Kernel & other is the part "+
 		"of it no process above was charged for: loopback networking in softirq, the filesystem journal that "+
 		"commits' fsyncs wait on, the idle second stack, anything else running on the box.\n", r.Machine.Cores)
+}
+
+// memoryTable shows every process of the direct and mesh stacks four ways, at the run's highest level.
+func (r Report) memoryTable(w func(string, ...any)) {
+	if len(r.Levels) == 0 {
+		return
+	}
+	c := slices.Max(r.Levels)
+	var rows []Measurement
+	for _, setup := range []string{SetupDirect, SetupMesh} {
+		if m, ok := r.find(setup, c); ok && len(m.Memory) > 0 {
+			rows = append(rows, m)
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	w("\nMemory of each process at the end of the %d-client measurement (from /proc/<pid>/smaps_rollup; VmHWM is "+
+		"the peak during it, for the processes it is tracked for):\n\n", c)
+	w("| setup | process | VmHWM | RSS | PSS | private (USS) | anonymous |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, m := range rows {
+		for _, name := range slices.Sorted(maps.Keys(m.Memory)) {
+			v := m.Memory[name]
+			w("| %s | %s | %s | %s | %s | %s | %s |\n", m.Setup, name, mb(m.PeakRSS[name]), mb(v.RSS), mb(v.PSS), mb(v.Private), mb(v.Anon))
+		}
+	}
+	w("\nRSS counts shared pages in full in every process that maps them: a sidecar is the consul binary, whose " +
+		"text the agent and the other sidecar map too. A sidecar's own cost, what one more of them takes from the " +
+		"machine, is its private memory (USS); PSS shares the common pages out among the processes that map them.\n")
 }
 
 // busyShare is the machine's busy CPU as a share of all its cores during the measurement.

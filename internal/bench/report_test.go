@@ -26,10 +26,18 @@ func sampleReport() Report {
 		Measurements: []Measurement{
 			measurement(SetupCeiling, 64, 4000, 20*time.Millisecond, 0),
 			measurement(SetupDirect, 64, 2000, 30*time.Millisecond, 30<<20),
-			measurement(SetupMesh, 64, 1800, 40*time.Millisecond, 45<<20),
+			withMemory(measurement(SetupMesh, 64, 1800, 40*time.Millisecond, 45<<20)),
 			measurement(SetupMesh, 1, 500, 4*time.Millisecond, 20<<20),
 		},
 	}
+}
+
+func withMemory(m Measurement) Measurement {
+	m.Memory = map[string]Memory{
+		"sidecar-order": {RSS: 96 << 20, PSS: 40 << 20, Private: 17 << 20, Anon: 16 << 20},
+		"gateway":       {RSS: 30 << 20, PSS: 24 << 20, Private: 22 << 20, Anon: 20 << 20},
+	}
+	return m
 }
 
 func TestMarkdown(t *testing.T) {
@@ -51,6 +59,9 @@ func TestMarkdown(t *testing.T) {
 		"the same CPU would carry about 1987 orders/s.",
 		"mean latency is clients ÷ throughput = 35.6 ms; a p99 of 25.0 ms at 64 clients needs more than 2560 orders/s.",
 		"VmHWM during that measurement",
+		"Memory of each process at the end of the 64-client measurement",
+		"| mesh | gateway | 45.0 MB | 30.0 MB | 24.0 MB | 22.0 MB | 20.0 MB |",
+		"| mesh | sidecar-order | – | 96.0 MB | 40.0 MB | 17.0 MB | 16.0 MB |",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q\n%s", want, md)

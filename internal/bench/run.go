@@ -61,6 +61,8 @@ type target struct {
 	client func(clients int) *http.Client
 	// procs by component (see Components); services are also watched for peak RSS.
 	procs map[string][]Process
+	// mem are the processes whose memory the report shows, each by its own name.
+	mem   []Process
 	debug map[string]string // service → pprof address
 }
 
@@ -174,7 +176,8 @@ func measure(ctx context.Context, t *target, self Process, clients int, opts Opt
 	for k, v := range t.procs {
 		procs[k] = v
 	}
-	m := Measurement{Setup: t.setup, Clients: clients, PeakRSS: map[string]int64{}, CPU: map[string]time.Duration{}}
+	m := Measurement{Setup: t.setup, Clients: clients, PeakRSS: map[string]int64{}, CPU: map[string]time.Duration{},
+		Memory: map[string]Memory{}}
 	for _, comp := range []string{"gateway", "order", "sidecars"} {
 		for _, p := range procs[comp] {
 			_ = p.ResetPeakRSS()
@@ -207,6 +210,12 @@ func measure(ctx context.Context, t *target, self Process, clients int, opts Opt
 			if v, err := p.PeakRSS(); err == nil {
 				m.PeakRSS[p.Name] = v
 			}
+		}
+	}
+	// Memory as the load ends: still under it, after the warm-up and the measurement filled the pools.
+	for _, p := range t.mem {
+		if v, err := p.Memory(); err == nil {
+			m.Memory[p.Name] = v
 		}
 	}
 	return m
@@ -247,12 +256,21 @@ func serviceTarget(setup string, s *stacktest.Stack, debug map[string]string) *t
 		procs["sidecars"] = []Process{stackProc(s, "sidecar-gateway-1"), stackProc(s, "sidecar-order-1")}
 		procs["sidecars"][0].Name, procs["sidecars"][1].Name = "sidecar-gateway", "sidecar-order"
 	}
+	var mem []Process
+	for _, comp := range []string{"gateway", "order", "sidecars", "mariadb", "consul+vault"} {
+		mem = append(mem, procs[comp]...)
+	}
+	for _, name := range []string{"nats", "jaeger"} {
+		if p := stackProc(s, name); p.Pid > 0 {
+			mem = append(mem, p)
+		}
+	}
 	ca, err := os.ReadFile(filepath.Join(s.Dir, "certs", "ca.pem"))
 	pool := x509.NewCertPool()
 	if err == nil {
 		pool.AppendCertsFromPEM(ca)
 	}
-	return &target{setup: setup, url: s.GatewayURL + "/pizza", procs: procs, debug: debug,
+	return &target{setup: setup, url: s.GatewayURL + "/pizza", procs: procs, mem: mem, debug: debug,
 		client: func(clients int) *http.Client {
 			// One keep-alive connection per client, like that many customers' apps; HTTP/1.1 as most clients.
 			return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
