@@ -44,11 +44,18 @@ setup() {
 }
 
 # ensure_user NAME: a system user with no login and no home, for one service.
+# Stacks starting at once (the bench's, the tests') create the same users on a fresh machine: one at a time,
+# and a user another stack has just created is there for this one too.
 ensure_user() {
   id -u "$1" >/dev/null 2>&1 && return 0
-  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$1" ||
-    die "could not create the system user $1"
-  log "created system user $1"
+  {
+    flock 9
+    if ! id -u "$1" >/dev/null 2>&1; then
+      useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$1" ||
+        die "could not create the system user $1"
+      log "created system user $1"
+    fi
+  } 9>/run/lock/pizzajoint-users.lock
 }
 
 # spawn NAME USER CMD...: CMD as USER under a supervisor (scripts/supervise.sh) that starts it again when it

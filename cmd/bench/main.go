@@ -47,6 +47,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		env      = fs.String("env", "", "KEY=VALUE,... for every stack's services, e.g. ORDER_DB_MAX_OPEN=8")
 		variants = fs.String("variants", DefaultVariants,
 			"more mesh stacks measured in the same run, NAME:KEY=VALUE,... separated by ';' (empty: none)")
+		rates = fs.String("rates", "100,300", "fixed rates in orders/s at which direct and mesh run open loop, comma-separated (empty: none)")
 	)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -68,6 +69,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	if opts.Variants, err = parseVariants(*variants); err != nil {
 		return err
+	}
+	if *rates != "" {
+		if opts.Rates, err = parseList("-rates", *rates); err != nil {
+			return err
+		}
 	}
 
 	// Ctrl-C stops the load and then the stacks, instead of leaving them behind.
@@ -207,12 +213,15 @@ func parseVariants(list string) ([]bench.Variant, error) {
 	return out, nil
 }
 
-func parseLevels(list string) ([]int, error) {
+func parseLevels(list string) ([]int, error) { return parseList("-levels", list) }
+
+// parseList reads a flag's comma-separated positive numbers.
+func parseList(flag, list string) ([]int, error) {
 	var out []int
 	for _, s := range strings.Split(list, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 {
-			return nil, fmt.Errorf("-levels: %q is not a positive number", s)
+			return nil, fmt.Errorf("%s: %q is not a positive number", flag, s)
 		}
 		out = append(out, n)
 	}

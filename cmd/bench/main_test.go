@@ -16,6 +16,7 @@ func TestRunFlags(t *testing.T) {
 		{"help is no failure", []string{"-h"}, ""},
 		{"a level that is no number", []string{"-levels", "1,x"}, `-levels: "x" is not a positive number`},
 		{"a level of zero clients", []string{"-levels", "0"}, `-levels: "0" is not a positive number`},
+		{"a rate of zero", []string{"-rates", "100,0"}, `-rates: "0" is not a positive number`},
 		{"an env setting without =", []string{"-env", "ORDER_DB_MAX_OPEN"}, `-env: "ORDER_DB_MAX_OPEN" is not KEY=VALUE`},
 		{"an unknown flag", []string{"-nope"}, "flag provided but not defined: -nope"},
 		{"a variant without a name", []string{"-variants", ":STACK_TRACES=0"}, `-variants: ":STACK_TRACES=0" does not start with a name`},

@@ -42,7 +42,10 @@ type Options struct {
 	// Variants are more mesh stacks, each with settings of its own on top of StackEnv, measured in the same
 	// rotation as the three setups, so a setting's cost is read against the mesh in one run.
 	Variants []Variant
-	Log      io.Writer
+	// Rates are the fixed request rates (orders/s) of the open-loop measurements of direct and mesh, after the
+	// closed-loop levels: what the sidecars add at a load the machine holds.
+	Rates []int
+	Log   io.Writer
 }
 
 // Variant is a mesh stack with other settings, e.g. untraced (STACK_TRACES=0) or semi-sync (DB_SEMI_SYNC=1).
@@ -71,7 +74,8 @@ type target struct {
 func Run(ctx context.Context, opts Options) (rep Report, err error) {
 	logf := func(format string, a ...any) { fmt.Fprintf(opts.Log, "bench: "+format+"\n", a...) }
 	rep = Report{Date: time.Now(), GoVersion: runtime.Version(), Warmup: opts.Warmup, Duration: opts.Duration,
-		Levels: opts.Levels, Machine: machine(), Commit: commit(), PeakRSSPerMeasure: true, Variants: opts.Variants}
+		Levels: opts.Levels, Machine: machine(), Commit: commit(), PeakRSSPerMeasure: true, Variants: opts.Variants,
+		Rates: opts.Rates}
 
 	logf("starting %d stacks (direct: no sidecars; mesh: Consul Connect sidecars; %d variants of the mesh), two at a time, about a minute each pair",
 		2+len(opts.Variants), len(opts.Variants))
@@ -153,30 +157,52 @@ func Run(ctx context.Context, opts Options) (rep Report, err error) {
 				return rep, err
 			}
 			profile := opts.ProfileDir != "" && strings.HasPrefix(t.setup, SetupMesh) && clients == opts.ProfileClients
-			m := measure(ctx, t, self, clients, opts, runID, profile, logf)
+			m := measure(ctx, t, self, clients, 0, opts, runID, profile, logf)
 			rep.Measurements = append(rep.Measurements, m)
 			s := m.Summary
 			logf("%3d clients  %-7s %7.0f orders/s  p50 %s  p99 %s  errors %d", clients, t.setup, s.Throughput,
 				ms(s.P50), ms(s.P99), s.Errors)
 		}
 	}
+	// Open loop: direct and mesh at each fixed rate, taking turns like the levels.
+	for ri, rate := range opts.Rates {
+		for k := range 2 {
+			t := targets[1+(ri+k)%2]
+			if err := ctx.Err(); err != nil {
+				return rep, err
+			}
+			m := measure(ctx, t, self, OpenLoopStartWorkers, rate, opts, runID, false, logf)
+			rep.Fixed = append(rep.Fixed, m)
+			s := m.Summary
+			logf("%3d orders/s %-7s %7.0f answered/s  p50 %s  p90 %s  p99 %s  errors %d", rate, t.setup, s.Throughput,
+				ms(s.P50), ms(s.P90), ms(s.P99), s.Errors)
+		}
+	}
 	return rep, nil
 }
 
-func measure(ctx context.Context, t *target, self Process, clients int, opts Options, runID string, profile bool,
+// OpenLoopStartWorkers is how many workers a fixed-rate load starts with; vegeta adds more when answers are late.
+const OpenLoopStartWorkers = 16
+
+// measure runs one setup: clients workers in a closed loop, or rate orders/s in an open loop when rate > 0.
+func measure(ctx context.Context, t *target, self Process, clients, rate int, opts Options, runID string, profile bool,
 	logf func(string, ...any)) Measurement {
-	client := t.client(clients)
+	conns, keys := clients, fmt.Sprintf("%d", clients)
+	if rate > 0 {
+		conns, keys = MaxOpenLoopWorkers, fmt.Sprintf("r%d", rate)
+	}
+	client := t.client(conns)
 	defer client.CloseIdleConnections()
 	// Idempotency-Keys take no spaces, and a variant's setup name has one.
-	orders := NewOrders(t.url, fmt.Sprintf("bench-%s-%s-%d", runID, strings.ReplaceAll(t.setup, " ", "-"), clients), uint64(clients))
-	load := Load{Clients: clients, Duration: opts.Warmup, Client: client, Targeter: orders.Targeter()}
+	orders := NewOrders(t.url, fmt.Sprintf("bench-%s-%s-%s", runID, strings.ReplaceAll(t.setup, " ", "-"), keys), uint64(clients+rate))
+	load := Load{Clients: clients, Rate: rate, Duration: opts.Warmup, Client: client, Targeter: orders.Targeter()}
 	load.Run(ctx, t.setup+"-warmup")
 
 	procs := map[string][]Process{"bench": {self}}
 	for k, v := range t.procs {
 		procs[k] = v
 	}
-	m := Measurement{Setup: t.setup, Clients: clients, PeakRSS: map[string]int64{}, CPU: map[string]time.Duration{},
+	m := Measurement{Setup: t.setup, Clients: clients, Rate: rate, PeakRSS: map[string]int64{}, CPU: map[string]time.Duration{},
 		Memory: map[string]Memory{}}
 	for _, comp := range []string{"gateway", "order", "sidecars"} {
 		for _, p := range procs[comp] {
