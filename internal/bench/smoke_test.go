@@ -29,12 +29,8 @@ func TestBenchSmoke(t *testing.T) {
 	variant := opts.Variants[0].Setup()
 	for _, setup := range []string{SetupCeiling, SetupDirect, SetupMesh, variant} {
 		m, ok := rep.find(setup, 1)
-		if !ok {
-			t.Errorf("%s: not measured", setup)
+		if !allSucceeded(t, setup+" at 1 client", m, ok) {
 			continue
-		}
-		if s := m.Summary; s.Requests == 0 || s.Errors != 0 {
-			t.Errorf("%s: %d orders, %d failed (%v); want some, none failed", setup, s.Requests, s.Errors, s.ErrorKinds)
 		}
 		watched := map[string][]string{SetupCeiling: {"mariadb"}, SetupDirect: {"gateway", "order", "mariadb"},
 			SetupMesh: {"gateway", "order", "sidecars", "mariadb"}, variant: {"gateway", "order", "sidecars", "mariadb"}}[setup]
@@ -49,13 +45,7 @@ func TestBenchSmoke(t *testing.T) {
 	}
 	for _, setup := range []string{SetupDirect, SetupMesh} {
 		m, ok := rep.findRate(setup, 20)
-		if !ok {
-			t.Errorf("%s at 20 orders/s: not measured", setup)
-			continue
-		}
-		if s := m.Summary; s.Requests == 0 || s.Errors != 0 {
-			t.Errorf("%s at 20 orders/s: %d orders, %d failed (%v); want some, none failed", setup, s.Requests, s.Errors, s.ErrorKinds)
-		}
+		allSucceeded(t, setup+" at 20 orders/s", m, ok)
 	}
 	if m, ok := rep.findRate(SetupMesh, 20); ok {
 		for _, p := range []string{"gateway", "order", "sidecar-gateway", "sidecar-order", "mariadb", "consul", "vault"} {
@@ -74,4 +64,17 @@ func TestBenchSmoke(t *testing.T) {
 			t.Errorf("the report has no row %q:\n%s", row, md)
 		}
 	}
+}
+
+// allSucceeded reports whether a measurement was taken and sent some orders, none of them failed.
+func allSucceeded(t *testing.T, what string, m Measurement, measured bool) bool {
+	t.Helper()
+	if !measured {
+		t.Errorf("%s: not measured", what)
+		return false
+	}
+	if s := m.Summary; s.Requests == 0 || s.Errors != 0 {
+		t.Errorf("%s: %d orders, %d failed (%v); want some, none failed", what, s.Requests, s.Errors, s.ErrorKinds)
+	}
+	return true
 }
