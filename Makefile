@@ -7,9 +7,7 @@ GO ?= go
 STATE_DIR ?= $(CURDIR)/.state
 BIN_DIR ?= $(CURDIR)/bin
 # The mesh tests start a whole stack per package; give them time on a 2-core machine (e2e alone takes about 25 min).
-TEST_TIMEOUT ?= 55m
-# The e2e tests that drive headless Chromium (run before the Compose tests, not beside them).
-BROWSER_TESTS = ^(TestConsulUIShowsTheMesh|TestCustomerPage|TestStaffBoardInBrowser)$$
+TEST_TIMEOUT ?= 45m
 FUZZTIME ?= 30s
 
 .PHONY: help run stop status test deps rotate-db-creds rotate-db-root rotate-secret-id rotate-transit-key \
@@ -39,14 +37,11 @@ test: deps ## every test: vet, unit, integration against real MariaDB/Consul/Vau
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	@# Each fuzz target 1000 executions beyond its seeds (and the committed corpus), before the long tests.
 	$(MAKE) --no-print-directory fuzz-smoke
-	@# Two runs side by side, e2e and the Compose tests being the two long ones (about half an hour each). The
-	@# browser tests go first on the Compose side: Docker creating networks while headless Chromium runs makes
-	@# them fail with ERR_NETWORK_CHANGED. Both runs go to the end; make test fails if either did.
-	@{ rc=0; $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -run '$(BROWSER_TESTS)' ./e2e || rc=1; \
-	   $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./deploy/composetest || rc=1; exit $$rc; } & compose=$$!; \
-	 rc=0; $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -skip '$(BROWSER_TESTS)' \
-	   $$($(GO) list ./... | grep -v /deploy/composetest) || rc=1; \
-	 wait $$compose || rc=1; exit $$rc
+	@# The Compose tests run after the others: Docker creating networks while headless Chromium runs makes the
+	@# browser tests fail with ERR_NETWORK_CHANGED, and beside e2e the load on 2 cores (load average 30 to 46)
+	@# broke e2e's outage and 1,000-stream tests.
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v /deploy/composetest)
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./deploy/composetest
 	@# The Kubernetes manifests, decoded strictly against k8s.io/api in a module of their own (deploy/kubernetes/check).
 	cd deploy/kubernetes/check && GOWORK=off $(GO) vet ./... && GOWORK=off $(GO) test -count=1 ./...
 

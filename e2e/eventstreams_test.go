@@ -556,9 +556,12 @@ wait:
 		if err := customerMismatch(orders[i].id, s.Frames(), byOrder[orders[i].id]); err != nil {
 			t.Error(err)
 		}
+		// NATS serves before `stack.sh start-nats` returns (35 s under CI load once): on a loaded machine
+		// the whole rest of a route can go by in between. No event reaches a stream between the stop and
+		// the start, so the last frame after the start came through the restarted NATS.
 		frames := s.Frames()
-		if len(frames) == 0 || !frames[len(frames)-1].At.After(back) {
-			t.Errorf("customer stream of %s got nothing after NATS was back", orders[i].id)
+		if len(frames) == 0 || !frames[len(frames)-1].At.After(starting) {
+			t.Errorf("customer stream of %s got nothing after NATS was started again", orders[i].id)
 		}
 		t.Logf("customer %d (%s): %s", i, orders[i].id, streamSeen(s, stopped, back))
 	}
