@@ -224,37 +224,8 @@ func run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 			return errors.New("operator-token reads a root token on stdin (from `vault operator generate-root`)")
 		}
 		return vaultSetup.ReplaceOperatorToken(ctx, root)
-	case "kubernetes-auth":
-		end, err := s.BeginProvisioning(ctx)
-		if err != nil {
-			return err
-		}
-		defer end()
-	case "promote-db":
-		// Vault's database connection is configuration, not the operator token's: a provisioning token.
-		end, err := s.BeginProvisioning(ctx)
-		if err != nil {
-			return err
-		}
-		defer end()
-		return provision.NewDBPromotion(s).Promote(ctx)
-	case "rotate":
-		if cfg.Args.Num(1) == "connect-ca" {
-			// A CA rotation mounts the next PKI generation and unmounts an old one: provisioning.
-			end, err := s.BeginProvisioning(ctx)
-			if err != nil {
-				return err
-			}
-			defer end()
-		} else if err := s.Authenticate(ctx); err != nil {
-			return err
-		}
-	case "deliver", "token":
-		if err := s.Authenticate(ctx); err != nil {
-			return err
-		}
-	case "cluster":
-		if cfg.Args.Num(1) == "remove-peer" && cfg.Args.Num(2) == "vault" {
+	case "kubernetes-auth", "promote-db", "rotate", "deliver", "token", "cluster":
+		if provisions(cfg.Args) {
 			end, err := s.BeginProvisioning(ctx)
 			if err != nil {
 				return err
@@ -270,6 +241,8 @@ func run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 
 	switch cfg.Args.Num(0) {
+	case "promote-db":
+		return provision.NewDBPromotion(s).Promote(ctx)
 	case "deliver":
 		return identities.Deliver(ctx, inst)
 	case "kubernetes-auth":
@@ -281,6 +254,22 @@ func run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 	default: // token
 		return token(ctx, rotations, cfg.Args.Num(1), cfg.Args.Num(2), stdout, logger)
 	}
+}
+
+// provisions says whether a command changes Vault's configuration (auth methods, mounts, the database
+// connection), which takes a short-lived root token for the run; every other command runs on the operator's or
+// the service's own token.
+func provisions(args conf.Args) bool {
+	switch args.Num(0) {
+	case "kubernetes-auth", "promote-db":
+		return true
+	case "rotate":
+		// A CA rotation mounts the next PKI generation and unmounts an old one.
+		return args.Num(1) == "connect-ca"
+	case "cluster":
+		return args.Num(1) == "remove-peer" && args.Num(2) == "vault"
+	}
+	return false
 }
 
 // rotate runs one rotation: the CA's on the Connect CA, an instance's credentials on Identities, the rest on
