@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pizzajoint/mesh/internal/testkit"
 )
 
 // replicaSQL runs SQL as root on the stack's database replica (scripts/mariadb.sh sql, SQL on stdin).
@@ -114,21 +116,12 @@ func readsCounted(t *testing.T) readCount {
 	t.Helper()
 	var c readCount
 	for _, port := range orderPorts() {
-		for _, l := range replicaMetrics(t, port) {
-			sample, ok := strings.CutPrefix(l, "pizza_order_db_reads_total{")
-			if !ok {
-				continue
-			}
-			labels, value, _ := strings.Cut(sample, " ")
-			n, err := strconv.ParseFloat(value, 64)
-			if err != nil {
-				t.Fatalf("order on :%d: %q: %v", port, l, err)
-			}
-			c.all += int64(n)
-			if strings.Contains(labels, `pool="replica"`) {
-				c.replica += int64(n)
-			}
+		replica, all, err := testkit.DBReads(strings.Join(replicaMetrics(t, port), "\n"))
+		if err != nil {
+			t.Fatalf("order on :%d: %v", port, err)
 		}
+		c.replica += replica
+		c.all += all
 	}
 	return c
 }

@@ -253,6 +253,23 @@ func untilAny(t *testing.T, what string, since time.Time, nodes []int, ok func(i
 	}
 }
 
+// killLeaderUnderLoad crashes the container victim, which runs node leader of a three-node cluster, under
+// load: the fault window ends when one of the other two nodes leads (what, told by leads) and the victim is
+// back in the cluster (back).
+func killLeaderUnderLoad(t *testing.T, name string, bound faultBound, victim string, leader int, what string,
+	leads, back func(n int) bool) {
+	t.Helper()
+	underLoad(t, name, bound, func(t *testing.T) faultWindow {
+		before := crash(t, victim)
+		killed := time.Now()
+		var w faultWindow
+		w.election = untilAny(t, what, killed, others(leader), leads)
+		waitBack(t, victim, before, killed.Add(3*time.Minute), func() bool { return back(leader) })
+		w.whole = time.Since(killed)
+		return w
+	})
+}
+
 // Orders need no Consul server while the mesh does not change: each sidecar authorizes connections and holds its
 // leaf certificate from its own agent's cache, and the agents keep their ACLs (down_policy extend-cache).
 var offTheOrderPath = faultBound{none: true, why: "the order path needs no Consul server (agents' caches)"}
@@ -261,15 +278,7 @@ func TestConsulLeaderKilledUnderLoad(t *testing.T) {
 	c := operatorConsul(t)
 	leader := consulLeader(t, c)
 	victim := fmt.Sprintf("consul-%d-server", leader)
-	underLoad(t, "consulkill", offTheOrderPath, func(t *testing.T) faultWindow {
-		before := crash(t, victim)
-		killed := time.Now()
-		var w faultWindow
-		w.election = untilAny(t, "a new consul leader", killed, others(leader), consulServedBy)
-		waitBack(t, victim, before, killed.Add(3*time.Minute), func() bool { return consulServedBy(leader) })
-		w.whole = time.Since(killed)
-		return w
-	})
+	killLeaderUnderLoad(t, "consulkill", offTheOrderPath, victim, leader, "a new consul leader", consulServedBy, consulServedBy)
 	t.Logf("consul after the kill of %s: leader consul-%d", victim, consulLeader(t, c))
 }
 
@@ -307,16 +316,8 @@ func TestVaultActiveNodeKilledUnderLoad(t *testing.T) {
 	// Orders use Vault only for a data key once in a while and for leases, all renewed ahead of time, so a standby
 	// taking over costs no order; the bound says so, and a failure says where that is not true.
 	bound := faultBound{none: true, why: "order's Vault calls (leases, data keys) are off the request path"}
-	underLoad(t, "vaultkill", bound, func(t *testing.T) faultWindow {
-		before := crash(t, victim)
-		killed := time.Now()
-		var w faultWindow
-		w.election = untilAny(t, "a standby taking over", killed, others(active), vaultActive)
-		// The unsealer unseals the node that comes back; it joins as a standby.
-		waitBack(t, victim, before, killed.Add(3*time.Minute), func() bool { return vaultUnsealed(active) })
-		w.whole = time.Since(killed)
-		return w
-	})
+	// The unsealer unseals the node that comes back; it joins as a standby.
+	killLeaderUnderLoad(t, "vaultkill", bound, victim, active, "a standby taking over", vaultActive, vaultUnsealed)
 	code, _, err := placeOrder(runPrefix("after-vault"))
 	if err != nil || code != http.StatusCreated {
 		t.Fatalf("POST /pizza after the active Vault node's crash = %d, %v", code, err)

@@ -3,12 +3,13 @@ package composetest
 import (
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pizzajoint/mesh/internal/testkit"
 )
 
 // replicaSQL runs a statement as root on the replica's socket, inside its container, and returns the output.
@@ -30,20 +31,9 @@ func orderReads(t *testing.T) (replica, all int64) {
 	pid := st.cmdT(t, "docker", "inspect", "-f", "{{.State.Pid}}", st.container("order-pod"))
 	out := st.cmdT(t, "nsenter", "-t", strings.TrimSpace(pid), "-n", "curl", "-fsS", "--max-time", "10",
 		"http://127.0.0.1:9090/metrics")
-	for _, l := range strings.Split(out, "\n") {
-		sample, ok := strings.CutPrefix(l, "pizza_order_db_reads_total{")
-		if !ok {
-			continue
-		}
-		labels, value, _ := strings.Cut(sample, " ")
-		n, err := strconv.ParseFloat(value, 64)
-		if err != nil {
-			t.Fatalf("order's metric %q: %v", l, err)
-		}
-		all += int64(n)
-		if strings.Contains(labels, `pool="replica"`) {
-			replica += int64(n)
-		}
+	replica, all, err := testkit.DBReads(out)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return replica, all
 }
