@@ -5,9 +5,11 @@
 package tracing
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -101,12 +103,39 @@ func Server(service string, public bool, routes *http.ServeMux, next http.Handle
 // Client wraps an outgoing transport: a client span per call, and the traceparent header that carries the
 // trace across the sidecars (Consul's built-in proxy is L4 and passes it through untouched).
 func Client(next http.RoundTripper) http.RoundTripper {
-	return otelhttp.NewTransport(next, otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
+	return otelhttp.NewTransport(inMemoryBody{next}, otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
 		if r.Pattern != "" {
 			return r.Pattern
 		}
 		return r.Method // the path holds order IDs: a name per order would make every span name unique
 	}))
+}
+
+// maxInMemoryBody bounds the request bodies inMemoryBody copies: an order is a few hundred bytes, and a body
+// past this goes on as it came.
+const maxInMemoryBody = 64 << 10
+
+// inMemoryBody gives the transport a request body it knows to be in memory, so that headers and body leave in
+// one write. otelhttp wraps the body to count its bytes, which hides the caller's *bytes.Reader from net/http:
+// the transport then flushes the headers on their own and copies the body in a second write, and through the
+// mesh every order crosses both sidecars as two segments (two reads and two writes in each proxy instead of
+// one; the gateway's profile showed the second write at 4.5% of its CPU). The copy is the body's own bytes,
+// read through otelhttp's wrapper, which counts them as before.
+type inMemoryBody struct{ next http.RoundTripper }
+
+func (t inMemoryBody) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength <= 0 || r.ContentLength > maxInMemoryBody {
+		return t.next.RoundTrip(r)
+	}
+	b := make([]byte, r.ContentLength)
+	_, err := io.ReadFull(r.Body, b)
+	r.Body.Close() // a RoundTripper closes the body it was given, on errors too
+	if err != nil {
+		return nil, fmt.Errorf("reading the request body (%d bytes announced): %w", r.ContentLength, err)
+	}
+	sent := *r // a RoundTripper does not change its caller's request
+	sent.Body = io.NopCloser(bytes.NewReader(b))
+	return t.next.RoundTrip(&sent)
 }
 
 // Span starts a span of this project's own under ctx's span.

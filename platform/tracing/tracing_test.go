@@ -3,9 +3,11 @@ package tracing
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/pizzajoint/mesh/platform/reqid"
@@ -127,5 +129,55 @@ func TestStartRefusesBadSettings(t *testing.T) {
 				t.Errorf("Start accepted %+v", c)
 			}
 		})
+	}
+}
+
+// writeCounter counts the writes on a connection: one request, one write.
+type writeCounter struct {
+	net.Conn
+	writes *atomic.Int32
+}
+
+func (c writeCounter) Write(b []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(b)
+}
+
+// A call through Client leaves in one write, headers and body together, and the body arrives whole: through the
+// mesh, each write is a segment both sidecars read and write again.
+func TestClientSendsARequestInOneWrite(t *testing.T) {
+	record(t)
+	got := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- string(b)
+	}))
+	defer srv.Close()
+	var writes atomic.Int32
+	base := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		return writeCounter{c, &writes}, err
+	}}
+	defer base.CloseIdleConnections()
+	client := &http.Client{Transport: Client(base)}
+
+	for _, body := range []string{`{"customer":{"name":"Ada"},"items":[{"pizza":"margherita","size":"large","quantity":1}]}`, ""} {
+		writes.Store(0)
+		req, err := http.NewRequest("POST", srv.URL+"/orders", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if b := <-got; b != body {
+			t.Errorf("the server read %q, want %q", b, body)
+		}
+		if n := writes.Load(); n != 1 {
+			t.Errorf("a request with a %d-byte body took %d writes, want 1", len(body), n)
+		}
 	}
 }
