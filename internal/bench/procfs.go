@@ -148,6 +148,39 @@ func (p Process) CPUTime() (time.Duration, error) {
 	return StatCPU(b)
 }
 
+// ParseIOSyscalls reads /proc/<pid>/io and returns its syscr + syscw: the read and write system calls the
+// process has made (read, readv, write, writev and the like; a Go program reads and writes its sockets with
+// them, so for the services and the sidecars this counts their network I/O calls).
+func ParseIOSyscalls(io []byte) (int64, error) {
+	var n int64
+	found := 0
+	for _, line := range strings.Split(string(io), "\n") {
+		name, value, ok := strings.Cut(line, ":")
+		if !ok || (name != "syscr" && name != "syscw") {
+			continue
+		}
+		v, err := strconv.ParseInt(strings.TrimSpace(value), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/<pid>/io %s: %w", name, err)
+		}
+		n += v
+		found++
+	}
+	if found != 2 {
+		return 0, errors.New("/proc/<pid>/io: no syscr and syscw lines")
+	}
+	return n, nil
+}
+
+// Syscalls returns the read and write system calls the process has made so far (ParseIOSyscalls).
+func (p Process) Syscalls() (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", p.Pid))
+	if err != nil {
+		return 0, err
+	}
+	return ParseIOSyscalls(b)
+}
+
 // Memory is what a process holds, counted four ways (bytes). RSS counts every resident page it maps, shared
 // or not: a sidecar's RSS includes the consul binary's text, which the agent and the other sidecar map too. PSS
 // divides each shared page among the processes that map it, so the PSS of all processes adds up to the memory

@@ -142,3 +142,41 @@ func TestMemoryOfThisProcess(t *testing.T) {
 		t.Errorf("own memory %+v", m)
 	}
 }
+
+func TestParseIOSyscalls(t *testing.T) {
+	io := []byte("rchar: 3210\nwchar: 1234\nsyscr: 17\nsyscw: 25\nread_bytes: 0\nwrite_bytes: 4096\ncancelled_write_bytes: 0\n")
+	if n, err := ParseIOSyscalls(io); err != nil || n != 42 {
+		t.Fatalf("ParseIOSyscalls = %d, %v; want 42", n, err)
+	}
+	for _, bad := range []string{"rchar: 1\nsyscr: 3\n", "syscr: x\nsyscw: 1\n", ""} {
+		if _, err := ParseIOSyscalls([]byte(bad)); err == nil {
+			t.Errorf("ParseIOSyscalls(%q) read no error", bad)
+		}
+	}
+}
+
+// This process's own count grows by at least the writes it makes.
+func TestSyscallsOfThisProcess(t *testing.T) {
+	self := Process{Name: "test", Pid: os.Getpid()}
+	before, err := self.Syscalls()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(t.TempDir() + "/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for range 10 {
+		if _, err := f.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after, err := self.Syscalls()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after-before < 10 {
+		t.Fatalf("10 writes counted as %d system calls", after-before)
+	}
+}

@@ -31,6 +31,8 @@ type Measurement struct {
 	MachineBusy time.Duration
 	// Memory is each process of the setup's stack as the measurement ended, by process name.
 	Memory map[string]Memory
+	// Syscalls is the read and write system calls each component made during the measurement (see Components).
+	Syscalls map[string]int64
 }
 
 // Components of the CPU table, in column order. "bench" is this process: the load generator, and for the
@@ -171,8 +173,10 @@ func (r Report) Markdown() string {
 	r.fixedRate(w)
 	r.targets(w)
 	r.cpuTable(w)
+	r.syscallTable(w)
 	r.memoryTable(w)
 	r.limits(w)
+	r.missed(w)
 	return b.String()
 }
 
@@ -338,6 +342,36 @@ func (r Report) cpuTable(w func(string, ...any)) {
 		"commits' fsyncs wait on, the idle second stack, anything else running on the box.\n", r.Machine.Cores)
 }
 
+// syscallTable shows the services' and sidecars' read and write system calls per order: each is a trip into
+// the kernel, and through the mesh every segment one side writes, both sidecars read and write again.
+func (r Report) syscallTable(w func(string, ...any)) {
+	comps := []string{"gateway", "order", "sidecars"}
+	rows := 0
+	for _, c := range r.Levels {
+		for _, setup := range r.setups() {
+			m, ok := r.find(setup, c)
+			if !ok || len(m.Syscalls) == 0 || setup == SetupCeiling {
+				continue
+			}
+			if rows == 0 {
+				w("\nRead and write system calls per order (syscr + syscw from /proc/<pid>/io):\n\n")
+				w("| clients | setup | %s |\n| ---: | --- |%s\n", strings.Join(comps, " | "), strings.Repeat(" ---: |", len(comps)))
+			}
+			rows++
+			w("| %d | %s |", c, setup)
+			for _, comp := range comps {
+				n, ok := m.Syscalls[comp]
+				if done := m.Summary.Requests - m.Summary.Errors; ok && done > 0 {
+					w(" %.1f |", float64(n)/float64(done))
+				} else {
+					w(" – |")
+				}
+			}
+			w("\n")
+		}
+	}
+}
+
 // memoryTable shows every process of the direct and mesh stacks four ways, at the run's highest level.
 func (r Report) memoryTable(w func(string, ...any)) {
 	if len(r.Levels) == 0 {
@@ -416,6 +450,62 @@ func (r Report) limits(w func(string, ...any)) {
 		w("- **%s**: waiting, not CPU (box %.0f%% busy). %d clients at p50 %s give at most %.0f orders/s "+
 			"(clients ÷ latency); the time goes to round trips and the commit's log flush. Per order: %s ms.\n",
 			setup, share*100, c, ms(m.Summary.P50), float64(c)/m.Summary.P50.Seconds(), strings.Join(parts, ", "))
+	}
+}
+
+// missed says, for each closed-loop target the run missed, what stands in the way, derived from the CPU the box
+// spent per order: when every setup is CPU-bound, throughput is the cores' time divided by the CPU an order
+// costs in all (the stack's processes, the kernel and the load generator), so ratios of throughput follow
+// ratios of that cost.
+func (r Report) missed(w func(string, ...any)) {
+	c := TargetClients
+	ceil, ok1 := r.find(SetupCeiling, c)
+	dir, ok2 := r.find(SetupDirect, c)
+	mesh, ok3 := r.find(SetupMesh, c)
+	if !ok1 || !ok2 || !ok3 {
+		return
+	}
+	perCeil, perDir, perMesh := cpuPerOrder(ceil.MachineBusy, ceil), cpuPerOrder(dir.MachineBusy, dir), cpuPerOrder(mesh.MachineBusy, mesh)
+	if perCeil <= 0 || perDir <= 0 || perMesh <= 0 {
+		return
+	}
+	var lines []string
+	if mc, ok := Ratio(mesh.Summary.Throughput, ceil.Summary.Throughput); ok && mc < TargetMeshOfCeiling {
+		lines = append(lines, fmt.Sprintf("**mesh at %.0f%% of the ceiling** (target %.0f%%): the box spends %.3f ms of CPU "+
+			"per mesh order against %.3f ms per ceiling order, so on the same saturated cores the mesh reaches about "+
+			"%.0f%% of the ceiling. %.0f%% needs a mesh order to cost at most %.3f ms of CPU in all, %.0f%% less.",
+			mc*100, TargetMeshOfCeiling*100, perMesh, perCeil, perCeil/perMesh*100, TargetMeshOfCeiling*100,
+			perCeil/TargetMeshOfCeiling, (1-perCeil/TargetMeshOfCeiling/perMesh)*100))
+	}
+	if md, ok := Ratio(mesh.Summary.Throughput, dir.Summary.Throughput); ok && 1-md > TargetMeshCost {
+		sidecars := cpuPerOrder(mesh.CPU["sidecars"], mesh)
+		lines = append(lines, fmt.Sprintf("**mesh costs %.0f%% against direct** (target %.0f%%): a mesh order costs the box "+
+			"%.3f ms of CPU, a direct one %.3f ms; the two sidecars' own processes take %.3f ms of it (%.0f%% of a mesh "+
+			"order), before the kernel's work for the two more loopback hops and the mTLS records. Within %.0f%% needs "+
+			"the sidecars' share of an order under %.0f%%.",
+			(1-md)*100, TargetMeshCost*100, perMesh, perDir, sidecars, sidecars/perMesh*100, TargetMeshCost*100, TargetMeshCost*100))
+	}
+	if pr, ok := Ratio(float64(mesh.Summary.P99), float64(ceil.Summary.P99)); ok && pr > TargetP99OfCeiling {
+		lines = append(lines, fmt.Sprintf("**mesh p99 %.2f× the ceiling's** (target %.1f×): %d clients each wait for their "+
+			"answer, so latency follows throughput (mean = clients ÷ throughput: %s for the ceiling, %s for the mesh); "+
+			"within %.1f× needs the mesh's throughput within about %.0f%% of the ceiling's; it reached %.0f%%.",
+			pr, TargetP99OfCeiling, c, ms(time.Duration(float64(c)/ceil.Summary.Throughput*float64(time.Second))),
+			ms(time.Duration(float64(c)/mesh.Summary.Throughput*float64(time.Second))), TargetP99OfCeiling, 100/TargetP99OfCeiling,
+			mesh.Summary.Throughput/ceil.Summary.Throughput*100))
+	}
+	services, db := cpuPerOrder(mesh.CPU["gateway"]+mesh.CPU["order"], mesh), cpuPerOrder(mesh.CPU["mariadb"], mesh)
+	if db > 0 && services > db {
+		lines = append(lines, fmt.Sprintf("**gateway + order %.3f ms of CPU per order against MariaDB's %.3f ms**: the two "+
+			"services would have to shed %.0f%% of their CPU. `make bench BENCH_FLAGS='-profile DIR'` shows where it goes "+
+			"(docs/benchmarks.md, Profiling).", services, db, (1-db/services)*100))
+	}
+	if len(lines) == 0 {
+		return
+	}
+	w("\nTargets missed at %d clients, and what stands in the way (from the CPU the box spent per order, all of it: the "+
+		"stack, the kernel and the load generator):\n\n", c)
+	for _, l := range lines {
+		w("- %s\n", l)
 	}
 }
 

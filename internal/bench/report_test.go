@@ -15,6 +15,7 @@ func measurement(setup string, clients int, throughput float64, p99 time.Duratio
 		CPU: map[string]time.Duration{"bench": time.Duration(n) * 200 * time.Microsecond,
 			"order": time.Duration(n) * 300 * time.Microsecond, "mariadb": time.Duration(n) * 400 * time.Microsecond},
 		MachineBusy: 19 * time.Second, // 95% of 2 cores × 10 s
+		Syscalls:    map[string]int64{"order": int64(n) * 5},
 	}
 }
 
@@ -82,6 +83,37 @@ func TestMarkdown(t *testing.T) {
 		"Memory of each process at the end of the 64-client measurement",
 		"| mesh | gateway | 45.0 MB | 30.0 MB | 24.0 MB | 22.0 MB | 20.0 MB |",
 		"| mesh | sidecar-order | – | 96.0 MB | 40.0 MB | 17.0 MB | 16.0 MB |",
+		"Read and write system calls per order (syscr + syscw from /proc/<pid>/io):",
+		"| 64 | mesh | – | 5.0 | – |",
+		// 19 s busy / 18000 mesh orders, / 40000 ceiling orders; 0.475 / 0.7
+		"- **mesh at 45% of the ceiling** (target 70%): the box spends 1.056 ms of CPU per mesh order against 0.475 ms per ceiling order, so on the same saturated cores the mesh reaches about 45% of the ceiling. 70% needs a mesh order to cost at most 0.679 ms of CPU in all, 36% less.",
+		"- **mesh p99 2.00× the ceiling's** (target 1.3×): 64 clients each wait for their answer, so latency follows throughput (mean = clients ÷ throughput: 16.0 ms for the ceiling, 35.6 ms for the mesh); within 1.3× needs the mesh's throughput within about 77% of the ceiling's; it reached 45%.",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q\n%s", want, md)
+		}
+	}
+}
+
+// The targets a run meets get no line under "Targets missed"; the cost against direct and the services' CPU
+// against MariaDB's get theirs when missed.
+func TestMarkdownMissed(t *testing.T) {
+	r := sampleReport()
+	md := r.Markdown()
+	for _, unwanted := range []string{"**mesh costs", "**gateway + order"} {
+		if strings.Contains(md, unwanted) {
+			t.Errorf("markdown explains a target that was met (%q)\n%s", unwanted, md)
+		}
+	}
+	mesh := &r.Measurements[2]
+	mesh.Summary.Throughput, mesh.Summary.Requests = 1500, 15000
+	mesh.CPU["sidecars"] = 3 * time.Second
+	mesh.CPU["gateway"] = 4 * time.Second // with order's 5.4 s: 0.627 ms against MariaDB's 7.2 s, 0.480 ms
+	md = r.Markdown()
+	for _, want := range []string{
+		// 19 s / 15000 = 1.267 ms against direct's 19 s / 20000 = 0.950 ms; sidecars 3 s / 15000
+		"- **mesh costs 25% against direct** (target 10%): a mesh order costs the box 1.267 ms of CPU, a direct one 0.950 ms; the two sidecars' own processes take 0.200 ms of it (16% of a mesh order)",
+		"- **gateway + order 0.627 ms of CPU per order against MariaDB's 0.480 ms**: the two services would have to shed 23% of their CPU.",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q\n%s", want, md)

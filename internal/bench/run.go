@@ -210,6 +210,7 @@ func measure(ctx context.Context, t *target, self Process, clients, rate int, op
 		}
 	}
 	before, machineBefore := cpuSnapshot(procs)
+	callsBefore := syscallSnapshot(procs)
 
 	var pwg sync.WaitGroup
 	if profile {
@@ -224,6 +225,7 @@ func measure(ctx context.Context, t *target, self Process, clients, rate int, op
 	load.Duration = opts.Duration
 	samples := load.Run(ctx, t.setup)
 	after, machineAfter := cpuSnapshot(procs)
+	callsAfter := syscallSnapshot(procs)
 	pwg.Wait()
 
 	m.Summary = Summarize(samples)
@@ -231,6 +233,12 @@ func measure(ctx context.Context, t *target, self Process, clients, rate int, op
 		m.CPU[comp] = d - before[comp]
 	}
 	m.MachineBusy = machineAfter.Busy - machineBefore.Busy
+	m.Syscalls = map[string]int64{}
+	for comp, n := range callsAfter {
+		if b, ok := callsBefore[comp]; ok {
+			m.Syscalls[comp] = n - b
+		}
+	}
 	for _, comp := range []string{"gateway", "order", "sidecars"} {
 		for _, p := range procs[comp] {
 			if v, err := p.PeakRSS(); err == nil {
@@ -253,6 +261,25 @@ func profileName(setup, svc string) string {
 		return svc + "-" + v + "-cpu.pprof"
 	}
 	return svc + "-cpu.pprof"
+}
+
+// syscallSnapshot is each component's read and write system calls so far; a component whose /proc/<pid>/io
+// cannot be read (another user's process, without the privilege) is left out rather than undercounted.
+func syscallSnapshot(procs map[string][]Process) map[string]int64 {
+	out := map[string]int64{}
+next:
+	for comp, ps := range procs {
+		var n int64
+		for _, p := range ps {
+			v, err := p.Syscalls()
+			if err != nil {
+				continue next
+			}
+			n += v
+		}
+		out[comp] = n
+	}
+	return out
 }
 
 func cpuSnapshot(procs map[string][]Process) (map[string]time.Duration, MachineCPU) {

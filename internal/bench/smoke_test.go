@@ -38,6 +38,9 @@ func TestBenchSmoke(t *testing.T) {
 			if m.CPU[comp] == 0 {
 				t.Errorf("%s: no CPU time read for %s (%v): the bench watches the wrong processes", setup, comp, m.CPU)
 			}
+			if comp != "mariadb" && m.Syscalls[comp] <= 0 {
+				t.Errorf("%s: no system calls read for %s (%v)", setup, comp, m.Syscalls)
+			}
 		}
 	}
 	if len(rep.Measurements) != 4 {
