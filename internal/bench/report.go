@@ -281,12 +281,18 @@ func msDelta(d time.Duration) string {
 	return fmt.Sprintf("%+.2f ms", float64(d)/float64(time.Millisecond))
 }
 
+// atTargetLevel is the ceiling, direct and mesh at TargetClients; ok is false unless all three were measured.
+func (r Report) atTargetLevel() (ceil, dir, mesh Measurement, ok bool) {
+	ceil, ok1 := r.find(SetupCeiling, TargetClients)
+	dir, ok2 := r.find(SetupDirect, TargetClients)
+	mesh, ok3 := r.find(SetupMesh, TargetClients)
+	return ceil, dir, mesh, ok1 && ok2 && ok3
+}
+
 func (r Report) targets(w func(string, ...any)) {
 	c := TargetClients
-	ceil, ok1 := r.find(SetupCeiling, c)
-	dir, ok2 := r.find(SetupDirect, c)
-	mesh, ok3 := r.find(SetupMesh, c)
-	if !ok1 || !ok2 || !ok3 {
+	ceil, dir, mesh, ok := r.atTargetLevel()
+	if !ok {
 		return
 	}
 	w("\nTargets (the design's performance expectations) at %d clients, and at %d orders/s:\n\n"+
@@ -459,10 +465,8 @@ func (r Report) limits(w func(string, ...any)) {
 // ratios of that cost.
 func (r Report) missed(w func(string, ...any)) {
 	c := TargetClients
-	ceil, ok1 := r.find(SetupCeiling, c)
-	dir, ok2 := r.find(SetupDirect, c)
-	mesh, ok3 := r.find(SetupMesh, c)
-	if !ok1 || !ok2 || !ok3 {
+	ceil, dir, mesh, ok := r.atTargetLevel()
+	if !ok {
 		return
 	}
 	perCeil, perDir, perMesh := cpuPerOrder(ceil.MachineBusy, ceil), cpuPerOrder(dir.MachineBusy, dir), cpuPerOrder(mesh.MachineBusy, mesh)

@@ -57,7 +57,7 @@ func withMemory(m Measurement) Measurement {
 
 func TestMarkdown(t *testing.T) {
 	md := sampleReport().Markdown()
-	for _, want := range []string{
+	hasAll(t, md,
 		"Run of 2026-11-25 06:00 UTC on 2 cores (Test CPU), 24.0 GiB memory; go1.26.8, MariaDB 10.11.14-MariaDB",
 		"| 64 | ceiling | 4000 | 5.0 ms | 10.0 ms | 20.0 ms | 40.0 ms | 0 | – | – | – |",
 		"| 64 | mesh | 1800 | 10.0 ms | 20.0 ms | 40.0 ms | 80.0 ms | 0 | 45.0 MB | 22.5 MB | – / – |",
@@ -88,11 +88,7 @@ func TestMarkdown(t *testing.T) {
 		// 19 s busy / 18000 mesh orders, / 40000 ceiling orders; 0.475 / 0.7
 		"- **mesh at 45% of the ceiling** (target 70%): the box spends 1.056 ms of CPU per mesh order against 0.475 ms per ceiling order, so on the same saturated cores the mesh reaches about 45% of the ceiling. 70% needs a mesh order to cost at most 0.679 ms of CPU in all, 36% less.",
 		"- **mesh p99 2.00× the ceiling's** (target 1.3×): 64 clients each wait for their answer, so latency follows throughput (mean = clients ÷ throughput: 16.0 ms for the ceiling, 35.6 ms for the mesh); within 1.3× needs the mesh's throughput within about 77% of the ceiling's; it reached 45%.",
-	} {
-		if !strings.Contains(md, want) {
-			t.Errorf("markdown lacks %q\n%s", want, md)
-		}
-	}
+	)
 }
 
 // The targets a run meets get no line under "Targets missed"; the cost against direct and the services' CPU
@@ -110,15 +106,11 @@ func TestMarkdownMissed(t *testing.T) {
 	mesh.CPU["sidecars"] = 3 * time.Second
 	mesh.CPU["gateway"] = 4 * time.Second // with order's 5.4 s: 0.627 ms against MariaDB's 7.2 s, 0.480 ms
 	md = r.Markdown()
-	for _, want := range []string{
+	hasAll(t, md,
 		// 19 s / 15000 = 1.267 ms against direct's 19 s / 20000 = 0.950 ms; sidecars 3 s / 15000
 		"- **mesh costs 25% against direct** (target 10%): a mesh order costs the box 1.267 ms of CPU, a direct one 0.950 ms; the two sidecars' own processes take 0.200 ms of it (16% of a mesh order)",
 		"- **gateway + order 0.627 ms of CPU per order against MariaDB's 0.480 ms**: the two services would have to shed 23% of their CPU.",
-	} {
-		if !strings.Contains(md, want) {
-			t.Errorf("markdown lacks %q\n%s", want, md)
-		}
-	}
+	)
 }
 
 func TestMarkdownWaiting(t *testing.T) {
@@ -127,9 +119,7 @@ func TestMarkdownWaiting(t *testing.T) {
 	md := r.Markdown()
 	// 64 clients at p50 5 ms
 	want := "- **ceiling**: waiting, not CPU (box 20% busy). 64 clients at p50 5.0 ms give at most 12800 orders/s"
-	if !strings.Contains(md, want) {
-		t.Errorf("markdown lacks %q\n%s", want, md)
-	}
+	hasAll(t, md, want)
 }
 
 func TestMarkdownDisturbed(t *testing.T) {
@@ -137,9 +127,7 @@ func TestMarkdownDisturbed(t *testing.T) {
 	r.Measurements[1].MachineBusy = 60 * time.Second // far more than the stack's own 18 s
 	md := r.Markdown()
 	want := "- **direct**: disturbed. 2.100 ms/order of the box's CPU went to work outside the stack's processes (against 0.900 ms/order inside)"
-	if !strings.Contains(md, want) {
-		t.Errorf("markdown lacks %q\n%s", want, md)
-	}
+	hasAll(t, md, want)
 }
 
 func TestErrorsCell(t *testing.T) {
@@ -194,17 +182,23 @@ func TestMarkdownVariants(t *testing.T) {
 	v.CPU["order"] = time.Duration(v.Summary.Requests) * 240 * time.Microsecond // 20% less per order than the mesh
 	r.Measurements = append(r.Measurements, v)
 	md := r.Markdown()
-	for _, want := range []string{
+	hasAll(t, md,
 		"| 64 | mesh untraced | 2000 | 7.5 ms | 15.0 ms | 30.0 ms | 60.0 ms | 0 | 40.0 MB | 20.0 MB | – / – |",
 		// orders/s +11% (2000 vs 1800), p99 −25%, gateway + order 0.240 vs 0.300 ms: −20%, mariadb the same
 		"| 64 | mesh untraced | A=1 STACK_TRACES=0 | 2000 | +11% | 7.5 ms | 30.0 ms | -25% | 0.240 | -20% | 0.400 | +0% |",
 		"| 64 | mesh untraced | 0.200 | – | 0.240 | – | 0.400 |",
-	} {
+	)
+	if strings.Contains(md, "| 1 | mesh untraced |") {
+		t.Errorf("a row for a level the variant did not run at:\n%s", md)
+	}
+}
+
+// hasAll fails the test for each of wants that md does not hold.
+func hasAll(t *testing.T, md string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q\n%s", want, md)
 		}
-	}
-	if strings.Contains(md, "| 1 | mesh untraced |") {
-		t.Errorf("a row for a level the variant did not run at:\n%s", md)
 	}
 }
