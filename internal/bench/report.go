@@ -385,8 +385,9 @@ func (r Report) memoryTable(w func(string, ...any)) {
 	}
 	c := slices.Max(r.Levels)
 	var rows []Measurement
-	for _, setup := range []string{SetupDirect, SetupMesh} {
-		if m, ok := r.find(setup, c); ok && len(m.Memory) > 0 {
+	// Direct and the mesh with every process; the variants with their sidecars, which a setting may change.
+	for _, setup := range r.setups() {
+		if m, ok := r.find(setup, c); ok && len(m.Memory) > 0 && setup != SetupCeiling {
 			rows = append(rows, m)
 		}
 	}
@@ -398,6 +399,9 @@ func (r Report) memoryTable(w func(string, ...any)) {
 	w("| setup | process | VmHWM | RSS | PSS | private (USS) | anonymous |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, m := range rows {
 		for _, name := range slices.Sorted(maps.Keys(m.Memory)) {
+			if m.Setup != SetupDirect && m.Setup != SetupMesh && !strings.HasPrefix(name, "sidecar-") {
+				continue
+			}
 			v := m.Memory[name]
 			w("| %s | %s | %s | %s | %s | %s | %s |\n", m.Setup, name, mb(m.PeakRSS[name]), mb(v.RSS), mb(v.PSS), mb(v.Private), mb(v.Anon))
 		}

@@ -178,7 +178,7 @@ func TestBroken(t *testing.T) {
 func TestMarkdownVariants(t *testing.T) {
 	r := sampleReport()
 	r.Variants = []Variant{{Name: "untraced", Env: map[string]string{"STACK_TRACES": "0", "A": "1"}}}
-	v := measurement("mesh untraced", 64, 2000, 30*time.Millisecond, 40<<20)
+	v := withMemory(measurement("mesh untraced", 64, 2000, 30*time.Millisecond, 40<<20))
 	v.CPU["order"] = time.Duration(v.Summary.Requests) * 240 * time.Microsecond // 20% less per order than the mesh
 	r.Measurements = append(r.Measurements, v)
 	md := r.Markdown()
@@ -187,7 +187,11 @@ func TestMarkdownVariants(t *testing.T) {
 		// orders/s +11% (2000 vs 1800), p99 −25%, gateway + order 0.240 vs 0.300 ms: −20%, mariadb the same
 		"| 64 | mesh untraced | A=1 STACK_TRACES=0 | 2000 | +11% | 7.5 ms | 30.0 ms | -25% | 0.240 | -20% | 0.400 | +0% |",
 		"| 64 | mesh untraced | 0.200 | – | 0.240 | – | 0.400 |",
+		"| mesh untraced | sidecar-order | – | 96.0 MB | 40.0 MB | 17.0 MB | 16.0 MB |", // a variant's sidecars only
 	)
+	if strings.Contains(md, "| mesh untraced | gateway |") {
+		t.Errorf("the memory table shows a variant's gateway:\n%s", md)
+	}
 	if strings.Contains(md, "| 1 | mesh untraced |") {
 		t.Errorf("a row for a level the variant did not run at:\n%s", md)
 	}
