@@ -45,11 +45,11 @@ test: deps ## every test: vet, unit, integration against real MariaDB/Consul/Vau
 	@# The Kubernetes manifests, decoded strictly against k8s.io/api in a module of their own (deploy/kubernetes/check).
 	cd deploy/kubernetes/check && GOWORK=off $(GO) vet ./... && GOWORK=off $(GO) test -count=1 ./...
 
-build: ## static binaries into bin/: gateway, order, meshctl, devcerts (and the other commands), consul, vault, nats-server
+build: ## static binaries into bin/: gateway, order, meshctl, devcerts (and the other commands), consul, vault, nats-server, jaeger
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(BIN_DIR)/ ./cmd/...
-	@# consul, vault and nats-server from their pinned modules (built once into .cache/bin): a hard link when possible.
-	@scripts/tools.sh prebuild consul vault nats-server
-	@for t in consul vault nats-server; do src="$$(readlink -f "$$(scripts/tools.sh ensure $$t)")"; \
+	@# consul, vault, nats-server and jaeger from their pinned modules (built once into .cache/bin): a hard link when possible.
+	@scripts/tools.sh prebuild consul vault nats-server jaeger
+	@for t in consul vault nats-server jaeger; do src="$$(readlink -f "$$(scripts/tools.sh ensure $$t)")"; \
 		ln -f "$$src" $(BIN_DIR)/$$t 2>/dev/null || cp -f "$$src" $(BIN_DIR)/$$t; done
 	@# The images run these as non-root users: readable and executable by all, whatever the caller's umask.
 	chmod 755 $(BIN_DIR) $(BIN_DIR)/*
@@ -131,13 +131,13 @@ clean: stop ## stop the stack and remove its state (keeps the cached consul/vaul
 # the Compose v2 plugin is built from its pinned module when missing (scripts/tools.sh ensure compose). Images are
 # FROM scratch with the static binaries of `make build`: nothing is pulled but MariaDB's official image, and where
 # that cannot be pulled either, an equivalent one is built from Debian's packages (deploy/docker/mariadb-image.sh).
-.PHONY: dockerize run-docker stop-docker status-docker docker-consul-ui-token
+.PHONY: dockerize run-docker stop-docker status-docker docker-consul-ui-token docker-traces-cert
 DOCKER ?= docker
 export PIZZA_TAG ?= dev
 # A clear failure instead of a build or compose error halfway through when no engine answers.
 DOCKER_ENGINE_CHECK = $(DOCKER) info >/dev/null 2>&1 || { echo "no Docker engine reachable ('$(DOCKER) info' failed): start Docker, or point DOCKER_HOST at one" >&2; exit 1; }
 
-dockerize: build ## build the images pizzajoint/{order,gateway,meshctl,devcerts,consul,vault,nats}:dev from bin/ (no pull)
+dockerize: build ## build the images pizzajoint/{order,gateway,meshctl,devcerts,consul,vault,nats,jaeger}:dev from bin/ (no pull)
 	@$(DOCKER_ENGINE_CHECK)
 	DOCKER=$(DOCKER) deploy/docker/build-images.sh
 
@@ -152,3 +152,6 @@ status-docker: ## the Compose clusters: Consul's and Vault's raft peers (leader,
 
 docker-consul-ui-token: ## a read-only token to log in to the Compose stack's Consul UI (leased from Vault for 8 h)
 	@DOCKER=$(DOCKER) deploy/docker/run.sh meshctl token consul-ui
+
+docker-traces-cert: ## the client certificate that opens the Compose stack's Jaeger UI, into certs/ (owner-only key)
+	@DOCKER=$(DOCKER) deploy/docker/run.sh traces-cert

@@ -9,116 +9,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pizzajoint/mesh/internal/testkit"
 )
 
-// jaegerTrace is the part of Jaeger's HTTP API answer (/api/traces) the tests read.
-type jaegerTrace struct {
-	TraceID string `json:"traceID"`
-	Spans   []struct {
-		TraceID       string `json:"traceID"`
-		SpanID        string `json:"spanID"`
-		OperationName string `json:"operationName"`
-		Duration      int64  `json:"duration"` // µs
-		References    []struct {
-			RefType string `json:"refType"`
-			TraceID string `json:"traceID"`
-			SpanID  string `json:"spanID"`
-		} `json:"references"`
-		ProcessID string     `json:"processID"`
-		Tags      []jaegerKV `json:"tags"`
-		Logs      []struct {
-			Fields []jaegerKV `json:"fields"`
-		} `json:"logs"`
-	} `json:"spans"`
-	Processes map[string]struct {
-		ServiceName string     `json:"serviceName"`
-		Tags        []jaegerKV `json:"tags"`
-	} `json:"processes"`
-}
-
-type jaegerKV struct {
-	Key   string `json:"key"`
-	Value any    `json:"value"`
-}
-
-// jaegerGet GETs path of Jaeger's HTTP API and decodes its data.
-func jaegerGet(path string) ([]jaegerTrace, int, error) {
-	resp, err := http.Get(stack.JaegerURL + path)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Data []jaegerTrace `json:"data"`
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, resp.StatusCode, fmt.Errorf("GET %s: %s", path, resp.Status)
-	}
-	return body.Data, resp.StatusCode, json.NewDecoder(resp.Body).Decode(&body)
-}
-
-// span is one span of a trace, with its service and kind.
-type span struct {
-	id, parent, trace, service, name, kind string
-	duration                               time.Duration
-}
-
-func spansOf(tr jaegerTrace) []span {
-	var out []span
-	for _, s := range tr.Spans {
-		sp := span{id: s.SpanID, trace: s.TraceID, service: tr.Processes[s.ProcessID].ServiceName, name: s.OperationName,
-			duration: time.Duration(s.Duration) * time.Microsecond}
-		for _, r := range s.References {
-			if r.RefType == "CHILD_OF" {
-				sp.parent = r.SpanID
-			}
-		}
-		for _, kv := range s.Tags {
-			if kv.Key == "span.kind" {
-				sp.kind = fmt.Sprint(kv.Value)
-			}
-		}
-		out = append(out, sp)
-	}
-	return out
-}
-
-// orderTrace waits until Jaeger holds trace id with the four spans of a POST /pizza (the services batch their
-// spans for up to 5 s) and returns them by role; it fails the test with what it found when they never come.
-func orderTrace(t *testing.T, id string) map[string]span {
-	t.Helper()
-	roles := map[string]func(span) bool{
-		"gateway server": func(s span) bool { return s.service == "gateway" && s.kind == "server" && s.name == "POST /pizza" },
-		"order client":   func(s span) bool { return s.service == "gateway" && s.kind == "client" },
-		"order server":   func(s span) bool { return s.service == "order" && s.kind == "server" },
-		"store":          func(s span) bool { return s.service == "order" && s.name == "store create order" },
-	}
-	var found map[string]span
-	var last string
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		traces, _, err := jaegerGet("/api/traces/" + id)
-		found = map[string]span{}
-		last = fmt.Sprint(err)
-		if err == nil && len(traces) == 1 {
-			all := spansOf(traces[0])
-			last = fmt.Sprintf("%+v", all)
-			for role, is := range roles {
-				for _, s := range all {
-					if is(s) {
-						found[role] = s
-					}
-				}
-			}
-			if len(found) == len(roles) {
-				return found
-			}
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	t.Fatalf("trace %s in Jaeger: found %d of the %d spans of an order (%v); last answer: %s", id, len(found), len(roles), found, last)
-	return nil
-}
+// jaeger is the local stack's Jaeger API: loopback, root's only (the tests run as root).
+func jaeger() testkit.Jaeger { return testkit.Jaeger{URL: stack.JaegerURL} }
 
 // One POST /pizza through the real mesh (gateway → its sidecar → mTLS → order's sidecar → order → MariaDB) is
 // one trace in Jaeger: the gateway's server span, its client span to order, order's server span, the store's
@@ -131,22 +27,7 @@ func TestTraceOfAnOrderCrossesTheMesh(t *testing.T) {
 	if len(p.RequestID) != 32 {
 		t.Fatalf("request ID %q is not a trace ID", p.RequestID)
 	}
-	spans := orderTrace(t, p.RequestID)
-	for child, parent := range map[string]string{
-		"order client": "gateway server",
-		"order server": "order client",
-		"store":        "order server",
-	} {
-		if spans[child].parent != spans[parent].id {
-			t.Errorf("the %s span's parent is %q, want the %s span %s", child, spans[child].parent, parent, spans[parent].id)
-		}
-	}
-	// The README's sidecar gap: the two sidecars, the mTLS between them and the loopback hops.
-	client, server := spans["order client"].duration, spans["order server"].duration
-	t.Logf("order client span %v, order server span %v: sidecar gap %v", client, server, client-server)
-	if spans["gateway server"].parent != "" {
-		t.Errorf("the gateway's server span has parent %s: the edge must start the trace", spans["gateway server"].parent)
-	}
+	testkit.CheckOrderTrace(t, jaeger().OrderTrace(t, p.RequestID))
 }
 
 // No span of the services holds a customer's phone, address, name or tracking token: after an order is
@@ -160,12 +41,12 @@ func TestTraceHoldsNoCustomerData(t *testing.T) {
 	if code, _, err := trackOrder(p); err != nil || code != http.StatusOK {
 		t.Fatalf("GET /pizza/%s: %d %v", p.ID, code, err)
 	}
-	orderTrace(t, p.RequestID)  // the order's spans have arrived (the GET's were sent before or with them)
-	time.Sleep(6 * time.Second) // one more export interval for the GET's spans
+	jaeger().OrderTrace(t, p.RequestID) // the order's spans have arrived (the GET's were sent before or with them)
+	time.Sleep(6 * time.Second)         // one more export interval for the GET's spans
 	pii := []string{testPhone, testAddress, name, p.TrackingToken}
 	searched := 0
 	for _, service := range []string{"gateway", "order"} {
-		traces, _, err := jaegerGet("/api/traces?" + url.Values{"service": {service}, "limit": {"5000"}, "lookback": {"1h"}}.Encode())
+		traces, err := jaeger().Get("/api/traces?" + url.Values{"service": {service}, "limit": {"5000"}, "lookback": {"1h"}}.Encode())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -197,13 +78,13 @@ func TestTraceOfAStatusChangeLinksToTheOrder(t *testing.T) {
 	query := "/api/traces?" + url.Values{"service": {"order"}, "tags": {string(tags)}, "lookback": {"1h"}, "limit": {"20"}}.Encode()
 	var last string
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
-		traces, _, err := jaegerGet(query)
+		traces, err := jaeger().Get(query)
 		last = fmt.Sprintf("%d traces, %v", len(traces), err)
 		created, changed := "", ""
 		for _, tr := range traces {
 			names := map[string]bool{}
-			for _, s := range spansOf(tr) {
-				names[s.service+" "+s.name] = true
+			for _, s := range tr.SpanList() {
+				names[s.Service+" "+s.Name] = true
 			}
 			if names["order store create order"] && names["gateway POST /pizza"] {
 				created = tr.TraceID
@@ -255,7 +136,7 @@ func TestTraceOfAStreamLinksEachDeliveryToItsPublish(t *testing.T) {
 	query := "/api/traces?" + url.Values{"service": {"order"}, "tags": {string(tags)}, "lookback": {"1h"}, "limit": {"50"}}.Encode()
 	var last string
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
-		traces, _, err := jaegerGet(query)
+		traces, err := jaeger().Get(query)
 		last = fmt.Sprintf("%d traces, %v", len(traces), err)
 		published := map[string]bool{} // trace/span of every publish span of the order's events
 		type delivery struct {
@@ -265,8 +146,8 @@ func TestTraceOfAStreamLinksEachDeliveryToItsPublish(t *testing.T) {
 		var deliveries []delivery
 		for _, tr := range traces {
 			names := map[string]bool{}
-			for _, s := range spansOf(tr) {
-				names[s.service+" "+s.name] = true
+			for _, s := range tr.SpanList() {
+				names[s.Service+" "+s.Name] = true
 			}
 			stream := names["gateway GET /pizza/{id}/events"]
 			for _, s := range tr.Spans {

@@ -110,9 +110,10 @@ func writeServiceSecret(d *servicedir.Dir, name, value string) error {
 	return d.WriteFile(name, []byte(value), 0o600)
 }
 
-// MeshOnly are the services the stack runs from others' binaries (NATS): each instance registers with Consul
-// and gets a Consul token with its service's identity, but logs in to nothing in Vault.
-var MeshOnly = []string{"nats"}
+// MeshOnly are the services the stack runs from others' binaries (NATS, and Jaeger where spans go through the
+// mesh): each instance registers with Consul and gets a Consul token with its service's identity, but logs in to
+// nothing in Vault.
+var MeshOnly = []string{"nats", "jaeger"}
 
 func (i Instance) valid() error {
 	if !slices.Contains(Roles, i.Service) && !slices.Contains(MeshOnly, i.Service) {

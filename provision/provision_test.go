@@ -1,6 +1,7 @@
 package provision
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"testing"
@@ -8,8 +9,8 @@ import (
 	consul "github.com/hashicorp/consul/api"
 )
 
-// The intentions operators edit decode as `consul config write` would: default deny, gateway → order and
-// order → nats allow.
+// The intentions operators edit decode as `consul config write` would: default deny, gateway → order,
+// order → nats, and both services → jaeger allow.
 func TestIntentionFilesDecode(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("..", "consul", "intentions-*.hcl"))
 	if err != nil || len(files) < 2 {
@@ -29,8 +30,10 @@ func TestIntentionFilesDecode(t *testing.T) {
 			actions[src.Name+"→"+si.Name] = string(src.Action)
 		}
 	}
-	if actions["*→*"] != "deny" || actions["gateway→order"] != "allow" || actions["order→nats"] != "allow" || len(actions) != 3 {
-		t.Errorf("intentions %v; want exactly *→* deny, gateway→order and order→nats allow", actions)
+	want := map[string]string{"*→*": "deny", "gateway→order": "allow", "order→nats": "allow",
+		"gateway→jaeger": "allow", "order→jaeger": "allow"}
+	if !maps.Equal(actions, want) {
+		t.Errorf("intentions %v; want exactly %v", actions, want)
 	}
 }
 

@@ -145,7 +145,8 @@ func serve(p *svcmain.Process, cfg config) error {
 	})
 }
 
-// register adds this instance to Consul with a sidecar whose upstream "order" listens where Order.URL points.
+// register adds this instance to Consul with a sidecar whose upstream "order" listens where Order.URL points
+// (and "jaeger" where the trace endpoint points, when spans go through the mesh).
 func register(ctx context.Context, cfg config, listenAddr string, logger *slog.Logger) (keep, deregister func(), err error) {
 	if cfg.Consul.Addr == "" {
 		logger.Warn("no Consul address: not registering, no mesh; order is called directly", "order_url", cfg.Order.URL)
@@ -159,10 +160,14 @@ func register(ctx context.Context, cfg config, listenAddr string, logger *slog.L
 	if err != nil {
 		return nil, nil, err
 	}
+	traces, err := cfg.Trace.Upstreams()
+	if err != nil {
+		return nil, nil, err
+	}
 	return consulreg.Join(ctx, cfg.Consul.Addr, consulreg.Instance{
 		ID: cmp.Or(cfg.Service.ID, consulreg.DefaultID("gateway", port)), Name: "gateway", Address: host, Port: port,
 		TokenFile: cfg.Consul.TokenFile, AdvertiseNode: cfg.Consul.AdvertiseNode,
 		CheckURL:  fmt.Sprintf("https://%s/health/readyz", net.JoinHostPort(host, strconv.Itoa(port))),
-		Upstreams: []consulreg.Upstream{{Service: "order", LocalPort: upstreamPort}},
+		Upstreams: append([]consulreg.Upstream{{Service: "order", LocalPort: upstreamPort}}, traces...),
 	}, logger)
 }

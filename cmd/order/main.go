@@ -180,6 +180,11 @@ func register(ctx context.Context, cfg config, listenAddr string, logger *slog.L
 	if err != nil {
 		return nil, nil, err
 	}
+	traces, err := cfg.Trace.Upstreams()
+	if err != nil {
+		return nil, nil, err
+	}
+	upstreams = append(upstreams, traces...)
 	id := cmp.Or(cfg.Service.ID, consulreg.DefaultID("order", port))
 	return consulreg.Join(ctx, cfg.Consul.Addr, consulreg.Instance{
 		ID: id, Name: "order", Address: host, Port: port, Upstreams: upstreams, TokenFile: cfg.Consul.TokenFile, AdvertiseNode: cfg.Consul.AdvertiseNode,

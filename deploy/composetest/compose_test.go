@@ -21,6 +21,7 @@ type placed struct {
 	ID            string `json:"id"`
 	TrackingToken string `json:"tracking_token"`
 	Status        string `json:"status"`
+	RequestID     string `json:"-"` // the X-Request-ID the gateway answered with: the trace ID
 }
 
 // orderBody is an order whose customer is named after its load (the idempotency key up to its first "-"), so that
@@ -44,7 +45,7 @@ func placeOrder(key string) (int, placed, error) {
 		return 0, placed{}, err
 	}
 	defer resp.Body.Close()
-	var p placed
+	p := placed{RequestID: resp.Header.Get("X-Request-ID")}
 	if resp.StatusCode == http.StatusCreated {
 		err = json.NewDecoder(resp.Body).Decode(&p)
 	}
@@ -500,7 +501,7 @@ func atoi(t testing.TB, s string) int {
 	return n
 }
 
-func TestOnlyTheGatewayAndTheConsulUIArePublished(t *testing.T) {
+func TestOnlyTheGatewayAndTheTwoUIsArePublished(t *testing.T) {
 	var published []string
 	for _, id := range strings.Fields(st.composeT(t, "ps", "-q")) {
 		out := st.cmdT(t, "docker", "inspect", "-f",
@@ -513,6 +514,7 @@ func TestOnlyTheGatewayAndTheConsulUIArePublished(t *testing.T) {
 	want := map[string]bool{
 		fmt.Sprintf("gateway-pod-1 8443/tcp=127.0.0.1:%d", st.gatewayPort): true, // the test binds it to loopback
 		fmt.Sprintf("consul-1-1 8501/tcp=127.0.0.1:%d", st.uiPort):         true,
+		fmt.Sprintf("jaeger-pod-1 16686/tcp=127.0.0.1:%d", st.tracesPort):  true,
 	}
 	for _, p := range published {
 		if !want[p] {

@@ -28,6 +28,7 @@ import (
 type stack struct {
 	root, project, caFile string
 	gatewayPort, uiPort   int
+	tracesPort            int
 	env                   []string
 	http                  *http.Client
 	runDockerCold         time.Duration
@@ -69,7 +70,7 @@ func newStack() (*stack, error) {
 	}
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
-	var ports [2]int // the gateway's and the Consul UI's published ports
+	var ports [3]int // the gateway's, the Consul UI's and the trace UI's published ports
 	for i := range ports {
 		if ports[i], err = testkit.Port(); err != nil {
 			return nil, err
@@ -80,11 +81,12 @@ func newStack() (*stack, error) {
 		return nil, err
 	}
 	s := &stack{root: root, project: "pzt" + hex.EncodeToString(b), caFile: filepath.Join(dir, "ca.pem"),
-		gatewayPort: ports[0], uiPort: ports[1]}
+		gatewayPort: ports[0], uiPort: ports[1], tracesPort: ports[2]}
 	s.env = append(os.Environ(),
 		"PIZZA_PROJECT="+s.project,
 		fmt.Sprintf("PIZZA_GATEWAY_PORT=%d", s.gatewayPort),
 		fmt.Sprintf("PIZZA_CONSUL_UI_PORT=%d", s.uiPort),
+		fmt.Sprintf("PIZZA_JAEGER_UI_PORT=%d", s.tracesPort),
 		"PIZZA_GATEWAY_BIND=127.0.0.1",
 		"PIZZA_CA_FILE="+s.caFile,
 		// The load tests order far faster than a customer from one address.
@@ -129,14 +131,14 @@ func (s *stack) start() error {
 	return nil
 }
 
-// plantOwnerOnlyTools points CACHE_BIN at a folder of its own holding mode-0700 copies of the pinned consul, vault
-// and nats-server (built into the shared cache first when missing).
+// plantOwnerOnlyTools points CACHE_BIN at a folder of its own holding mode-0700 copies of the pinned consul, vault,
+// nats-server and jaeger (built into the shared cache first when missing).
 func (s *stack) plantOwnerOnlyTools() error {
 	dir := filepath.Join(filepath.Dir(s.caFile), "tools")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	for _, tool := range []string{"consul", "vault", "nats-server"} {
+	for _, tool := range []string{"consul", "vault", "nats-server", "jaeger"} {
 		path, err := s.cmd(30*time.Minute, "scripts/tools.sh", "ensure", tool)
 		if err != nil {
 			return err

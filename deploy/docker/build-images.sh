@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# build-images.sh: the product's images, pizzajoint/{order,gateway,meshctl,devcerts,consul,vault,nats}:$PIZZA_TAG,
+# build-images.sh: the product's images, pizzajoint/{order,gateway,meshctl,devcerts,consul,vault,nats,jaeger}:$PIZZA_TAG,
 # from the static binaries in bin/ (make build). Every image is FROM scratch, so nothing is pulled and no
 # registry is needed. Each image gets a build context of its own (hard links to its binaries, a few empty
 # folders), so only what it holds is sent to the engine; unchanged binaries reuse the engine's layer cache.
@@ -11,7 +11,7 @@ TAG="${PIZZA_TAG:-dev}"
 BIN="${BIN_DIR:-$ROOT_DIR/bin}"
 CTX="$ROOT_DIR/.cache/docker-context"
 HERE="$ROOT_DIR/deploy/docker"
-IMAGES=(order gateway meshctl devcerts consul vault nats)
+IMAGES=(order gateway meshctl devcerts consul vault nats jaeger)
 
 # BuildKit where the engine's CLI has it (Docker Desktop); the classic builder otherwise (both take these files).
 if ! "$DOCKER" buildx version >/dev/null 2>&1; then export DOCKER_BUILDKIT=0; fi
@@ -20,6 +20,7 @@ binaries_of() {
   case "$1" in
     consul | vault) echo "$1 meshctl" ;;
     nats) echo "nats-server meshctl" ;;
+    jaeger) echo "jaeger meshctl" ;;
     *) echo "$1" ;;
   esac
 }

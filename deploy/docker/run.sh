@@ -6,8 +6,10 @@
 #                 (e.g. `token consul-ui`, `rotate db-creds`); tokens go to stdout only
 #   rotate-nats-creds  a new NATS key for order-1 under load; the previous one dropped once nothing uses it
 #   status  the clusters: Consul's and Vault's raft peers (leader, active node, health) and the event stream's
+#   traces-cert  the operators' client certificate for the trace UI, into certs/ beside the CA (key owner-only)
 # Settings (env): PIZZA_PROJECT (Compose project, default pizzajoint), PIZZA_TAG (image tag, dev),
-# PIZZA_GATEWAY_PORT (8443), PIZZA_CONSUL_UI_PORT (8501, on 127.0.0.1), PIZZA_MARIADB_IMAGE (default: the
+# PIZZA_GATEWAY_PORT (8443), PIZZA_CONSUL_UI_PORT (8501, on 127.0.0.1), PIZZA_JAEGER_UI_PORT (16686, on 127.0.0.1),
+# PIZZA_MARIADB_IMAGE (default: the
 # official mariadb:11.4, or one built from Debian's packages where it cannot be pulled), PIZZA_CA_FILE (where
 # the stack's CA certificate is copied, certs/docker-ca.pem), RUN_DOCKER_TIMEOUT (seconds, 300).
 set -euo pipefail
@@ -17,6 +19,7 @@ DOCKER="${DOCKER:-docker}"
 export PIZZA_TAG="${PIZZA_TAG:-dev}" PIZZA_PROJECT="${PIZZA_PROJECT:-pizzajoint}"
 GATEWAY_PORT="${PIZZA_GATEWAY_PORT:-8443}"
 UI_PORT="${PIZZA_CONSUL_UI_PORT:-8501}"
+TRACES_PORT="${PIZZA_JAEGER_UI_PORT:-16686}"
 CA_FILE="${PIZZA_CA_FILE:-$ROOT_DIR/certs/docker-ca.pem}"
 TIMEOUT="${RUN_DOCKER_TIMEOUT:-300}"
 OFFICIAL_MARIADB=mariadb:11.4
@@ -66,6 +69,7 @@ cmd_up() {
 Pizza Joint mesh is running in Docker Compose (project $PIZZA_PROJECT).
   Customers:  https://localhost:$GATEWAY_PORT   (curl --cacert $rel https://localhost:$GATEWAY_PORT/menu)
   Consul UI:  https://localhost:$UI_PORT/ui   (127.0.0.1 only; log in with the token from: make docker-consul-ui-token)
+  Traces:     https://localhost:$TRACES_PORT   (Jaeger; 127.0.0.1 only, with the client certificate from: make docker-traces-cert)
   Clusters:   make status-docker   (Consul's and Vault's raft peers, the NATS stream)
   Logs:       docker compose -p $PIZZA_PROJECT logs -f [service]
   Stop:       make stop-docker (data kept)    Wipe:  docker compose -p $PIZZA_PROJECT down -v
@@ -85,6 +89,29 @@ cmd_meshctl() {
   # Without a running stack, `run` would create the project's volumes and network empty.
   [[ -n "$(compose ps -q vault-1 vault-2 vault-3 2>/dev/null)" ]] || die "Compose project $PIZZA_PROJECT is not running (make run-docker)"
   compose run --rm --no-deps -T bootstrap "$@"
+}
+
+# cmd_traces_cert: the operators' client certificate for the trace UI (Jaeger asks for one: it has no login of its
+# own), copied out of the one-shot container that issued it, next to the stack's CA, readable by the caller alone.
+cmd_traces_cert() {
+  engine_check
+  local id dir stem
+  id="$(compose ps -a -q certs-traces-operator 2>/dev/null)"
+  [[ -n "$id" ]] || die "Compose project $PIZZA_PROJECT is not running (make run-docker)"
+  dir="$(dirname "$CA_FILE")" stem="$(dirname "$CA_FILE")/docker-traces-operator"
+  mkdir -p "$dir"
+  (
+    umask 077
+    "$DOCKER" cp "$id:/operator/operator.pem" "$stem.pem" >/dev/null &&
+      "$DOCKER" cp "$id:/operator/operator-key.pem" "$stem-key.pem" >/dev/null
+  ) || die "could not copy the trace UI's client certificate"
+  chmod 600 "$stem.pem" "$stem-key.pem"
+  local rel="${stem#"$PWD"/}" ca="${CA_FILE#"$PWD"/}"
+  cat <<MSG
+The trace UI's client certificate: $rel.pem, its key: $rel-key.pem (yours alone; keep them so).
+  API:      curl --cacert $ca --cert $rel.pem --key $rel-key.pem https://localhost:$TRACES_PORT/api/services
+  Browser:  openssl pkcs12 -export -in $rel.pem -inkey $rel-key.pem -out $rel.p12, then import the .p12
+MSG
 }
 
 # cmd_status: who leads each cluster and who is healthy.
@@ -131,5 +158,6 @@ case "${1:-}" in
   meshctl) shift; cmd_meshctl "$@" ;;
   rotate-nats-creds) cmd_rotate_nats_creds ;;
   status) cmd_status ;;
-  *) die "usage: $0 up|down|status|meshctl ARGS...|rotate-nats-creds" ;;
+  traces-cert) cmd_traces_cert ;;
+  *) die "usage: $0 up|down|status|traces-cert|meshctl ARGS...|rotate-nats-creds" ;;
 esac

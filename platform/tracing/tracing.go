@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,6 +28,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/pizzajoint/mesh/platform/consulreg"
 )
 
 // Config is a service's tracing settings (ORDER_TRACE_ENDPOINT, GATEWAY_TRACE_SAMPLE, …).
@@ -36,6 +39,25 @@ type Config struct {
 	// Sample is the share of new traces recorded at the edge; a request that arrives with a sampled traceparent
 	// is always recorded, so a trace is whole or absent, never cut in the middle.
 	Sample float64 `conf:"default:1,help:share of new traces sampled from 0 to 1 (a caller's sampled traceparent is always followed)"`
+	// Upstream names the mesh service that Endpoint reaches through the instance's sidecar (Compose: "jaeger" on
+	// a local upstream port); empty when Endpoint is reached directly (the local stack's loopback).
+	Upstream string `conf:"help:mesh service the endpoint is a sidecar upstream of, such as jaeger (empty: reached directly)"`
+}
+
+// Upstreams are the sidecar upstreams the span export needs: Upstream on Endpoint's local port, or none.
+func (c Config) Upstreams() ([]consulreg.Upstream, error) {
+	if c.Upstream == "" || c.Endpoint == "" {
+		return nil, nil
+	}
+	u, err := url.Parse(c.Endpoint)
+	if err != nil {
+		return nil, fmt.Errorf("trace endpoint %q: %w", c.Endpoint, err)
+	}
+	port, err := strconv.Atoi(u.Port())
+	if host := u.Hostname(); err != nil || port <= 0 || port > 65535 || (host != "127.0.0.1" && host != "localhost") {
+		return nil, fmt.Errorf("trace endpoint %q: an upstream of %s is a port on 127.0.0.1", c.Endpoint, c.Upstream)
+	}
+	return []consulreg.Upstream{{Service: c.Upstream, LocalPort: port}}, nil
 }
 
 // Tracer is the instrumentation scope of this project's own spans (store, Vault, events).

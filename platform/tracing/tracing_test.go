@@ -6,10 +6,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 
+	"github.com/pizzajoint/mesh/platform/consulreg"
 	"github.com/pizzajoint/mesh/platform/reqid"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
@@ -179,5 +181,30 @@ func TestClientSendsARequestInOneWrite(t *testing.T) {
 		if n := writes.Load(); n != 1 {
 			t.Errorf("a request with a %d-byte body took %d writes, want 1", len(body), n)
 		}
+	}
+}
+
+// Spans exported through the mesh register the upstream on the endpoint's local port; reached directly, none.
+func TestUpstreams(t *testing.T) {
+	for _, tc := range []struct {
+		name, endpoint, upstream string
+		want                     []consulreg.Upstream
+		wantErr                  bool
+	}{
+		{name: "direct", endpoint: "http://127.0.0.1:4318"},
+		{name: "off", upstream: "jaeger"},
+		{name: "through the sidecar", endpoint: "http://127.0.0.1:4318", upstream: "jaeger",
+			want: []consulreg.Upstream{{Service: "jaeger", LocalPort: 4318}}},
+		{name: "localhost", endpoint: "http://localhost:14318/", upstream: "jaeger",
+			want: []consulreg.Upstream{{Service: "jaeger", LocalPort: 14318}}},
+		{name: "no port", endpoint: "http://127.0.0.1", upstream: "jaeger", wantErr: true},
+		{name: "not local", endpoint: "http://jaeger:4318", upstream: "jaeger", wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Config{Endpoint: tc.endpoint, Upstream: tc.upstream}.Upstreams()
+			if (err != nil) != tc.wantErr || !slices.Equal(got, tc.want) {
+				t.Errorf("Upstreams() = %v, %v; want %v (error %v)", got, err, tc.want, tc.wantErr)
+			}
+		})
 	}
 }
