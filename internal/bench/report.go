@@ -223,9 +223,12 @@ func relChange(a, b float64) string {
 	return fmt.Sprintf("%+.0f%%", (r-1)*100)
 }
 
+// succeeded is the orders of the measurement that succeeded: what every per-order figure is divided by.
+func (m Measurement) succeeded() int { return m.Summary.Requests - m.Summary.Errors }
+
 // cpuPerOrder is d per successful order in milliseconds, 0 when none succeeded.
 func cpuPerOrder(d time.Duration, m Measurement) float64 {
-	ok := m.Summary.Requests - m.Summary.Errors
+	ok := m.succeeded()
 	if ok <= 0 {
 		return 0
 	}
@@ -367,7 +370,7 @@ func (r Report) syscallTable(w func(string, ...any)) {
 			w("| %d | %s |", c, setup)
 			for _, comp := range comps {
 				n, ok := m.Syscalls[comp]
-				if done := m.Summary.Requests - m.Summary.Errors; ok && done > 0 {
+				if done := m.succeeded(); ok && done > 0 {
 					w(" %.1f |", float64(n)/float64(done))
 				} else {
 					w(" – |")
@@ -450,7 +453,7 @@ func (r Report) limits(w func(string, ...any)) {
 				strings.Join(parts, ", "), perOrder(total, m))
 			if own := max(m.MachineBusy, total) - m.CPU["bench"]; own > 0 && m.CPU["bench"] > 0 {
 				// What the same cores could carry if the load generator ran elsewhere.
-				perOrderOwn := own.Seconds() / float64(m.Summary.Requests-m.Summary.Errors)
+				perOrderOwn := own.Seconds() / float64(m.succeeded())
 				w(" Without the load generator (%s ms/order) on these cores, the same CPU would carry about %.0f orders/s.",
 					perOrder(m.CPU["bench"], m), float64(r.Machine.Cores)*CPUBound/perOrderOwn)
 			}
@@ -539,7 +542,7 @@ func sum(cpu map[string]time.Duration) (t time.Duration) {
 }
 
 func perOrder(d time.Duration, m Measurement) string {
-	if m.Summary.Requests-m.Summary.Errors <= 0 {
+	if m.succeeded() <= 0 {
 		return "–"
 	}
 	return fmt.Sprintf("%.3f", cpuPerOrder(d, m))

@@ -209,8 +209,7 @@ func measure(ctx context.Context, t *target, self Process, clients, rate int, op
 			_ = p.ResetPeakRSS()
 		}
 	}
-	before, machineBefore := cpuSnapshot(procs)
-	callsBefore := syscallSnapshot(procs)
+	before := takeSnapshot(procs)
 
 	var pwg sync.WaitGroup
 	if profile {
@@ -224,18 +223,17 @@ func measure(ctx context.Context, t *target, self Process, clients, rate int, op
 	}
 	load.Duration = opts.Duration
 	samples := load.Run(ctx, t.setup)
-	after, machineAfter := cpuSnapshot(procs)
-	callsAfter := syscallSnapshot(procs)
+	after := takeSnapshot(procs)
 	pwg.Wait()
 
 	m.Summary = Summarize(samples)
-	for comp, d := range after {
-		m.CPU[comp] = d - before[comp]
+	for comp, d := range after.cpu {
+		m.CPU[comp] = d - before.cpu[comp]
 	}
-	m.MachineBusy = machineAfter.Busy - machineBefore.Busy
+	m.MachineBusy = after.machine.Busy - before.machine.Busy
 	m.Syscalls = map[string]int64{}
-	for comp, n := range callsAfter {
-		if b, ok := callsBefore[comp]; ok {
+	for comp, n := range after.calls {
+		if b, ok := before.calls[comp]; ok {
 			m.Syscalls[comp] = n - b
 		}
 	}
@@ -263,39 +261,37 @@ func profileName(setup, svc string) string {
 	return svc + "-cpu.pprof"
 }
 
-// syscallSnapshot is each component's read and write system calls so far; a component whose /proc/<pid>/io
-// cannot be read (another user's process, without the privilege) is left out rather than undercounted.
-func syscallSnapshot(procs map[string][]Process) map[string]int64 {
-	out := map[string]int64{}
-next:
-	for comp, ps := range procs {
-		var n int64
-		for _, p := range ps {
-			v, err := p.Syscalls()
-			if err != nil {
-				continue next
-			}
-			n += v
-		}
-		out[comp] = n
-	}
-	return out
+// snapshot is what a measurement reads before and after its load: each component's CPU time and read and write
+// system calls so far, and the machine's CPU.
+type snapshot struct {
+	cpu     map[string]time.Duration
+	calls   map[string]int64
+	machine MachineCPU
 }
 
-func cpuSnapshot(procs map[string][]Process) (map[string]time.Duration, MachineCPU) {
-	out := map[string]time.Duration{}
+// takeSnapshot reads every process once. A component whose /proc/<pid>/io cannot be read (another user's
+// process, without the privilege) is left out of calls rather than undercounted.
+func takeSnapshot(procs map[string][]Process) snapshot {
+	sn := snapshot{cpu: map[string]time.Duration{}, calls: map[string]int64{}}
 	for comp, ps := range procs {
+		var n int64
+		callsRead := true
 		for _, p := range ps {
 			if d, err := p.CPUTime(); err == nil {
-				out[comp] += d
+				sn.cpu[comp] += d
 			}
+			v, err := p.Syscalls()
+			callsRead = callsRead && err == nil
+			n += v
+		}
+		if callsRead {
+			sn.calls[comp] = n
 		}
 	}
-	var m MachineCPU
 	if b, err := os.ReadFile("/proc/stat"); err == nil {
-		m, _ = ParseMachineCPU(b)
+		sn.machine, _ = ParseMachineCPU(b)
 	}
-	return out, m
+	return sn
 }
 
 func serviceTarget(setup string, s *stacktest.Stack, debug map[string]string) *target {
