@@ -153,6 +153,12 @@ func TestDatabaseReplicaKilledUnderLoad(t *testing.T) {
 // its Consul agent, its sidecar and order. The restart policy brings each back; order registers again with its
 // agent and the sidecar finds it. Compose runs one order instance, so orders fail until it serves again: the
 // bound is that window (measured by a probe order outside the load) plus one call's timeout.
+//
+// Docker 20.10's restart manager gives up on a member whose restart comes while its pod is still restarting
+// ("Container … is restarting, wait until the container is running"): that member stays exited. Whether it
+// happens is a race on this loaded machine. The README's fault table gives the operator's step, `make run-docker`,
+// which starts what is stopped; the test takes the same step (`up -d --no-deps` of the given-up members, never a
+// recreation) and logs it, and the window it measures includes it.
 func TestOrderPodCrashUnderLoad(t *testing.T) {
 	pod := []string{"order-pod", "order-agent", "order-sidecar", "order"}
 	bound := faultBound{why: "one order instance: no order can be placed until its pod is back"}
@@ -164,6 +170,7 @@ func TestOrderPodCrashUnderLoad(t *testing.T) {
 		}
 		killed := time.Now()
 		var w faultWindow
+		started := map[string]bool{} // members the engine gave up on, started again the operator's way
 		for n := 0; ; n++ {
 			if code, _, err := placeOrder(fmt.Sprintf("%s-%d", prefix, n)); err == nil && code == http.StatusCreated {
 				break
@@ -171,14 +178,42 @@ func TestOrderPodCrashUnderLoad(t *testing.T) {
 			if time.Since(killed) > 3*time.Minute {
 				t.Fatal("orders did not work again within 3 minutes of the pod's crash")
 			}
+			if n%25 == 24 { // every 5 s or so
+				for _, c := range givenUp(t, pod) {
+					t.Logf("the engine gave up restarting %s (its pod was restarting); starting it as make run-docker would", c)
+					st.composeT(t, "up", "-d", "--no-deps", c)
+					started[c] = true
+				}
+			}
 			time.Sleep(200 * time.Millisecond)
 		}
 		// The window in which attempts may fail ("election" in the fault table): until order serves again.
 		w.election = time.Since(killed)
 		for _, c := range pod {
-			waitBack(t, c, before[c], killed.Add(3*time.Minute), func() bool { return true })
+			if !started[c] { // a manual start resets the restart count
+				waitBack(t, c, before[c], killed.Add(3*time.Minute), func() bool { return true })
+			}
 		}
 		w.whole = time.Since(killed)
 		return w
 	})
+}
+
+// givenUp lists the members of a pod (the first name) that are exited while the pod runs: the engine is not
+// bringing them back.
+func givenUp(t *testing.T, pod []string) []string {
+	t.Helper()
+	status := func(c string) string {
+		return strings.TrimSpace(st.cmdT(t, "docker", "inspect", "-f", "{{.State.Status}}", st.container(c)))
+	}
+	if status(pod[0]) != "running" {
+		return nil
+	}
+	var out []string
+	for _, c := range pod[1:] {
+		if status(c) == "exited" {
+			out = append(out, c)
+		}
+	}
+	return out
 }
