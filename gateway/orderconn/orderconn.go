@@ -71,13 +71,9 @@ func Transport(maxConns int, timeout time.Duration) *http.Transport {
 
 // UpstreamPort is the local port the sidecar's upstream "order" listens on: URL's, which must name one.
 func (c Config) UpstreamPort() (int, error) {
-	u, err := url.Parse(c.URL)
+	up, err := consulreg.UpstreamAt("order", c.URL)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("order URL: %w", err)
 	}
-	_, port, err := consulreg.HostPort(u.Host)
-	if err != nil {
-		return 0, fmt.Errorf("order URL %q must name the sidecar upstream's port: %w", c.URL, err)
-	}
-	return port, nil
+	return up.LocalPort, nil
 }

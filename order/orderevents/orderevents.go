@@ -8,8 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -101,13 +99,9 @@ func newMetrics(reg prometheus.Registerer) (eventrelay.Metrics, func()) {
 // Upstreams are the mesh upstreams the event path needs: NATS on the local port of cfg.NATS.URL, through the
 // instance's sidecar.
 func (c Config) Upstreams() ([]consulreg.Upstream, error) {
-	u, err := url.Parse(c.NATS.URL)
+	up, err := consulreg.UpstreamAt("nats", c.NATS.URL)
 	if err != nil {
 		return nil, fmt.Errorf("ORDER_EVENTS_NATS_URL: %w", err)
 	}
-	port, err := strconv.Atoi(u.Port())
-	if err != nil || port <= 0 || port > 65535 {
-		return nil, fmt.Errorf("ORDER_EVENTS_NATS_URL %q: want a local upstream port", c.NATS.URL)
-	}
-	return []consulreg.Upstream{{Service: "nats", LocalPort: port}}, nil
+	return []consulreg.Upstream{up}, nil
 }

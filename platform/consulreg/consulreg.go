@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -258,6 +259,23 @@ func HostPort(addr string) (string, int, error) {
 		host = "127.0.0.1"
 	}
 	return host, port, nil
+}
+
+// UpstreamAt is service as an upstream of the instance's sidecar, listening on the port of rawURL: the local
+// address the instance calls it at (http://127.0.0.1:9191 for order, nats://127.0.0.1:9292 for NATS).
+func UpstreamAt(service, rawURL string) (Upstream, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return Upstream{}, err
+	}
+	_, port, err := HostPort(u.Host)
+	if err == nil && (port <= 0 || port > 65535) {
+		err = fmt.Errorf("port %d out of range", port)
+	}
+	if err != nil {
+		return Upstream{}, fmt.Errorf("%q must name the sidecar upstream's port: %w", rawURL, err)
+	}
+	return Upstream{Service: service, LocalPort: port}, nil
 }
 
 // DefaultID names an instance when the operator did not: service name, host name and port.

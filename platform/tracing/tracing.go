@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -49,15 +48,15 @@ func (c Config) Upstreams() ([]consulreg.Upstream, error) {
 	if c.Upstream == "" || c.Endpoint == "" {
 		return nil, nil
 	}
-	u, err := url.Parse(c.Endpoint)
+	up, err := consulreg.UpstreamAt(c.Upstream, c.Endpoint)
 	if err != nil {
-		return nil, fmt.Errorf("trace endpoint %q: %w", c.Endpoint, err)
+		return nil, fmt.Errorf("trace endpoint: %w", err)
 	}
-	port, err := strconv.Atoi(u.Port())
-	if host := u.Hostname(); err != nil || port <= 0 || port > 65535 || (host != "127.0.0.1" && host != "localhost") {
+	// The sidecar's upstream listens on loopback: a remote host here means the setting is not what it says.
+	if u, _ := url.Parse(c.Endpoint); u.Hostname() != "127.0.0.1" && u.Hostname() != "localhost" {
 		return nil, fmt.Errorf("trace endpoint %q: an upstream of %s is a port on 127.0.0.1", c.Endpoint, c.Upstream)
 	}
-	return []consulreg.Upstream{{Service: c.Upstream, LocalPort: port}}, nil
+	return []consulreg.Upstream{up}, nil
 }
 
 // Tracer is the instrumentation scope of this project's own spans (store, Vault, events).
